@@ -1,0 +1,15 @@
+//! The agent: runs tasks on this host. It resolves each container's image, picks the capacity,
+//! starts the containers in `dependsOn` order, stops the task when an essential container exits,
+//! and reports how every container ended.
+//!
+//! Registration with a controller, heartbeats and stats reports arrive with the control plane.
+//!
+//! Architecture invariant: the agent turns task definitions into capacity-level
+//! [`ContainerSpec`](crate::capacity::ContainerSpec)s; nothing below it sees ECS JSON.
+
+mod task;
+
+pub use task::{
+    ContainerOutcome, ContainerOverride, RunningTask, StopCode, TaskOutcome, TaskRequest,
+    TaskRunner, TaskRunnerConfig, new_task_id,
+};

@@ -1,0 +1,762 @@
+//! One task from start to stop: images, volumes, containers in `dependsOn` order, essential
+//! exits, stop requests, and the outcome of every container.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::capacity::wasm::{WasmCapacity, WasmProgram};
+use crate::capacity::{
+    Capacity, ContainerExit, ContainerHandle, ContainerLog, ContainerSpec, ContainerStats,
+    CpuBudget, Mount, Tee,
+};
+use crate::image;
+use crate::taskdef::{ContainerCondition, ContainerDefinition, TaskDefinition};
+
+/// Exit code reported for an essential container that never started.
+const EXIT_NEVER_STARTED: i32 = 125;
+
+/// How the agent runs tasks.
+#[derive(Debug, Clone)]
+pub struct TaskRunnerConfig {
+    /// Bytes of stdout and stderr kept per container (the oldest output is dropped first).
+    pub log_capacity_bytes: usize,
+    /// Where volumes without a `host.sourcePath` get a directory for the task's lifetime.
+    pub scratch_dir: PathBuf,
+}
+
+/// Starts tasks on this host's capacity.
+pub struct TaskRunner {
+    wasm: Arc<WasmCapacity>,
+    config: TaskRunnerConfig,
+}
+
+/// What to run: a validated task definition and the run's own adjustments.
+#[derive(Debug, Clone)]
+pub struct TaskRequest {
+    pub task_id: String,
+    pub definition: TaskDefinition,
+    pub overrides: Vec<ContainerOverride>,
+    /// Relative image paths are resolved against this directory.
+    pub image_base_dir: PathBuf,
+    /// Whether container output is also copied to this process's terminal.
+    pub tee: Tee,
+}
+
+/// Changes to one container for one run, as ECS's `containerOverrides`.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerOverride {
+    pub name: String,
+    /// Replaces `command`.
+    pub command: Option<Vec<String>>,
+    /// Added to (and overriding) `environment`.
+    pub environment: Vec<(String, String)>,
+    pub cpu: Option<u32>,
+    pub memory: Option<u32>,
+}
+
+/// Why a task stopped, as ECS's `stopCode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopCode {
+    TaskFailedToStart,
+    EssentialContainerExited,
+    UserInitiated,
+}
+
+impl StopCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TaskFailedToStart => "TaskFailedToStart",
+            Self::EssentialContainerExited => "EssentialContainerExited",
+            Self::UserInitiated => "UserInitiated",
+        }
+    }
+}
+
+/// How one container of a stopped task ended.
+#[derive(Debug, Clone)]
+pub struct ContainerOutcome {
+    pub name: String,
+    pub essential: bool,
+    /// `None` when the container never started.
+    pub exit_code: Option<i32>,
+    pub reason: Option<String>,
+    pub stats: ContainerStats,
+    pub log: Arc<ContainerLog>,
+}
+
+/// How a task ended.
+#[derive(Debug, Clone)]
+pub struct TaskOutcome {
+    pub task_id: String,
+    pub stop_code: StopCode,
+    pub stopped_reason: String,
+    pub containers: Vec<ContainerOutcome>,
+    /// The essential container whose exit (or failure to start) ended the task.
+    pub deciding_container: Option<String>,
+}
+
+impl TaskOutcome {
+    /// The exit code of the essential container that ended the task: what `wasmgate run`
+    /// exits with.
+    pub fn exit_code(&self) -> i32 {
+        let deciding = self
+            .deciding_container
+            .as_deref()
+            .and_then(|name| self.containers.iter().find(|c| c.name == name))
+            .or_else(|| self.containers.iter().find(|c| c.essential));
+        deciding.map_or(EXIT_NEVER_STARTED, |c| {
+            c.exit_code.unwrap_or(EXIT_NEVER_STARTED)
+        })
+    }
+
+    pub fn container(&self, name: &str) -> Option<&ContainerOutcome> {
+        self.containers.iter().find(|c| c.name == name)
+    }
+}
+
+/// A stop asked of a whole task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TaskStop {
+    /// Each container gets its `stopTimeout`.
+    Graceful(String),
+    /// Every container is interrupted at once.
+    Now(String),
+}
+
+/// A task that is running in the background.
+pub struct RunningTask {
+    pub task_id: String,
+    stop: watch::Sender<Option<TaskStop>>,
+    outcome: watch::Receiver<Option<TaskOutcome>>,
+    /// The supervisor; kept so the task has an owner. It ends on its own once every container
+    /// has stopped.
+    _supervisor: tokio::task::JoinHandle<()>,
+}
+
+impl RunningTask {
+    /// Asks every container to stop within its `stopTimeout` (ECS's StopTask).
+    pub fn stop(&self, reason: impl Into<String>) {
+        let reason = reason.into();
+        self.stop.send_if_modified(|current| match current {
+            None => {
+                *current = Some(TaskStop::Graceful(reason));
+                true
+            }
+            Some(_) => false,
+        });
+    }
+
+    /// Interrupts every container now.
+    pub fn kill(&self, reason: impl Into<String>) {
+        self.stop.send_replace(Some(TaskStop::Now(reason.into())));
+    }
+
+    /// Waits for the task to stop. May be called any number of times.
+    pub async fn wait(&self) -> TaskOutcome {
+        let mut outcome = self.outcome.clone();
+        let reported = outcome
+            .wait_for(Option::is_some)
+            .await
+            .ok()
+            .and_then(|o| o.clone());
+        reported.unwrap_or_else(|| TaskOutcome {
+            task_id: self.task_id.clone(),
+            stop_code: StopCode::TaskFailedToStart,
+            stopped_reason: "InternalError: the task's supervisor ended without an outcome".into(),
+            containers: Vec::new(),
+            deciding_container: None,
+        })
+    }
+
+    /// The outcome, if the task has stopped.
+    pub fn try_outcome(&self) -> Option<TaskOutcome> {
+        self.outcome.borrow().clone()
+    }
+}
+
+/// A fresh task id: 32 hex digits, as ECS's.
+pub fn new_task_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let seed = format!(
+        "{}-{}-{}",
+        nanos.as_nanos(),
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    crate::capacity::wasm::sha256_hex(seed.as_bytes())[..32].to_string()
+}
+
+impl TaskRunner {
+    pub fn new(wasm: Arc<WasmCapacity>, config: TaskRunnerConfig) -> Self {
+        Self { wasm, config }
+    }
+
+    pub fn wasm(&self) -> &Arc<WasmCapacity> {
+        &self.wasm
+    }
+
+    /// Starts a task in the background.
+    pub fn start(self: &Arc<Self>, request: TaskRequest) -> RunningTask {
+        let (stop, stop_rx) = watch::channel(None);
+        let task_id = request.task_id.clone();
+        let span = tracing::info_span!(
+            "task",
+            task_id = %request.task_id,
+            family = %request.definition.spec.family,
+        );
+        let runner = self.clone();
+        let (outcome_tx, outcome) = watch::channel(None);
+        let supervisor = tokio::spawn(
+            async move {
+                let outcome = runner.run(request, stop_rx).await;
+                outcome_tx.send_replace(Some(outcome));
+            }
+            .instrument(span),
+        );
+        RunningTask {
+            task_id,
+            stop,
+            outcome,
+            _supervisor: supervisor,
+        }
+    }
+
+    async fn run(
+        &self,
+        request: TaskRequest,
+        stop: watch::Receiver<Option<TaskStop>>,
+    ) -> TaskOutcome {
+        let containers = &request.definition.spec.container_definitions;
+        let logs: Vec<Arc<ContainerLog>> = containers
+            .iter()
+            .map(|_| {
+                Arc::new(ContainerLog::new(
+                    self.config.log_capacity_bytes,
+                    request.tee,
+                ))
+            })
+            .collect();
+        let scratch = self.config.scratch_dir.join(&request.task_id);
+        let prepared = match self.prepare(&request, &scratch, &logs).await {
+            Ok(prepared) => prepared,
+            Err(failure) => {
+                remove_scratch(&scratch);
+                return failed_to_start(&request, &logs, failure);
+            }
+        };
+        tracing::info!(containers = containers.len(), "task starting");
+        let outcome = Launch::new(&request, &self.wasm, prepared, logs)
+            .run(stop)
+            .await;
+        remove_scratch(&scratch);
+        tracing::info!(
+            stop_code = outcome.stop_code.as_str(),
+            reason = %outcome.stopped_reason,
+            exit_code = outcome.exit_code(),
+            "task stopped"
+        );
+        outcome
+    }
+
+    /// Resolves every image and volume and builds every container's spec; the task does not
+    /// start unless all of them succeed.
+    async fn prepare(
+        &self,
+        request: &TaskRequest,
+        scratch: &Path,
+        logs: &[Arc<ContainerLog>],
+    ) -> Result<Vec<(Arc<WasmProgram>, ContainerSpec)>, StartFailure> {
+        let definition = &request.definition;
+        let volumes = volume_dirs(definition, scratch)?;
+        let task_cpu = definition
+            .cpu_units
+            .map(|units| Arc::new(CpuBudget::new(units)));
+        let mut prepared = Vec::new();
+        for (index, container) in definition.spec.container_definitions.iter().enumerate() {
+            let image = image::resolve(&container.image, &request.image_base_dir).map_err(|e| {
+                StartFailure::new(&container.name, format!("CannotPullContainerError: {e}"))
+            })?;
+            let program = self.wasm.prepare(image.bytes.clone()).await.map_err(|e| {
+                StartFailure::new(
+                    &container.name,
+                    format!("CannotStartContainerError: {}: {e}", container.image),
+                )
+            })?;
+            let overrides = request.overrides.iter().find(|o| o.name == container.name);
+            let spec = container_spec(
+                &request.task_id,
+                definition,
+                container,
+                overrides,
+                &volumes,
+                task_cpu.clone(),
+                logs[index].clone(),
+            );
+            prepared.push((program, spec));
+        }
+        Ok(prepared)
+    }
+}
+
+/// Why a task could not start, and which container it was about.
+struct StartFailure {
+    container: String,
+    reason: String,
+}
+
+impl StartFailure {
+    fn new(container: &str, reason: String) -> Self {
+        Self {
+            container: container.to_string(),
+            reason,
+        }
+    }
+}
+
+fn failed_to_start(
+    request: &TaskRequest,
+    logs: &[Arc<ContainerLog>],
+    failure: StartFailure,
+) -> TaskOutcome {
+    tracing::warn!(container = %failure.container, reason = %failure.reason, "task failed to start");
+    let containers = request
+        .definition
+        .spec
+        .container_definitions
+        .iter()
+        .zip(logs)
+        .map(|(c, log)| ContainerOutcome {
+            name: c.name.clone(),
+            essential: c.is_essential(),
+            exit_code: None,
+            reason: (c.name == failure.container).then(|| failure.reason.clone()),
+            stats: ContainerStats::default(),
+            log: log.clone(),
+        })
+        .collect();
+    TaskOutcome {
+        task_id: request.task_id.clone(),
+        stop_code: StopCode::TaskFailedToStart,
+        stopped_reason: failure.reason,
+        containers,
+        deciding_container: Some(failure.container),
+    }
+}
+
+/// The host directory of every declared volume: its `host.sourcePath`, or a fresh directory
+/// under the task's scratch space.
+fn volume_dirs(
+    definition: &TaskDefinition,
+    scratch: &Path,
+) -> Result<HashMap<String, PathBuf>, StartFailure> {
+    let mut dirs = HashMap::new();
+    for volume in &definition.spec.volumes {
+        let Some(name) = &volume.name else { continue };
+        let failure = |why: String| StartFailure {
+            container: String::new(),
+            reason: format!("ResourceInitializationError: volume \"{name}\": {why}"),
+        };
+        let dir = match volume.host.as_ref().and_then(|h| h.source_path.as_deref()) {
+            Some(source) => {
+                let path = PathBuf::from(source);
+                if !path.is_dir() {
+                    return Err(failure(format!(
+                        "sourcePath {source} is not a directory on this host"
+                    )));
+                }
+                path
+            }
+            None => {
+                let path = scratch.join("volumes").join(name);
+                std::fs::create_dir_all(&path)
+                    .map_err(|e| failure(format!("cannot create {}: {e}", path.display())))?;
+                path
+            }
+        };
+        dirs.insert(name.clone(), dir);
+    }
+    Ok(dirs)
+}
+
+fn remove_scratch(scratch: &Path) {
+    if scratch.exists()
+        && let Err(error) = std::fs::remove_dir_all(scratch)
+    {
+        tracing::warn!(path = %scratch.display(), %error, "cannot remove the task's scratch space");
+    }
+}
+
+/// Translates one container definition (plus this run's overrides) into a capacity spec.
+fn container_spec(
+    task_id: &str,
+    definition: &TaskDefinition,
+    container: &ContainerDefinition,
+    overrides: Option<&ContainerOverride>,
+    volumes: &HashMap<String, PathBuf>,
+    task_cpu: Option<Arc<CpuBudget>>,
+    log: Arc<ContainerLog>,
+) -> ContainerSpec {
+    // argv[0] is the container's name: a Wasm image is the program itself, so entryPoint and
+    // command are its arguments, as `wasmtime run app.wasm ARGS` gives argv[0] = the module.
+    let command = overrides
+        .and_then(|o| o.command.clone())
+        .unwrap_or_else(|| container.command.clone());
+    let argv = std::iter::once(container.name.clone())
+        .chain(container.entry_point.iter().cloned())
+        .chain(command)
+        .collect();
+
+    let mut env: Vec<(String, String)> = container
+        .environment
+        .iter()
+        .filter_map(|kv| Some((kv.name.clone()?, kv.value.clone().unwrap_or_default())))
+        .collect();
+    for (name, value) in overrides
+        .map(|o| o.environment.as_slice())
+        .unwrap_or_default()
+    {
+        env.retain(|(existing, _)| existing != name);
+        env.push((name.clone(), value.clone()));
+    }
+
+    let mounts = container
+        .mount_points
+        .iter()
+        .filter_map(|mount| {
+            let host_path = volumes.get(mount.source_volume.as_deref()?)?.clone();
+            Some(Mount {
+                host_path,
+                container_path: mount.container_path.clone()?,
+                read_only: mount.read_only.unwrap_or(false),
+            })
+        })
+        .collect();
+
+    // The hard limit: the container's memory, else the task's.
+    let memory_mib = overrides
+        .and_then(|o| o.memory)
+        .or(container.memory)
+        .or(definition.memory_mib);
+    let container_cpu = overrides
+        .and_then(|o| o.cpu)
+        .or(container.cpu)
+        .filter(|units| *units > 0);
+    let cpu_budgets = container_cpu
+        .map(|units| Arc::new(CpuBudget::new(units)))
+        .into_iter()
+        .chain(task_cpu)
+        .collect();
+
+    ContainerSpec {
+        task_id: task_id.to_string(),
+        name: container.name.clone(),
+        argv,
+        env,
+        working_dir: container.working_directory.clone(),
+        mounts,
+        memory_limit_bytes: memory_mib.map(|mib| u64::from(mib) << 20),
+        cpu_budgets,
+        log,
+    }
+}
+
+/// Where each container is in its life.
+enum Slot {
+    Waiting,
+    Running(ContainerHandle),
+    Exited(ContainerExit, ContainerStats),
+    NeverStarted(String),
+}
+
+/// Whether a waiting container may start.
+enum Readiness {
+    Ready,
+    NotYet,
+    Never(String),
+}
+
+/// The containers of one task, launched in dependency order and supervised until all stop.
+struct Launch<'a> {
+    request: &'a TaskRequest,
+    wasm: &'a WasmCapacity,
+    prepared: Vec<(Arc<WasmProgram>, ContainerSpec)>,
+    logs: Vec<Arc<ContainerLog>>,
+    slots: Vec<Slot>,
+    /// Set once the task is stopping: why, and which essential container decided it.
+    stopping: Option<(StopCode, String, Option<String>)>,
+}
+
+impl<'a> Launch<'a> {
+    fn new(
+        request: &'a TaskRequest,
+        wasm: &'a WasmCapacity,
+        prepared: Vec<(Arc<WasmProgram>, ContainerSpec)>,
+        logs: Vec<Arc<ContainerLog>>,
+    ) -> Self {
+        let slots = prepared.iter().map(|_| Slot::Waiting).collect();
+        Self {
+            request,
+            wasm,
+            prepared,
+            logs,
+            slots,
+            stopping: None,
+        }
+    }
+
+    fn definitions(&self) -> &'a [ContainerDefinition] {
+        &self.request.definition.spec.container_definitions
+    }
+
+    async fn run(mut self, mut stop: watch::Receiver<Option<TaskStop>>) -> TaskOutcome {
+        let mut exits: JoinSet<(usize, ContainerExit, ContainerStats)> = JoinSet::new();
+        let mut listening_for_stop = true;
+        loop {
+            self.start_ready_containers(&mut exits);
+            if exits.is_empty() {
+                break;
+            }
+            tokio::select! {
+                Some(joined) = exits.join_next() => {
+                    if let Ok((index, exit, stats)) = joined {
+                        self.on_exit(index, exit, stats);
+                    }
+                }
+                changed = stop.changed(), if listening_for_stop => {
+                    if changed.is_err() {
+                        // The RunningTask was dropped: nobody can stop us any more.
+                        listening_for_stop = false;
+                        continue;
+                    }
+                    let request = stop.borrow_and_update().clone();
+                    if let Some(request) = request {
+                        self.on_stop_request(request);
+                    }
+                }
+            }
+        }
+        self.finish()
+    }
+
+    /// Starts every waiting container whose dependencies are met; gives up on those whose
+    /// dependencies can no longer be met.
+    fn start_ready_containers(
+        &mut self,
+        exits: &mut JoinSet<(usize, ContainerExit, ContainerStats)>,
+    ) {
+        // Starting one container can make another ready, so repeat until nothing changes.
+        loop {
+            let mut changed = false;
+            for index in 0..self.slots.len() {
+                if !matches!(self.slots[index], Slot::Waiting) {
+                    continue;
+                }
+                if let Some((_, reason, _)) = &self.stopping {
+                    self.slots[index] = Slot::NeverStarted(format!(
+                        "the task stopped before it started ({reason})"
+                    ));
+                    changed = true;
+                    continue;
+                }
+                match self.readiness(index) {
+                    Readiness::NotYet => {}
+                    Readiness::Ready => {
+                        self.start_container(index, exits);
+                        changed = true;
+                    }
+                    Readiness::Never(reason) => {
+                        self.slots[index] = Slot::NeverStarted(reason.clone());
+                        self.on_never_started(index, reason);
+                        changed = true;
+                    }
+                }
+            }
+            if !changed {
+                return;
+            }
+        }
+    }
+
+    fn readiness(&self, index: usize) -> Readiness {
+        let definitions = self.definitions();
+        for dependency in &definitions[index].depends_on {
+            let Some(target) = definitions
+                .iter()
+                .position(|c| c.name == dependency.container_name)
+            else {
+                continue;
+            };
+            let name = &dependency.container_name;
+            let condition = dependency.condition;
+            let met = match (&self.slots[target], condition) {
+                (Slot::Waiting, _) => return Readiness::NotYet,
+                (Slot::NeverStarted(_), _) => {
+                    return Readiness::Never(format!(
+                        "DependencyNeverMet: container \"{name}\" never started ({})",
+                        condition.as_str()
+                    ));
+                }
+                // Wasm containers have no health checks yet: HEALTHY is met once it runs.
+                (Slot::Running(_), ContainerCondition::Start | ContainerCondition::Healthy) => true,
+                (Slot::Running(_), _) => false,
+                (Slot::Exited(..), ContainerCondition::Start | ContainerCondition::Complete) => {
+                    true
+                }
+                (Slot::Exited(exit, _), ContainerCondition::Success) if exit.exit_code == 0 => true,
+                (Slot::Exited(exit, _), ContainerCondition::Success) => {
+                    return Readiness::Never(format!(
+                        "DependencyNeverMet: container \"{name}\" exited with {} (SUCCESS \
+                         needs 0)",
+                        exit.exit_code
+                    ));
+                }
+                (Slot::Exited(..), ContainerCondition::Healthy) => {
+                    return Readiness::Never(format!(
+                        "DependencyNeverMet: container \"{name}\" exited before it was healthy"
+                    ));
+                }
+            };
+            if !met {
+                return Readiness::NotYet;
+            }
+        }
+        Readiness::Ready
+    }
+
+    fn start_container(
+        &mut self,
+        index: usize,
+        exits: &mut JoinSet<(usize, ContainerExit, ContainerStats)>,
+    ) {
+        let (program, spec) = &self.prepared[index];
+        tracing::info!(container = %spec.name, digest = %program.digest, "starting container");
+        match self.wasm.start(program, spec.clone()) {
+            Ok(handle) => {
+                let waiter = handle.clone();
+                exits.spawn(async move {
+                    let exit = waiter.wait().await;
+                    (index, exit, waiter.stats())
+                });
+                self.slots[index] = Slot::Running(handle);
+            }
+            Err(error) => {
+                let reason = format!("CannotStartContainerError: {error}");
+                self.slots[index] = Slot::NeverStarted(reason.clone());
+                self.on_never_started(index, reason);
+            }
+        }
+    }
+
+    fn on_exit(&mut self, index: usize, exit: ContainerExit, stats: ContainerStats) {
+        let definition = &self.definitions()[index];
+        tracing::info!(container = %definition.name, exit_code = exit.exit_code, "container exited");
+        self.slots[index] = Slot::Exited(exit, stats);
+        if definition.is_essential() && self.stopping.is_none() {
+            self.begin_stopping(
+                StopCode::EssentialContainerExited,
+                "Essential container in task exited".to_string(),
+                Some(definition.name.clone()),
+                None,
+            );
+        }
+    }
+
+    fn on_never_started(&mut self, index: usize, reason: String) {
+        let definition = &self.definitions()[index];
+        if definition.is_essential() && self.stopping.is_none() {
+            self.begin_stopping(
+                StopCode::TaskFailedToStart,
+                reason,
+                Some(definition.name.clone()),
+                None,
+            );
+        }
+    }
+
+    fn on_stop_request(&mut self, request: TaskStop) {
+        let (reason, grace) = match request {
+            TaskStop::Graceful(reason) => (reason, None),
+            TaskStop::Now(reason) => (reason, Some(Duration::ZERO)),
+        };
+        if self.stopping.is_none() {
+            self.begin_stopping(StopCode::UserInitiated, reason, None, grace);
+        } else if let Some(grace) = grace {
+            self.stop_running(Some(grace));
+        }
+    }
+
+    /// Marks the task as stopping and asks every running container to stop, each with its own
+    /// `stopTimeout` unless `grace` overrides it.
+    fn begin_stopping(
+        &mut self,
+        code: StopCode,
+        reason: String,
+        deciding: Option<String>,
+        grace: Option<Duration>,
+    ) {
+        tracing::info!(stop_code = code.as_str(), %reason, "task stopping");
+        self.stopping = Some((code, reason, deciding));
+        self.stop_running(grace);
+    }
+
+    fn stop_running(&self, grace: Option<Duration>) {
+        for (slot, definition) in self.slots.iter().zip(self.definitions()) {
+            if let Slot::Running(handle) = slot {
+                let grace =
+                    grace.unwrap_or(Duration::from_secs(definition.stop_timeout_secs().into()));
+                handle.stop(grace);
+            }
+        }
+    }
+
+    fn finish(self) -> TaskOutcome {
+        let (stop_code, stopped_reason, deciding_container) = self.stopping.unwrap_or((
+            StopCode::EssentialContainerExited,
+            "Essential container in task exited".to_string(),
+            None,
+        ));
+        let containers = self
+            .slots
+            .into_iter()
+            .zip(self.request.definition.spec.container_definitions.iter())
+            .zip(self.logs)
+            .map(|((slot, definition), log)| {
+                let (exit_code, reason, stats) = match slot {
+                    Slot::Exited(exit, stats) => (Some(exit.exit_code), exit.reason, stats),
+                    Slot::NeverStarted(reason) => (None, Some(reason), ContainerStats::default()),
+                    // Unreachable once the loop ends; reported honestly if it ever happens.
+                    Slot::Waiting | Slot::Running(_) => (
+                        None,
+                        Some("InternalError: left unfinished".into()),
+                        ContainerStats::default(),
+                    ),
+                };
+                ContainerOutcome {
+                    name: definition.name.clone(),
+                    essential: definition.is_essential(),
+                    exit_code,
+                    reason,
+                    stats,
+                    log,
+                }
+            })
+            .collect();
+        TaskOutcome {
+            task_id: self.request.task_id.clone(),
+            stop_code,
+            stopped_reason,
+            containers,
+            deciding_container,
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Capacity: the places a container can run. `wasm` runs a Wasm image in a wasmtime sandbox
+//! inside this process; `container` (a later issue) will delegate an OCI image to runc.
+//!
+//! Both kinds implement [`Capacity`] and hand back the same plain [`ContainerHandle`], so the
+//! agent treats them alike: prepare an image once, start containers from it, stop them with a
+//! grace period, wait for their exit, read their stats.
+//!
+//! Architecture invariant: capacity never touches the store and knows nothing of ECS JSON. It
+//! takes a [`ContainerSpec`] (argv, env, mounts, limits) and reports exits and numbers.
+
+mod cpu;
+mod handle;
+mod log;
+pub mod wasm;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use cpu::CpuBudget;
+pub use handle::{ContainerExit, ContainerHandle, ContainerStats, StatsCell, StopRequest};
+pub use log::{ContainerLog, LogChunk, LogStream, Tee};
+
+/// Which kind of capacity runs a container; chosen from the image's bytes or media type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapacityKind {
+    Wasm,
+    Container,
+}
+
+impl CapacityKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Wasm => "wasm",
+            Self::Container => "container",
+        }
+    }
+}
+
+/// Everything a capacity needs to start one container. Built by the agent from a task
+/// definition; nothing here is ECS-shaped.
+#[derive(Debug, Clone)]
+pub struct ContainerSpec {
+    /// The task this container belongs to (for logs and spans).
+    pub task_id: String,
+    /// The container's name within its task.
+    pub name: String,
+    /// The program's argv, `argv[0]` included.
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// The initial working directory inside the sandbox.
+    pub working_dir: Option<String>,
+    pub mounts: Vec<Mount>,
+    /// Hard cap on the bytes of memory (linear memories and tables) the container may hold.
+    pub memory_limit_bytes: Option<u64>,
+    /// CPU budgets the container draws from: its own, and the task's shared one.
+    pub cpu_budgets: Vec<Arc<CpuBudget>>,
+    /// Where stdout and stderr go.
+    pub log: Arc<ContainerLog>,
+}
+
+/// A host directory made visible inside the container.
+#[derive(Debug, Clone)]
+pub struct Mount {
+    pub host_path: PathBuf,
+    pub container_path: String,
+    pub read_only: bool,
+}
+
+/// Why a capacity could not prepare an image or start a container. The message says what was
+/// wrong in terms a user can act on; the agent prefixes the ECS error class.
+#[derive(Debug, thiserror::Error)]
+pub enum CapacityError {
+    /// The image's bytes are not something this capacity can run.
+    #[error("{0}")]
+    UnsupportedImage(String),
+    /// The image is the right kind but does not compile or link.
+    #[error("{0}")]
+    InvalidImage(String),
+    /// Setting up the sandbox failed (a mount, a thread, the pool).
+    #[error("{0}")]
+    Start(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A kind of place to run containers.
+pub trait Capacity: Send + Sync + 'static {
+    /// An image made ready to start: compiled, linked, unpacked. Shared by every container
+    /// started from it.
+    type Program: Send + Sync + 'static;
+
+    /// Makes an image ready to start. Expensive work happens here, once per image.
+    fn prepare(
+        &self,
+        image: Arc<[u8]>,
+    ) -> impl Future<Output = Result<Arc<Self::Program>, CapacityError>> + Send;
+
+    /// Starts one container. Cheap: the container runs in the background and reports through
+    /// the returned handle.
+    fn start(
+        &self,
+        program: &Arc<Self::Program>,
+        spec: ContainerSpec,
+    ) -> Result<ContainerHandle, CapacityError>;
+}

@@ -1,0 +1,197 @@
+//! The Wasm capacity: WASI preview 1 modules and preview 2 command components, run in wasmtime
+//! inside this process.
+//!
+//! Expensive work happens once per image in [`WasmCapacity::prepare`]: hash, compile (or load the
+//! cached artifact), link, `instantiate_pre`. Starting a container is cheap: a thread, a `Store`
+//! with the container's limits, an instantiation from the pre-linked program.
+//!
+//! Architecture invariant: one `Engine` and one epoch ticker serve every guest; a guest's
+//! limits live on its own `Store`, never on the engine.
+
+mod artifact;
+mod engine;
+mod limits;
+mod run;
+mod sandbox;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::OnceCell;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::bindings::CommandPre;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+pub use artifact::{CacheOutcome, WasmKind, sha256_hex};
+pub use engine::{EngineSettings, PoolingChoice, SharedEngine};
+
+use crate::capacity::{Capacity, CapacityError, ContainerHandle, ContainerSpec};
+use artifact::{ArtifactCache, Compiled};
+use limits::MemoryLimiter;
+
+/// The data of a guest's `Store`: its WASI context (preview 1 or 2) and its memory limiter.
+pub struct GuestState<W> {
+    wasi: W,
+    limiter: MemoryLimiter,
+}
+
+/// The WASI preview 2 context and the resource table it needs.
+pub struct P2Wasi {
+    ctx: WasiCtx,
+    table: ResourceTable,
+}
+
+impl WasiView for GuestState<P2Wasi> {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi.ctx,
+            table: &mut self.wasi.table,
+        }
+    }
+}
+
+/// A Wasm image made ready to start: compiled and linked once, instantiated per container.
+pub struct WasmProgram {
+    /// `sha256:<hex>` of the Wasm bytes.
+    pub digest: String,
+    pub kind: WasmKind,
+    /// Whether preparing it compiled the bytes or found the artifact on disk.
+    pub cache: CacheOutcome,
+    pre: ProgramPre,
+}
+
+enum ProgramPre {
+    Core(wasmtime::InstancePre<GuestState<WasiP1Ctx>>),
+    Component(CommandPre<GuestState<P2Wasi>>),
+}
+
+/// Where compiled artifacts are cached and how the engine is built.
+#[derive(Debug, Clone, Default)]
+pub struct WasmCapacityConfig {
+    pub engine: EngineSettings,
+    /// Directory for compiled artifacts; `None` keeps nothing on disk.
+    pub artifact_dir: Option<PathBuf>,
+}
+
+/// Runs Wasm containers. One per process.
+pub struct WasmCapacity {
+    shared: SharedEngine,
+    artifacts: ArtifactCache,
+    core_linker: wasmtime::Linker<GuestState<WasiP1Ctx>>,
+    component_linker: wasmtime::component::Linker<GuestState<P2Wasi>>,
+    /// Programs already prepared in this process, by digest; one preparation per digest even
+    /// when several tasks ask at once.
+    programs: Mutex<HashMap<String, Arc<OnceCell<Arc<WasmProgram>>>>>,
+}
+
+impl WasmCapacity {
+    pub fn new(config: &WasmCapacityConfig) -> Result<Self, CapacityError> {
+        let shared = SharedEngine::new(&config.engine)?;
+        let link_error =
+            |e: wasmtime::Error| CapacityError::Start(format!("cannot link WASI: {e}"));
+
+        let mut core_linker = wasmtime::Linker::new(&shared.engine);
+        wasmtime_wasi::p1::add_to_linker_async(&mut core_linker, |state: &mut GuestState<_>| {
+            &mut state.wasi
+        })
+        .map_err(link_error)?;
+
+        let mut component_linker = wasmtime::component::Linker::new(&shared.engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut component_linker).map_err(link_error)?;
+
+        Ok(Self {
+            artifacts: ArtifactCache::new(&shared.engine, config.artifact_dir.clone()),
+            shared,
+            core_linker,
+            component_linker,
+            programs: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The engine every guest runs on.
+    pub fn engine(&self) -> &SharedEngine {
+        &self.shared
+    }
+
+    fn link(&self, compiled: Compiled) -> Result<ProgramPre, CapacityError> {
+        let cannot_link = |e: wasmtime::Error| CapacityError::InvalidImage(format!("{e:#}"));
+        match compiled {
+            Compiled::Module(module) => {
+                if module.get_export("_start").is_none() {
+                    return Err(CapacityError::InvalidImage(
+                        "the module exports no `_start`: it is not a WASI command".into(),
+                    ));
+                }
+                let pre = self
+                    .core_linker
+                    .instantiate_pre(&module)
+                    .map_err(cannot_link)?;
+                Ok(ProgramPre::Core(pre))
+            }
+            Compiled::Component(component) => {
+                let pre = self
+                    .component_linker
+                    .instantiate_pre(&component)
+                    .map_err(cannot_link)?;
+                let pre = CommandPre::new(pre).map_err(|e| {
+                    CapacityError::InvalidImage(format!(
+                        "the component does not export wasi:cli/run, so it is not a command: {e}"
+                    ))
+                })?;
+                Ok(ProgramPre::Component(pre))
+            }
+        }
+    }
+
+    fn prepare_blocking(&self, bytes: &[u8], digest: String) -> Result<WasmProgram, CapacityError> {
+        let kind = WasmKind::detect(bytes)?;
+        let hex = digest.trim_start_matches("sha256:");
+        let (compiled, cache) =
+            self.artifacts
+                .load_or_compile(&self.shared.engine, hex, kind, bytes)?;
+        let pre = self.link(compiled)?;
+        tracing::debug!(%digest, ?kind, ?cache, "program prepared");
+        Ok(WasmProgram {
+            digest,
+            kind,
+            cache,
+            pre,
+        })
+    }
+}
+
+impl Capacity for WasmCapacity {
+    type Program = WasmProgram;
+
+    async fn prepare(&self, image: Arc<[u8]>) -> Result<Arc<WasmProgram>, CapacityError> {
+        let digest = format!("sha256:{}", sha256_hex(&image));
+        let cell = {
+            let mut programs = self.programs.lock().unwrap_or_else(|p| p.into_inner());
+            programs.entry(digest.clone()).or_default().clone()
+        };
+        let program = cell
+            .get_or_try_init(|| async {
+                // Compilation is CPU-bound for up to seconds: tell a multi-threaded runtime to
+                // move other work off this worker meanwhile.
+                let prepare = || self.prepare_blocking(&image, digest.clone()).map(Arc::new);
+                match tokio::runtime::Handle::current().runtime_flavor() {
+                    tokio::runtime::RuntimeFlavor::MultiThread => {
+                        tokio::task::block_in_place(prepare)
+                    }
+                    _ => prepare(),
+                }
+            })
+            .await?;
+        Ok(program.clone())
+    }
+
+    fn start(
+        &self,
+        program: &Arc<WasmProgram>,
+        spec: ContainerSpec,
+    ) -> Result<ContainerHandle, CapacityError> {
+        run::spawn_guest(self.shared.engine.clone(), program.clone(), spec)
+    }
+}

@@ -1,0 +1,366 @@
+//! One guest's life: its own thread, a `Store` with its limits, instantiation from the
+//! pre-linked program, the run, and the exit with its reason.
+//!
+//! Each guest runs on a thread of its own (driving a single-threaded tokio runtime for its async
+//! WASI calls), so its CPU time is that thread's CPU clock, a spinning guest never starves
+//! another, and a stop can interrupt it at the next epoch tick or while it waits on the host.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+use wasmtime::{Engine, Store, Trap, UpdateDeadline, WasmBacktrace};
+use wasmtime_wasi::I32Exit;
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::bindings::CommandPre;
+
+use super::limits::{Denial, MemoryLimiter};
+use super::{GuestState, P2Wasi, ProgramPre, WasmProgram, sandbox};
+use crate::capacity::handle::HandleParts;
+use crate::capacity::{
+    CapacityError, ContainerExit, ContainerHandle, ContainerLog, ContainerSpec, CpuBudget,
+    StatsCell, StopRequest,
+};
+
+/// Exit code of a guest that trapped (as a process killed by SIGABRT).
+pub const EXIT_TRAP: i32 = 134;
+/// Exit code of a guest stopped for memory, or interrupted after its grace period (SIGKILL).
+pub const EXIT_KILLED: i32 = 137;
+/// Exit code of a guest that could not be started (as Docker's).
+pub const EXIT_CANNOT_START: i32 = 125;
+
+/// Starts the guest on its own thread and returns its handle.
+pub(super) fn spawn_guest(
+    engine: Engine,
+    program: Arc<WasmProgram>,
+    spec: ContainerSpec,
+) -> Result<ContainerHandle, CapacityError> {
+    let (handle, parts) = ContainerHandle::new();
+    let span = tracing::info_span!(
+        "container",
+        task_id = %spec.task_id,
+        container = %spec.name,
+        digest = %program.digest,
+    );
+    std::thread::Builder::new()
+        .name(format!("wasm-{}", spec.name))
+        .spawn(move || {
+            let _entered = span.enter();
+            let HandleParts { stop, exit, stats } = parts;
+            let outcome = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => runtime.block_on(supervise(&engine, &program, &spec, stop, &stats)),
+                Err(e) => ContainerExit::with_reason(
+                    EXIT_CANNOT_START,
+                    format!("CannotStartContainerError: cannot start the guest's runtime: {e}"),
+                ),
+            };
+            stats.set_cpu(thread_cpu_time());
+            tracing::info!(exit_code = outcome.exit_code, reason = ?outcome.reason, "container exited");
+            exit.send_replace(Some(outcome));
+        })
+        .map_err(|e| CapacityError::Start(format!("cannot spawn the guest's thread: {e}")))?;
+    Ok(handle)
+}
+
+/// Runs the guest until it exits, or until a stop request's grace period runs out.
+async fn supervise(
+    engine: &Engine,
+    program: &WasmProgram,
+    spec: &ContainerSpec,
+    mut stop: watch::Receiver<Option<StopRequest>>,
+    stats: &Arc<StatsCell>,
+) -> ContainerExit {
+    // The guest's stdin: end of file is its signal to stop.
+    let (guest_stdin, stop_signal) = tokio::io::duplex(64);
+    let guest = run_guest(engine, program, spec, guest_stdin, stats.clone());
+    tokio::pin!(guest);
+
+    let first = tokio::select! {
+        exit = &mut guest => return exit,
+        request = next_stop(&mut stop) => request,
+    };
+    drop(stop_signal);
+    tracing::info!(grace = ?first.grace, "stop requested: stdin closed");
+    let mut grace = first.grace;
+    let mut deadline = Instant::now() + first.grace;
+    loop {
+        tokio::select! {
+            exit = &mut guest => return exit,
+            () = tokio::time::sleep_until(deadline) => {
+                tracing::info!("grace period over: interrupting the guest");
+                return ContainerExit::with_reason(
+                    EXIT_KILLED,
+                    format!(
+                        "StopTimeout: the guest did not exit within {} of the stop request and \
+                         was interrupted",
+                        describe_duration(grace)
+                    ),
+                );
+            }
+            request = next_stop(&mut stop) => {
+                let sooner = Instant::now() + request.grace;
+                if sooner < deadline {
+                    deadline = sooner;
+                    grace = request.grace;
+                }
+            }
+        }
+    }
+}
+
+/// The next stop request; never resolves once nobody can send one.
+async fn next_stop(stop: &mut watch::Receiver<Option<StopRequest>>) -> StopRequest {
+    loop {
+        if let Some(request) = *stop.borrow_and_update() {
+            return request;
+        }
+        if stop.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+}
+
+/// A guest's failure and whether it happened before its first instruction.
+struct GuestError {
+    phase: Phase,
+    error: wasmtime::Error,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Instantiate,
+    Run,
+}
+
+async fn run_guest(
+    engine: &Engine,
+    program: &WasmProgram,
+    spec: &ContainerSpec,
+    stdin: tokio::io::DuplexStream,
+    stats: Arc<StatsCell>,
+) -> ContainerExit {
+    let mut builder = match sandbox::wasi_builder(spec, stdin) {
+        Ok(builder) => builder,
+        Err(error) => {
+            return ContainerExit::with_reason(
+                EXIT_CANNOT_START,
+                format!("CannotStartContainerError: {error}"),
+            );
+        }
+    };
+    // This thread belongs to the guest alone: blocking file I/O may run on it directly.
+    builder.allow_blocking_current_thread(true);
+    let limiter = MemoryLimiter::new(spec.memory_limit_bytes, stats.clone());
+    let meter = CpuMeter::new(spec.cpu_budgets.clone(), stats);
+    let (result, denial) = match &program.pre {
+        ProgramPre::Core(pre) => {
+            let mut store = new_store(engine, builder.build_p1(), limiter, meter);
+            let result = run_core(&mut store, pre).await;
+            (result, store.data().limiter.denial())
+        }
+        ProgramPre::Component(pre) => {
+            let wasi = P2Wasi {
+                ctx: builder.build(),
+                table: Default::default(),
+            };
+            let mut store = new_store(engine, wasi, limiter, meter);
+            let result = run_component(&mut store, pre).await;
+            (result, store.data().limiter.denial())
+        }
+    };
+    classify(result, denial, &spec.log)
+}
+
+fn new_store<W: Send + 'static>(
+    engine: &Engine,
+    wasi: W,
+    limiter: MemoryLimiter,
+    mut meter: CpuMeter,
+) -> Store<GuestState<W>> {
+    let mut store = Store::new(engine, GuestState { wasi, limiter });
+    store.limiter(|state| &mut state.limiter);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| Ok(meter.on_tick()));
+    store
+}
+
+async fn run_core(
+    store: &mut Store<GuestState<WasiP1Ctx>>,
+    pre: &wasmtime::InstancePre<GuestState<WasiP1Ctx>>,
+) -> Result<(), GuestError> {
+    let instantiate = |error| GuestError {
+        phase: Phase::Instantiate,
+        error,
+    };
+    let instance = pre
+        .instantiate_async(&mut *store)
+        .await
+        .map_err(instantiate)?;
+    let start = instance
+        .get_typed_func::<(), ()>(&mut *store, "_start")
+        .map_err(instantiate)?;
+    tracing::debug!("guest running");
+    start
+        .call_async(&mut *store, ())
+        .await
+        .map_err(|error| GuestError {
+            phase: Phase::Run,
+            error,
+        })
+}
+
+async fn run_component(
+    store: &mut Store<GuestState<P2Wasi>>,
+    pre: &CommandPre<GuestState<P2Wasi>>,
+) -> Result<(), GuestError> {
+    let command = pre
+        .instantiate_async(&mut *store)
+        .await
+        .map_err(|error| GuestError {
+            phase: Phase::Instantiate,
+            error,
+        })?;
+    tracing::debug!("guest running");
+    match command.wasi_cli_run().call_run(&mut *store).await {
+        Ok(Ok(())) => Ok(()),
+        // `run` returning an error is the component's way of saying "exit 1".
+        Ok(Err(())) => Err(GuestError {
+            phase: Phase::Run,
+            error: I32Exit(1).into(),
+        }),
+        Err(error) => Err(GuestError {
+            phase: Phase::Run,
+            error,
+        }),
+    }
+}
+
+/// Turns how the guest ended into an exit code and a reason.
+fn classify(
+    result: Result<(), GuestError>,
+    denial: Option<Denial>,
+    log: &ContainerLog,
+) -> ContainerExit {
+    let GuestError { phase, error } = match result {
+        Ok(()) => return ContainerExit::code(0),
+        Err(error) => error,
+    };
+    let exit_code = error.downcast_ref::<I32Exit>().map(|exit| exit.0);
+    if let Some(code) = exit_code
+        && (code == 0 || denial.is_none())
+    {
+        return ContainerExit::code(code);
+    }
+    let last_words = log
+        .last_stderr_line()
+        .map(|line| format!(" (stderr: {line})"))
+        .unwrap_or_default();
+    if let Some(denial) = denial {
+        return ContainerExit::with_reason(
+            EXIT_KILLED,
+            format!(
+                "OutOfMemoryError: the container's memory limit of {} was reached; growing to {} \
+                 was refused{last_words}",
+                describe_bytes(denial.limit_bytes),
+                describe_bytes(denial.wanted_bytes),
+            ),
+        );
+    }
+    if phase == Phase::Instantiate {
+        return ContainerExit::with_reason(
+            EXIT_CANNOT_START,
+            format!("CannotStartContainerError: cannot instantiate the guest: {error:#}"),
+        );
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(trap) => {
+            let backtrace = error
+                .downcast_ref::<WasmBacktrace>()
+                .map(|bt| format!("\n{bt}"))
+                .unwrap_or_default();
+            ContainerExit::with_reason(
+                EXIT_TRAP,
+                format!("WasmTrap: {trap}{last_words}{backtrace}"),
+            )
+        }
+        None => ContainerExit::with_reason(1, format!("GuestError: {error:#}{last_words}")),
+    }
+}
+
+/// Measures the guest thread's CPU time at each epoch tick, reports it, and pauses the guest
+/// when a CPU budget it draws from is in debt.
+struct CpuMeter {
+    budgets: Vec<Arc<CpuBudget>>,
+    stats: Arc<StatsCell>,
+    last: Duration,
+}
+
+impl CpuMeter {
+    fn new(budgets: Vec<Arc<CpuBudget>>, stats: Arc<StatsCell>) -> Self {
+        Self {
+            budgets,
+            stats,
+            last: thread_cpu_time(),
+        }
+    }
+
+    fn on_tick(&mut self) -> UpdateDeadline {
+        let now = thread_cpu_time();
+        let used = now.saturating_sub(self.last);
+        self.last = now;
+        self.stats.set_cpu(now);
+        let pause = self
+            .budgets
+            .iter()
+            .map(|b| b.charge(used))
+            .max()
+            .unwrap_or_default();
+        if pause.is_zero() {
+            // Yield anyway, so that a stop request is seen even by a guest that never calls
+            // the host.
+            UpdateDeadline::Yield(1)
+        } else {
+            UpdateDeadline::YieldCustom(1, Box::pin(tokio::time::sleep(pause)))
+        }
+    }
+}
+
+/// CPU time consumed by the calling thread.
+fn thread_cpu_time() -> Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, writable timespec and CLOCK_THREAD_CPUTIME_ID is always
+    // available on Linux.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+}
+
+/// `64 MiB`, `1.5 GiB`, `512 KiB`, `100 B`.
+pub fn describe_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if value.fract() == 0.0 {
+        format!("{value} {}", UNITS[unit])
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+fn describe_duration(duration: Duration) -> String {
+    if duration.subsec_millis() == 0 {
+        format!("{}s", duration.as_secs())
+    } else {
+        format!("{:.3}s", duration.as_secs_f64())
+    }
+}

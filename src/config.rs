@@ -1,0 +1,62 @@
+//! The one configuration struct. Every CLI flag and environment variable maps onto a field here;
+//! every field has a default that suits a single host.
+
+use std::path::PathBuf;
+
+use crate::agent::TaskRunnerConfig;
+use crate::capacity::wasm::{EngineSettings, PoolingChoice, WasmCapacityConfig};
+
+/// Settings of a wasmgate process.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where compiled artifacts, task scratch space and (later) state live.
+    pub data_dir: PathBuf,
+    /// Whether the wasmtime engine pools instances.
+    pub pooling: PoolingChoice,
+    /// Instance slots in the pool (the most Wasm containers that run at once).
+    pub pool_slots: u32,
+    /// Bytes of output kept per container.
+    pub log_capacity_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: default_data_dir(),
+            pooling: PoolingChoice::Auto,
+            pool_slots: EngineSettings::default().pool_slots,
+            log_capacity_bytes: 1 << 20,
+        }
+    }
+}
+
+impl Config {
+    pub fn wasm_capacity(&self) -> WasmCapacityConfig {
+        WasmCapacityConfig {
+            engine: EngineSettings {
+                pooling: self.pooling,
+                pool_slots: self.pool_slots,
+                ..EngineSettings::default()
+            },
+            artifact_dir: Some(self.data_dir.join("compiled")),
+        }
+    }
+
+    pub fn task_runner(&self) -> TaskRunnerConfig {
+        TaskRunnerConfig {
+            log_capacity_bytes: self.log_capacity_bytes,
+            scratch_dir: self.data_dir.join("tasks"),
+        }
+    }
+}
+
+/// `$XDG_DATA_HOME/wasmgate`, else `~/.local/share/wasmgate`, else `./.wasmgate`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(xdg).join("wasmgate");
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(home).join(".local/share/wasmgate");
+    }
+    PathBuf::from(".wasmgate")
+}

@@ -1,0 +1,11 @@
+//! wasmgate: a serverless runtime in the mould of AWS Fargate on ECS, whose capacity is Wasm.
+//!
+//! See ARCHITECTURE.md for the map. In short: [`taskdef`] parses and validates ECS task
+//! definitions; [`image`] turns an image reference into bytes; [`capacity`] runs containers
+//! (Wasm in wasmtime, containers through runc later); [`agent`] runs whole tasks on a host.
+
+pub mod agent;
+pub mod capacity;
+pub mod config;
+pub mod image;
+pub mod taskdef;

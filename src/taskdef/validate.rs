@@ -1,0 +1,591 @@
+//! ECS's rules for a task definition, each failure named by its field path.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use super::{
+    Compatibility, ContainerCondition, ContainerDefinition, FieldError, NetworkMode,
+    TaskDefinitionSpec, units,
+};
+
+/// ECS accepts at most this many containers in one task definition.
+const MAX_CONTAINERS: usize = 10;
+/// Fargate's longest `stopTimeout`, in seconds.
+const FARGATE_MAX_STOP_TIMEOUT: u32 = 120;
+
+/// Checks every rule, pushing each failure; returns the parsed task-level cpu units and MiB.
+pub(super) fn validate(
+    spec: &TaskDefinitionSpec,
+    errors: &mut Vec<FieldError>,
+) -> (Option<u32>, Option<u32>) {
+    check_name("family", &spec.family, errors);
+
+    let cpu = spec.cpu.as_deref().and_then(|text| {
+        units::parse_cpu_units(text)
+            .map_err(|rule| errors.push(FieldError::new("cpu", rule)))
+            .ok()
+    });
+    let memory = spec.memory.as_deref().and_then(|text| {
+        units::parse_memory_mib(text)
+            .map_err(|rule| errors.push(FieldError::new("memory", rule)))
+            .ok()
+    });
+
+    if spec
+        .requires_compatibilities
+        .contains(&Compatibility::Fargate)
+    {
+        check_fargate(
+            spec,
+            spec.cpu.is_some(),
+            cpu,
+            spec.memory.is_some(),
+            memory,
+            errors,
+        );
+    }
+
+    let volume_names = check_volumes(spec, errors);
+    check_containers(spec, cpu, memory, &volume_names, errors);
+    (cpu, memory)
+}
+
+/// `family`, container and volume names: 1-255 letters, digits, `_` and `-`.
+fn check_name(path: &str, name: &str, errors: &mut Vec<FieldError>) {
+    let valid = (1..=255).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !valid {
+        errors.push(FieldError::new(
+            path,
+            format!("must be 1-255 letters, digits, hyphens and underscores (got \"{name}\")"),
+        ));
+    }
+}
+
+/// Fargate's valid task-level cpu → memory (MiB) combinations.
+fn fargate_memory_choices(cpu: u32) -> Option<Vec<u32>> {
+    let gb = |from: u32, to: u32, step: u32| (from..=to).step_by(step as usize).map(|g| g * 1024);
+    Some(match cpu {
+        256 => vec![512, 1024, 2048],
+        512 => gb(1, 4, 1).collect(),
+        1024 => gb(2, 8, 1).collect(),
+        2048 => gb(4, 16, 1).collect(),
+        4096 => gb(8, 30, 1).collect(),
+        8192 => gb(16, 60, 4).collect(),
+        16384 => gb(32, 120, 8).collect(),
+        _ => return None,
+    })
+}
+
+fn check_fargate(
+    spec: &TaskDefinitionSpec,
+    has_cpu: bool,
+    cpu: Option<u32>,
+    has_memory: bool,
+    memory: Option<u32>,
+    errors: &mut Vec<FieldError>,
+) {
+    if !has_cpu {
+        errors.push(FieldError::new(
+            "cpu",
+            "is required when requiresCompatibilities has FARGATE",
+        ));
+    }
+    if !has_memory {
+        errors.push(FieldError::new(
+            "memory",
+            "is required when requiresCompatibilities has FARGATE",
+        ));
+    }
+    if let (Some(cpu), Some(memory)) = (cpu, memory) {
+        match fargate_memory_choices(cpu) {
+            None => errors.push(FieldError::new(
+                "cpu",
+                format!(
+                    "{cpu} is not a Fargate CPU size (256, 512, 1024, 2048, 4096, 8192, 16384)"
+                ),
+            )),
+            Some(choices) if !choices.contains(&memory) => errors.push(FieldError::new(
+                "memory",
+                format!(
+                    "{memory} MiB is not valid with cpu {cpu} on FARGATE (valid: {})",
+                    describe_mib_choices(&choices)
+                ),
+            )),
+            Some(_) => {}
+        }
+    }
+    if spec.network_mode != Some(NetworkMode::Awsvpc) {
+        errors.push(FieldError::new(
+            "networkMode",
+            "must be awsvpc when requiresCompatibilities has FARGATE",
+        ));
+    }
+    for (index, container) in spec.container_definitions.iter().enumerate() {
+        if let Some(timeout) = container
+            .stop_timeout
+            .filter(|t| *t > FARGATE_MAX_STOP_TIMEOUT)
+        {
+            errors.push(FieldError::new(
+                format!("containerDefinitions[{index}].stopTimeout"),
+                format!("must be at most {FARGATE_MAX_STOP_TIMEOUT} on FARGATE (got {timeout})"),
+            ));
+        }
+    }
+}
+
+fn describe_mib_choices(choices: &[u32]) -> String {
+    match choices {
+        [first, .., last] if choices.len() > 3 => {
+            let step = choices[1] - choices[0];
+            format!("{first}-{last} in steps of {step}")
+        }
+        _ => choices
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+/// Returns the declared volume names.
+fn check_volumes(spec: &TaskDefinitionSpec, errors: &mut Vec<FieldError>) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for (index, volume) in spec.volumes.iter().enumerate() {
+        let path = format!("volumes[{index}]");
+        match &volume.name {
+            None => errors.push(FieldError::new(format!("{path}.name"), "is required")),
+            Some(name) => {
+                check_name(&format!("{path}.name"), name, errors);
+                if !names.insert(name.clone()) {
+                    errors.push(FieldError::new(
+                        format!("{path}.name"),
+                        format!("volume \"{name}\" is declared twice"),
+                    ));
+                }
+            }
+        }
+        if let Some(source) = volume.host.as_ref().and_then(|h| h.source_path.as_deref())
+            && !source.starts_with('/')
+        {
+            errors.push(FieldError::new(
+                format!("{path}.host.sourcePath"),
+                format!("must be an absolute path (got \"{source}\")"),
+            ));
+        }
+    }
+    names
+}
+
+fn check_containers(
+    spec: &TaskDefinitionSpec,
+    task_cpu: Option<u32>,
+    task_memory: Option<u32>,
+    volume_names: &BTreeSet<String>,
+    errors: &mut Vec<FieldError>,
+) {
+    let containers = &spec.container_definitions;
+    if containers.is_empty() {
+        errors.push(FieldError::new(
+            "containerDefinitions",
+            "must have at least one container",
+        ));
+        return;
+    }
+    if containers.len() > MAX_CONTAINERS {
+        errors.push(FieldError::new(
+            "containerDefinitions",
+            format!(
+                "must have at most {MAX_CONTAINERS} containers (got {})",
+                containers.len()
+            ),
+        ));
+    }
+    if !containers.iter().any(ContainerDefinition::is_essential) {
+        errors.push(FieldError::new(
+            "containerDefinitions",
+            "must have at least one essential container",
+        ));
+    }
+
+    let mut seen_names = HashSet::new();
+    let mut seen_ports = BTreeMap::new();
+    for (index, container) in containers.iter().enumerate() {
+        let path = format!("containerDefinitions[{index}]");
+        check_name(&format!("{path}.name"), &container.name, errors);
+        if !seen_names.insert(container.name.as_str()) {
+            errors.push(FieldError::new(
+                format!("{path}.name"),
+                format!("container name \"{}\" is used twice", container.name),
+            ));
+        }
+        if container.image.trim().is_empty() {
+            errors.push(FieldError::new(
+                format!("{path}.image"),
+                "must not be empty",
+            ));
+        }
+        check_container_memory(&path, container, task_memory, errors);
+        check_container_misc(&path, container, errors);
+        check_mount_points(&path, container, volume_names, errors);
+        check_port_mappings(&path, container, spec.network_mode, &mut seen_ports, errors);
+        check_health_check(&path, container, errors);
+        check_depends_on(&path, container, containers, errors);
+    }
+    check_totals(containers, task_cpu, task_memory, errors);
+    check_dependency_cycles(containers, errors);
+}
+
+fn check_container_memory(
+    path: &str,
+    container: &ContainerDefinition,
+    task_memory: Option<u32>,
+    errors: &mut Vec<FieldError>,
+) {
+    for (field, value) in [
+        ("memory", container.memory),
+        ("memoryReservation", container.memory_reservation),
+    ] {
+        if value == Some(0) {
+            errors.push(FieldError::new(
+                format!("{path}.{field}"),
+                "must be at least 1 MiB",
+            ));
+        }
+    }
+    if let (Some(hard), Some(soft)) = (container.memory, container.memory_reservation)
+        && soft >= hard
+    {
+        errors.push(FieldError::new(
+            format!("{path}.memoryReservation"),
+            format!("must be below memory ({soft} >= {hard})"),
+        ));
+    }
+    if task_memory.is_none() && container.memory.is_none() && container.memory_reservation.is_none()
+    {
+        errors.push(FieldError::new(
+            format!("{path}.memory"),
+            "one of memory or memoryReservation is required when the task has no memory",
+        ));
+    }
+    if let (Some(task), Some(hard)) = (task_memory, container.memory)
+        && hard > task
+    {
+        errors.push(FieldError::new(
+            format!("{path}.memory"),
+            format!("must not exceed the task's memory ({hard} > {task})"),
+        ));
+    }
+}
+
+fn check_container_misc(path: &str, container: &ContainerDefinition, errors: &mut Vec<FieldError>) {
+    if let Some(dir) = &container.working_directory
+        && !dir.starts_with('/')
+    {
+        errors.push(FieldError::new(
+            format!("{path}.workingDirectory"),
+            format!("must be an absolute path (got \"{dir}\")"),
+        ));
+    }
+    for (index, variable) in container.environment.iter().enumerate() {
+        if variable.name.as_deref().is_none_or(str::is_empty) {
+            errors.push(FieldError::new(
+                format!("{path}.environment[{index}].name"),
+                "is required",
+            ));
+        }
+    }
+}
+
+fn check_mount_points(
+    path: &str,
+    container: &ContainerDefinition,
+    volume_names: &BTreeSet<String>,
+    errors: &mut Vec<FieldError>,
+) {
+    let mut seen_paths = HashSet::new();
+    for (index, mount) in container.mount_points.iter().enumerate() {
+        let path = format!("{path}.mountPoints[{index}]");
+        match &mount.source_volume {
+            None => errors.push(FieldError::new(
+                format!("{path}.sourceVolume"),
+                "is required",
+            )),
+            Some(name) if !volume_names.contains(name) => errors.push(FieldError::new(
+                format!("{path}.sourceVolume"),
+                format!("names volume \"{name}\", which the task does not declare in volumes"),
+            )),
+            Some(_) => {}
+        }
+        match &mount.container_path {
+            None => errors.push(FieldError::new(
+                format!("{path}.containerPath"),
+                "is required",
+            )),
+            Some(target) if !target.starts_with('/') => errors.push(FieldError::new(
+                format!("{path}.containerPath"),
+                format!("must be an absolute path (got \"{target}\")"),
+            )),
+            Some(target) if !seen_paths.insert(target.trim_end_matches('/')) => {
+                errors.push(FieldError::new(
+                    format!("{path}.containerPath"),
+                    format!("\"{target}\" is mounted twice in this container"),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+fn check_port_mappings(
+    path: &str,
+    container: &ContainerDefinition,
+    network_mode: Option<NetworkMode>,
+    seen_ports: &mut BTreeMap<(i64, String), String>,
+    errors: &mut Vec<FieldError>,
+) {
+    let port_range = 1..=65535;
+    for (index, mapping) in container.port_mappings.iter().enumerate() {
+        let path = format!("{path}.portMappings[{index}]");
+        if let Some(range) = &mapping.container_port_range {
+            if parse_port_range(range).is_none() {
+                errors.push(FieldError::new(
+                    format!("{path}.containerPortRange"),
+                    format!("must be \"FROM-TO\" with 1 <= FROM < TO <= 65535 (got \"{range}\")"),
+                ));
+            }
+            if mapping.container_port.is_some() {
+                errors.push(FieldError::new(
+                    format!("{path}.containerPort"),
+                    "must not be set together with containerPortRange",
+                ));
+            }
+            continue;
+        }
+        let Some(container_port) = mapping.container_port else {
+            errors.push(FieldError::new(
+                format!("{path}.containerPort"),
+                "is required (or containerPortRange)",
+            ));
+            continue;
+        };
+        if !port_range.contains(&container_port) {
+            errors.push(FieldError::new(
+                format!("{path}.containerPort"),
+                format!("must be between 1 and 65535 (got {container_port})"),
+            ));
+        }
+        if let Some(host_port) = mapping.host_port {
+            if !(0..=65535).contains(&host_port) {
+                errors.push(FieldError::new(
+                    format!("{path}.hostPort"),
+                    format!("must be between 0 and 65535 (got {host_port})"),
+                ));
+            } else if matches!(network_mode, Some(NetworkMode::Awsvpc | NetworkMode::Host))
+                && host_port != container_port
+            {
+                errors.push(FieldError::new(
+                    format!("{path}.hostPort"),
+                    format!(
+                        "must equal containerPort in network mode awsvpc or host \
+                         ({host_port} != {container_port})"
+                    ),
+                ));
+            }
+        }
+        let protocol = format!(
+            "{:?}",
+            mapping.protocol.unwrap_or(super::TransportProtocol::Tcp)
+        );
+        if let Some(first) = seen_ports.insert((container_port, protocol), path.clone()) {
+            errors.push(FieldError::new(
+                format!("{path}.containerPort"),
+                format!("port {container_port} is already mapped by {first}"),
+            ));
+        }
+    }
+}
+
+fn parse_port_range(range: &str) -> Option<(u16, u16)> {
+    let (from, to) = range.split_once('-')?;
+    let (from, to): (u16, u16) = (from.trim().parse().ok()?, to.trim().parse().ok()?);
+    (from >= 1 && from < to).then_some((from, to))
+}
+
+fn check_health_check(path: &str, container: &ContainerDefinition, errors: &mut Vec<FieldError>) {
+    let Some(check) = &container.health_check else {
+        return;
+    };
+    let path = format!("{path}.healthCheck");
+    match check.command.first().map(String::as_str) {
+        None => errors.push(FieldError::new(
+            format!("{path}.command"),
+            "must not be empty",
+        )),
+        Some("CMD" | "CMD-SHELL") if check.command.len() < 2 => errors.push(FieldError::new(
+            format!("{path}.command"),
+            "must name what to run after CMD or CMD-SHELL",
+        )),
+        Some("CMD" | "CMD-SHELL" | "NONE") => {}
+        Some(other) => errors.push(FieldError::new(
+            format!("{path}.command[0]"),
+            format!("must be CMD, CMD-SHELL or NONE (got \"{other}\")"),
+        )),
+    }
+    for (field, value, range) in [
+        ("interval", check.interval, 5..=300),
+        ("timeout", check.timeout, 2..=60),
+        ("retries", check.retries, 1..=10),
+        ("startPeriod", check.start_period, 0..=300),
+    ] {
+        if let Some(value) = value
+            && !range.contains(&value)
+        {
+            errors.push(FieldError::new(
+                format!("{path}.{field}"),
+                format!(
+                    "must be between {} and {} (got {value})",
+                    range.start(),
+                    range.end()
+                ),
+            ));
+        }
+    }
+}
+
+fn check_depends_on(
+    path: &str,
+    container: &ContainerDefinition,
+    containers: &[ContainerDefinition],
+    errors: &mut Vec<FieldError>,
+) {
+    for (index, dependency) in container.depends_on.iter().enumerate() {
+        let path = format!("{path}.dependsOn[{index}].containerName");
+        let name = &dependency.container_name;
+        if *name == container.name {
+            errors.push(FieldError::new(path, "a container cannot depend on itself"));
+            continue;
+        }
+        let Some(target) = containers.iter().find(|c| c.name == *name) else {
+            errors.push(FieldError::new(
+                path,
+                format!("names no container of this task (\"{name}\")"),
+            ));
+            continue;
+        };
+        match dependency.condition {
+            ContainerCondition::Healthy if target.health_check.is_none() => {
+                errors.push(FieldError::new(
+                    path,
+                    format!("condition HEALTHY needs a healthCheck on container \"{name}\""),
+                ))
+            }
+            ContainerCondition::Complete | ContainerCondition::Success if target.is_essential() => {
+                errors.push(FieldError::new(
+                    path,
+                    format!(
+                        "condition {} cannot wait for essential container \"{name}\"",
+                        dependency.condition.as_str()
+                    ),
+                ))
+            }
+            _ => {}
+        }
+    }
+}
+
+fn check_totals(
+    containers: &[ContainerDefinition],
+    task_cpu: Option<u32>,
+    task_memory: Option<u32>,
+    errors: &mut Vec<FieldError>,
+) {
+    let total_cpu: u64 = containers.iter().filter_map(|c| c.cpu).map(u64::from).sum();
+    if let Some(task_cpu) = task_cpu
+        && total_cpu > u64::from(task_cpu)
+    {
+        errors.push(FieldError::new(
+            "containerDefinitions",
+            format!(
+                "the containers' cpu adds up to {total_cpu}, more than the task's cpu {task_cpu}"
+            ),
+        ));
+    }
+    let total_memory: u64 = containers
+        .iter()
+        .filter_map(|c| c.memory)
+        .map(u64::from)
+        .sum();
+    if let Some(task_memory) = task_memory
+        && total_memory > u64::from(task_memory)
+    {
+        errors.push(FieldError::new(
+            "containerDefinitions",
+            format!(
+                "the containers' memory adds up to {total_memory} MiB, more than the task's \
+                 memory {task_memory} MiB"
+            ),
+        ));
+    }
+}
+
+/// Reports each dependsOn cycle once, naming its containers in order.
+fn check_dependency_cycles(containers: &[ContainerDefinition], errors: &mut Vec<FieldError>) {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        Unvisited,
+        OnPath,
+        Done,
+    }
+    let index_of = |name: &str| containers.iter().position(|c| c.name == name);
+    let mut marks = vec![Mark::Unvisited; containers.len()];
+
+    fn visit(
+        node: usize,
+        containers: &[ContainerDefinition],
+        index_of: &dyn Fn(&str) -> Option<usize>,
+        marks: &mut [Mark],
+        stack: &mut Vec<usize>,
+        errors: &mut Vec<FieldError>,
+    ) {
+        marks[node] = Mark::OnPath;
+        stack.push(node);
+        for dependency in &containers[node].depends_on {
+            let Some(next) = index_of(&dependency.container_name) else {
+                continue;
+            };
+            match marks[next] {
+                Mark::OnPath => {
+                    let start = stack.iter().position(|n| *n == next).unwrap_or(0);
+                    let cycle: Vec<&str> = stack[start..]
+                        .iter()
+                        .chain(std::iter::once(&next))
+                        .map(|n| containers[*n].name.as_str())
+                        .collect();
+                    errors.push(FieldError::new(
+                        format!("containerDefinitions[{node}].dependsOn"),
+                        format!("dependency cycle: {}", cycle.join(" -> ")),
+                    ));
+                }
+                Mark::Unvisited => visit(next, containers, index_of, marks, stack, errors),
+                Mark::Done => {}
+            }
+        }
+        stack.pop();
+        marks[node] = Mark::Done;
+    }
+
+    for start in 0..containers.len() {
+        if marks[start] == Mark::Unvisited {
+            visit(
+                start,
+                containers,
+                &index_of,
+                &mut marks,
+                &mut Vec::new(),
+                errors,
+            );
+        }
+    }
+}
