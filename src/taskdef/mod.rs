@@ -58,7 +58,7 @@ impl TaskDefinitionError {
     /// The individual field errors (one for a JSON syntax error).
     pub fn field_errors(&self) -> Vec<FieldError> {
         match self {
-            Self::Json(message) => vec![FieldError::new("", message.clone())],
+            Self::Json(_) => vec![FieldError::new("", self.to_string())],
             Self::Invalid(errors) => errors.clone(),
         }
     }

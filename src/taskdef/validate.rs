@@ -589,3 +589,352 @@ fn check_dependency_cycles(containers: &[ContainerDefinition], errors: &mut Vec<
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use crate::taskdef::TaskDefinition;
+
+    /// A valid one-container task definition to break one field at a time.
+    fn base() -> Value {
+        json!({
+            "family": "web",
+            "memory": "512",
+            "containerDefinitions": [{"name": "app", "image": "app.wasm"}]
+        })
+    }
+
+    fn errors_of(document: Value) -> Vec<String> {
+        match TaskDefinition::from_value(document) {
+            Ok(_) => Vec::new(),
+            Err(error) => error
+                .field_errors()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        }
+    }
+
+    fn with(mut document: Value, pointer: &str, value: Value) -> Value {
+        let (parent, key) = pointer.rsplit_once('/').unwrap();
+        let target = document.pointer_mut(parent).unwrap();
+        match target {
+            Value::Object(map) => {
+                map.insert(key.to_string(), value);
+            }
+            Value::Array(items) => items.push(value),
+            _ => panic!("{pointer} is not in an object or array"),
+        }
+        document
+    }
+
+    #[test]
+    fn the_base_document_is_valid() {
+        assert_eq!(errors_of(base()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn each_broken_rule_names_its_field() {
+        let two_containers = with(
+            base(),
+            "/containerDefinitions/-",
+            json!({"name": "side", "image": "s.wasm"}),
+        );
+        let cases: Vec<(Value, &str)> = vec![
+            (
+                with(base(), "/family", json!("bad family!")),
+                "family: must be 1-255 letters",
+            ),
+            (with(base(), "/family", json!("")), "family: must be 1-255"),
+            (
+                with(base(), "/containerDefinitions", json!([])),
+                "containerDefinitions: must have at least one container",
+            ),
+            (
+                with(base(), "/containerDefinitions/0/essential", json!(false)),
+                "containerDefinitions: must have at least one essential container",
+            ),
+            (
+                with(
+                    two_containers.clone(),
+                    "/containerDefinitions/1/name",
+                    json!("app"),
+                ),
+                "containerDefinitions[1].name: container name \"app\" is used twice",
+            ),
+            (
+                with(
+                    with(
+                        two_containers.clone(),
+                        "/containerDefinitions/1/memory",
+                        json!(512),
+                    ),
+                    "/containerDefinitions/1/memoryReservation",
+                    json!(1024),
+                ),
+                "containerDefinitions[1].memoryReservation: must be below memory (1024 >= 512)",
+            ),
+            (
+                with(base(), "/memory", json!("lots")),
+                "memory: \"lots\" has no number",
+            ),
+            (
+                with(base(), "/cpu", json!("2 cores")),
+                "cpu: \"2 cores\" has an unknown unit \"cores\"",
+            ),
+            (
+                with(base(), "/requiresCompatibilities", json!(["FARGATE"])),
+                "cpu: is required when requiresCompatibilities has FARGATE",
+            ),
+            (
+                with(
+                    with(
+                        with(
+                            with(base(), "/requiresCompatibilities", json!(["FARGATE"])),
+                            "/cpu",
+                            json!("256"),
+                        ),
+                        "/memory",
+                        json!("4096"),
+                    ),
+                    "/networkMode",
+                    json!("awsvpc"),
+                ),
+                "memory: 4096 MiB is not valid with cpu 256 on FARGATE (valid: 512, 1024, 2048)",
+            ),
+            (
+                with(
+                    with(
+                        with(
+                            with(base(), "/requiresCompatibilities", json!(["FARGATE"])),
+                            "/cpu",
+                            json!("1 vCPU"),
+                        ),
+                        "/memory",
+                        json!("1 GB"),
+                    ),
+                    "/networkMode",
+                    json!("awsvpc"),
+                ),
+                "memory: 1024 MiB is not valid with cpu 1024 on FARGATE (valid: 2048-8192 in steps of 1024)",
+            ),
+            (
+                with(
+                    with(
+                        with(base(), "/requiresCompatibilities", json!(["FARGATE"])),
+                        "/cpu",
+                        json!("256"),
+                    ),
+                    "/memory",
+                    json!("512"),
+                ),
+                "networkMode: must be awsvpc when requiresCompatibilities has FARGATE",
+            ),
+            (
+                with(
+                    base(),
+                    "/containerDefinitions/0/healthCheck",
+                    json!({"command": ["CMD", "x"], "interval": 1}),
+                ),
+                "containerDefinitions[0].healthCheck.interval: must be between 5 and 300 (got 1)",
+            ),
+            (
+                with(
+                    base(),
+                    "/containerDefinitions/0/healthCheck",
+                    json!({"command": ["CMD", "x"], "retries": 11}),
+                ),
+                "containerDefinitions[0].healthCheck.retries: must be between 1 and 10 (got 11)",
+            ),
+            (
+                with(
+                    base(),
+                    "/containerDefinitions/0/healthCheck",
+                    json!({"command": ["RUN", "x"]}),
+                ),
+                "containerDefinitions[0].healthCheck.command[0]: must be CMD, CMD-SHELL or NONE",
+            ),
+            (
+                with(
+                    base(),
+                    "/containerDefinitions/0/portMappings",
+                    json!([{"containerPort": 70000}]),
+                ),
+                "containerDefinitions[0].portMappings[0].containerPort: must be between 1 and 65535 (got 70000)",
+            ),
+            (
+                with(
+                    base(),
+                    "/containerDefinitions/0/portMappings",
+                    json!([{"containerPort": 80}, {"containerPort": 80}]),
+                ),
+                "containerDefinitions[0].portMappings[1].containerPort: port 80 is already mapped",
+            ),
+            (
+                with(
+                    with(base(), "/networkMode", json!("awsvpc")),
+                    "/containerDefinitions/0/portMappings",
+                    json!([{"containerPort": 80, "hostPort": 8080}]),
+                ),
+                "containerDefinitions[0].portMappings[0].hostPort: must equal containerPort in network mode awsvpc",
+            ),
+            (
+                with(
+                    base(),
+                    "/containerDefinitions/0/dependsOn",
+                    json!([{"containerName": "ghost", "condition": "START"}]),
+                ),
+                "containerDefinitions[0].dependsOn[0].containerName: names no container of this task (\"ghost\")",
+            ),
+            (
+                with(
+                    base(),
+                    "/containerDefinitions/0/dependsOn",
+                    json!([{"containerName": "app", "condition": "START"}]),
+                ),
+                "containerDefinitions[0].dependsOn[0].containerName: a container cannot depend on itself",
+            ),
+            (
+                with(
+                    base(),
+                    "/containerDefinitions/0/dependsOn",
+                    json!([{"containerName": "app", "condition": "LATER"}]),
+                ),
+                "containerDefinitions[0].dependsOn[0].condition: unknown variant `LATER`",
+            ),
+            (
+                with(
+                    two_containers.clone(),
+                    "/containerDefinitions/1/dependsOn",
+                    json!([{"containerName": "app", "condition": "SUCCESS"}]),
+                ),
+                "containerDefinitions[1].dependsOn[0].containerName: condition SUCCESS cannot wait for essential container \"app\"",
+            ),
+            (
+                with(
+                    two_containers.clone(),
+                    "/containerDefinitions/1/dependsOn",
+                    json!([{"containerName": "app", "condition": "HEALTHY"}]),
+                ),
+                "condition HEALTHY needs a healthCheck on container \"app\"",
+            ),
+            (
+                with(
+                    base(),
+                    "/containerDefinitions/0/mountPoints",
+                    json!([{"sourceVolume": "data", "containerPath": "/data"}]),
+                ),
+                "containerDefinitions[0].mountPoints[0].sourceVolume: names volume \"data\", which the task does not declare in volumes",
+            ),
+            (
+                with(
+                    with(base(), "/volumes", json!([{"name": "data"}])),
+                    "/containerDefinitions/0/mountPoints",
+                    json!([{"sourceVolume": "data", "containerPath": "data"}]),
+                ),
+                "containerDefinitions[0].mountPoints[0].containerPath: must be an absolute path (got \"data\")",
+            ),
+            (
+                with(base(), "/volumes", json!([{"name": "v"}, {"name": "v"}])),
+                "volumes[1].name: volume \"v\" is declared twice",
+            ),
+            (
+                with(base(), "/containerDefinitions/0/memory", json!(1024)),
+                "containerDefinitions[0].memory: must not exceed the task's memory (1024 > 512)",
+            ),
+            (
+                json!({"family": "f", "containerDefinitions": [{"name": "a", "image": "a.wasm"}]}),
+                "containerDefinitions[0].memory: one of memory or memoryReservation is required when the task has no memory",
+            ),
+            (
+                with(base(), "/containerDefinitions/0/memory", json!("512")),
+                "containerDefinitions[0].memory: invalid type: string \"512\", expected u32",
+            ),
+            (
+                with(base(), "/containerDefinitions/0/image", json!("")),
+                "containerDefinitions[0].image: must not be empty",
+            ),
+            (
+                with(
+                    base(),
+                    "/containerDefinitions/0/workingDirectory",
+                    json!("app"),
+                ),
+                "containerDefinitions[0].workingDirectory: must be an absolute path",
+            ),
+            (
+                with(base(), "/containerDefinitions/0/imageName", json!("x")),
+                "containerDefinitions[0].imageName: unknown field, not in the ECS task definition model",
+            ),
+            (
+                json!(["not", "an", "object"]),
+                "a task definition must be a JSON object",
+            ),
+            (
+                json!({"containerDefinitions": []}),
+                "missing field `family`",
+            ),
+        ];
+        for (document, expected) in cases {
+            let errors = errors_of(document.clone());
+            assert!(
+                errors.iter().any(|e| e.contains(expected)),
+                "expected an error containing {expected:?} for {document}\ngot {errors:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn dependency_cycles_are_named_in_order() {
+        let document = json!({
+            "family": "cycle",
+            "memory": "512",
+            "containerDefinitions": [
+                {"name": "a", "image": "a.wasm", "dependsOn": [{"containerName": "b", "condition": "START"}]},
+                {"name": "b", "image": "b.wasm", "dependsOn": [{"containerName": "c", "condition": "START"}]},
+                {"name": "c", "image": "c.wasm", "dependsOn": [{"containerName": "a", "condition": "START"}]}
+            ]
+        });
+        let errors = errors_of(document);
+        assert_eq!(
+            errors,
+            ["containerDefinitions[2].dependsOn: dependency cycle: a -> b -> c -> a"]
+        );
+    }
+
+    #[test]
+    fn valid_fargate_pairs_pass() {
+        for (cpu, memory) in [
+            ("256", "512"),
+            ("256", "2 GB"),
+            ("512", "4096"),
+            ("4096", "30720"),
+            ("0.5 vCPU", "1 GB"),
+        ] {
+            let document = json!({
+                "family": "f", "cpu": cpu, "memory": memory, "networkMode": "awsvpc",
+                "requiresCompatibilities": ["FARGATE"],
+                "containerDefinitions": [{"name": "a", "image": "a.wasm"}]
+            });
+            assert_eq!(errors_of(document), Vec::<String>::new(), "{cpu}/{memory}");
+        }
+    }
+
+    #[test]
+    fn fields_not_acted_on_are_kept_as_given() {
+        let document = json!({
+            "family": "keep",
+            "memory": "512",
+            "taskRoleArn": "arn:aws:iam::123456789012:role/app",
+            "containerDefinitions": [{
+                "name": "a", "image": "a.wasm",
+                "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "g"}},
+                "ulimits": [{"name": "nofile", "softLimit": 1, "hardLimit": 2}]
+            }]
+        });
+        let definition = TaskDefinition::from_value(document.clone()).unwrap();
+        assert_eq!(definition.raw, document);
+        assert_eq!(definition.memory_mib, Some(512));
+    }
+}

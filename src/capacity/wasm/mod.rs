@@ -110,6 +110,15 @@ impl WasmCapacity {
         })
     }
 
+    /// Drops every prepared program from memory (running containers keep theirs). The next
+    /// prepare of an image loads its compiled artifact from disk, or compiles it.
+    pub fn forget_programs(&self) {
+        self.programs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
     /// The engine every guest runs on.
     pub fn engine(&self) -> &SharedEngine {
         &self.shared

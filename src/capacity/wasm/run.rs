@@ -71,16 +71,16 @@ async fn supervise(
     mut stop: watch::Receiver<Option<StopRequest>>,
     stats: &Arc<StatsCell>,
 ) -> ContainerExit {
-    // The guest's stdin: end of file is its signal to stop.
-    let (guest_stdin, stop_signal) = tokio::io::duplex(64);
-    let guest = run_guest(engine, program, spec, guest_stdin, stats.clone());
+    // The guest's stdin reaches end of file when this turns true: its signal to stop.
+    let (stop_signal, guest_stop) = watch::channel(false);
+    let guest = run_guest(engine, program, spec, guest_stop, stats.clone());
     tokio::pin!(guest);
 
     let first = tokio::select! {
         exit = &mut guest => return exit,
         request = next_stop(&mut stop) => request,
     };
-    drop(stop_signal);
+    stop_signal.send_replace(true);
     tracing::info!(grace = ?first.grace, "stop requested: stdin closed");
     let mut grace = first.grace;
     let mut deadline = Instant::now() + first.grace;
@@ -98,7 +98,7 @@ async fn supervise(
                     ),
                 );
             }
-            request = next_stop(&mut stop) => {
+            request = later_stop(&mut stop) => {
                 let sooner = Instant::now() + request.grace;
                 if sooner < deadline {
                     deadline = sooner;
@@ -121,6 +121,19 @@ async fn next_stop(stop: &mut watch::Receiver<Option<StopRequest>>) -> StopReque
     }
 }
 
+/// A stop request sent after the one already seen (a shorter grace, say); never resolves once
+/// nobody can send one.
+async fn later_stop(stop: &mut watch::Receiver<Option<StopRequest>>) -> StopRequest {
+    loop {
+        if stop.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+        if let Some(request) = *stop.borrow_and_update() {
+            return request;
+        }
+    }
+}
+
 /// A guest's failure and whether it happened before its first instruction.
 struct GuestError {
     phase: Phase,
@@ -137,10 +150,12 @@ async fn run_guest(
     engine: &Engine,
     program: &WasmProgram,
     spec: &ContainerSpec,
-    stdin: tokio::io::DuplexStream,
+    stop: watch::Receiver<bool>,
     stats: Arc<StatsCell>,
 ) -> ContainerExit {
-    let mut builder = match sandbox::wasi_builder(spec, stdin) {
+    // Not `allow_blocking_current_thread`: with it, a p1 guest's sleep becomes a thread sleep
+    // that no stop request can interrupt.
+    let mut builder = match sandbox::wasi_builder(spec, stop) {
         Ok(builder) => builder,
         Err(error) => {
             return ContainerExit::with_reason(
@@ -149,8 +164,6 @@ async fn run_guest(
             );
         }
     };
-    // This thread belongs to the guest alone: blocking file I/O may run on it directly.
-    builder.allow_blocking_current_thread(true);
     let limiter = MemoryLimiter::new(spec.memory_limit_bytes, stats.clone());
     let meter = CpuMeter::new(spec.cpu_budgets.clone(), stats);
     let (result, denial) = match &program.pre {

@@ -7,23 +7,24 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::io::AsyncWrite;
-use wasmtime_wasi::cli::{AsyncStdinStream, IsTerminal, StdoutStream};
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
+use tokio::sync::watch;
+use wasmtime_wasi::cli::{IsTerminal, StdinStream, StdoutStream};
+use wasmtime_wasi::p2::{InputStream, OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use crate::capacity::{CapacityError, ContainerLog, ContainerSpec, LogStream};
 
-/// Builds the WASI context of one container. `stdin` is read by the guest; it reaches end of
-/// file when the other side is dropped.
+/// Builds the WASI context of one container. Its stdin has no data and reaches end of file
+/// once `stop` turns true: the guest's signal to stop.
 pub fn wasi_builder(
     spec: &ContainerSpec,
-    stdin: impl tokio::io::AsyncRead + Send + Sync + 'static,
+    stop: watch::Receiver<bool>,
 ) -> Result<WasiCtxBuilder, CapacityError> {
     let mut builder = WasiCtxBuilder::new();
     builder
         .args(&spec.argv)
         .envs(&spec.env)
-        .stdin(AsyncStdinStream::new(stdin))
+        .stdin(StopSignalStdin { stop })
         .stdout(LogOutput {
             log: spec.log.clone(),
             stream: LogStream::Stdout,
@@ -157,5 +158,73 @@ impl AsyncWrite for LogOutput {
         _cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// A guest's stdin: never any data, and end of file once the container is asked to stop.
+#[derive(Clone)]
+struct StopSignalStdin {
+    stop: watch::Receiver<bool>,
+}
+
+impl StopSignalStdin {
+    fn stopped(&self) -> bool {
+        *self.stop.borrow()
+    }
+}
+
+impl IsTerminal for StopSignalStdin {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdinStream for StopSignalStdin {
+    fn p2_stream(&self) -> Box<dyn InputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncRead + Send + Sync> {
+        let mut stop = self.stop.clone();
+        Box::new(StopSignalReader {
+            stopped: Box::pin(async move {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            }),
+        })
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl InputStream for StopSignalStdin {
+    fn read(&mut self, _size: usize) -> Result<Bytes, StreamError> {
+        if self.stopped() {
+            Err(StreamError::Closed)
+        } else {
+            Ok(Bytes::new())
+        }
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for StopSignalStdin {
+    async fn ready(&mut self) {
+        // Ready (with end of file) once stopped; until then there is never anything to read.
+        // A closed channel means the container is going away: report ready, too.
+        let _ = self.stop.wait_for(|stopped| *stopped).await;
+    }
+}
+
+/// The `AsyncRead` side of [`StopSignalStdin`]: pending until the stop, then end of file.
+struct StopSignalReader {
+    stopped: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + Sync>>,
+}
+
+impl tokio::io::AsyncRead for StopSignalReader {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        _buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.stopped.as_mut().poll(cx).map(Ok)
     }
 }
