@@ -25,9 +25,10 @@ struct Cli {
     #[arg(long, env = "WASMGATE_DATA_DIR", global = true, value_name = "DIR")]
     data_dir: Option<PathBuf>,
 
-    /// Pool Wasm instances (auto: when the host allows reserving the address space).
-    #[arg(long, env = "WASMGATE_POOLING", global = true, value_enum, default_value_t = Pooling::Auto)]
-    pooling: Pooling,
+    /// Pool Wasm instances (auto: when the host allows reserving the address space). `run`
+    /// defaults to off: a one-shot task starts too few instances to repay the pool's setup.
+    #[arg(long, env = "WASMGATE_POOLING", global = true, value_enum)]
+    pooling: Option<Pooling>,
 
     #[command(subcommand)]
     command: Command,
@@ -119,9 +120,12 @@ fn init_tracing(verbose: u8) {
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+    let default_pooling = match cli.command {
+        Command::Run(_) => Pooling::Off,
+    };
     let config = Config {
         data_dir: cli.data_dir.unwrap_or_else(default_data_dir),
-        pooling: match cli.pooling {
+        pooling: match cli.pooling.unwrap_or(default_pooling) {
             Pooling::Auto => PoolingChoice::Auto,
             Pooling::On => PoolingChoice::On,
             Pooling::Off => PoolingChoice::Off,
