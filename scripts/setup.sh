@@ -1,10 +1,22 @@
 #!/usr/bin/env bash
 # Installs what wasmgate's build, tests and examples need on a fresh machine, and nothing else:
-# the two WASI targets for the guest programs. Safe to run again.
+# the two WASI targets for the guest programs, and (for the image tests) Debian's OCI registry
+# server and htpasswd. Safe to run again; does nothing when all is present.
 set -euo pipefail
 
 if ! rustup target list --installed | grep -qx wasm32-wasip1 ||
    ! rustup target list --installed | grep -qx wasm32-wasip2; then
   echo "== installing the wasm32-wasip1 and wasm32-wasip2 targets"
   rustup target add wasm32-wasip1 wasm32-wasip2
+fi
+
+missing=()
+command -v docker-registry >/dev/null || missing+=(docker-registry)
+command -v htpasswd >/dev/null || missing+=(apache2-utils)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== installing ${missing[*]} (Debian)"
+  sudo_=""
+  [ "$(id -u)" -eq 0 ] || sudo_="sudo"
+  $sudo_ apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq "${missing[@]}" >/dev/null
 fi

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use crate::agent::TaskRunnerConfig;
 use crate::capacity::wasm::{EngineSettings, PoolingChoice, WasmCapacityConfig};
+use crate::image::{ImageSettings, RegistrySettings};
 
 /// Settings of a wasmgate process.
 #[derive(Debug, Clone)]
@@ -17,6 +18,10 @@ pub struct Config {
     pub pool_slots: u32,
     /// Bytes of output kept per container.
     pub log_capacity_bytes: usize,
+    /// The registry of short image names.
+    pub default_registry: String,
+    /// Registry credentials and plain-HTTP registries.
+    pub registry: RegistrySettings,
 }
 
 impl Default for Config {
@@ -26,6 +31,8 @@ impl Default for Config {
             pooling: PoolingChoice::Auto,
             pool_slots: EngineSettings::default().pool_slots,
             log_capacity_bytes: 1 << 20,
+            default_registry: "docker.io".to_string(),
+            registry: RegistrySettings::default(),
         }
     }
 }
@@ -39,6 +46,14 @@ impl Config {
                 ..EngineSettings::default()
             },
             artifact_dir: Some(self.data_dir.join("compiled")),
+        }
+    }
+
+    pub fn images(&self) -> ImageSettings {
+        ImageSettings {
+            store_dir: self.data_dir.join("images"),
+            default_registry: self.default_registry.clone(),
+            registry: self.registry.clone(),
         }
     }
 

@@ -11,6 +11,7 @@ use wasmgate::agent::{ContainerOverride, TaskOutcome, TaskRequest, TaskRunner, n
 use wasmgate::capacity::Tee;
 use wasmgate::capacity::wasm::{PoolingChoice, WasmCapacity};
 use wasmgate::config::{Config, default_data_dir};
+use wasmgate::image::{Images, RegistrySettings};
 use wasmgate::taskdef::TaskDefinition;
 
 /// A serverless runtime in the mould of AWS Fargate on ECS, whose capacity is Wasm.
@@ -29,6 +30,37 @@ struct Cli {
     /// defaults to off: a one-shot task starts too few instances to repay the pool's setup.
     #[arg(long, env = "WASMGATE_POOLING", global = true, value_enum)]
     pooling: Option<Pooling>,
+
+    /// The registry of short image names (`app:1` means `REGISTRY/app:1`).
+    #[arg(
+        long,
+        env = "WASMGATE_DEFAULT_REGISTRY",
+        global = true,
+        default_value = "docker.io"
+    )]
+    default_registry: String,
+
+    /// A registry (`host:port`) reached over plain HTTP; loopback registries always are.
+    #[arg(
+        long = "insecure-registry",
+        env = "WASMGATE_INSECURE_REGISTRIES",
+        value_delimiter = ',',
+        global = true
+    )]
+    insecure_registries: Vec<String>,
+
+    /// Registry user name (else `auths` of ~/.docker/config.json, else anonymous).
+    #[arg(long, env = "WASMGATE_REGISTRY_USERNAME", global = true)]
+    registry_username: Option<String>,
+
+    /// Registry password or token.
+    #[arg(
+        long,
+        env = "WASMGATE_REGISTRY_PASSWORD",
+        global = true,
+        hide_env_values = true
+    )]
+    registry_password: Option<String>,
 
     #[command(subcommand)]
     command: Command,
@@ -49,6 +81,30 @@ enum Command {
     /// task as StopTask does (each container gets its stopTimeout); a second Ctrl-C interrupts
     /// it at once.
     Run(RunArgs),
+
+    /// Package a Wasm module or component as a CNCF Wasm OCI artifact and push it.
+    Push {
+        /// The .wasm file.
+        module: PathBuf,
+        /// Where to push: `registry[:port]/repository[:tag]`.
+        reference: String,
+    },
+
+    /// List the images in the local store, or remove and prune them.
+    Images {
+        #[command(subcommand)]
+        action: Option<ImagesAction>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImagesAction {
+    /// List cached images (the default).
+    Ls,
+    /// Forget an image (by reference or digest); `prune` then frees its blobs.
+    Rm { reference: String },
+    /// Delete every blob no cached image needs.
+    Prune,
 }
 
 #[derive(clap::Args)]
@@ -78,6 +134,8 @@ struct RunArgs {
     #[arg(last = true, value_name = "ARGS")]
     args: Vec<String>,
 }
+
+mod progress;
 
 /// The memory limit of a module run without --memory, in MiB.
 const DEFAULT_MODULE_MEMORY_MIB: u32 = 1024;
@@ -121,7 +179,7 @@ fn init_tracing(verbose: u8) {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     let default_pooling = match cli.command {
-        Command::Run(_) => Pooling::Off,
+        Command::Run(_) | Command::Push { .. } | Command::Images { .. } => Pooling::Off,
     };
     let config = Config {
         data_dir: cli.data_dir.unwrap_or_else(default_data_dir),
@@ -130,11 +188,87 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             Pooling::On => PoolingChoice::On,
             Pooling::Off => PoolingChoice::Off,
         },
+        default_registry: cli.default_registry,
+        registry: RegistrySettings {
+            insecure: cli.insecure_registries,
+            username: cli.registry_username,
+            password: cli.registry_password,
+            docker_config: None,
+        },
         ..Config::default()
     };
     match cli.command {
         Command::Run(args) => run(&config, args).await,
+        Command::Push { module, reference } => push(&config, &module, &reference).await,
+        Command::Images { action } => images(&config, action.unwrap_or(ImagesAction::Ls)),
     }
+}
+
+fn open_images(config: &Config) -> anyhow::Result<Images> {
+    let images = Images::open(&config.images()).context("cannot open the image store")?;
+    Ok(images.with_progress(Arc::new(progress::PullMeter::default().into_sink())))
+}
+
+async fn push(config: &Config, module: &Path, reference: &str) -> anyhow::Result<u8> {
+    let bytes =
+        std::fs::read(module).with_context(|| format!("cannot read {}", module.display()))?;
+    let pushed = open_images(config)?.push_wasm(&bytes, reference).await?;
+    println!("{}", pushed.reference);
+    eprintln!(
+        "wasmgate: pushed {} ({}, {} bytes) as {}",
+        module.display(),
+        pushed.os,
+        bytes.len(),
+        pushed.digest
+    );
+    Ok(0)
+}
+
+fn images(config: &Config, action: ImagesAction) -> anyhow::Result<u8> {
+    let images = open_images(config)?;
+    let store = images.store();
+    match action {
+        ImagesAction::Ls => {
+            println!(
+                "{:<50} {:<20} {:<10} {:>10}  LAST USED",
+                "REFERENCE", "DIGEST", "KIND", "SIZE"
+            );
+            let now = wasmgate::image::store::now_secs();
+            for image in store.images()? {
+                let short = image
+                    .digest
+                    .trim_start_matches("sha256:")
+                    .chars()
+                    .take(12)
+                    .collect::<String>();
+                println!(
+                    "{:<50} {:<20} {:<10} {:>10}  {} ago",
+                    image.reference,
+                    format!("sha256:{short}"),
+                    image.kind,
+                    wasmgate::capacity::wasm::describe_bytes(image.size),
+                    humantime::format_duration(std::time::Duration::from_secs(
+                        now.saturating_sub(image.last_used)
+                    ))
+                );
+            }
+        }
+        ImagesAction::Rm { reference } => {
+            if store.remove_image(&reference)? == 0 {
+                bail!("images rm {reference}: no cached image has that reference or digest");
+            }
+            println!("removed {reference} (run `wasmgate images prune` to free its blobs)");
+        }
+        ImagesAction::Prune => {
+            let report = store.prune()?;
+            println!(
+                "removed {} blobs, freed {}",
+                report.blobs_removed,
+                wasmgate::capacity::wasm::describe_bytes(report.bytes_freed)
+            );
+        }
+    }
+    Ok(0)
 }
 
 async fn run(config: &Config, args: RunArgs) -> anyhow::Result<u8> {
@@ -162,7 +296,12 @@ async fn run(config: &Config, args: RunArgs) -> anyhow::Result<u8> {
 
     let wasm =
         WasmCapacity::new(&config.wasm_capacity()).context("cannot start the Wasm capacity")?;
-    let runner = Arc::new(TaskRunner::new(Arc::new(wasm), config.task_runner()));
+    let images = open_images(config)?;
+    let runner = Arc::new(TaskRunner::new(
+        Arc::new(wasm),
+        Arc::new(images),
+        config.task_runner(),
+    ));
     let task = runner.start(TaskRequest {
         task_id: new_task_id(),
         definition,
@@ -200,24 +339,24 @@ async fn run(config: &Config, args: RunArgs) -> anyhow::Result<u8> {
 /// with the directory its relative image paths are resolved against.
 fn load_target(args: &RunArgs) -> anyhow::Result<(TaskDefinition, PathBuf)> {
     let path = &args.target;
+    if !path.exists() {
+        // Not a file here: an image reference (registry, or oci: layout).
+        let reference = path.to_string_lossy().into_owned();
+        return Ok((
+            wrap_image(&reference, &name_for_reference(&reference), args.memory)?,
+            PathBuf::from("."),
+        ));
+    }
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     if bytes.starts_with(b"\0asm") {
-        let name = container_name_for(path);
         let image = std::path::absolute(path)
             .with_context(|| format!("cannot resolve {}", path.display()))?;
-        let document = serde_json::json!({
-            "family": name,
-            "memory": args.memory.unwrap_or(DEFAULT_MODULE_MEMORY_MIB).to_string(),
-            "containerDefinitions": [{
-                "name": name,
-                "image": format!("file:{}", image.display()),
-                "essential": true,
-            }],
-        });
-        let definition = TaskDefinition::from_value(document)
-            .with_context(|| format!("{}: cannot wrap in a task definition", path.display()))?;
-        return Ok((definition, base_dir));
+        let image = format!("file:{}", image.display());
+        return Ok((
+            wrap_image(&image, &container_name_for(path), args.memory)?,
+            base_dir,
+        ));
     }
     let text = String::from_utf8(bytes).with_context(|| {
         format!(
@@ -238,6 +377,25 @@ fn load_target(args: &RunArgs) -> anyhow::Result<(TaskDefinition, PathBuf)> {
         )
     })?;
     Ok((definition, base_dir))
+}
+
+/// A one-container task definition running `image`.
+fn wrap_image(image: &str, name: &str, memory: Option<u32>) -> anyhow::Result<TaskDefinition> {
+    let document = serde_json::json!({
+        "family": name,
+        "memory": memory.unwrap_or(DEFAULT_MODULE_MEMORY_MIB).to_string(),
+        "containerDefinitions": [{"name": name, "image": image, "essential": true}],
+    });
+    TaskDefinition::from_value(document)
+        .with_context(|| format!("{image}: cannot wrap in a task definition"))
+}
+
+/// A container name from an image reference: `127.0.0.1:5000/team/hello:v1` → `hello`.
+fn name_for_reference(reference: &str) -> String {
+    let without_digest = reference.split('@').next().unwrap_or(reference);
+    let last = without_digest.rsplit('/').next().unwrap_or(without_digest);
+    let repository = last.split(':').next().unwrap_or(last);
+    container_name_for(Path::new(repository))
 }
 
 /// A valid container name from a file name: `hello.wasm` → `hello`.

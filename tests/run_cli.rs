@@ -212,16 +212,23 @@ fn an_image_that_is_not_wasm_is_refused_with_a_reason() {
 }
 
 #[test]
-fn registry_references_say_what_is_missing() {
+fn an_unreachable_registry_fails_to_pull_with_the_reference() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("task.json");
     std::fs::write(
         &file,
-        r#"{"family": "r", "memory": "64", "containerDefinitions": [{"name": "a", "image": "ghcr.io/org/app:1"}]}"#,
+        r#"{"family": "r", "memory": "64", "containerDefinitions": [{"name": "a", "image": "127.0.0.1:1/org/app:1"}]}"#,
     )
     .unwrap();
     let (output, _data) = run(&[file.to_str().unwrap()]);
-    assert!(stderr(&output).contains("CannotPullContainerError: ghcr.io/org/app:1: pulling from an OCI registry is not available yet"), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(125), "{err}");
+    assert!(
+        err.contains(
+            "container a did not start: CannotPullContainerError: 127.0.0.1:1/org/app:1: "
+        ),
+        "{err}"
+    );
 }
 
 #[test]

@@ -16,7 +16,7 @@ use crate::capacity::{
     Capacity, ContainerExit, ContainerHandle, ContainerLog, ContainerSpec, ContainerStats,
     CpuBudget, Mount, Tee,
 };
-use crate::image;
+use crate::image::{ImageContent, Images};
 use crate::taskdef::{ContainerCondition, ContainerDefinition, TaskDefinition};
 
 /// Exit code reported for an essential container that never started.
@@ -34,6 +34,7 @@ pub struct TaskRunnerConfig {
 /// Starts tasks on this host's capacity.
 pub struct TaskRunner {
     wasm: Arc<WasmCapacity>,
+    images: Arc<Images>,
     config: TaskRunnerConfig,
 }
 
@@ -87,6 +88,8 @@ pub struct ContainerOutcome {
     /// `None` when the container never started.
     pub exit_code: Option<i32>,
     pub reason: Option<String>,
+    /// The digest of the image it ran (ECS's `imageDigest`); `None` if it was never resolved.
+    pub image_digest: Option<String>,
     pub stats: ContainerStats,
     pub log: Arc<ContainerLog>,
 }
@@ -197,8 +200,16 @@ pub fn new_task_id() -> String {
 }
 
 impl TaskRunner {
-    pub fn new(wasm: Arc<WasmCapacity>, config: TaskRunnerConfig) -> Self {
-        Self { wasm, config }
+    pub fn new(wasm: Arc<WasmCapacity>, images: Arc<Images>, config: TaskRunnerConfig) -> Self {
+        Self {
+            wasm,
+            images,
+            config,
+        }
+    }
+
+    pub fn images(&self) -> &Arc<Images> {
+        &self.images
     }
 
     pub fn wasm(&self) -> &Arc<WasmCapacity> {
@@ -275,7 +286,7 @@ impl TaskRunner {
         request: &TaskRequest,
         scratch: &Path,
         logs: &[Arc<ContainerLog>],
-    ) -> Result<Vec<(Arc<WasmProgram>, ContainerSpec)>, StartFailure> {
+    ) -> Result<Vec<Prepared>, StartFailure> {
         let definition = &request.definition;
         let volumes = volume_dirs(definition, scratch)?;
         let task_cpu = definition
@@ -283,10 +294,29 @@ impl TaskRunner {
             .map(|units| Arc::new(CpuBudget::new(units)));
         let mut prepared = Vec::new();
         for (index, container) in definition.spec.container_definitions.iter().enumerate() {
-            let image = image::resolve(&container.image, &request.image_base_dir).map_err(|e| {
-                StartFailure::new(&container.name, format!("CannotPullContainerError: {e}"))
-            })?;
-            let program = self.wasm.prepare(image.bytes.clone()).await.map_err(|e| {
+            let image = self
+                .images
+                .resolve(&container.image, &request.image_base_dir)
+                .await
+                .map_err(|e| {
+                    StartFailure::new(&container.name, format!("CannotPullContainerError: {e}"))
+                })?;
+            let bytes = match &image.content {
+                ImageContent::Wasm(bytes) => bytes.clone(),
+                ImageContent::Container { layers, .. } => {
+                    return Err(StartFailure::new(
+                        &container.name,
+                        format!(
+                            "CannotStartContainerError: {}: is a container image ({} layers, \
+                             {}); the container capacity (runc) is not available yet",
+                            container.image,
+                            layers.len(),
+                            image.digest
+                        ),
+                    ));
+                }
+            };
+            let program = self.wasm.prepare(bytes).await.map_err(|e| {
                 StartFailure::new(
                     &container.name,
                     format!("CannotStartContainerError: {}: {e}", container.image),
@@ -302,11 +332,14 @@ impl TaskRunner {
                 task_cpu.clone(),
                 logs[index].clone(),
             );
-            prepared.push((program, spec));
+            prepared.push((program, spec, image.digest));
         }
         Ok(prepared)
     }
 }
+
+/// A container ready to start: its program, its spec, and the digest of its image.
+type Prepared = (Arc<WasmProgram>, ContainerSpec, String);
 
 /// Why a task could not start, and which container it was about.
 struct StartFailure {
@@ -328,7 +361,7 @@ fn failed_to_start(
     logs: &[Arc<ContainerLog>],
     failure: StartFailure,
 ) -> TaskOutcome {
-    tracing::warn!(container = %failure.container, reason = %failure.reason, "task failed to start");
+    tracing::info!(container = %failure.container, reason = %failure.reason, "task failed to start");
     let containers = request
         .definition
         .spec
@@ -340,6 +373,7 @@ fn failed_to_start(
             essential: c.is_essential(),
             exit_code: None,
             reason: (c.name == failure.container).then(|| failure.reason.clone()),
+            image_digest: None,
             stats: ContainerStats::default(),
             log: log.clone(),
         })
@@ -489,7 +523,7 @@ enum Readiness {
 struct Launch<'a> {
     request: &'a TaskRequest,
     wasm: &'a WasmCapacity,
-    prepared: Vec<(Arc<WasmProgram>, ContainerSpec)>,
+    prepared: Vec<Prepared>,
     logs: Vec<Arc<ContainerLog>>,
     slots: Vec<Slot>,
     /// Set once the task is stopping: why, and which essential container decided it.
@@ -500,7 +534,7 @@ impl<'a> Launch<'a> {
     fn new(
         request: &'a TaskRequest,
         wasm: &'a WasmCapacity,
-        prepared: Vec<(Arc<WasmProgram>, ContainerSpec)>,
+        prepared: Vec<Prepared>,
         logs: Vec<Arc<ContainerLog>>,
     ) -> Self {
         let slots = prepared.iter().map(|_| Slot::Waiting).collect();
@@ -638,7 +672,7 @@ impl<'a> Launch<'a> {
         index: usize,
         exits: &mut JoinSet<(usize, ContainerExit, ContainerStats)>,
     ) {
-        let (program, spec) = &self.prepared[index];
+        let (program, spec, _) = &self.prepared[index];
         tracing::info!(container = %spec.name, digest = %program.digest, "starting container");
         match self.wasm.start(program, spec.clone()) {
             Ok(handle) => {
@@ -730,7 +764,8 @@ impl<'a> Launch<'a> {
             .into_iter()
             .zip(self.request.definition.spec.container_definitions.iter())
             .zip(self.logs)
-            .map(|((slot, definition), log)| {
+            .zip(self.prepared.iter().map(|(_, _, digest)| digest.clone()))
+            .map(|(((slot, definition), log), image_digest)| {
                 let (exit_code, reason, stats) = match slot {
                     Slot::Exited(exit, stats) => (Some(exit.exit_code), exit.reason, stats),
                     Slot::NeverStarted(reason) => (None, Some(reason), ContainerStats::default()),
@@ -746,6 +781,7 @@ impl<'a> Launch<'a> {
                     essential: definition.is_essential(),
                     exit_code,
                     reason,
+                    image_digest: Some(image_digest),
                     stats,
                     log,
                 }

@@ -3,6 +3,8 @@
 //! directory.
 #![allow(dead_code)]
 
+pub mod registry;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
@@ -12,6 +14,7 @@ use wasmgate::agent::{RunningTask, TaskOutcome, TaskRequest, TaskRunner, new_tas
 use wasmgate::capacity::Tee;
 use wasmgate::capacity::wasm::WasmCapacity;
 use wasmgate::config::Config;
+use wasmgate::image::Images;
 use wasmgate::taskdef::TaskDefinition;
 
 /// Which WASI a guest was built for.
@@ -95,7 +98,12 @@ impl Host {
         config.pool_slots = 64;
         adjust(&mut config);
         let wasm = WasmCapacity::new(&config.wasm_capacity()).expect("Wasm capacity");
-        let runner = Arc::new(TaskRunner::new(Arc::new(wasm), config.task_runner()));
+        let images = Images::open(&config.images()).expect("image store");
+        let runner = Arc::new(TaskRunner::new(
+            Arc::new(wasm),
+            Arc::new(images),
+            config.task_runner(),
+        ));
         Self { runner, data_dir }
     }
 

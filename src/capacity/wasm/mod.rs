@@ -26,6 +26,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 pub use artifact::{CacheOutcome, WasmKind, sha256_hex};
 pub use engine::{EngineSettings, PoolingChoice, SharedEngine};
+pub use run::describe_bytes;
 
 use crate::capacity::{Capacity, CapacityError, ContainerHandle, ContainerSpec};
 use artifact::{ArtifactCache, Compiled};
