@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what wasmgate's build, tests and examples need on a fresh machine, and nothing else:
 # the two WASI targets for the guest programs, and (for the image tests) Debian's OCI registry
-# server and htpasswd. Safe to run again; does nothing when all is present.
+# server, htpasswd, and skopeo (a second tool that must be able to pull what wasmgate pushes).
+# Safe to run again; does nothing when all is present.
 set -euo pipefail
 
 if ! rustup target list --installed | grep -qx wasm32-wasip1 ||
@@ -13,6 +14,7 @@ fi
 missing=()
 command -v docker-registry >/dev/null || missing+=(docker-registry)
 command -v htpasswd >/dev/null || missing+=(apache2-utils)
+command -v skopeo >/dev/null || missing+=(skopeo)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]} (Debian)"
   sudo_=""

@@ -535,3 +535,47 @@ async fn tasks_record_the_digest_they_ran() {
         "Hello from wasmgate!\n"
     );
 }
+
+#[test]
+fn another_tool_pulls_what_wasmgate_pushes() {
+    // skopeo reads the pushed artifact from the registry into an OCI layout; wasmgate runs it.
+    let registry = Registry::start();
+    let data = tempfile::tempdir().unwrap();
+    let reference = format!("{}/interop:v1", registry.addr);
+    let pushed = wasmgate(data.path())
+        .arg("push")
+        .arg(guest(Wasi::P2, "hello"))
+        .arg(&reference)
+        .output()
+        .unwrap();
+    assert!(
+        pushed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+    let layout = tempfile::tempdir().unwrap();
+    let copied = std::process::Command::new("skopeo")
+        .args([
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{reference}"),
+        ])
+        .arg(format!("oci:{}:v1", layout.path().display()))
+        .output()
+        .expect("skopeo is installed (scripts/setup.sh)");
+    assert!(
+        copied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&copied.stderr)
+    );
+    let run = wasmgate(data.path())
+        .args(["run", &format!("oci:{}:v1", layout.path().display())])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        "Hello from wasmgate!\n",
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+}

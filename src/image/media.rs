@@ -239,5 +239,45 @@ mod tests {
             "config application/x-foo with layers [application/x-bar]: neither a Wasm artifact nor a container image"
         );
         assert!(classify(&manifest(WASM_CONFIG, &[WASM_LAYER, WASM_LAYER])).is_err());
+        assert!(
+            classify(&manifest(OCI_CONFIG, &[WASM_LAYER, SPIN_APP_LAYER]))
+                .unwrap_err()
+                .contains("Spin application")
+        );
+    }
+
+    #[test]
+    fn an_index_resolves_to_wasm_first_then_linux_amd64() {
+        let entry = |os: &str, architecture: &str, digit: char| Descriptor {
+            media_type: OCI_MANIFEST.into(),
+            digest: format!("sha256:{}", digit.to_string().repeat(64)),
+            size: 1,
+            platform: Some(Platform {
+                architecture: architecture.into(),
+                os: os.into(),
+            }),
+        };
+        let index = Index {
+            manifests: vec![
+                entry("linux", "arm64", '1'),
+                entry("linux", "amd64", '2'),
+                entry("wasip2", "wasm", '3'),
+            ],
+        };
+        assert_eq!(
+            choose_from_index(&index).unwrap().digest,
+            format!("sha256:{}", "3".repeat(64))
+        );
+        let index = Index {
+            manifests: vec![entry("linux", "arm64", '1'), entry("linux", "amd64", '2')],
+        };
+        assert_eq!(
+            choose_from_index(&index).unwrap().digest,
+            format!("sha256:{}", "2".repeat(64))
+        );
+        let index = Index {
+            manifests: vec![entry("windows", "amd64", '1')],
+        };
+        assert!(choose_from_index(&index).is_none());
     }
 }
