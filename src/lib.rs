@@ -5,7 +5,9 @@
 //! (Wasm in wasmtime, containers through runc later); [`agent`] runs whole tasks on a host.
 
 pub mod agent;
+pub mod api;
 pub mod capacity;
 pub mod config;
 pub mod image;
+pub mod store;
 pub mod taskdef;

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use std::io::Write as _;
+
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -88,6 +90,16 @@ enum Command {
         module: PathBuf,
         /// Where to push: `registry[:port]/repository[:tag]`.
         reference: String,
+    },
+
+    /// Run the control plane: the ECS JSON API over the state in DATA_DIR/state.db.
+    ///
+    /// Prints `listening on http://ADDR` once it accepts requests; stops on Ctrl-C.
+    /// Point the AWS CLI at it with `aws --endpoint-url http://ADDR ecs ...`.
+    Server {
+        /// Where the API listens (port 0 picks a free port).
+        #[arg(long, env = "WASMGATE_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
     },
 
     /// List the images in the local store, or remove and prune them.
@@ -180,6 +192,7 @@ fn init_tracing(verbose: u8) {
 async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     let default_pooling = match cli.command {
         Command::Run(_) | Command::Push { .. } | Command::Images { .. } => Pooling::Off,
+        Command::Server { .. } => Pooling::Auto,
     };
     let config = Config {
         data_dir: cli.data_dir.unwrap_or_else(default_data_dir),
@@ -201,7 +214,44 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Run(args) => run(&config, args).await,
         Command::Push { module, reference } => push(&config, &module, &reference).await,
         Command::Images { action } => images(&config, action.unwrap_or(ImagesAction::Ls)),
+        Command::Server { listen } => server(&config, listen).await,
     }
+}
+
+async fn server(config: &Config, listen: std::net::SocketAddr) -> anyhow::Result<u8> {
+    let state_path = config.data_dir.join("state.db");
+    let state = wasmgate::store::SqliteStore::open(&state_path)
+        .with_context(|| format!("cannot open the state store {}", state_path.display()))?;
+    let api = wasmgate::api::Api::new(Arc::new(state), wasmgate::api::ArnScope::default())
+        .context("cannot initialise the API")?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let address = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
+    // Written without println!: whoever started us may have stopped reading stdout.
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "listening on http://{address}");
+    let _ = writeln!(
+        out,
+        "try: aws --endpoint-url http://{address} --region us-east-1 ecs list-clusters"
+    );
+    let _ = out.flush();
+    drop(out);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let serving = tokio::spawn(wasmgate::api::serve(
+        listener,
+        Arc::new(api),
+        shutdown.clone(),
+    ));
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot listen for Ctrl-C")?;
+    eprintln!("wasmgate: shutting down");
+    shutdown.cancel();
+    serving.await.context("the API server failed")?;
+    Ok(0)
 }
 
 fn open_images(config: &Config) -> anyhow::Result<Images> {
@@ -233,7 +283,7 @@ fn images(config: &Config, action: ImagesAction) -> anyhow::Result<u8> {
                 "{:<50} {:<20} {:<10} {:>10}  LAST USED",
                 "REFERENCE", "DIGEST", "KIND", "SIZE"
             );
-            let now = wasmgate::image::store::now_secs();
+            let now = wasmgate::image::content::now_secs();
             for image in store.images()? {
                 let short = image
                     .digest

@@ -24,7 +24,7 @@ fn images(data: &Path, registry: RegistrySettings) -> Images {
 }
 
 fn sha256(bytes: &[u8]) -> String {
-    wasmgate::image::store::digest_of(bytes)
+    wasmgate::image::content::digest_of(bytes)
 }
 
 #[test]

@@ -7,22 +7,22 @@
 //!
 //! Architecture invariant: this module decides what an image *is*; it never runs anything.
 
+pub mod content;
 pub mod media;
 mod push;
 pub mod reference;
 mod registry;
-pub mod store;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use content::{ContentStore, ImageRecord, StoreError, digest_of, now_secs};
 use media::{Descriptor, ManifestKind};
 pub use push::PushedImage;
 use reference::{ImageRef, RegistryRef};
 use registry::RegistryClient;
 pub use registry::RegistrySettings;
-use store::{ContentStore, ImageRecord, StoreError, digest_of, now_secs};
 
 /// The most bytes a Wasm image may have; larger ones are refused before they are read whole.
 pub const MAX_WASM_IMAGE_BYTES: u64 = 256 << 20;

@@ -5,10 +5,10 @@ use oci_client::Client;
 use oci_client::secrets::RegistryAuth;
 use serde_json::json;
 
+use super::content::digest_of;
 use super::media;
 use super::reference::RegistryRef;
 use super::registry::describe;
-use super::store::digest_of;
 use crate::capacity::wasm::WasmKind;
 
 /// What a push produced.

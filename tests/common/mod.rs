@@ -3,6 +3,7 @@
 //! directory.
 #![allow(dead_code)]
 
+pub mod aws;
 pub mod registry;
 
 use std::path::{Path, PathBuf};

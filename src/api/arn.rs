@@ -1,0 +1,60 @@
+//! ECS ARNs: `arn:aws:ecs:REGION:ACCOUNT:cluster/NAME`, `task-definition/FAMILY:REV`, ...
+
+/// Where ARNs say this control plane lives.
+#[derive(Debug, Clone)]
+pub struct ArnScope {
+    pub region: String,
+    pub account: String,
+}
+
+impl Default for ArnScope {
+    fn default() -> Self {
+        Self {
+            region: "us-east-1".into(),
+            account: "000000000000".into(),
+        }
+    }
+}
+
+impl ArnScope {
+    fn arn(&self, resource: &str) -> String {
+        format!("arn:aws:ecs:{}:{}:{resource}", self.region, self.account)
+    }
+
+    pub fn cluster(&self, name: &str) -> String {
+        self.arn(&format!("cluster/{name}"))
+    }
+
+    pub fn task_definition(&self, family: &str, revision: u64) -> String {
+        self.arn(&format!("task-definition/{family}:{revision}"))
+    }
+}
+
+/// The resource part of an ARN (`cluster/NAME` → `NAME` for kind `cluster`), or the text
+/// itself when it is not an ARN.
+pub fn resource_name<'a>(text: &'a str, kind: &str) -> &'a str {
+    if !text.starts_with("arn:") {
+        return text;
+    }
+    let resource = text.splitn(6, ':').nth(5).unwrap_or(text);
+    resource
+        .strip_prefix(kind)
+        .and_then(|r| r.strip_prefix('/'))
+        .unwrap_or(resource)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_from_arns_and_plain_names() {
+        let scope = ArnScope::default();
+        assert_eq!(resource_name(&scope.cluster("prod"), "cluster"), "prod");
+        assert_eq!(resource_name("prod", "cluster"), "prod");
+        assert_eq!(
+            resource_name(&scope.task_definition("web", 3), "task-definition"),
+            "web:3"
+        );
+    }
+}

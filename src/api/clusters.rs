@@ -1,0 +1,164 @@
+//! CreateCluster, DescribeClusters, ListClusters, DeleteCluster.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Api, ApiError, ErrorKind, arn, page, paged, parse, timestamp};
+use crate::store::Expect;
+
+/// The cluster every call without a `cluster` member means.
+pub const DEFAULT_CLUSTER: &str = "default";
+
+fn key(name: &str) -> String {
+    format!("clusters/{name}")
+}
+
+fn check_name(name: &str) -> Result<(), ApiError> {
+    let valid = (1..=255).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(format!(
+            "clusterName: must be 1-255 letters, digits, hyphens and underscores (got \"{name}\")"
+        )))
+    }
+}
+
+/// The ECS `Cluster` shape of a stored record.
+fn shape(api: &Api, record: &Value) -> Value {
+    let name = record["clusterName"].as_str().unwrap_or_default();
+    json!({
+        "clusterArn": api.arns.cluster(name),
+        "clusterName": name,
+        "status": record["status"],
+        "registeredContainerInstancesCount": 0,
+        "runningTasksCount": 0,
+        "pendingTasksCount": 0,
+        "activeServicesCount": 0,
+        "statistics": [],
+        "tags": record.get("tags").cloned().unwrap_or(json!([])),
+        "settings": record.get("settings").cloned().unwrap_or(json!([])),
+        "capacityProviders": [],
+        "defaultCapacityProviderStrategy": [],
+    })
+}
+
+/// Creates `name` unless it exists and is active; returns its record.
+pub fn ensure(api: &Api, name: &str, tags: Value, settings: Value) -> Result<Value, ApiError> {
+    check_name(name)?;
+    let existing = api.state.get(&key(name))?;
+    if let Some(found) = &existing
+        && found.value["status"] == "ACTIVE"
+    {
+        return Ok(found.value.clone());
+    }
+    let record = json!({
+        "clusterName": name,
+        "status": "ACTIVE",
+        "createdAt": timestamp(),
+        "tags": tags,
+        "settings": settings,
+    });
+    let expected = existing.map_or(Expect::Absent, |e| Expect::Revision(e.revision));
+    api.state.put(&key(name), &record, expected)?;
+    Ok(record)
+}
+
+/// The active cluster a call names (by name or ARN; `default` when absent).
+pub fn require_active(api: &Api, cluster: Option<&str>) -> Result<String, ApiError> {
+    let name = arn::resource_name(cluster.unwrap_or(DEFAULT_CLUSTER), "cluster").to_string();
+    match api.state.get(&key(&name))? {
+        Some(found) if found.value["status"] == "ACTIVE" => Ok(name),
+        _ => Err(ApiError::new(
+            ErrorKind::ClusterNotFoundException,
+            format!("Cluster not found: {name}"),
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateCluster {
+    cluster_name: Option<String>,
+    #[serde(default)]
+    tags: Option<Value>,
+    #[serde(default)]
+    settings: Option<Value>,
+}
+
+pub fn create(api: &Api, body: Value) -> Result<Value, ApiError> {
+    let request: CreateCluster = parse(body)?;
+    let name = request
+        .cluster_name
+        .unwrap_or_else(|| DEFAULT_CLUSTER.to_string());
+    let record = ensure(
+        api,
+        &name,
+        request.tags.unwrap_or(json!([])),
+        request.settings.unwrap_or(json!([])),
+    )?;
+    Ok(json!({"cluster": shape(api, &record)}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DescribeClusters {
+    #[serde(default)]
+    clusters: Option<Vec<String>>,
+}
+
+pub fn describe(api: &Api, body: Value) -> Result<Value, ApiError> {
+    let request: DescribeClusters = parse(body)?;
+    let wanted = request
+        .clusters
+        .unwrap_or_else(|| vec![DEFAULT_CLUSTER.to_string()]);
+    let (mut clusters, mut failures) = (Vec::new(), Vec::new());
+    for given in wanted {
+        let name = arn::resource_name(&given, "cluster");
+        match api.state.get(&key(name))? {
+            Some(found) => clusters.push(shape(api, &found.value)),
+            None => failures.push(json!({"arn": api.arns.cluster(name), "reason": "MISSING"})),
+        }
+    }
+    Ok(json!({"clusters": clusters, "failures": failures}))
+}
+
+pub fn list(api: &Api, body: Value) -> Result<Value, ApiError> {
+    let arns: Vec<Value> = api
+        .state
+        .list("clusters/")?
+        .into_iter()
+        .filter(|(_, v)| v.value["status"] == "ACTIVE")
+        .map(|(_, v)| {
+            json!(
+                api.arns
+                    .cluster(v.value["clusterName"].as_str().unwrap_or_default())
+            )
+        })
+        .collect();
+    let (items, next) = page(&body, arns)?;
+    Ok(paged("clusterArns", items, next))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeleteCluster {
+    cluster: String,
+}
+
+pub fn delete(api: &Api, body: Value) -> Result<Value, ApiError> {
+    let request: DeleteCluster = parse(body)?;
+    let name = require_active(api, Some(&request.cluster))?;
+    let found = api
+        .state
+        .get(&key(&name))?
+        .ok_or_else(|| ApiError::client("cluster vanished"))?;
+    let mut record = found.value;
+    record["status"] = json!("INACTIVE");
+    api.state
+        .put(&key(&name), &record, Expect::Revision(found.revision))?;
+    Ok(json!({"cluster": shape(api, &record)}))
+}

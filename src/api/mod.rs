@@ -1,0 +1,281 @@
+//! The ECS JSON 1.1 API: `POST /` with `X-Amz-Target: AmazonEC2ContainerServiceV20141113.<Action>`
+//! and a camelCase JSON body, answered with ECS's shapes and error shapes, so that the AWS CLI
+//! and every AWS SDK work against wasmgate unchanged.
+//!
+//! Architecture invariant: the API layer owns every ECS shape; below it (store, agent,
+//! capacity) nothing knows ECS JSON. Every request runs under a span with its action and id.
+
+pub mod arn;
+mod clusters;
+mod error;
+mod task_definitions;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use base64::Engine as _;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+pub use arn::ArnScope;
+pub use clusters::DEFAULT_CLUSTER;
+pub use error::{ApiError, ErrorKind};
+
+use crate::store::Store;
+
+/// The prefix of every ECS `X-Amz-Target`.
+const TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113.";
+/// The largest request body accepted.
+pub const MAX_REQUEST_BYTES: usize = 1 << 20;
+/// `maxResults` when a list call gives none (ECS's default).
+const DEFAULT_PAGE: usize = 100;
+
+/// The API's state and settings.
+pub struct Api {
+    pub state: Arc<dyn Store>,
+    pub arns: ArnScope,
+    request_ids: AtomicU64,
+}
+
+impl Api {
+    /// The API over `state`; makes sure the `default` cluster exists.
+    pub fn new(state: Arc<dyn Store>, arns: ArnScope) -> Result<Self, ApiError> {
+        let api = Self {
+            state,
+            arns,
+            request_ids: AtomicU64::new(1),
+        };
+        clusters::ensure(&api, DEFAULT_CLUSTER, json!([]), json!([]))?;
+        Ok(api)
+    }
+
+    /// Runs one action on a JSON body.
+    pub fn call(&self, action: &str, body: Value) -> Result<Value, ApiError> {
+        match action {
+            "CreateCluster" => clusters::create(self, body),
+            "DescribeClusters" => clusters::describe(self, body),
+            "ListClusters" => clusters::list(self, body),
+            "DeleteCluster" => clusters::delete(self, body),
+            "RegisterTaskDefinition" => task_definitions::register(self, body),
+            "DescribeTaskDefinition" => task_definitions::describe(self, body),
+            "ListTaskDefinitions" => task_definitions::list(self, body),
+            "ListTaskDefinitionFamilies" => task_definitions::list_families(self, body),
+            "DeregisterTaskDefinition" => task_definitions::deregister(self, body),
+            "DeleteTaskDefinitions" => task_definitions::delete(self, body),
+            other => Err(ApiError::new(
+                ErrorKind::UnknownOperationException,
+                format!("Unknown or unsupported operation: {other}"),
+            )),
+        }
+    }
+
+    async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        let request_id = format!("{:016x}", self.request_ids.fetch_add(1, Ordering::Relaxed));
+        let action = request
+            .headers()
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|t| t.strip_prefix(TARGET_PREFIX))
+            .unwrap_or_default()
+            .to_string();
+        let span = tracing::info_span!("request", %request_id, %action);
+        async {
+            let result = self.read_and_call(&action, request).await;
+            let (status, body, error_type) = match result {
+                Ok(body) => (200, body, None),
+                Err(error) => {
+                    tracing::info!(%error, "request failed");
+                    (error.kind.status(), error.body(), Some(error.kind.as_str()))
+                }
+            };
+            let mut response = Response::builder()
+                .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+                .header("content-type", "application/x-amz-json-1.1")
+                .header("x-amzn-requestid", &request_id);
+            if let Some(error_type) = error_type {
+                response = response.header("x-amzn-errortype", error_type);
+            }
+            response
+                .body(Full::new(Bytes::from(body.to_string())))
+                .unwrap_or_else(|_| Response::new(Full::new(Bytes::from_static(b"{}"))))
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn read_and_call(
+        &self,
+        action: &str,
+        request: Request<Incoming>,
+    ) -> Result<Value, ApiError> {
+        if request.method() != hyper::Method::POST {
+            return Err(ApiError::client("the ECS API answers POST / only"));
+        }
+        if action.is_empty() {
+            return Err(ApiError::new(
+                ErrorKind::UnknownOperationException,
+                format!("missing or foreign X-Amz-Target (expected {TARGET_PREFIX}<Action>)"),
+            ));
+        }
+        let body = Limited::new(request.into_body(), MAX_REQUEST_BYTES)
+            .collect()
+            .await
+            .map_err(|_| {
+                ApiError::client(format!(
+                    "the request body is over {MAX_REQUEST_BYTES} bytes or broken"
+                ))
+            })?
+            .to_bytes();
+        let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
+            json!({})
+        } else {
+            serde_json::from_slice(&body).map_err(|e| {
+                ApiError::new(
+                    ErrorKind::SerializationException,
+                    format!("the request body is not valid JSON: {e}"),
+                )
+            })?
+        };
+        if !body.is_object() {
+            return Err(ApiError::new(
+                ErrorKind::SerializationException,
+                "the request body must be a JSON object",
+            ));
+        }
+        self.call(action, body)
+    }
+}
+
+/// Parses a request body into its typed shape; a missing or mistyped member is an
+/// InvalidParameterException naming it.
+pub(crate) fn parse<T: DeserializeOwned>(body: Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(body).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        if path == "." {
+            ApiError::invalid(inner)
+        } else {
+            ApiError::invalid(format!("{path}: {inner}"))
+        }
+    })
+}
+
+/// One page of `items` as `maxResults` and `nextToken` in `body` ask; returns the page and the
+/// token of the next one.
+pub(crate) fn page(
+    body: &Value,
+    items: Vec<Value>,
+) -> Result<(Vec<Value>, Option<String>), ApiError> {
+    let size = match body.get("maxResults") {
+        None | Some(Value::Null) => DEFAULT_PAGE,
+        Some(v) => match v.as_u64() {
+            Some(n @ 1..=100) => n as usize,
+            _ => {
+                return Err(ApiError::invalid(format!(
+                    "maxResults: must be between 1 and 100 (got {v})"
+                )));
+            }
+        },
+    };
+    let start = match body.get("nextToken").and_then(Value::as_str) {
+        None => 0,
+        Some(token) => base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.strip_prefix("offset:").and_then(|n| n.parse().ok()))
+            .ok_or_else(|| ApiError::invalid("nextToken: not a token this server handed out"))?,
+    };
+    let end = (start + size).min(items.len());
+    let next = (end < items.len())
+        .then(|| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("offset:{end}")));
+    Ok((items.into_iter().skip(start).take(size).collect(), next))
+}
+
+/// A list response: the items under `field`, and `nextToken` when there is more.
+pub(crate) fn paged(field: &str, items: Vec<Value>, next: Option<String>) -> Value {
+    let mut response = json!({ field: items });
+    if let Some(next) = next {
+        response["nextToken"] = json!(next);
+    }
+    response
+}
+
+/// Now, as ECS timestamps go on the wire: epoch seconds.
+pub(crate) fn timestamp() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| (d.as_millis() as f64) / 1000.0)
+        .unwrap_or_default()
+}
+
+/// Serves the API on `listener` until `shutdown` is cancelled; each connection is a task owned
+/// by a `JoinSet`, drained on shutdown.
+pub async fn serve(listener: TcpListener, api: Arc<Api>, shutdown: CancellationToken) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                continue;
+            }
+        };
+        let api = api.clone();
+        let shutdown = shutdown.clone();
+        connections.spawn(
+            async move {
+                let service = hyper::service::service_fn(move |request| {
+                    let api = api.clone();
+                    async move { Ok::<_, Infallible>(api.handle(request).await) }
+                });
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                tokio::pin!(connection);
+                tokio::select! {
+                    result = &mut connection => {
+                        if let Err(error) = result {
+                            tracing::debug!(%error, "connection ended with an error");
+                        }
+                    }
+                    () = shutdown.cancelled() => connection.as_mut().graceful_shutdown(),
+                }
+            }
+            .instrument(tracing::debug_span!("connection", %peer)),
+        );
+        // Reap finished connections so the set does not grow without end.
+        while connections.try_join_next().is_some() {}
+    }
+    while connections.join_next().await.is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_walk_the_whole_list() {
+        let items: Vec<Value> = (0..5).map(Value::from).collect();
+        let (first, token) = page(&json!({"maxResults": 2}), items.clone()).unwrap();
+        assert_eq!(first, [json!(0), json!(1)]);
+        let (second, token) =
+            page(&json!({"maxResults": 2, "nextToken": token}), items.clone()).unwrap();
+        assert_eq!(second, [json!(2), json!(3)]);
+        let (last, token) =
+            page(&json!({"maxResults": 2, "nextToken": token}), items.clone()).unwrap();
+        assert_eq!((last, token), (vec![json!(4)], None));
+        assert!(page(&json!({"maxResults": 0}), items.clone()).is_err());
+        assert!(page(&json!({"nextToken": "bogus"}), items).is_err());
+    }
+}

@@ -1,0 +1,201 @@
+//! The ECS JSON API through real AWS clients (boto3), against the real `wasmgate server`:
+//! clusters, task definitions, paging, error shapes, and state that survives kill -9.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+
+use common::aws::boto3;
+use common::wasmgate;
+
+/// A running `wasmgate server` on a free port; killed (-9) when dropped.
+struct Server {
+    child: Child,
+    endpoint: String,
+    _stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Server {
+    fn start(data_dir: &std::path::Path) -> Self {
+        let mut child = wasmgate(data_dir)
+            .args(["server", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let endpoint = line
+            .trim()
+            .strip_prefix("listening on ")
+            .expect("the server says where it listens")
+            .to_string();
+        Self {
+            child,
+            endpoint,
+            _stdout: stdout,
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn clusters_through_boto3() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let out = boto3(
+        &server.endpoint,
+        r#"
+c = ecs.create_cluster(clusterName='prod', tags=[{'key': 'team', 'value': 'a'}])['cluster']
+print(c['clusterArn'], c['status'])
+again = ecs.create_cluster(clusterName='prod')['cluster']
+print('idempotent', again['clusterArn'] == c['clusterArn'])
+d = ecs.describe_clusters(clusters=['prod', 'arn:aws:ecs:us-east-1:000000000000:cluster/default', 'ghost'])
+print('described', sorted(x['clusterName'] for x in d['clusters']), [f['reason'] for f in d['failures']])
+pages = list(ecs.get_paginator('list_clusters').paginate(PaginationConfig={'PageSize': 1}))
+print('pages', len(pages), sum(len(p['clusterArns']) for p in pages))
+print('deleted', ecs.delete_cluster(cluster='prod')['cluster']['status'])
+try:
+    ecs.delete_cluster(cluster='prod')
+except ecs.exceptions.ClusterNotFoundException as e:
+    print('not found:', e.response['Error']['Message'])
+try:
+    ecs.create_cluster(clusterName='bad name!')
+except ecs.exceptions.InvalidParameterException as e:
+    print('invalid:', e.response['Error']['Message'])
+"#,
+    );
+    assert!(
+        out.contains("arn:aws:ecs:us-east-1:000000000000:cluster/prod ACTIVE"),
+        "{out}"
+    );
+    assert!(out.contains("idempotent True"), "{out}");
+    assert!(
+        out.contains("described ['default', 'prod'] ['MISSING']"),
+        "{out}"
+    );
+    assert!(out.contains("pages 2 2"), "{out}");
+    assert!(out.contains("deleted INACTIVE"), "{out}");
+    assert!(out.contains("not found: Cluster not found: prod"), "{out}");
+    assert!(
+        out.contains("invalid: clusterName: must be 1-255 letters"),
+        "{out}"
+    );
+}
+
+#[test]
+fn task_definitions_through_boto3_and_after_kill_9() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let out = boto3(
+        &server.endpoint,
+        r#"
+td = dict(family='web', memory='512', containerDefinitions=[{'name': 'app', 'image': 'app.wasm',
+          'logConfiguration': {'logDriver': 'awslogs', 'options': {'awslogs-group': 'g'}}}])
+r1 = ecs.register_task_definition(**td)['taskDefinition']
+r2 = ecs.register_task_definition(**td)['taskDefinition']
+print('revisions', r1['revision'], r2['revision'], r2['taskDefinitionArn'], r2['status'])
+print('kept', r2['containerDefinitions'][0]['logConfiguration']['options']['awslogs-group'])
+print('latest', ecs.describe_task_definition(taskDefinition='web')['taskDefinition']['revision'])
+print('by rev', ecs.describe_task_definition(taskDefinition='web:1')['taskDefinition']['revision'])
+print('by arn', ecs.describe_task_definition(taskDefinition=r1['taskDefinitionArn'])['taskDefinition']['revision'])
+bad = dict(family='web', memory='512', containerDefinitions=[{'name': 'app', 'image': 'a.wasm', 'memory': 256, 'memoryReservation': 512}])
+try:
+    ecs.register_task_definition(**bad)
+except ecs.exceptions.ClientException as e:
+    print('rejected:', e.response['Error']['Message'])
+print('dereg', ecs.deregister_task_definition(taskDefinition='web:2')['taskDefinition']['status'])
+print('latest now', ecs.describe_task_definition(taskDefinition='web')['taskDefinition']['revision'])
+print('active', ecs.list_task_definitions(familyPrefix='we')['taskDefinitionArns'])
+print('inactive', len(ecs.list_task_definitions(status='INACTIVE')['taskDefinitionArns']))
+print('families', ecs.list_task_definition_families()['families'])
+d = ecs.delete_task_definitions(taskDefinitions=['web:2', 'web:1'])
+print('delete', [t['status'] for t in d['taskDefinitions']], len(d['failures']))
+"#,
+    );
+    assert!(
+        out.contains(
+            "revisions 1 2 arn:aws:ecs:us-east-1:000000000000:task-definition/web:2 ACTIVE"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("kept g"), "{out}");
+    assert!(out.contains("latest 2\nby rev 1\nby arn 1\n"), "{out}");
+    assert!(out.contains("rejected: Invalid task definition: containerDefinitions[0].memoryReservation: must be below memory (512 >= 256)"), "{out}");
+    assert!(out.contains("dereg INACTIVE\nlatest now 1\n"), "{out}");
+    assert!(
+        out.contains("active ['arn:aws:ecs:us-east-1:000000000000:task-definition/web:1']"),
+        "{out}"
+    );
+    assert!(out.contains("inactive 1"), "{out}");
+    assert!(out.contains("families ['web']"), "{out}");
+    assert!(out.contains("delete ['DELETE_IN_PROGRESS'] 1"), "{out}");
+
+    // kill -9, restart on the same data directory: everything is still there.
+    drop(server);
+    let server = Server::start(data.path());
+    let out = boto3(
+        &server.endpoint,
+        r#"
+print(ecs.describe_task_definition(taskDefinition='web:1')['taskDefinition']['status'])
+print(ecs.register_task_definition(family='web', memory='64', containerDefinitions=[{'name': 'a', 'image': 'a.wasm'}])['taskDefinition']['revision'])
+"#,
+    );
+    assert_eq!(out, "ACTIVE\n3\n", "revisions continue after a restart");
+}
+
+#[test]
+fn malformed_requests_get_ecs_error_shapes() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let address = server.endpoint.trim_start_matches("http://");
+    let call = |target: &str, body: &str| -> String {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(address).unwrap();
+        write!(
+            stream,
+            "POST / HTTP/1.0\r\nX-Amz-Target: {target}\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    };
+    let unknown = call("AmazonEC2ContainerServiceV20141113.Frobnicate", "{}");
+    assert!(
+        unknown.starts_with("HTTP/1.0 400") || unknown.starts_with("HTTP/1.1 400"),
+        "{unknown}"
+    );
+    assert!(unknown.contains(r#"{"__type":"UnknownOperationException","message":"Unknown or unsupported operation: Frobnicate"}"#), "{unknown}");
+    let broken = call(
+        "AmazonEC2ContainerServiceV20141113.ListClusters",
+        "{not json",
+    );
+    assert!(broken.contains("SerializationException"), "{broken}");
+    let missing = call(
+        "AmazonEC2ContainerServiceV20141113.DescribeTaskDefinition",
+        "{}",
+    );
+    assert!(
+        missing.contains(
+            r#""__type":"InvalidParameterException","message":"missing field `taskDefinition`""#
+        ),
+        "{missing}"
+    );
+    let big = format!("{{\"x\": \"{}\"}}", "a".repeat(2 << 20));
+    let too_big = call("AmazonEC2ContainerServiceV20141113.ListClusters", &big);
+    assert!(too_big.contains("over 1048576 bytes"), "{too_big}");
+    // The server is still up.
+    assert!(
+        call("AmazonEC2ContainerServiceV20141113.ListClusters", "{}").contains("cluster/default")
+    );
+}
