@@ -222,8 +222,19 @@ async fn server(config: &Config, listen: std::net::SocketAddr) -> anyhow::Result
     let state_path = config.data_dir.join("state.db");
     let state = wasmgate::store::SqliteStore::open(&state_path)
         .with_context(|| format!("cannot open the state store {}", state_path.display()))?;
+    let wasm =
+        WasmCapacity::new(&config.wasm_capacity()).context("cannot start the Wasm capacity")?;
+    let runner = Arc::new(TaskRunner::new(
+        Arc::new(wasm),
+        Arc::new(open_images(config)?),
+        config.task_runner(),
+    ));
+    let (assignments, assignments_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (events, mut events_rx) = tokio::sync::mpsc::unbounded_channel();
     let api = wasmgate::api::Api::new(Arc::new(state), wasmgate::api::ArnScope::default())
-        .context("cannot initialise the API")?;
+        .context("cannot initialise the API")?
+        .with_agent(assignments);
+    let api = Arc::new(api);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -239,18 +250,40 @@ async fn server(config: &Config, listen: std::net::SocketAddr) -> anyhow::Result
     );
     let _ = out.flush();
     drop(out);
+
     let shutdown = tokio_util::sync::CancellationToken::new();
     let serving = tokio::spawn(wasmgate::api::serve(
         listener,
-        Arc::new(api),
+        api.clone(),
         shutdown.clone(),
     ));
+    let agent = tokio::spawn(wasmgate::agent::run_agent(
+        runner,
+        assignments_rx,
+        events,
+        PathBuf::from("."),
+        shutdown.clone(),
+    ));
+    // The agent's reports become state; the loop ends when the agent and its tasks are gone.
+    let recorder = tokio::spawn({
+        let api = api.clone();
+        async move {
+            while let Some(event) = events_rx.recv().await {
+                if let Err(error) = wasmgate::api::record_event(&api, &event) {
+                    tracing::error!(%error, "cannot record a task's state change");
+                }
+            }
+        }
+    });
     tokio::signal::ctrl_c()
         .await
         .context("cannot listen for Ctrl-C")?;
-    eprintln!("wasmgate: shutting down");
+    eprintln!("wasmgate: shutting down (stopping tasks)");
     shutdown.cancel();
     serving.await.context("the API server failed")?;
+    agent.await.context("the agent failed")?;
+    drop(api);
+    recorder.await.context("the state recorder failed")?;
     Ok(0)
 }
 
@@ -358,6 +391,7 @@ async fn run(config: &Config, args: RunArgs) -> anyhow::Result<u8> {
         overrides,
         image_base_dir: base_dir,
         tee: Tee::Terminal,
+        events: None,
     });
 
     // Ctrl-C: the first asks the task to stop, the second interrupts it.

@@ -199,3 +199,84 @@ fn malformed_requests_get_ecs_error_shapes() {
         call("AmazonEC2ContainerServiceV20141113.ListClusters", "{}").contains("cluster/default")
     );
 }
+
+#[test]
+fn tasks_run_report_and_stop_through_boto3() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let hello = common::guest(common::Wasi::P2, "hello")
+        .display()
+        .to_string();
+    let graceful = common::guest(common::Wasi::P1, "graceful")
+        .display()
+        .to_string();
+    let sleep = common::guest(common::Wasi::P1, "sleep")
+        .display()
+        .to_string();
+    let script = format!(
+        r#"
+ecs.register_task_definition(family='hello', memory='64', containerDefinitions=[{{'name': 'hello', 'image': '{hello}'}}])
+ecs.register_task_definition(family='graceful', memory='64', containerDefinitions=[{{'name': 'g', 'image': '{graceful}'}}])
+ecs.register_task_definition(family='sleepy', memory='64', containerDefinitions=[{{'name': 's', 'image': '{sleep}'}}])
+run = ecs.run_task(taskDefinition='hello', count=2, startedBy='test')
+arns = [t['taskArn'] for t in run['tasks']]
+print('run', len(arns), run['tasks'][0]['lastStatus'], run['tasks'][0]['desiredStatus'])
+ecs.get_waiter('tasks_stopped').wait(tasks=arns, WaiterConfig={{'Delay': 1, 'MaxAttempts': 30}})
+t = ecs.describe_tasks(tasks=arns)['tasks'][0]
+c = t['containers'][0]
+print('stopped', t['lastStatus'], t['stopCode'], c['exitCode'], c['imageDigest'][:7])
+print('timestamps', all(k in t for k in ['createdAt', 'pullStartedAt', 'pullStoppedAt', 'startedAt', 'stoppingAt', 'executionStoppedAt', 'stoppedAt']))
+g = ecs.run_task(taskDefinition='graceful')['tasks'][0]['taskArn']
+ecs.get_waiter('tasks_running').wait(tasks=[g], WaiterConfig={{'Delay': 1, 'MaxAttempts': 30}})
+print('listed', g in ecs.list_tasks(family='graceful')['taskArns'])
+s = ecs.stop_task(task=g, reason='enough for today')['task']
+print('stopping', s['desiredStatus'])
+ecs.get_waiter('tasks_stopped').wait(tasks=[g], WaiterConfig={{'Delay': 1, 'MaxAttempts': 30}})
+t = ecs.describe_tasks(tasks=[g])['tasks'][0]
+print('user stop', t['stopCode'], t['stoppedReason'], t['containers'][0]['exitCode'])
+print('stopped list', g in ecs.list_tasks(desiredStatus='STOPPED')['taskArns'])
+o = ecs.run_task(taskDefinition='hello', overrides={{'containerOverrides': [{{'name': 'hello', 'command': ['x'], 'environment': [{{'name': 'A', 'value': 'b'}}]}}]}})
+print('override ok', o['tasks'][0]['overrides']['containerOverrides'][0]['name'])
+d = ecs.describe_tasks(tasks=['0123456789abcdef0123456789abcdef'])
+print('missing', d['failures'][0]['reason'])
+z = ecs.run_task(taskDefinition='sleepy')['tasks'][0]['taskArn']
+ecs.get_waiter('tasks_running').wait(tasks=[z], WaiterConfig={{'Delay': 1, 'MaxAttempts': 30}})
+print('sleepy', z)
+"#
+    );
+    let out = boto3(&server.endpoint, &script);
+    assert!(out.contains("run 2 PROVISIONING RUNNING"), "{out}");
+    assert!(
+        out.contains("stopped STOPPED EssentialContainerExited 0 sha256:"),
+        "{out}"
+    );
+    assert!(out.contains("timestamps True"), "{out}");
+    assert!(out.contains("listed True"), "{out}");
+    assert!(out.contains("stopping STOPPED"), "{out}");
+    assert!(
+        out.contains("user stop UserInitiated enough for today 0"),
+        "{out}"
+    );
+    assert!(out.contains("stopped list True"), "{out}");
+    assert!(out.contains("override ok hello"), "{out}");
+    assert!(out.contains("missing MISSING"), "{out}");
+    let sleepy = out
+        .lines()
+        .find_map(|l| l.strip_prefix("sleepy "))
+        .unwrap()
+        .to_string();
+
+    // kill -9 while a task runs: after the restart it is recorded as stopped, with the reason.
+    drop(server);
+    let server = Server::start(data.path());
+    let out = boto3(
+        &server.endpoint,
+        &format!(
+            "t = ecs.describe_tasks(tasks=['{sleepy}'])['tasks'][0]\nprint(t['lastStatus'], '|', t['stoppedReason'])\n"
+        ),
+    );
+    assert!(
+        out.starts_with("STOPPED | Task stopped because the agent restarted"),
+        "{out}"
+    );
+}

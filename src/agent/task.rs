@@ -48,6 +48,41 @@ pub struct TaskRequest {
     pub image_base_dir: PathBuf,
     /// Whether container output is also copied to this process's terminal.
     pub tee: Tee,
+    /// Where the task reports each step of its life (the agent forwards them to the
+    /// controller); `None` for a task nobody watches.
+    pub events: Option<TaskEvents>,
+}
+
+/// The channel a task reports its life on.
+pub type TaskEvents = tokio::sync::mpsc::UnboundedSender<TaskEvent>;
+
+/// One step of a task's life, as the controller records it.
+#[derive(Debug, Clone)]
+pub enum TaskEvent {
+    /// Images are being resolved (pulled when not cached).
+    PullStarted { task_id: String },
+    /// Every image is ready; the digest each container will run.
+    PullStopped {
+        task_id: String,
+        image_digests: Vec<(String, String)>,
+    },
+    /// A container has started.
+    ContainerStarted { task_id: String, container: String },
+    /// The task is stopping, and why.
+    Stopping {
+        task_id: String,
+        stop_code: StopCode,
+        reason: String,
+    },
+    /// The task has stopped.
+    Stopped { outcome: TaskOutcome },
+}
+
+fn emit(request: &TaskRequest, event: TaskEvent) {
+    if let Some(events) = &request.events {
+        // A closed channel means nobody listens any more; the task runs on regardless.
+        let _ = events.send(event);
+    }
 }
 
 /// Changes to one container for one run, as ECS's `containerOverrides`.
@@ -258,13 +293,38 @@ impl TaskRunner {
             })
             .collect();
         let scratch = self.config.scratch_dir.join(&request.task_id);
+        emit(
+            &request,
+            TaskEvent::PullStarted {
+                task_id: request.task_id.clone(),
+            },
+        );
         let prepared = match self.prepare(&request, &scratch, &logs).await {
             Ok(prepared) => prepared,
             Err(failure) => {
                 remove_scratch(&scratch);
-                return failed_to_start(&request, &logs, failure);
+                let outcome = failed_to_start(&request, &logs, failure);
+                emit(
+                    &request,
+                    TaskEvent::Stopped {
+                        outcome: outcome.clone(),
+                    },
+                );
+                return outcome;
             }
         };
+        let image_digests = containers
+            .iter()
+            .zip(&prepared)
+            .map(|(c, (_, _, digest))| (c.name.clone(), digest.clone()))
+            .collect();
+        emit(
+            &request,
+            TaskEvent::PullStopped {
+                task_id: request.task_id.clone(),
+                image_digests,
+            },
+        );
         tracing::info!(containers = containers.len(), "task starting");
         let outcome = Launch::new(&request, &self.wasm, prepared, logs)
             .run(stop)
@@ -275,6 +335,12 @@ impl TaskRunner {
             reason = %outcome.stopped_reason,
             exit_code = outcome.exit_code(),
             "task stopped"
+        );
+        emit(
+            &request,
+            TaskEvent::Stopped {
+                outcome: outcome.clone(),
+            },
         );
         outcome
     }
@@ -682,6 +748,13 @@ impl<'a> Launch<'a> {
                     (index, exit, waiter.stats())
                 });
                 self.slots[index] = Slot::Running(handle);
+                emit(
+                    self.request,
+                    TaskEvent::ContainerStarted {
+                        task_id: self.request.task_id.clone(),
+                        container: spec.name.clone(),
+                    },
+                );
             }
             Err(error) => {
                 let reason = format!("CannotStartContainerError: {error}");
@@ -739,6 +812,14 @@ impl<'a> Launch<'a> {
         grace: Option<Duration>,
     ) {
         tracing::info!(stop_code = code.as_str(), %reason, "task stopping");
+        emit(
+            self.request,
+            TaskEvent::Stopping {
+                task_id: self.request.task_id.clone(),
+                stop_code: code,
+                reason: reason.clone(),
+            },
+        );
         self.stopping = Some((code, reason, deciding));
         self.stop_running(grace);
     }

@@ -25,6 +25,10 @@ impl ArnScope {
         self.arn(&format!("cluster/{name}"))
     }
 
+    pub fn task(&self, cluster: &str, task_id: &str) -> String {
+        self.arn(&format!("task/{cluster}/{task_id}"))
+    }
+
     pub fn task_definition(&self, family: &str, revision: u64) -> String {
         self.arn(&format!("task-definition/{family}:{revision}"))
     }

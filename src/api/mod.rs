@@ -9,6 +9,9 @@ pub mod arn;
 mod clusters;
 mod error;
 mod task_definitions;
+mod tasks;
+
+pub use tasks::record_event;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -41,6 +44,8 @@ const DEFAULT_PAGE: usize = 100;
 pub struct Api {
     pub state: Arc<dyn Store>,
     pub arns: ArnScope,
+    /// Where task assignments go; `None` for an API without capacity.
+    pub agent: Option<tokio::sync::mpsc::UnboundedSender<crate::agent::Assignment>>,
     request_ids: AtomicU64,
 }
 
@@ -50,10 +55,24 @@ impl Api {
         let api = Self {
             state,
             arns,
+            agent: None,
             request_ids: AtomicU64::new(1),
         };
         clusters::ensure(&api, DEFAULT_CLUSTER, json!([]), json!([]))?;
+        let stopped = tasks::reconcile_after_restart(&api)?;
+        if stopped > 0 {
+            tracing::warn!(stopped, "recorded tasks of the previous run as stopped");
+        }
         Ok(api)
+    }
+
+    /// Sends task assignments to `agent`.
+    pub fn with_agent(
+        mut self,
+        agent: tokio::sync::mpsc::UnboundedSender<crate::agent::Assignment>,
+    ) -> Self {
+        self.agent = Some(agent);
+        self
     }
 
     /// Runs one action on a JSON body.
@@ -69,6 +88,10 @@ impl Api {
             "ListTaskDefinitionFamilies" => task_definitions::list_families(self, body),
             "DeregisterTaskDefinition" => task_definitions::deregister(self, body),
             "DeleteTaskDefinitions" => task_definitions::delete(self, body),
+            "RunTask" => tasks::run(self, body),
+            "DescribeTasks" => tasks::describe(self, body),
+            "ListTasks" => tasks::list(self, body),
+            "StopTask" => tasks::stop(self, body),
             other => Err(ApiError::new(
                 ErrorKind::UnknownOperationException,
                 format!("Unknown or unsupported operation: {other}"),

@@ -117,6 +117,7 @@ impl Host {
             overrides: Vec::new(),
             image_base_dir: repo_root().to_path_buf(),
             tee: Tee::None,
+            events: None,
         })
     }
 

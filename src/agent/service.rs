@@ -1,0 +1,77 @@
+//! The agent as a service: it takes assignments (start this task, stop that one) from the
+//! controller and reports each task's life back as events. Both directions are messages, so
+//! the agent can move to another host later; today both ends live in one process.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::task::{ContainerOverride, RunningTask, TaskEvents, TaskRequest, TaskRunner};
+use crate::capacity::Tee;
+use crate::taskdef::TaskDefinition;
+
+/// What the controller asks of an agent.
+#[derive(Debug)]
+pub enum Assignment {
+    Start {
+        task_id: String,
+        definition: Box<TaskDefinition>,
+        overrides: Vec<ContainerOverride>,
+    },
+    Stop {
+        task_id: String,
+        reason: String,
+    },
+}
+
+/// Runs assignments until `shutdown`; on shutdown, stops every task it runs (each with its
+/// stopTimeout) and waits for them.
+pub async fn run_agent(
+    runner: Arc<TaskRunner>,
+    mut assignments: mpsc::UnboundedReceiver<Assignment>,
+    events: TaskEvents,
+    image_base_dir: PathBuf,
+    shutdown: CancellationToken,
+) {
+    let mut running: HashMap<String, RunningTask> = HashMap::new();
+    loop {
+        let assignment = tokio::select! {
+            () = shutdown.cancelled() => break,
+            assignment = assignments.recv() => match assignment {
+                Some(assignment) => assignment,
+                None => break,
+            },
+        };
+        running.retain(|_, task| task.try_outcome().is_none());
+        match assignment {
+            Assignment::Start {
+                task_id,
+                definition,
+                overrides,
+            } => {
+                let task = runner.start(TaskRequest {
+                    task_id: task_id.clone(),
+                    definition: *definition,
+                    overrides,
+                    image_base_dir: image_base_dir.clone(),
+                    tee: Tee::None,
+                    events: Some(events.clone()),
+                });
+                running.insert(task_id, task);
+            }
+            Assignment::Stop { task_id, reason } => match running.get(&task_id) {
+                Some(task) => task.stop(reason),
+                None => tracing::debug!(%task_id, "stop for a task this agent does not run"),
+            },
+        }
+    }
+    for task in running.values() {
+        task.stop("the agent is shutting down");
+    }
+    for task in running.values() {
+        task.wait().await;
+    }
+}

@@ -1,0 +1,419 @@
+//! RunTask, DescribeTasks, ListTasks, StopTask, and the recording of each task's life as the
+//! agent reports it. A task is stored under `tasks/ID` in ECS's `Task` shape.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Api, ApiError, arn, clusters, page, paged, parse, task_definitions, timestamp};
+use crate::agent::{Assignment, ContainerOverride, TaskEvent, TaskOutcome, new_task_id};
+use crate::store::Expect;
+use crate::taskdef::TaskDefinition;
+
+fn key(task_id: &str) -> String {
+    format!("tasks/{task_id}")
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RunTask {
+    cluster: Option<String>,
+    task_definition: String,
+    count: Option<u32>,
+    started_by: Option<String>,
+    group: Option<String>,
+    #[serde(default)]
+    overrides: Option<Overrides>,
+    #[serde(default)]
+    tags: Option<Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Overrides {
+    #[serde(default)]
+    container_overrides: Vec<ContainerOverrideShape>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ContainerOverrideShape {
+    name: String,
+    command: Option<Vec<String>>,
+    #[serde(default)]
+    environment: Vec<NameValue>,
+    cpu: Option<u32>,
+    memory: Option<u32>,
+}
+
+#[derive(Deserialize)]
+struct NameValue {
+    name: Option<String>,
+    value: Option<String>,
+}
+
+pub fn run(api: &Api, body: Value) -> Result<Value, ApiError> {
+    let overrides_shape = body.get("overrides").cloned().unwrap_or(json!({}));
+    let request: RunTask = parse(body)?;
+    let cluster = clusters::require_active(api, request.cluster.as_deref())?;
+    let (record, _) = task_definitions::find(api, &request.task_definition)?;
+    if record["status"] != "ACTIVE" {
+        return Err(ApiError::client(format!(
+            "TaskDefinition is inactive: {}",
+            request.task_definition
+        )));
+    }
+    let definition = TaskDefinition::from_value(record["document"].clone()).map_err(|e| {
+        ApiError::client(format!(
+            "the stored task definition no longer validates: {e}"
+        ))
+    })?;
+    let count = request.count.unwrap_or(1);
+    if !(1..=10).contains(&count) {
+        return Err(ApiError::invalid(format!(
+            "count: must be between 1 and 10 (got {count})"
+        )));
+    }
+    let overrides: Vec<ContainerOverride> = request
+        .overrides
+        .unwrap_or_default()
+        .container_overrides
+        .into_iter()
+        .map(|o| ContainerOverride {
+            environment: o
+                .environment
+                .into_iter()
+                .filter_map(|kv| Some((kv.name?, kv.value.unwrap_or_default())))
+                .collect(),
+            name: o.name,
+            command: o.command,
+            cpu: o.cpu,
+            memory: o.memory,
+        })
+        .collect();
+    for o in &overrides {
+        if definition.container(&o.name).is_none() {
+            return Err(ApiError::invalid(format!(
+                "overrides.containerOverrides: no container named \"{}\"",
+                o.name
+            )));
+        }
+    }
+    let agent = api
+        .agent
+        .as_ref()
+        .ok_or_else(|| ApiError::client("this server runs no agent"))?;
+    let family = record["family"].as_str().unwrap_or_default();
+    let revision = record["revision"].as_u64().unwrap_or_default();
+    let mut tasks = Vec::new();
+    for _ in 0..count {
+        let task_id = new_task_id();
+        let task_arn = api.arns.task(&cluster, &task_id);
+        let containers: Vec<Value> = definition
+            .spec
+            .container_definitions
+            .iter()
+            .map(|c| {
+                json!({
+                    "containerArn": format!("{task_arn}/{}", c.name),
+                    "taskArn": task_arn,
+                    "name": c.name,
+                    "image": c.image,
+                    "lastStatus": "PENDING",
+                    "healthStatus": "UNKNOWN",
+                })
+            })
+            .collect();
+        let task = json!({
+            "taskArn": task_arn,
+            "clusterArn": api.arns.cluster(&cluster),
+            "taskDefinitionArn": api.arns.task_definition(family, revision),
+            "lastStatus": "PROVISIONING",
+            "desiredStatus": "RUNNING",
+            "createdAt": timestamp(),
+            "startedBy": request.started_by,
+            "group": request.group.clone().unwrap_or_else(|| format!("family:{family}")),
+            "launchType": "FARGATE",
+            "cpu": definition.cpu_units.map(|c| c.to_string()),
+            "memory": definition.memory_mib.map(|m| m.to_string()),
+            "containers": containers,
+            "overrides": overrides_shape,
+            "tags": request.tags.clone().unwrap_or(json!([])),
+            "healthStatus": "UNKNOWN",
+            "version": 1,
+        });
+        api.state.put(&key(&task_id), &task, Expect::Absent)?;
+        agent
+            .send(Assignment::Start {
+                task_id,
+                definition: Box::new(definition.clone()),
+                overrides: overrides.clone(),
+            })
+            .map_err(|_| {
+                ApiError::new(
+                    super::ErrorKind::ServerException,
+                    "the agent is not running",
+                )
+            })?;
+        tasks.push(without_nulls(task));
+    }
+    Ok(json!({"tasks": tasks, "failures": []}))
+}
+
+/// Drops null members, as ECS omits absent ones.
+fn without_nulls(mut value: Value) -> Value {
+    if let Some(object) = value.as_object_mut() {
+        object.retain(|_, v| !v.is_null());
+    }
+    value
+}
+
+fn task_id_of(given: &str) -> &str {
+    let name = arn::resource_name(given, "task");
+    name.rsplit('/').next().unwrap_or(name)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DescribeTasks {
+    cluster: Option<String>,
+    tasks: Vec<String>,
+}
+
+pub fn describe(api: &Api, body: Value) -> Result<Value, ApiError> {
+    let request: DescribeTasks = parse(body)?;
+    let cluster = clusters::require_active(api, request.cluster.as_deref())?;
+    let cluster_arn = api.arns.cluster(&cluster);
+    let (mut tasks, mut failures) = (Vec::new(), Vec::new());
+    for given in request.tasks {
+        match api.state.get(&key(task_id_of(&given)))? {
+            Some(found) if found.value["clusterArn"] == cluster_arn.as_str() => {
+                tasks.push(without_nulls(found.value))
+            }
+            _ => failures.push(json!({"arn": given, "reason": "MISSING"})),
+        }
+    }
+    Ok(json!({"tasks": tasks, "failures": failures}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListTasks {
+    cluster: Option<String>,
+    family: Option<String>,
+    desired_status: Option<String>,
+    started_by: Option<String>,
+    service_name: Option<String>,
+}
+
+pub fn list(api: &Api, body: Value) -> Result<Value, ApiError> {
+    let request: ListTasks = parse(body.clone())?;
+    let cluster = clusters::require_active(api, request.cluster.as_deref())?;
+    let cluster_arn = api.arns.cluster(&cluster);
+    let desired = request.desired_status.unwrap_or_else(|| "RUNNING".into());
+    let family_prefix = request.family.map(|f| format!("task-definition/{f}:"));
+    let arns: Vec<Value> = api
+        .state
+        .list("tasks/")?
+        .into_iter()
+        .map(|(_, v)| v.value)
+        .filter(|t| {
+            t["clusterArn"] == cluster_arn.as_str() && t["desiredStatus"] == desired.as_str()
+        })
+        .filter(|t| {
+            family_prefix.as_deref().is_none_or(|f| {
+                t["taskDefinitionArn"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains(f)
+            })
+        })
+        .filter(|t| {
+            request
+                .started_by
+                .as_deref()
+                .is_none_or(|s| t["startedBy"] == s)
+        })
+        .filter(|t| {
+            request
+                .service_name
+                .as_deref()
+                .is_none_or(|s| t["group"] == format!("service:{s}").as_str())
+        })
+        .map(|t| t["taskArn"].clone())
+        .collect();
+    let (items, next) = page(&body, arns)?;
+    Ok(paged("taskArns", items, next))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StopTask {
+    cluster: Option<String>,
+    task: String,
+    reason: Option<String>,
+}
+
+pub fn stop(api: &Api, body: Value) -> Result<Value, ApiError> {
+    let request: StopTask = parse(body)?;
+    clusters::require_active(api, request.cluster.as_deref())?;
+    let task_id = task_id_of(&request.task).to_string();
+    let found = api.state.get(&key(&task_id))?.ok_or_else(|| {
+        ApiError::invalid(format!(
+            "task: the referenced task was not found: {}",
+            request.task
+        ))
+    })?;
+    let mut task = found.value;
+    if task["desiredStatus"] != "STOPPED" {
+        let reason = request
+            .reason
+            .unwrap_or_else(|| "Task stopped by user".into());
+        task["desiredStatus"] = json!("STOPPED");
+        task["stoppedReason"] = json!(reason);
+        task["stopCode"] = json!("UserInitiated");
+        if task["lastStatus"] != "STOPPED" {
+            task["stoppingAt"] = json!(timestamp());
+        }
+        api.state
+            .put(&key(&task_id), &task, Expect::Revision(found.revision))?;
+        if let Some(agent) = &api.agent {
+            let _ = agent.send(Assignment::Stop { task_id, reason });
+        }
+    }
+    Ok(json!({"task": without_nulls(task)}))
+}
+
+/// Records one step of a task's life in its stored record.
+pub fn record_event(api: &Api, event: &TaskEvent) -> Result<(), ApiError> {
+    let task_id = match event {
+        TaskEvent::PullStarted { task_id }
+        | TaskEvent::PullStopped { task_id, .. }
+        | TaskEvent::ContainerStarted { task_id, .. }
+        | TaskEvent::Stopping { task_id, .. } => task_id.clone(),
+        TaskEvent::Stopped { outcome } => outcome.task_id.clone(),
+    };
+    // Retry on a concurrent write (StopTask racing the agent's report).
+    loop {
+        let Some(found) = api.state.get(&key(&task_id))? else {
+            return Ok(());
+        };
+        let mut task = found.value;
+        apply(&mut task, event);
+        task["version"] = json!(task["version"].as_u64().unwrap_or(0) + 1);
+        match api
+            .state
+            .put(&key(&task_id), &task, Expect::Revision(found.revision))
+        {
+            Ok(_) => return Ok(()),
+            Err(crate::store::StoreError::Conflict { .. }) => continue,
+            Err(other) => return Err(other.into()),
+        }
+    }
+}
+
+fn set_container(task: &mut Value, name: &str, update: impl Fn(&mut Value)) {
+    if let Some(containers) = task["containers"].as_array_mut() {
+        for container in containers.iter_mut().filter(|c| c["name"] == name) {
+            update(container);
+        }
+    }
+}
+
+fn apply(task: &mut Value, event: &TaskEvent) {
+    let now = timestamp();
+    match event {
+        TaskEvent::PullStarted { .. } => {
+            task["lastStatus"] = json!("PENDING");
+            task["pullStartedAt"] = json!(now);
+        }
+        TaskEvent::PullStopped { image_digests, .. } => {
+            task["lastStatus"] = json!("ACTIVATING");
+            task["pullStoppedAt"] = json!(now);
+            for (name, digest) in image_digests {
+                set_container(task, name, |c| c["imageDigest"] = json!(digest));
+            }
+        }
+        TaskEvent::ContainerStarted { container, .. } => {
+            set_container(task, container, |c| c["lastStatus"] = json!("RUNNING"));
+            if task["startedAt"].is_null() {
+                task["startedAt"] = json!(now);
+            }
+            if task["lastStatus"] != "DEACTIVATING" && task["lastStatus"] != "STOPPING" {
+                task["lastStatus"] = json!("RUNNING");
+            }
+        }
+        TaskEvent::Stopping {
+            stop_code, reason, ..
+        } => {
+            task["lastStatus"] = json!("DEACTIVATING");
+            task["desiredStatus"] = json!("STOPPED");
+            if task["stoppingAt"].is_null() {
+                task["stoppingAt"] = json!(now);
+            }
+            if task["stopCode"].is_null() {
+                task["stopCode"] = json!(stop_code.as_str());
+                task["stoppedReason"] = json!(reason);
+            }
+        }
+        TaskEvent::Stopped { outcome } => record_outcome(task, outcome, now),
+    }
+}
+
+fn record_outcome(task: &mut Value, outcome: &TaskOutcome, now: f64) {
+    task["lastStatus"] = json!("STOPPED");
+    task["desiredStatus"] = json!("STOPPED");
+    task["executionStoppedAt"] = json!(now);
+    task["stoppedAt"] = json!(now);
+    if task["stoppingAt"].is_null() {
+        task["stoppingAt"] = json!(now);
+    }
+    if task["stopCode"].is_null() || outcome.stop_code == crate::agent::StopCode::TaskFailedToStart
+    {
+        task["stopCode"] = json!(outcome.stop_code.as_str());
+        task["stoppedReason"] = json!(outcome.stopped_reason);
+    }
+    for container in &outcome.containers {
+        set_container(task, &container.name, |c| {
+            c["lastStatus"] = json!("STOPPED");
+            if let Some(code) = container.exit_code {
+                c["exitCode"] = json!(code);
+            }
+            if let Some(reason) = &container.reason {
+                c["reason"] = json!(reason);
+            }
+            if let Some(digest) = &container.image_digest {
+                c["imageDigest"] = json!(digest);
+            }
+        });
+    }
+}
+
+/// After a restart: every task the store still shows as not stopped was running in the agent
+/// that died with the old process. Records it as stopped, with the reason.
+pub fn reconcile_after_restart(api: &Api) -> Result<usize, ApiError> {
+    let mut stopped = 0;
+    for (stored_key, found) in api.state.list("tasks/")? {
+        if found.value["lastStatus"] == "STOPPED" {
+            continue;
+        }
+        let mut task = found.value;
+        let now = timestamp();
+        task["lastStatus"] = json!("STOPPED");
+        task["desiredStatus"] = json!("STOPPED");
+        task["stoppedAt"] = json!(now);
+        task["executionStoppedAt"] = json!(now);
+        task["stopCode"] = json!("TaskFailedToStart");
+        task["stoppedReason"] = json!(
+            "Task stopped because the agent restarted (wasmgate server was restarted while it ran)"
+        );
+        if let Some(containers) = task["containers"].as_array_mut() {
+            for container in containers {
+                container["lastStatus"] = json!("STOPPED");
+            }
+        }
+        api.state
+            .put(&stored_key, &task, Expect::Revision(found.revision))?;
+        stopped += 1;
+    }
+    Ok(stopped)
+}
