@@ -6,7 +6,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 
-use common::aws::boto3;
+use common::aws::{aws_ecs, boto3};
 use common::wasmgate;
 
 /// A running `wasmgate server` on a free port; killed (-9) when dropped.
@@ -278,5 +278,43 @@ print('sleepy', z)
     assert!(
         out.starts_with("STOPPED | Task stopped because the agent restarted"),
         "{out}"
+    );
+}
+
+#[test]
+fn the_aws_cli_registers_runs_and_waits() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let example = std::fs::read_to_string(common::repo_root().join("examples/hello.json")).unwrap();
+    let guests = common::repo_root().join("guests").display().to_string();
+    common::guest(common::Wasi::P2, "hello");
+    let definition = example.replace("../guests", &guests);
+    let registered = aws_ecs(
+        &server.endpoint,
+        &["register-task-definition", "--cli-input-json", &definition],
+    );
+    assert!(
+        registered.contains("task-definition/hello:1"),
+        "{registered}"
+    );
+    let run: serde_json::Value = serde_json::from_str(&aws_ecs(
+        &server.endpoint,
+        &["run-task", "--task-definition", "hello"],
+    ))
+    .unwrap();
+    let arn = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+    aws_ecs(
+        &server.endpoint,
+        &["wait", "tasks-stopped", "--tasks", &arn],
+    );
+    let described: serde_json::Value = serde_json::from_str(&aws_ecs(
+        &server.endpoint,
+        &["describe-tasks", "--tasks", &arn],
+    ))
+    .unwrap();
+    assert_eq!(described["tasks"][0]["containers"][0]["exitCode"], 0);
+    assert_eq!(
+        described["tasks"][0]["stopCode"],
+        "EssentialContainerExited"
     );
 }

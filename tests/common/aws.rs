@@ -1,5 +1,5 @@
-//! Real AWS clients for API tests: a Python venv with boto3 under target/, made once (pip only
-//! runs when the venv lacks boto3), and a helper that runs a script against an endpoint.
+//! Real AWS clients for API tests: a Python venv with boto3 and the AWS CLI under target/, made
+//! once (pip only runs when the venv lacks them), and helpers that run them against an endpoint.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -26,7 +26,7 @@ pub fn python() -> PathBuf {
                     .expect("python3 runs");
                 assert!(made.success(), "python3 -m venv failed");
                 let installed = Command::new(&python)
-                    .args(["-m", "pip", "install", "--quiet", "boto3"])
+                    .args(["-m", "pip", "install", "--quiet", "boto3", "awscli"])
                     .status()
                     .expect("pip runs");
                 assert!(installed.success(), "pip install boto3 failed");
@@ -53,6 +53,33 @@ pub fn boto3(endpoint: &str, script: &str) -> String {
         output.status.success(),
         "boto3 script failed:\n{}\n{}",
         String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Runs `aws --endpoint-url ENDPOINT --region us-east-1 ecs ARGS...`; returns stdout, panics
+/// with stderr on failure.
+pub fn aws_ecs(endpoint: &str, args: &[&str]) -> String {
+    let aws = python().parent().expect("venv bin").join("aws");
+    let output = Command::new(aws)
+        .args([
+            "--endpoint-url",
+            endpoint,
+            "--region",
+            "us-east-1",
+            "--output",
+            "json",
+            "ecs",
+        ])
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+        .env("AWS_SECRET_ACCESS_KEY", "secret")
+        .output()
+        .expect("aws runs");
+    assert!(
+        output.status.success(),
+        "aws ecs {args:?} failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
