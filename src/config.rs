@@ -18,6 +18,8 @@ pub struct Config {
     pub pool_slots: u32,
     /// Bytes of output kept per container.
     pub log_capacity_bytes: usize,
+    /// MiB of this host's memory kept back from tasks (for the agent and the system).
+    pub memory_reserve_mib: u32,
     /// The registry of short image names.
     pub default_registry: String,
     /// Registry credentials and plain-HTTP registries.
@@ -31,6 +33,7 @@ impl Default for Config {
             pooling: PoolingChoice::Auto,
             pool_slots: EngineSettings::default().pool_slots,
             log_capacity_bytes: 1 << 20,
+            memory_reserve_mib: 256,
             default_registry: "docker.io".to_string(),
             registry: RegistrySettings::default(),
         }

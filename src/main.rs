@@ -100,6 +100,15 @@ enum Command {
         /// Where the API listens (port 0 picks a free port).
         #[arg(long, env = "WASMGATE_LISTEN", default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
+
+        /// MiB of this host's memory kept back from tasks.
+        #[arg(
+            long,
+            env = "WASMGATE_MEMORY_RESERVE",
+            default_value_t = 256,
+            value_name = "MiB"
+        )]
+        memory_reserve: u32,
     },
 
     /// List the images in the local store, or remove and prune them.
@@ -214,7 +223,19 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Run(args) => run(&config, args).await,
         Command::Push { module, reference } => push(&config, &module, &reference).await,
         Command::Images { action } => images(&config, action.unwrap_or(ImagesAction::Ls)),
-        Command::Server { listen } => server(&config, listen).await,
+        Command::Server {
+            listen,
+            memory_reserve,
+        } => {
+            server(
+                &Config {
+                    memory_reserve_mib: memory_reserve,
+                    ..config
+                },
+                listen,
+            )
+            .await
+        }
     }
 }
 
@@ -234,6 +255,10 @@ async fn server(config: &Config, listen: std::net::SocketAddr) -> anyhow::Result
     let api = wasmgate::api::Api::new(Arc::new(state), wasmgate::api::ArnScope::default())
         .context("cannot initialise the API")?
         .with_agent(assignments);
+    let resources = wasmgate::agent::HostResources::of_this_host(config.memory_reserve_mib);
+    let instance =
+        wasmgate::api::register_agent(&api, resources).context("cannot register the agent")?;
+    tracing::info!(%instance, cpu = resources.cpu_units, memory_mib = resources.memory_mib, "agent registered");
     let api = Arc::new(api);
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -318,3 +318,47 @@ fn the_aws_cli_registers_runs_and_waits() {
         "EssentialContainerExited"
     );
 }
+
+#[test]
+fn container_instances_account_for_placed_tasks() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let sleep = common::guest(common::Wasi::P1, "sleep")
+        .display()
+        .to_string();
+    let script = format!(
+        r#"
+arns = ecs.list_container_instances()['containerInstanceArns']
+print('instances', len(arns))
+def free():
+    ci = ecs.describe_container_instances(containerInstances=arns)['containerInstances'][0]
+    reg = {{r['name']: r['integerValue'] for r in ci['registeredResources']}}
+    rem = {{r['name']: r['integerValue'] for r in ci['remainingResources']}}
+    return reg, rem, ci['runningTasksCount']
+reg, rem, running = free()
+import os
+print('registered cpu', reg['CPU'] == os.cpu_count() * 1024, 'equal', reg == rem, running)
+ecs.register_task_definition(family='sleepy', cpu='512', memory='1024', containerDefinitions=[{{'name': 's', 'image': '{sleep}', 'stopTimeout': 1}}])
+t = ecs.run_task(taskDefinition='sleepy')['tasks'][0]['taskArn']
+ecs.get_waiter('tasks_running').wait(tasks=[t], WaiterConfig={{'Delay': 1, 'MaxAttempts': 30}})
+reg, rem2, running = free()
+print('while running', rem['CPU'] - rem2['CPU'], rem['MEMORY'] - rem2['MEMORY'], running)
+ecs.stop_task(task=t)
+ecs.get_waiter('tasks_stopped').wait(tasks=[t], WaiterConfig={{'Delay': 1, 'MaxAttempts': 30}})
+print('after stop', free()[1] == rem)
+ecs.register_task_definition(family='huge', memory=str(reg['MEMORY'] + 1), containerDefinitions=[{{'name': 's', 'image': '{sleep}'}}])
+r = ecs.run_task(taskDefinition='huge')
+print('huge', len(r['tasks']), [f['reason'] for f in r['failures']])
+ecs.register_task_definition(family='hungry', cpu=str(reg['CPU'] + 1024), memory='64', containerDefinitions=[{{'name': 's', 'image': '{sleep}'}}])
+r = ecs.run_task(taskDefinition='hungry')
+print('hungry', len(r['tasks']), [f['reason'] for f in r['failures']])
+"#
+    );
+    let out = boto3(&server.endpoint, &script);
+    assert!(out.contains("instances 1"), "{out}");
+    assert!(out.contains("registered cpu True equal True 0"), "{out}");
+    assert!(out.contains("while running 512 1024 1"), "{out}");
+    assert!(out.contains("after stop True"), "{out}");
+    assert!(out.contains("huge 0 ['RESOURCE:MEMORY']"), "{out}");
+    assert!(out.contains("hungry 0 ['RESOURCE:CPU']"), "{out}");
+}

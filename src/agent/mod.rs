@@ -7,9 +7,11 @@
 //! Architecture invariant: the agent turns task definitions into capacity-level
 //! [`ContainerSpec`](crate::capacity::ContainerSpec)s; nothing below it sees ECS JSON.
 
+mod host;
 mod service;
 mod task;
 
+pub use host::HostResources;
 pub use service::{Assignment, run_agent};
 pub use task::{
     ContainerOutcome, ContainerOverride, RunningTask, StopCode, TaskEvent, TaskEvents, TaskOutcome,

@@ -25,6 +25,10 @@ impl ArnScope {
         self.arn(&format!("cluster/{name}"))
     }
 
+    pub fn container_instance(&self, cluster: &str, id: &str) -> String {
+        self.arn(&format!("container-instance/{cluster}/{id}"))
+    }
+
     pub fn task(&self, cluster: &str, task_id: &str) -> String {
         self.arn(&format!("task/{cluster}/{task_id}"))
     }

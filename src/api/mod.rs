@@ -7,11 +7,20 @@
 
 pub mod arn;
 mod clusters;
+mod container_instances;
 mod error;
 mod task_definitions;
 mod tasks;
 
 pub use tasks::record_event;
+
+/// Registers this server's agent as a container instance of the `default` cluster.
+pub fn register_agent(
+    api: &Api,
+    resources: crate::agent::HostResources,
+) -> Result<String, ApiError> {
+    container_instances::register(api, DEFAULT_CLUSTER, resources)
+}
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -47,6 +56,9 @@ pub struct Api {
     /// Where task assignments go; `None` for an API without capacity.
     pub agent: Option<tokio::sync::mpsc::UnboundedSender<crate::agent::Assignment>>,
     request_ids: AtomicU64,
+    /// Held from choosing an instance until the task is recorded on it, so two RunTasks never
+    /// spend the same capacity.
+    placement: std::sync::Mutex<()>,
 }
 
 impl Api {
@@ -57,6 +69,7 @@ impl Api {
             arns,
             agent: None,
             request_ids: AtomicU64::new(1),
+            placement: std::sync::Mutex::new(()),
         };
         clusters::ensure(&api, DEFAULT_CLUSTER, json!([]), json!([]))?;
         let stopped = tasks::reconcile_after_restart(&api)?;
@@ -92,6 +105,8 @@ impl Api {
             "DescribeTasks" => tasks::describe(self, body),
             "ListTasks" => tasks::list(self, body),
             "StopTask" => tasks::stop(self, body),
+            "ListContainerInstances" => container_instances::list(self, body),
+            "DescribeContainerInstances" => container_instances::describe(self, body),
             other => Err(ApiError::new(
                 ErrorKind::UnknownOperationException,
                 format!("Unknown or unsupported operation: {other}"),

@@ -4,7 +4,10 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Api, ApiError, arn, clusters, page, paged, parse, task_definitions, timestamp};
+use super::{
+    Api, ApiError, arn, clusters, container_instances, page, paged, parse, task_definitions,
+    timestamp,
+};
 use crate::agent::{Assignment, ContainerOverride, TaskEvent, TaskOutcome, new_task_id};
 use crate::store::Expect;
 use crate::taskdef::TaskDefinition;
@@ -104,8 +107,18 @@ pub fn run(api: &Api, body: Value) -> Result<Value, ApiError> {
         .ok_or_else(|| ApiError::client("this server runs no agent"))?;
     let family = record["family"].as_str().unwrap_or_default();
     let revision = record["revision"].as_u64().unwrap_or_default();
+    let (cpu, memory) = task_needs(&definition);
     let mut tasks = Vec::new();
+    let mut failures = Vec::new();
+    let _placing = api.placement.lock().unwrap_or_else(|p| p.into_inner());
     for _ in 0..count {
+        let instance = match container_instances::place(api, &cluster, cpu, memory)? {
+            Ok(instance) => instance,
+            Err(failure) => {
+                failures.push(failure);
+                continue;
+            }
+        };
         let task_id = new_task_id();
         let task_arn = api.arns.task(&cluster, &task_id);
         let containers: Vec<Value> = definition
@@ -133,8 +146,9 @@ pub fn run(api: &Api, body: Value) -> Result<Value, ApiError> {
             "startedBy": request.started_by,
             "group": request.group.clone().unwrap_or_else(|| format!("family:{family}")),
             "launchType": "FARGATE",
-            "cpu": definition.cpu_units.map(|c| c.to_string()),
-            "memory": definition.memory_mib.map(|m| m.to_string()),
+            "containerInstanceArn": instance,
+            "cpu": cpu.to_string(),
+            "memory": memory.to_string(),
             "containers": containers,
             "overrides": overrides_shape,
             "tags": request.tags.clone().unwrap_or(json!([])),
@@ -156,7 +170,25 @@ pub fn run(api: &Api, body: Value) -> Result<Value, ApiError> {
             })?;
         tasks.push(without_nulls(task));
     }
-    Ok(json!({"tasks": tasks, "failures": []}))
+    Ok(json!({"tasks": tasks, "failures": failures}))
+}
+
+/// CPU units and MiB a task holds on its instance: the task-level values, else the sum of its
+/// containers' (`memory`, else `memoryReservation`).
+fn task_needs(definition: &TaskDefinition) -> (u64, u64) {
+    let containers = &definition.spec.container_definitions;
+    let cpu = definition
+        .cpu_units
+        .map(u64::from)
+        .unwrap_or_else(|| containers.iter().filter_map(|c| c.cpu).map(u64::from).sum());
+    let memory = definition.memory_mib.map(u64::from).unwrap_or_else(|| {
+        containers
+            .iter()
+            .filter_map(|c| c.memory.or(c.memory_reservation))
+            .map(u64::from)
+            .sum()
+    });
+    (cpu, memory)
 }
 
 /// Drops null members, as ECS omits absent ones.

@@ -1,0 +1,196 @@
+//! Container instances (capacity hosts): registration, ListContainerInstances,
+//! DescribeContainerInstances, and placement by remaining CPU and memory.
+//!
+//! What remains on an instance is computed from the tasks placed on it that have not stopped,
+//! never kept as a running counter, so a crash or a lost report cannot leak capacity.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Api, ApiError, arn, clusters, page, paged, parse, timestamp};
+use crate::agent::HostResources;
+use crate::store::Expect;
+
+fn key(cluster: &str, id: &str) -> String {
+    format!("container-instances/{cluster}/{id}")
+}
+
+/// The key remembering this server's own instance id across restarts.
+const SELF_KEY: &str = "agent/self";
+
+/// Registers this host's agent in `cluster` (once per data directory; a restart re-registers
+/// the same instance with fresh resources). Returns the instance id.
+pub fn register(api: &Api, cluster: &str, resources: HostResources) -> Result<String, ApiError> {
+    let id = match api.state.get(SELF_KEY)? {
+        Some(found) => found.value["id"].as_str().unwrap_or_default().to_string(),
+        None => {
+            let id = crate::agent::new_task_id();
+            api.state
+                .put(SELF_KEY, &json!({"id": id}), Expect::Absent)?;
+            id
+        }
+    };
+    let record = json!({
+        "id": id,
+        "cluster": cluster,
+        "status": "ACTIVE",
+        "agentConnected": true,
+        "registeredAt": timestamp(),
+        "cpu": resources.cpu_units,
+        "memory": resources.memory_mib,
+    });
+    api.state.put(&key(cluster, &id), &record, Expect::Any)?;
+    Ok(id)
+}
+
+/// CPU units and MiB a task record holds while it is not stopped.
+pub fn needs_of(task: &Value) -> (u64, u64) {
+    let number = |field: &str| {
+        task[field]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    };
+    (number("cpu"), number("memory"))
+}
+
+/// (registered cpu, registered memory, remaining cpu, remaining memory, running, pending).
+fn usage(api: &Api, record: &Value) -> Result<(u64, u64, u64, u64, u64, u64), ApiError> {
+    let arn = api.arns.container_instance(
+        record["cluster"].as_str().unwrap_or_default(),
+        record["id"].as_str().unwrap_or_default(),
+    );
+    let (cpu, memory) = (
+        record["cpu"].as_u64().unwrap_or(0),
+        record["memory"].as_u64().unwrap_or(0),
+    );
+    let (mut used_cpu, mut used_memory, mut running, mut pending) = (0, 0, 0, 0);
+    for (_, task) in api.state.list("tasks/")? {
+        let task = task.value;
+        if task["containerInstanceArn"] != arn.as_str() || task["lastStatus"] == "STOPPED" {
+            continue;
+        }
+        let (c, m) = needs_of(&task);
+        used_cpu += c;
+        used_memory += m;
+        if task["lastStatus"] == "RUNNING" {
+            running += 1
+        } else {
+            pending += 1
+        }
+    }
+    Ok((
+        cpu,
+        memory,
+        cpu.saturating_sub(used_cpu),
+        memory.saturating_sub(used_memory),
+        running,
+        pending,
+    ))
+}
+
+fn resources(cpu: u64, memory: u64) -> Value {
+    json!([
+        {"name": "CPU", "type": "INTEGER", "integerValue": cpu, "doubleValue": 0.0, "longValue": 0},
+        {"name": "MEMORY", "type": "INTEGER", "integerValue": memory, "doubleValue": 0.0, "longValue": 0},
+    ])
+}
+
+fn shape(api: &Api, record: &Value) -> Result<Value, ApiError> {
+    let (cpu, memory, free_cpu, free_memory, running, pending) = usage(api, record)?;
+    Ok(json!({
+        "containerInstanceArn": api.arns.container_instance(record["cluster"].as_str().unwrap_or_default(), record["id"].as_str().unwrap_or_default()),
+        "ec2InstanceId": record["id"],
+        "version": 1,
+        "versionInfo": {"agentVersion": env!("CARGO_PKG_VERSION"), "agentHash": "wasmgate"},
+        "status": record["status"],
+        "agentConnected": record["agentConnected"],
+        "registeredAt": record["registeredAt"],
+        "registeredResources": resources(cpu, memory),
+        "remainingResources": resources(free_cpu, free_memory),
+        "runningTasksCount": running,
+        "pendingTasksCount": pending,
+        "attributes": [{"name": "ecs.capability.wasm"}, {"name": "ecs.os-type", "value": "linux"}],
+    }))
+}
+
+/// Picks an instance of `cluster` with room for (cpu, memory), or says which resource ran out.
+/// The caller holds the placement lock and records the task before releasing it.
+pub fn place(
+    api: &Api,
+    cluster: &str,
+    cpu: u64,
+    memory: u64,
+) -> Result<Result<String, Value>, ApiError> {
+    let mut reason = "RESOURCE:MEMORY";
+    let mut failure_arn = api.arns.cluster(cluster);
+    for (_, found) in api.state.list(&format!("container-instances/{cluster}/"))? {
+        let record = found.value;
+        if record["status"] != "ACTIVE" {
+            continue;
+        }
+        let arn = api
+            .arns
+            .container_instance(cluster, record["id"].as_str().unwrap_or_default());
+        let (_, _, free_cpu, free_memory, _, _) = usage(api, &record)?;
+        if cpu <= free_cpu && memory <= free_memory {
+            return Ok(Ok(arn));
+        }
+        reason = if memory > free_memory {
+            "RESOURCE:MEMORY"
+        } else {
+            "RESOURCE:CPU"
+        };
+        failure_arn = arn;
+    }
+    Ok(Err(json!({"arn": failure_arn, "reason": reason})))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListContainerInstances {
+    cluster: Option<String>,
+    status: Option<String>,
+}
+
+pub fn list(api: &Api, body: Value) -> Result<Value, ApiError> {
+    let request: ListContainerInstances = parse(body.clone())?;
+    let cluster = clusters::require_active(api, request.cluster.as_deref())?;
+    let status = request.status.unwrap_or_else(|| "ACTIVE".into());
+    let arns: Vec<Value> = api
+        .state
+        .list(&format!("container-instances/{cluster}/"))?
+        .into_iter()
+        .filter(|(_, v)| v.value["status"] == status.as_str())
+        .map(|(_, v)| {
+            json!(
+                api.arns
+                    .container_instance(&cluster, v.value["id"].as_str().unwrap_or_default())
+            )
+        })
+        .collect();
+    let (items, next) = page(&body, arns)?;
+    Ok(paged("containerInstanceArns", items, next))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DescribeContainerInstances {
+    cluster: Option<String>,
+    container_instances: Vec<String>,
+}
+
+pub fn describe(api: &Api, body: Value) -> Result<Value, ApiError> {
+    let request: DescribeContainerInstances = parse(body)?;
+    let cluster = clusters::require_active(api, request.cluster.as_deref())?;
+    let (mut instances, mut failures) = (Vec::new(), Vec::new());
+    for given in request.container_instances {
+        let name = arn::resource_name(&given, "container-instance");
+        let id = name.rsplit('/').next().unwrap_or(name);
+        match api.state.get(&key(&cluster, id))? {
+            Some(found) => instances.push(shape(api, &found.value)?),
+            None => failures.push(json!({"arn": given, "reason": "MISSING"})),
+        }
+    }
+    Ok(json!({"containerInstances": instances, "failures": failures}))
+}
