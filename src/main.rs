@@ -287,6 +287,7 @@ async fn server(config: &Config, listen: std::net::SocketAddr) -> anyhow::Result
         assignments_rx,
         events,
         PathBuf::from("."),
+        wasmgate::agent::STATS_EVERY,
         shutdown.clone(),
     ));
     // The agent's reports become state; the loop ends when the agent and its tasks are gone.

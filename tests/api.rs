@@ -362,3 +362,109 @@ print('hungry', len(r['tasks']), [f['reason'] for f in r['failures']])
     assert!(out.contains("huge 0 ['RESOURCE:MEMORY']"), "{out}");
     assert!(out.contains("hungry 0 ['RESOURCE:CPU']"), "{out}");
 }
+
+/// A plain HTTP GET against the server; returns the body.
+fn http_get(endpoint: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(endpoint.trim_start_matches("http://")).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn running_tasks_report_cpu_and_memory_to_introspection_and_metrics() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let spin = common::guest(common::Wasi::P1, "spin")
+        .display()
+        .to_string();
+    let out = boto3(
+        &server.endpoint,
+        &format!(
+            r#"
+ecs.register_task_definition(family='spin', memory='64', containerDefinitions=[{{'name': 'spin', 'image': '{spin}', 'cpu': 256, 'stopTimeout': 1}}])
+t = ecs.run_task(taskDefinition='spin')['tasks'][0]['taskArn']
+ecs.get_waiter('tasks_running').wait(tasks=[t], WaiterConfig={{'Delay': 1, 'MaxAttempts': 30}})
+print(t.rsplit('/', 1)[1])
+"#
+        ),
+    );
+    let task_id = out.trim().to_string();
+    let metadata: serde_json::Value =
+        serde_json::from_str(&http_get(&server.endpoint, "/v1/metadata")).unwrap();
+    assert!(
+        metadata["ContainerInstanceArn"]
+            .as_str()
+            .unwrap()
+            .contains(":container-instance/default/"),
+        "{metadata}"
+    );
+    let tasks = http_get(&server.endpoint, "/v1/tasks");
+    assert!(tasks.contains(&task_id), "{tasks}");
+
+    // Poll until the agent has reported (every 2 s) a CPU figure that moved.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let (first_cpu, stats) = loop {
+        let stats: serde_json::Value = serde_json::from_str(&http_get(
+            &server.endpoint,
+            &format!("/v1/tasks/{task_id}/stats"),
+        ))
+        .unwrap();
+        let cpu = stats["spin"]["cpu_stats"]["cpu_usage"]["total_usage"]
+            .as_u64()
+            .unwrap_or(0);
+        if cpu > 0 {
+            break (cpu, stats);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no CPU reported: {stats}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(
+        stats["spin"]["memory_stats"]["usage"].as_u64().unwrap() > 0,
+        "{stats}"
+    );
+    assert_eq!(
+        stats["spin"]["memory_stats"]["limit"].as_u64().unwrap(),
+        64 << 20
+    );
+    let moved = loop {
+        let stats: serde_json::Value = serde_json::from_str(&http_get(
+            &server.endpoint,
+            &format!("/v1/tasks/{task_id}/stats"),
+        ))
+        .unwrap();
+        let cpu = stats["spin"]["cpu_stats"]["cpu_usage"]["total_usage"]
+            .as_u64()
+            .unwrap_or(0);
+        if cpu > first_cpu {
+            break cpu;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "CPU did not move past {first_cpu}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(moved > first_cpu);
+
+    let metrics = http_get(&server.endpoint, "/metrics");
+    assert!(metrics.contains(&format!("wasmgate_task_cpu_seconds_total{{task_id=\"{task_id}\",task_definition=\"spin:1\",container=\"spin\"}}")), "{metrics}");
+    assert!(
+        metrics.contains("wasmgate_tasks{status=\"RUNNING\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("wasmgate_api_requests_total{action=\"RunTask\",outcome=\"ok\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("kind=\"remaining\""), "{metrics}");
+    assert!(http_get(&server.endpoint, "/v1/tasks/nope/stats").contains("no task nope"));
+}

@@ -12,7 +12,7 @@ mod service;
 mod task;
 
 pub use host::HostResources;
-pub use service::{Assignment, run_agent};
+pub use service::{Assignment, STATS_EVERY, run_agent};
 pub use task::{
     ContainerOutcome, ContainerOverride, RunningTask, StopCode, TaskEvent, TaskEvents, TaskOutcome,
     TaskRequest, TaskRunner, TaskRunnerConfig, new_task_id,

@@ -5,11 +5,12 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::task::{ContainerOverride, RunningTask, TaskEvents, TaskRequest, TaskRunner};
+use super::task::{ContainerOverride, RunningTask, TaskEvent, TaskEvents, TaskRequest, TaskRunner};
 use crate::capacity::Tee;
 use crate::taskdef::TaskDefinition;
 
@@ -27,19 +28,31 @@ pub enum Assignment {
     },
 }
 
-/// Runs assignments until `shutdown`; on shutdown, stops every task it runs (each with its
-/// stopTimeout) and waits for them.
+/// How often the agent reports each running task's memory and CPU.
+pub const STATS_EVERY: Duration = Duration::from_secs(2);
+
+/// Runs assignments until `shutdown`, reporting every running task's stats every
+/// `stats_every`; on shutdown, stops every task it runs (each with its stopTimeout) and waits.
 pub async fn run_agent(
     runner: Arc<TaskRunner>,
     mut assignments: mpsc::UnboundedReceiver<Assignment>,
     events: TaskEvents,
     image_base_dir: PathBuf,
+    stats_every: Duration,
     shutdown: CancellationToken,
 ) {
     let mut running: HashMap<String, RunningTask> = HashMap::new();
+    let mut report = tokio::time::interval(stats_every);
     loop {
         let assignment = tokio::select! {
             () = shutdown.cancelled() => break,
+            _ = report.tick() => {
+                running.retain(|_, task| task.try_outcome().is_none());
+                for (task_id, task) in &running {
+                    let _ = events.send(TaskEvent::Stats { task_id: task_id.clone(), containers: task.stats() });
+                }
+                continue;
+            }
             assignment = assignments.recv() => match assignment {
                 Some(assignment) => assignment,
                 None => break,

@@ -76,6 +76,11 @@ pub enum TaskEvent {
     },
     /// The task has stopped.
     Stopped { outcome: TaskOutcome },
+    /// Memory and CPU of a running task's containers, sent every few seconds.
+    Stats {
+        task_id: String,
+        containers: Vec<(String, ContainerStats)>,
+    },
 }
 
 fn emit(request: &TaskRequest, event: TaskEvent) {
@@ -173,12 +178,24 @@ pub struct RunningTask {
     pub task_id: String,
     stop: watch::Sender<Option<TaskStop>>,
     outcome: watch::Receiver<Option<TaskOutcome>>,
+    live: LiveContainers,
     /// The supervisor; kept so the task has an owner. It ends on its own once every container
     /// has stopped.
     _supervisor: tokio::task::JoinHandle<()>,
 }
 
+/// The containers a task has started, by name, for reading their stats while they run.
+type LiveContainers = Arc<std::sync::Mutex<Vec<(String, ContainerHandle)>>>;
+
 impl RunningTask {
+    /// Memory and CPU of every container started so far (final figures once it exited).
+    pub fn stats(&self) -> Vec<(String, ContainerStats)> {
+        let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        live.iter()
+            .map(|(name, handle)| (name.clone(), handle.stats()))
+            .collect()
+    }
+
     /// Asks every container to stop within its `stopTimeout` (ECS's StopTask).
     pub fn stop(&self, reason: impl Into<String>) {
         let reason = reason.into();
@@ -262,9 +279,11 @@ impl TaskRunner {
         );
         let runner = self.clone();
         let (outcome_tx, outcome) = watch::channel(None);
+        let live = LiveContainers::default();
+        let supervisor_live = live.clone();
         let supervisor = tokio::spawn(
             async move {
-                let outcome = runner.run(request, stop_rx).await;
+                let outcome = runner.run(request, stop_rx, supervisor_live).await;
                 outcome_tx.send_replace(Some(outcome));
             }
             .instrument(span),
@@ -273,6 +292,7 @@ impl TaskRunner {
             task_id,
             stop,
             outcome,
+            live,
             _supervisor: supervisor,
         }
     }
@@ -281,6 +301,7 @@ impl TaskRunner {
         &self,
         request: TaskRequest,
         stop: watch::Receiver<Option<TaskStop>>,
+        live: LiveContainers,
     ) -> TaskOutcome {
         let containers = &request.definition.spec.container_definitions;
         let logs: Vec<Arc<ContainerLog>> = containers
@@ -326,7 +347,7 @@ impl TaskRunner {
             },
         );
         tracing::info!(containers = containers.len(), "task starting");
-        let outcome = Launch::new(&request, &self.wasm, prepared, logs)
+        let outcome = Launch::new(&request, &self.wasm, prepared, logs, live)
             .run(stop)
             .await;
         remove_scratch(&scratch);
@@ -594,6 +615,7 @@ struct Launch<'a> {
     slots: Vec<Slot>,
     /// Set once the task is stopping: why, and which essential container decided it.
     stopping: Option<(StopCode, String, Option<String>)>,
+    live: LiveContainers,
 }
 
 impl<'a> Launch<'a> {
@@ -602,9 +624,11 @@ impl<'a> Launch<'a> {
         wasm: &'a WasmCapacity,
         prepared: Vec<Prepared>,
         logs: Vec<Arc<ContainerLog>>,
+        live: LiveContainers,
     ) -> Self {
         let slots = prepared.iter().map(|_| Slot::Waiting).collect();
         Self {
+            live,
             request,
             wasm,
             prepared,
@@ -747,6 +771,10 @@ impl<'a> Launch<'a> {
                     let exit = waiter.wait().await;
                     (index, exit, waiter.stats())
                 });
+                self.live
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((spec.name.clone(), handle.clone()));
                 self.slots[index] = Slot::Running(handle);
                 emit(
                     self.request,

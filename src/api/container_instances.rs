@@ -194,3 +194,21 @@ pub fn describe(api: &Api, body: Value) -> Result<Value, ApiError> {
     }
     Ok(json!({"containerInstances": instances, "failures": failures}))
 }
+
+/// An instance's ARN with its registered and remaining (CPU units, MiB).
+pub type InstanceResources = (String, (u64, u64), (u64, u64));
+
+/// Every instance's ARN with its registered and remaining (cpu, memory).
+pub fn resources_by_instance(api: &Api) -> Result<Vec<InstanceResources>, ApiError> {
+    let mut out = Vec::new();
+    for (_, found) in api.state.list("container-instances/")? {
+        let record = found.value;
+        let (cpu, memory, free_cpu, free_memory, _, _) = usage(api, &record)?;
+        let arn = api.arns.container_instance(
+            record["cluster"].as_str().unwrap_or_default(),
+            record["id"].as_str().unwrap_or_default(),
+        );
+        out.push((arn, (cpu, memory), (free_cpu, free_memory)));
+    }
+    Ok(out)
+}

@@ -9,6 +9,7 @@ pub mod arn;
 mod clusters;
 mod container_instances;
 mod error;
+mod observe;
 mod task_definitions;
 mod tasks;
 
@@ -59,6 +60,9 @@ pub struct Api {
     /// Held from choosing an instance until the task is recorded on it, so two RunTasks never
     /// spend the same capacity.
     placement: std::sync::Mutex<()>,
+    /// The agent's latest memory and CPU reports per task.
+    pub usage: observe::UsageBoard,
+    requests: observe::RequestMetrics,
 }
 
 impl Api {
@@ -70,6 +74,8 @@ impl Api {
             agent: None,
             request_ids: AtomicU64::new(1),
             placement: std::sync::Mutex::new(()),
+            usage: observe::UsageBoard::default(),
+            requests: observe::RequestMetrics::default(),
         };
         clusters::ensure(&api, DEFAULT_CLUSTER, json!([]), json!([]))?;
         let stopped = tasks::reconcile_after_restart(&api)?;
@@ -114,7 +120,46 @@ impl Api {
         }
     }
 
+    /// Answers the GET endpoints tools read: introspection and metrics.
+    fn handle_get(&self, path: &str) -> Response<Full<Bytes>> {
+        let json_response = |status: u16, body: Value| {
+            Response::builder()
+                .status(StatusCode::from_u16(status).unwrap_or(StatusCode::OK))
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(body.to_string())))
+                .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+        };
+        let result = match path.trim_end_matches('/') {
+            "/v1/metadata" => observe::metadata(self).map(|v| json_response(200, v)),
+            "/v1/tasks" => observe::tasks(self).map(|v| json_response(200, v)),
+            "/metrics" => observe::metrics(self).map(|text| {
+                Response::builder()
+                    .header("content-type", "text/plain; version=0.0.4")
+                    .body(Full::new(Bytes::from(text)))
+                    .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+            }),
+            other => match other
+                .strip_prefix("/v1/tasks/")
+                .and_then(|rest| rest.strip_suffix("/stats"))
+            {
+                Some(id) => observe::task_stats(self, id).map(|found| match found {
+                    Some(stats) => json_response(200, stats),
+                    None => json_response(404, json!({"error": format!("no task {id}")})),
+                }),
+                None => Ok(json_response(
+                    404,
+                    json!({"error": format!("no such endpoint: {other}")}),
+                )),
+            },
+        };
+        result.unwrap_or_else(|error| json_response(500, error.body()))
+    }
+
     async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        if request.method() == hyper::Method::GET {
+            return self.handle_get(request.uri().path());
+        }
+        let started = std::time::Instant::now();
         let request_id = format!("{:016x}", self.request_ids.fetch_add(1, Ordering::Relaxed));
         let action = request
             .headers()
@@ -126,6 +171,16 @@ impl Api {
         let span = tracing::info_span!("request", %request_id, %action);
         async {
             let result = self.read_and_call(&action, request).await;
+            // Unknown actions share one label, so clients cannot grow the metrics without end.
+            let unknown =
+                matches!(&result, Err(e) if e.kind == ErrorKind::UnknownOperationException);
+            let label = if unknown || action.is_empty() {
+                "unknown"
+            } else {
+                action.as_str()
+            };
+            self.requests
+                .record(label, result.is_ok(), started.elapsed());
             let (status, body, error_type) = match result {
                 Ok(body) => (200, body, None),
                 Err(error) => {

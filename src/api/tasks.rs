@@ -317,12 +317,31 @@ pub fn stop(api: &Api, body: Value) -> Result<Value, ApiError> {
 
 /// Records one step of a task's life in its stored record.
 pub fn record_event(api: &Api, event: &TaskEvent) -> Result<(), ApiError> {
+    match event {
+        TaskEvent::Stats {
+            task_id,
+            containers,
+        } => {
+            api.usage.update(task_id, containers.clone());
+            return Ok(());
+        }
+        TaskEvent::Stopped { outcome } => {
+            let last: Vec<_> = outcome
+                .containers
+                .iter()
+                .map(|c| (c.name.clone(), c.stats))
+                .collect();
+            api.usage.update(&outcome.task_id, last);
+        }
+        _ => {}
+    }
     let task_id = match event {
         TaskEvent::PullStarted { task_id }
         | TaskEvent::PullStopped { task_id, .. }
         | TaskEvent::ContainerStarted { task_id, .. }
         | TaskEvent::Stopping { task_id, .. } => task_id.clone(),
         TaskEvent::Stopped { outcome } => outcome.task_id.clone(),
+        TaskEvent::Stats { task_id, .. } => task_id.clone(),
     };
     // Retry on a concurrent write (StopTask racing the agent's report).
     loop {
@@ -388,6 +407,7 @@ fn apply(task: &mut Value, event: &TaskEvent) {
             }
         }
         TaskEvent::Stopped { outcome } => record_outcome(task, outcome, now),
+        TaskEvent::Stats { .. } => {}
     }
 }
 

@@ -1,0 +1,247 @@
+//! What tools read about running tasks: the agent's latest memory and CPU reports per task
+//! (kept in memory, not in the store: they change every few seconds), API request counts and
+//! latencies, and the GET endpoints that serve them: ECS-agent-style introspection
+//! (`/v1/metadata`, `/v1/tasks`, `/v1/tasks/{id}/stats`) and Prometheus text at `/metrics`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::{Api, ApiError, DEFAULT_CLUSTER, container_instances, timestamp};
+use crate::capacity::ContainerStats;
+
+/// One report: when, and each container's stats.
+type Report = (f64, Vec<(String, ContainerStats)>);
+
+/// The latest stats of each task's containers.
+#[derive(Default)]
+pub struct UsageBoard {
+    tasks: Mutex<HashMap<String, Report>>,
+}
+
+impl UsageBoard {
+    pub fn update(&self, task_id: &str, containers: Vec<(String, ContainerStats)>) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        tasks.insert(task_id.to_string(), (timestamp(), containers));
+    }
+
+    pub fn get(&self, task_id: &str) -> Option<Report> {
+        self.tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(task_id)
+            .cloned()
+    }
+}
+
+/// (action, outcome).
+type ActionKey = (String, &'static str);
+
+/// Requests per action and outcome: (count, total seconds).
+#[derive(Default)]
+pub struct RequestMetrics {
+    by_action: Mutex<BTreeMap<ActionKey, (u64, f64)>>,
+}
+
+impl RequestMetrics {
+    pub fn record(&self, action: &str, ok: bool, took: Duration) {
+        let mut by_action = self.by_action.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = by_action
+            .entry((action.to_string(), if ok { "ok" } else { "error" }))
+            .or_default();
+        entry.0 += 1;
+        entry.1 += took.as_secs_f64();
+    }
+}
+
+fn stored_tasks(api: &Api) -> Result<Vec<Value>, ApiError> {
+    Ok(api
+        .state
+        .list("tasks/")?
+        .into_iter()
+        .map(|(_, v)| v.value)
+        .collect())
+}
+
+fn task_id(task: &Value) -> &str {
+    task["taskArn"]
+        .as_str()
+        .and_then(|a| a.rsplit('/').next())
+        .unwrap_or_default()
+}
+
+/// `GET /v1/metadata`.
+pub fn metadata(api: &Api) -> Result<Value, ApiError> {
+    let instance = api
+        .state
+        .get("agent/self")?
+        .map(|v| v.value["id"].as_str().unwrap_or_default().to_string());
+    Ok(json!({
+        "Cluster": DEFAULT_CLUSTER,
+        "ContainerInstanceArn": instance.map(|id| api.arns.container_instance(DEFAULT_CLUSTER, &id)),
+        "Version": format!("wasmgate {}", env!("CARGO_PKG_VERSION")),
+    }))
+}
+
+/// `GET /v1/tasks`: the tasks this agent knows that have not stopped.
+pub fn tasks(api: &Api) -> Result<Value, ApiError> {
+    let tasks: Vec<Value> = stored_tasks(api)?
+        .into_iter()
+        .filter(|t| t["lastStatus"] != "STOPPED")
+        .map(|t| {
+            let containers: Vec<Value> = t["containers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| json!({"Name": c["name"], "DockerId": format!("{}-{}", task_id(&t), c["name"].as_str().unwrap_or_default())}))
+                .collect();
+            json!({
+                "Arn": t["taskArn"],
+                "DesiredStatus": t["desiredStatus"],
+                "KnownStatus": t["lastStatus"],
+                "Family": t["taskDefinitionArn"].as_str().and_then(|a| a.rsplit('/').next()).and_then(|f| f.split(':').next()),
+                "Containers": containers,
+            })
+        })
+        .collect();
+    Ok(json!({"Tasks": tasks}))
+}
+
+/// `GET /v1/tasks/{id}/stats`: per container, in Docker's stats shape (as the ECS task metadata
+/// endpoint serves it).
+pub fn task_stats(api: &Api, id: &str) -> Result<Option<Value>, ApiError> {
+    let Some(found) = api.state.get(&format!("tasks/{id}"))? else {
+        return Ok(None);
+    };
+    let limit = found.value["memory"]
+        .as_str()
+        .and_then(|m| m.parse::<u64>().ok())
+        .unwrap_or(0)
+        << 20;
+    let (read, containers) = api.usage.get(id).unwrap_or((timestamp(), Vec::new()));
+    let mut stats = serde_json::Map::new();
+    for (name, usage) in containers {
+        stats.insert(
+            name,
+            json!({
+                "read": read,
+                "memory_stats": {"usage": usage.memory_bytes, "max_usage": usage.memory_peak_bytes, "limit": limit},
+                "cpu_stats": {"cpu_usage": {"total_usage": usage.cpu_time.as_nanos() as u64}},
+            }),
+        );
+    }
+    Ok(Some(Value::Object(stats)))
+}
+
+fn label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// `GET /metrics`: Prometheus text.
+pub fn metrics(api: &Api) -> Result<String, ApiError> {
+    let mut out = String::new();
+    let tasks = stored_tasks(api)?;
+    out.push_str("# HELP wasmgate_task_memory_bytes Memory a container holds now (Wasm: linear memories and tables).\n# TYPE wasmgate_task_memory_bytes gauge\n");
+    let mut peak = String::from(
+        "# HELP wasmgate_task_memory_peak_bytes The most memory a container has held.\n# TYPE wasmgate_task_memory_peak_bytes gauge\n",
+    );
+    let mut cpu = String::from(
+        "# HELP wasmgate_task_cpu_seconds_total CPU time spent running a container.\n# TYPE wasmgate_task_cpu_seconds_total counter\n",
+    );
+    let mut by_status: BTreeMap<String, u64> = BTreeMap::new();
+    for task in &tasks {
+        *by_status
+            .entry(task["lastStatus"].as_str().unwrap_or_default().to_string())
+            .or_default() += 1;
+        if task["lastStatus"] == "STOPPED" {
+            continue;
+        }
+        let id = task_id(task);
+        let family = task["taskDefinitionArn"]
+            .as_str()
+            .and_then(|a| a.rsplit('/').next())
+            .unwrap_or_default();
+        for (name, usage) in api.usage.get(id).map(|(_, c)| c).unwrap_or_default() {
+            let labels = format!(
+                "task_id=\"{id}\",task_definition=\"{}\",container=\"{}\"",
+                label(family),
+                label(&name)
+            );
+            let _ = writeln!(
+                out,
+                "wasmgate_task_memory_bytes{{{labels}}} {}",
+                usage.memory_bytes
+            );
+            let _ = writeln!(
+                peak,
+                "wasmgate_task_memory_peak_bytes{{{labels}}} {}",
+                usage.memory_peak_bytes
+            );
+            let _ = writeln!(
+                cpu,
+                "wasmgate_task_cpu_seconds_total{{{labels}}} {:.6}",
+                usage.cpu_time.as_secs_f64()
+            );
+        }
+    }
+    out.push_str(&peak);
+    out.push_str(&cpu);
+    out.push_str("# HELP wasmgate_tasks Tasks by lastStatus.\n# TYPE wasmgate_tasks gauge\n");
+    for (status, count) in by_status {
+        let _ = writeln!(out, "wasmgate_tasks{{status=\"{status}\"}} {count}");
+    }
+    let resources = container_instances::resources_by_instance(api)?;
+    out.push_str("# HELP wasmgate_instance_cpu_units CPU units of a container instance.\n# TYPE wasmgate_instance_cpu_units gauge\n");
+    for (arn, registered, remaining) in &resources {
+        let _ = writeln!(
+            out,
+            "wasmgate_instance_cpu_units{{instance=\"{arn}\",kind=\"registered\"}} {}",
+            registered.0
+        );
+        let _ = writeln!(
+            out,
+            "wasmgate_instance_cpu_units{{instance=\"{arn}\",kind=\"remaining\"}} {}",
+            remaining.0
+        );
+    }
+    out.push_str("# HELP wasmgate_instance_memory_mib Memory (MiB) of a container instance.\n# TYPE wasmgate_instance_memory_mib gauge\n");
+    for (arn, registered, remaining) in &resources {
+        let _ = writeln!(
+            out,
+            "wasmgate_instance_memory_mib{{instance=\"{arn}\",kind=\"registered\"}} {}",
+            registered.1
+        );
+        let _ = writeln!(
+            out,
+            "wasmgate_instance_memory_mib{{instance=\"{arn}\",kind=\"remaining\"}} {}",
+            remaining.1
+        );
+    }
+    out.push_str("# HELP wasmgate_api_requests_total ECS API requests by action and outcome.\n# TYPE wasmgate_api_requests_total counter\n");
+    let mut seconds = String::from(
+        "# HELP wasmgate_api_request_seconds_total Time spent answering ECS API requests.\n# TYPE wasmgate_api_request_seconds_total counter\n",
+    );
+    for ((action, outcome), (count, total)) in api
+        .requests
+        .by_action
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+    {
+        let _ = writeln!(
+            out,
+            "wasmgate_api_requests_total{{action=\"{}\",outcome=\"{outcome}\"}} {count}",
+            label(action)
+        );
+        let _ = writeln!(
+            seconds,
+            "wasmgate_api_request_seconds_total{{action=\"{}\",outcome=\"{outcome}\"}} {total:.6}",
+            label(action)
+        );
+    }
+    out.push_str(&seconds);
+    Ok(out)
+}
