@@ -109,6 +109,15 @@ enum Command {
             value_name = "MiB"
         )]
         memory_reserve: u32,
+
+        /// Seconds a stopped task stays describable.
+        #[arg(
+            long,
+            env = "WASMGATE_STOPPED_TASK_RETENTION",
+            default_value_t = 3600,
+            value_name = "SECONDS"
+        )]
+        stopped_task_retention: u64,
     },
 
     /// List the images in the local store, or remove and prune them.
@@ -226,20 +235,23 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Server {
             listen,
             memory_reserve,
+            stopped_task_retention,
         } => {
-            server(
-                &Config {
-                    memory_reserve_mib: memory_reserve,
-                    ..config
-                },
-                listen,
-            )
-            .await
+            let retention = std::time::Duration::from_secs(stopped_task_retention);
+            let config = Config {
+                memory_reserve_mib: memory_reserve,
+                ..config
+            };
+            server(&config, listen, retention).await
         }
     }
 }
 
-async fn server(config: &Config, listen: std::net::SocketAddr) -> anyhow::Result<u8> {
+async fn server(
+    config: &Config,
+    listen: std::net::SocketAddr,
+    retention: std::time::Duration,
+) -> anyhow::Result<u8> {
     let state_path = config.data_dir.join("state.db");
     let state = wasmgate::store::SqliteStore::open(&state_path)
         .with_context(|| format!("cannot open the state store {}", state_path.display()))?;
@@ -301,11 +313,34 @@ async fn server(config: &Config, listen: std::net::SocketAddr) -> anyhow::Result
             }
         }
     });
+    // Stopped tasks are forgotten after the retention; swept often enough to keep it roughly.
+    let sweeper = tokio::spawn({
+        let api = api.clone();
+        let shutdown = shutdown.clone();
+        let every = (retention / 2).clamp(
+            std::time::Duration::from_secs(1),
+            std::time::Duration::from_secs(60),
+        );
+        async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    _ = tick.tick() => {
+                        if let Err(error) = wasmgate::api::expire_stopped(&api, retention) {
+                            tracing::warn!(%error, "cannot expire stopped tasks");
+                        }
+                    }
+                }
+            }
+        }
+    });
     tokio::signal::ctrl_c()
         .await
         .context("cannot listen for Ctrl-C")?;
     eprintln!("wasmgate: shutting down (stopping tasks)");
     shutdown.cancel();
+    sweeper.await.context("the sweeper failed")?;
     serving.await.context("the API server failed")?;
     agent.await.context("the agent failed")?;
     drop(api);

@@ -18,8 +18,13 @@ struct Server {
 
 impl Server {
     fn start(data_dir: &std::path::Path) -> Self {
+        Self::start_with(data_dir, &[])
+    }
+
+    fn start_with(data_dir: &std::path::Path, extra: &[&str]) -> Self {
         let mut child = wasmgate(data_dir)
             .args(["server", "--listen", "127.0.0.1:0"])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -467,4 +472,31 @@ print(t.rsplit('/', 1)[1])
     );
     assert!(metrics.contains("kind=\"remaining\""), "{metrics}");
     assert!(http_get(&server.endpoint, "/v1/tasks/nope/stats").contains("no task nope"));
+}
+
+#[test]
+fn stopped_tasks_are_forgotten_after_the_retention() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start_with(data.path(), &["--stopped-task-retention", "2"]);
+    let hello = common::guest(common::Wasi::P1, "hello")
+        .display()
+        .to_string();
+    let out = boto3(
+        &server.endpoint,
+        &format!(
+            r#"
+import time
+ecs.register_task_definition(family='hello', memory='64', containerDefinitions=[{{'name': 'hello', 'image': '{hello}'}}])
+t = ecs.run_task(taskDefinition='hello')['tasks'][0]['taskArn']
+ecs.get_waiter('tasks_stopped').wait(tasks=[t], WaiterConfig={{'Delay': 1, 'MaxAttempts': 30}})
+print('stopped', len(ecs.describe_tasks(tasks=[t])['tasks']))
+for _ in range(30):
+    if ecs.describe_tasks(tasks=[t])['failures']:
+        break
+    time.sleep(0.5)
+print('forgotten', ecs.describe_tasks(tasks=[t])['failures'][0]['reason'])
+"#
+        ),
+    );
+    assert!(out.contains("stopped 1\nforgotten MISSING"), "{out}");
 }

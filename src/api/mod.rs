@@ -13,7 +13,7 @@ mod observe;
 mod task_definitions;
 mod tasks;
 
-pub use tasks::record_event;
+pub use tasks::{expire_stopped, record_event};
 
 /// Registers this server's agent as a container instance of the `default` cluster.
 pub fn register_agent(

@@ -469,3 +469,19 @@ pub fn reconcile_after_restart(api: &Api) -> Result<usize, ApiError> {
     }
     Ok(stopped)
 }
+
+/// Forgets tasks that stopped more than `retention` ago (ECS keeps them describable for about
+/// an hour). Returns how many were forgotten.
+pub fn expire_stopped(api: &Api, retention: std::time::Duration) -> Result<usize, ApiError> {
+    let cutoff = timestamp() - retention.as_secs_f64();
+    let mut forgotten = 0;
+    for (stored_key, found) in api.state.list("tasks/")? {
+        let stopped_at = found.value["stoppedAt"].as_f64();
+        if found.value["lastStatus"] == "STOPPED" && stopped_at.is_some_and(|at| at < cutoff) {
+            api.state
+                .delete(&stored_key, Expect::Revision(found.revision))?;
+            forgotten += 1;
+        }
+    }
+    Ok(forgotten)
+}
