@@ -118,6 +118,11 @@ enum Command {
             value_name = "SECONDS"
         )]
         stopped_task_retention: u64,
+
+        /// Register every task definition (*.json) in this directory at start; relative image
+        /// paths in them are taken relative to it.
+        #[arg(long, value_name = "DIR")]
+        register_examples: Option<PathBuf>,
     },
 
     /// List the images in the local store, or remove and prune them.
@@ -236,13 +241,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             listen,
             memory_reserve,
             stopped_task_retention,
+            register_examples,
         } => {
             let retention = std::time::Duration::from_secs(stopped_task_retention);
             let config = Config {
                 memory_reserve_mib: memory_reserve,
                 ..config
             };
-            server(&config, listen, retention).await
+            server(&config, listen, retention, register_examples.as_deref()).await
         }
     }
 }
@@ -251,6 +257,7 @@ async fn server(
     config: &Config,
     listen: std::net::SocketAddr,
     retention: std::time::Duration,
+    examples: Option<&Path>,
 ) -> anyhow::Result<u8> {
     let state_path = config.data_dir.join("state.db");
     let state = wasmgate::store::SqliteStore::open(&state_path)
@@ -281,10 +288,19 @@ async fn server(
     // Written without println!: whoever started us may have stopped reading stdout.
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "listening on http://{address}");
-    let _ = writeln!(
-        out,
-        "try: aws --endpoint-url http://{address} --region us-east-1 ecs list-clusters"
-    );
+    let registered = match examples {
+        Some(dir) => register_examples(&api, dir)?,
+        None => Vec::new(),
+    };
+    let aws = format!("aws --endpoint-url http://{address} --region us-east-1 ecs");
+    let _ = writeln!(out, "try:");
+    let _ = writeln!(out, "  {aws} list-task-definitions");
+    for family in &registered {
+        let _ = writeln!(out, "  {aws} run-task --task-definition {family}");
+    }
+    let _ = writeln!(out, "  {aws} list-tasks --desired-status STOPPED");
+    let _ = writeln!(out, "  {aws} describe-tasks --tasks TASK_ARN");
+    let _ = writeln!(out, "  curl http://{address}/metrics");
     let _ = out.flush();
     drop(out);
 
@@ -346,6 +362,51 @@ async fn server(
     drop(api);
     recorder.await.context("the state recorder failed")?;
     Ok(0)
+}
+
+/// Registers every `*.json` task definition in `dir`; returns the families registered.
+fn register_examples(api: &wasmgate::api::Api, dir: &Path) -> anyhow::Result<Vec<String>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    let dir =
+        std::path::absolute(dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
+    let mut families = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        let mut document: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("{}: not JSON", file.display()))?;
+        if let Some(containers) = document["containerDefinitions"].as_array_mut() {
+            for container in containers {
+                let Some(image) = container["image"].as_str() else {
+                    continue;
+                };
+                if wasmgate::image::reference::is_file_reference(image) && !image.starts_with('/') {
+                    let relative = image.strip_prefix("file:").unwrap_or(image);
+                    container["image"] =
+                        serde_json::json!(format!("file:{}", dir.join(relative).display()));
+                }
+            }
+        }
+        let response = api
+            .call("RegisterTaskDefinition", document)
+            .with_context(|| format!("{}: cannot register", file.display()))?;
+        let family = response["taskDefinition"]["family"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        eprintln!(
+            "wasmgate: registered {} as {family}:{}",
+            file.display(),
+            response["taskDefinition"]["revision"]
+        );
+        families.push(family);
+    }
+    Ok(families)
 }
 
 fn open_images(config: &Config) -> anyhow::Result<Images> {

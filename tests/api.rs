@@ -500,3 +500,31 @@ print('forgotten', ecs.describe_tasks(tasks=[t])['failures'][0]['reason'])
     );
     assert!(out.contains("stopped 1\nforgotten MISSING"), "{out}");
 }
+
+#[test]
+fn the_examples_register_at_start_and_run() {
+    let data = tempfile::tempdir().unwrap();
+    common::guest(common::Wasi::P1, "hello"); // the examples name built guests
+    let examples = common::repo_root().join("examples").display().to_string();
+    let server = Server::start_with(data.path(), &["--register-examples", &examples]);
+    let out = boto3(
+        &server.endpoint,
+        r#"
+print(sorted(ecs.list_task_definition_families()['families']))
+for family in ['hello', 'pipeline']:
+    t = ecs.run_task(taskDefinition=family)['tasks'][0]['taskArn']
+    ecs.get_waiter('tasks_stopped').wait(tasks=[t], WaiterConfig={'Delay': 1, 'MaxAttempts': 30})
+    d = ecs.describe_tasks(tasks=[t])['tasks'][0]
+    print(family, d['stopCode'], sorted((c['name'], c.get('exitCode')) for c in d['containers']))
+"#,
+    );
+    assert!(out.contains("['hello', 'pipeline']"), "{out}");
+    assert!(
+        out.contains("hello EssentialContainerExited [('hello', 0)]"),
+        "{out}"
+    );
+    assert!(
+        out.contains("pipeline EssentialContainerExited [('consume', 0), ('produce', 0)]"),
+        "{out}"
+    );
+}
