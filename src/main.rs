@@ -123,6 +123,11 @@ enum Command {
         /// paths in them are taken relative to it.
         #[arg(long, value_name = "DIR")]
         register_examples: Option<PathBuf>,
+
+        /// Check every request's SigV4 signature against these keys: a JSON object
+        /// `{"ACCESS_KEY_ID": "SECRET"}`. Without it, signatures are not checked.
+        #[arg(long, env = "WASMGATE_CREDENTIALS", value_name = "FILE")]
+        credentials: Option<PathBuf>,
     },
 
     /// List the images in the local store, or remove and prune them.
@@ -242,23 +247,40 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             memory_reserve,
             stopped_task_retention,
             register_examples,
+            credentials,
         } => {
             let retention = std::time::Duration::from_secs(stopped_task_retention);
             let config = Config {
                 memory_reserve_mib: memory_reserve,
                 ..config
             };
-            server(&config, listen, retention, register_examples.as_deref()).await
+            let options = ServerOptions {
+                listen,
+                retention,
+                examples: register_examples,
+                credentials,
+            };
+            server(&config, options).await
         }
     }
 }
 
-async fn server(
-    config: &Config,
+/// What `wasmgate server` was asked on its command line.
+struct ServerOptions {
     listen: std::net::SocketAddr,
     retention: std::time::Duration,
-    examples: Option<&Path>,
-) -> anyhow::Result<u8> {
+    examples: Option<PathBuf>,
+    credentials: Option<PathBuf>,
+}
+
+async fn server(config: &Config, options: ServerOptions) -> anyhow::Result<u8> {
+    let ServerOptions {
+        listen,
+        retention,
+        examples,
+        credentials,
+    } = options;
+    let examples = examples.as_deref();
     let state_path = config.data_dir.join("state.db");
     let state = wasmgate::store::SqliteStore::open(&state_path)
         .with_context(|| format!("cannot open the state store {}", state_path.display()))?;
@@ -274,6 +296,16 @@ async fn server(
     let api = wasmgate::api::Api::new(Arc::new(state), wasmgate::api::ArnScope::default())
         .context("cannot initialise the API")?
         .with_agent(assignments);
+    let api = match &credentials {
+        None => api,
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--credentials {}: cannot read", path.display()))?;
+            let keys = wasmgate::api::Credentials::from_json(&text)
+                .map_err(|why| anyhow::anyhow!("--credentials {}: {why}", path.display()))?;
+            api.with_credentials(keys)
+        }
+    };
     let resources = wasmgate::agent::HostResources::of_this_host(config.memory_reserve_mib);
     let instance =
         wasmgate::api::register_agent(&api, resources).context("cannot register the agent")?;

@@ -528,3 +528,39 @@ for family in ['hello', 'pipeline']:
         "{out}"
     );
 }
+
+#[test]
+fn sigv4_is_checked_when_the_server_has_credentials() {
+    let data = tempfile::tempdir().unwrap();
+    let keys = data.path().join("credentials.json");
+    std::fs::write(&keys, r#"{"AKIDEXAMPLE": "secret"}"#).unwrap();
+    let server = Server::start_with(data.path(), &["--credentials", keys.to_str().unwrap()]);
+    let out = boto3(
+        &server.endpoint,
+        r#"
+print('signed', len(ecs.list_clusters()['clusterArns']))
+for key, secret in [('AKIDEXAMPLE', 'wrong'), ('AKIDUNKNOWN', 'secret')]:
+    other = boto3.client('ecs', endpoint_url=ecs.meta.endpoint_url, region_name='us-east-1',
+                         aws_access_key_id=key, aws_secret_access_key=secret)
+    try:
+        other.list_clusters()
+    except botocore.exceptions.ClientError as e:
+        print('refused', e.response['Error']['Code'])
+unsigned = boto3.client('ecs', endpoint_url=ecs.meta.endpoint_url, region_name='us-east-1',
+                        config=botocore.config.Config(signature_version=botocore.UNSIGNED))
+try:
+    unsigned.list_clusters()
+except botocore.exceptions.ClientError as e:
+    print('unsigned', e.response['Error']['Code'])
+"#,
+    );
+    assert!(out.contains("signed 1"), "{out}");
+    assert!(
+        out.contains("refused InvalidSignatureException\nrefused UnrecognizedClientException"),
+        "{out}"
+    );
+    assert!(
+        out.contains("unsigned UnrecognizedClientException"),
+        "{out}"
+    );
+}

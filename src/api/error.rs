@@ -11,6 +11,8 @@ pub enum ErrorKind {
     ClusterNotFoundException,
     UnknownOperationException,
     SerializationException,
+    UnrecognizedClientException,
+    InvalidSignatureException,
     ServerException,
 }
 
@@ -22,6 +24,8 @@ impl ErrorKind {
             Self::ClusterNotFoundException => "ClusterNotFoundException",
             Self::UnknownOperationException => "UnknownOperationException",
             Self::SerializationException => "SerializationException",
+            Self::UnrecognizedClientException => "UnrecognizedClientException",
+            Self::InvalidSignatureException => "InvalidSignatureException",
             Self::ServerException => "ServerException",
         }
     }

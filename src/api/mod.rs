@@ -10,6 +10,7 @@ mod clusters;
 mod container_instances;
 mod error;
 mod observe;
+mod sigv4;
 mod task_definitions;
 mod tasks;
 
@@ -40,6 +41,7 @@ use tracing::Instrument;
 pub use arn::ArnScope;
 pub use clusters::DEFAULT_CLUSTER;
 pub use error::{ApiError, ErrorKind};
+pub use sigv4::Credentials;
 
 use crate::store::Store;
 
@@ -62,6 +64,8 @@ pub struct Api {
     placement: std::sync::Mutex<()>,
     /// The agent's latest memory and CPU reports per task.
     pub usage: observe::UsageBoard,
+    /// When set, every request must carry a valid SigV4 signature by one of these keys.
+    credentials: Option<Credentials>,
     requests: observe::RequestMetrics,
 }
 
@@ -75,6 +79,7 @@ impl Api {
             request_ids: AtomicU64::new(1),
             placement: std::sync::Mutex::new(()),
             usage: observe::UsageBoard::default(),
+            credentials: None,
             requests: observe::RequestMetrics::default(),
         };
         clusters::ensure(&api, DEFAULT_CLUSTER, json!([]), json!([]))?;
@@ -83,6 +88,12 @@ impl Api {
             tracing::warn!(stopped, "recorded tasks of the previous run as stopped");
         }
         Ok(api)
+    }
+
+    /// Requires every request to be signed (SigV4) by one of `credentials`.
+    pub fn with_credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = Some(credentials);
+        self
     }
 
     /// Sends task assignments to `agent`.
@@ -217,7 +228,8 @@ impl Api {
                 format!("missing or foreign X-Amz-Target (expected {TARGET_PREFIX}<Action>)"),
             ));
         }
-        let body = Limited::new(request.into_body(), MAX_REQUEST_BYTES)
+        let (parts, body) = request.into_parts();
+        let body = Limited::new(body, MAX_REQUEST_BYTES)
             .collect()
             .await
             .map_err(|_| {
@@ -226,6 +238,31 @@ impl Api {
                 ))
             })?
             .to_bytes();
+        if let Some(credentials) = &self.credentials {
+            let headers: Vec<(String, String)> = parts
+                .headers
+                .iter()
+                .map(|(name, value)| {
+                    (
+                        name.as_str().to_string(),
+                        String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                    )
+                })
+                .collect();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or_default();
+            sigv4::verify(
+                credentials,
+                parts.method.as_str(),
+                parts.uri.path(),
+                parts.uri.query().unwrap_or_default(),
+                &headers,
+                &body,
+                now,
+            )?;
+        }
         let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
             json!({})
         } else {

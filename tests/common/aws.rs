@@ -40,7 +40,7 @@ pub fn python() -> PathBuf {
 /// panics with its stderr if it fails.
 pub fn boto3(endpoint: &str, script: &str) -> String {
     let prelude = format!(
-        "import boto3, json, botocore\n\
+        "import boto3, json, botocore, botocore.config\n\
          ecs = boto3.client('ecs', endpoint_url='{endpoint}', region_name='us-east-1',\n\
                             aws_access_key_id='AKIDEXAMPLE', aws_secret_access_key='secret')\n"
     );
