@@ -15,5 +15,5 @@ pub use host::HostResources;
 pub use service::{Assignment, STATS_EVERY, run_agent};
 pub use task::{
     ContainerOutcome, ContainerOverride, RunningTask, StopCode, TaskEvent, TaskEvents, TaskOutcome,
-    TaskRequest, TaskRunner, TaskRunnerConfig, new_task_id,
+    TaskRequest, TaskRunner, TaskRunnerConfig, TimedEvent, new_task_id,
 };

@@ -49,7 +49,10 @@ pub async fn run_agent(
             _ = report.tick() => {
                 running.retain(|_, task| task.try_outcome().is_none());
                 for (task_id, task) in &running {
-                    let _ = events.send(TaskEvent::Stats { task_id: task_id.clone(), containers: task.stats() });
+                    let _ = events.send(super::task::TimedEvent {
+                        at: std::time::SystemTime::now(),
+                        event: TaskEvent::Stats { task_id: task_id.clone(), containers: task.stats() },
+                    });
                 }
                 continue;
             }

@@ -54,7 +54,15 @@ pub struct TaskRequest {
 }
 
 /// The channel a task reports its life on.
-pub type TaskEvents = tokio::sync::mpsc::UnboundedSender<TaskEvent>;
+pub type TaskEvents = tokio::sync::mpsc::UnboundedSender<TimedEvent>;
+
+/// An event and when it happened (ECS's timestamps are when things happened in the agent, not
+/// when the controller got to record them).
+#[derive(Debug, Clone)]
+pub struct TimedEvent {
+    pub at: SystemTime,
+    pub event: TaskEvent,
+}
 
 /// One step of a task's life, as the controller records it.
 #[derive(Debug, Clone)]
@@ -86,7 +94,10 @@ pub enum TaskEvent {
 fn emit(request: &TaskRequest, event: TaskEvent) {
     if let Some(events) = &request.events {
         // A closed channel means nobody listens any more; the task runs on regardless.
-        let _ = events.send(event);
+        let _ = events.send(TimedEvent {
+            at: SystemTime::now(),
+            event,
+        });
     }
 }
 

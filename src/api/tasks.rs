@@ -8,7 +8,9 @@ use super::{
     Api, ApiError, arn, clusters, container_instances, page, paged, parse, task_definitions,
     timestamp,
 };
-use crate::agent::{Assignment, ContainerOverride, TaskEvent, TaskOutcome, new_task_id};
+use crate::agent::{
+    Assignment, ContainerOverride, TaskEvent, TaskOutcome, TimedEvent, new_task_id,
+};
 use crate::store::Expect;
 use crate::taskdef::TaskDefinition;
 
@@ -316,7 +318,13 @@ pub fn stop(api: &Api, body: Value) -> Result<Value, ApiError> {
 }
 
 /// Records one step of a task's life in its stored record.
-pub fn record_event(api: &Api, event: &TaskEvent) -> Result<(), ApiError> {
+pub fn record_event(api: &Api, timed: &TimedEvent) -> Result<(), ApiError> {
+    let event = &timed.event;
+    let at = timed
+        .at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| (d.as_millis() as f64) / 1000.0)
+        .unwrap_or_else(|_| timestamp());
     match event {
         TaskEvent::Stats {
             task_id,
@@ -349,7 +357,7 @@ pub fn record_event(api: &Api, event: &TaskEvent) -> Result<(), ApiError> {
             return Ok(());
         };
         let mut task = found.value;
-        apply(&mut task, event);
+        apply(&mut task, event, at);
         task["version"] = json!(task["version"].as_u64().unwrap_or(0) + 1);
         match api
             .state
@@ -370,8 +378,7 @@ fn set_container(task: &mut Value, name: &str, update: impl Fn(&mut Value)) {
     }
 }
 
-fn apply(task: &mut Value, event: &TaskEvent) {
-    let now = timestamp();
+fn apply(task: &mut Value, event: &TaskEvent, now: f64) {
     match event {
         TaskEvent::PullStarted { .. } => {
             task["lastStatus"] = json!("PENDING");
