@@ -293,14 +293,21 @@ fn ctrl_c_stops_the_task_gracefully() {
 #[test]
 fn a_second_ctrl_c_interrupts_a_guest_that_ignores_the_stop() {
     let data = tempfile::tempdir().unwrap();
-    let (child, _reader) = spawn_until_first_line(&[&path(Wasi::P1, "sleep")], data.path());
+    let (mut child, _reader) = spawn_until_first_line(&[&path(Wasi::P1, "sleep")], data.path());
     interrupt(&child);
-    // Let the first signal be handled before the second arrives.
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    // Wait until the first signal has been handled, so that the second is not merged with it.
+    let mut errors = BufReader::new(child.stderr.take().unwrap());
+    let mut err = String::new();
+    while !err.contains("stopping the task") {
+        assert!(
+            errors.read_line(&mut err).unwrap() > 0,
+            "wasmgate ended early: {err}"
+        );
+    }
     interrupt(&child);
-    let output = child.wait_with_output().unwrap();
-    let err = stderr(&output);
-    assert_eq!(output.status.code(), Some(137), "{err}");
+    std::io::Read::read_to_string(&mut errors, &mut err).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(137), "{err}");
     assert!(
         err.contains("StopTimeout: the guest did not exit within 0s"),
         "{err}"
