@@ -564,3 +564,87 @@ except botocore.exceptions.ClientError as e:
         "{out}"
     );
 }
+
+/// Reads one container's (memory bytes, cpu ns) from `/v1/tasks/{id}/stats`.
+fn usage_of(endpoint: &str, task_id: &str, container: &str) -> (u64, u64) {
+    let stats: serde_json::Value =
+        serde_json::from_str(&http_get(endpoint, &format!("/v1/tasks/{task_id}/stats"))).unwrap();
+    let c = &stats[container];
+    (
+        c["memory_stats"]["usage"].as_u64().unwrap_or(0),
+        c["cpu_stats"]["cpu_usage"]["total_usage"]
+            .as_u64()
+            .unwrap_or(0),
+    )
+}
+
+#[test]
+fn reported_memory_grows_and_cpu_stays_within_the_share() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let grow = common::guest(common::Wasi::P1, "grow")
+        .display()
+        .to_string();
+    let spin = common::guest(common::Wasi::P1, "spin")
+        .display()
+        .to_string();
+    let out = boto3(
+        &server.endpoint,
+        &format!(
+            r#"
+ecs.register_task_definition(family='grow', memory='256', containerDefinitions=[{{'name': 'grow', 'image': '{grow}', 'command': ['150'], 'stopTimeout': 1}}])
+ecs.register_task_definition(family='spin', memory='64', containerDefinitions=[{{'name': 'spin', 'image': '{spin}', 'cpu': 256, 'stopTimeout': 1}}])
+tasks = [ecs.run_task(taskDefinition=f)['tasks'][0]['taskArn'] for f in ['grow', 'spin']]
+ecs.get_waiter('tasks_running').wait(tasks=tasks, WaiterConfig={{'Delay': 1, 'MaxAttempts': 30}})
+print(' '.join(t.rsplit('/', 1)[1] for t in tasks))
+"#
+        ),
+    );
+    let ids: Vec<&str> = out.split_whitespace().collect();
+    let (grow_id, spin_id) = (ids[0], ids[1]);
+
+    // Memory: the growing guest's reported usage rises between reports.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut seen = Vec::new();
+    loop {
+        let (memory, _) = usage_of(&server.endpoint, grow_id, "grow");
+        if seen.last() != Some(&memory) && memory > 0 {
+            seen.push(memory);
+        }
+        if seen.len() >= 3 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "memory reports did not move: {seen:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    assert!(
+        seen.windows(2).all(|w| w[1] > w[0]),
+        "memory should only grow: {seen:?}"
+    );
+
+    // CPU: over a few seconds, the 256-unit spinner's reported CPU is about a quarter core.
+    let read = |id: &str| {
+        let (_, cpu) = usage_of(&server.endpoint, id, "spin");
+        (std::time::Instant::now(), cpu)
+    };
+    let wait_for_new = |previous: u64| loop {
+        let (at, cpu) = read(spin_id);
+        if cpu != previous {
+            return (at, cpu);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let (t0, c0) = wait_for_new(0);
+    let mut last = (t0, c0);
+    for _ in 0..2 {
+        last = wait_for_new(last.1);
+    }
+    let share = (last.1 - c0) as f64 / 1e9 / last.0.duration_since(t0).as_secs_f64();
+    assert!(
+        share > 0.02 && share < 0.40,
+        "a 256-unit guest reported {share:.2} of a core"
+    );
+}
