@@ -539,6 +539,10 @@ async fn run(config: &Config, args: RunArgs) -> anyhow::Result<u8> {
         Arc::new(images),
         config.task_runner(),
     ));
+    // One Ctrl-C listener for the whole run, installed before the task starts: a Ctrl-C is
+    // never lost, and a second one right after the first is never missed.
+    let mut ctrl_c = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("cannot listen for Ctrl-C")?;
     let task = runner.start(TaskRequest {
         task_id: new_task_id(),
         definition,
@@ -556,8 +560,7 @@ async fn run(config: &Config, args: RunArgs) -> anyhow::Result<u8> {
         loop {
             tokio::select! {
                 outcome = &mut wait => break outcome,
-                signal = tokio::signal::ctrl_c() => {
-                    signal.context("cannot listen for Ctrl-C")?;
+                Some(()) = ctrl_c.recv() => {
                     interrupts += 1;
                     if interrupts == 1 {
                         eprintln!("wasmgate: stopping the task (Ctrl-C again to interrupt it now)");
