@@ -16,8 +16,10 @@ pub struct Config {
     pub pooling: PoolingChoice,
     /// Instance slots in the pool (the most Wasm containers that run at once).
     pub pool_slots: u32,
-    /// Bytes of output kept per container.
+    /// Bytes of output kept in memory per container (for exit reasons and `run`).
     pub log_capacity_bytes: usize,
+    /// Bytes of output kept on disk per task by the server (`wasmgate logs`).
+    pub task_log_bytes: u64,
     /// MiB of this host's memory kept back from tasks (for the agent and the system).
     pub memory_reserve_mib: u32,
     /// The registry of short image names.
@@ -33,6 +35,7 @@ impl Default for Config {
             pooling: PoolingChoice::Auto,
             pool_slots: EngineSettings::default().pool_slots,
             log_capacity_bytes: 1 << 20,
+            task_log_bytes: 2 << 20,
             memory_reserve_mib: 256,
             default_registry: "docker.io".to_string(),
             registry: RegistrySettings::default(),
@@ -64,7 +67,21 @@ impl Config {
         TaskRunnerConfig {
             log_capacity_bytes: self.log_capacity_bytes,
             scratch_dir: self.data_dir.join("tasks"),
+            task_logs: None,
         }
+    }
+
+    /// The server's task runner: as [`Self::task_runner`], keeping every task's output on disk.
+    pub fn server_task_runner(&self) -> TaskRunnerConfig {
+        TaskRunnerConfig {
+            task_logs: Some(self.task_logs()),
+            ..self.task_runner()
+        }
+    }
+
+    /// Where the server keeps task output.
+    pub fn task_logs(&self) -> crate::logs::LogStore {
+        crate::logs::LogStore::new(self.data_dir.join("logs"), self.task_log_bytes)
     }
 }
 

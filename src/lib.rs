@@ -2,12 +2,15 @@
 //!
 //! See ARCHITECTURE.md for the map. In short: [`taskdef`] parses and validates ECS task
 //! definitions; [`image`] turns an image reference into bytes; [`capacity`] runs containers
-//! (Wasm in wasmtime, containers through runc later); [`agent`] runs whole tasks on a host.
+//! (Wasm in wasmtime, containers through runc later); [`agent`] runs whole tasks on a host;
+//! [`logs`] keeps their output; [`store`] and [`api`] are the control plane.
 
 pub mod agent;
 pub mod api;
 pub mod capacity;
+pub mod client;
 pub mod config;
 pub mod image;
+pub mod logs;
 pub mod store;
 pub mod taskdef;

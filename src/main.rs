@@ -128,12 +128,94 @@ enum Command {
         /// `{"ACCESS_KEY_ID": "SECRET"}`. Without it, signatures are not checked.
         #[arg(long, env = "WASMGATE_CREDENTIALS", value_name = "FILE")]
         credentials: Option<PathBuf>,
+
+        /// Bytes of output kept on disk per task for `wasmgate logs` (the newest part is kept).
+        #[arg(
+            long,
+            env = "WASMGATE_TASK_LOG_BYTES",
+            default_value_t = 2 << 20,
+            value_name = "BYTES"
+        )]
+        task_log_bytes: u64,
     },
 
     /// List the images in the local store, or remove and prune them.
     Images {
         #[command(subcommand)]
         action: Option<ImagesAction>,
+    },
+
+    /// Register task definitions (JSON files) with the server; relative Wasm image paths are
+    /// taken relative to each file.
+    Register {
+        #[arg(required = true, value_name = "TASKDEF.json")]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        target: client_commands::Target,
+    },
+
+    /// Run tasks of a registered task definition on the server (ECS RunTask); prints their ids.
+    RunTask {
+        #[command(flatten)]
+        args: client_commands::RunTaskArgs,
+        #[command(flatten)]
+        target: client_commands::Target,
+    },
+
+    /// List the server's tasks: running ones, and stopped ones with --all.
+    Tasks {
+        /// Stopped tasks too (they stay listed for --stopped-task-retention).
+        #[arg(short, long)]
+        all: bool,
+        /// Only tasks of this family.
+        #[arg(long)]
+        family: Option<String>,
+        #[command(flatten)]
+        target: client_commands::Target,
+    },
+
+    /// List the containers of running tasks (all tasks with -a), like `docker ps`.
+    Ps {
+        #[arg(short, long)]
+        all: bool,
+        #[command(flatten)]
+        target: client_commands::Target,
+    },
+
+    /// Show tasks as the API describes them (JSON). TASK is an id, the start of one, or an ARN.
+    Describe {
+        #[arg(required = true, value_name = "TASK")]
+        tasks: Vec<String>,
+        #[command(flatten)]
+        target: client_commands::Target,
+    },
+
+    /// Stop tasks (ECS StopTask): each container gets its stopTimeout.
+    Stop {
+        #[arg(required = true, value_name = "TASK")]
+        tasks: Vec<String>,
+        /// Recorded as the tasks' stoppedReason.
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        target: client_commands::Target,
+    },
+
+    /// Print a task's output (stdout and stderr of its containers); -f follows it.
+    Logs {
+        #[command(flatten)]
+        args: client_commands::LogsArgs,
+        #[command(flatten)]
+        target: client_commands::Target,
+    },
+
+    /// Live memory and CPU of the running tasks, like `docker stats`.
+    Stats {
+        /// Print once and exit.
+        #[arg(long)]
+        no_stream: bool,
+        #[command(flatten)]
+        target: client_commands::Target,
     },
 }
 
@@ -175,6 +257,7 @@ struct RunArgs {
     args: Vec<String>,
 }
 
+mod client_commands;
 mod progress;
 
 /// The memory limit of a module run without --memory, in MiB.
@@ -219,8 +302,8 @@ fn init_tracing(verbose: u8) {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     let default_pooling = match cli.command {
-        Command::Run(_) | Command::Push { .. } | Command::Images { .. } => Pooling::Off,
         Command::Server { .. } => Pooling::Auto,
+        _ => Pooling::Off,
     };
     let config = Config {
         data_dir: cli.data_dir.unwrap_or_else(default_data_dir),
@@ -242,16 +325,34 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Run(args) => run(&config, args).await,
         Command::Push { module, reference } => push(&config, &module, &reference).await,
         Command::Images { action } => images(&config, action.unwrap_or(ImagesAction::Ls)),
+        Command::Register { files, target } => client_commands::register(&target, &files).await,
+        Command::RunTask { args, target } => client_commands::run_task(&target, args).await,
+        Command::Tasks {
+            all,
+            family,
+            target,
+        } => client_commands::tasks(&target, all, family.as_deref()).await,
+        Command::Ps { all, target } => client_commands::ps(&target, all).await,
+        Command::Describe { tasks, target } => client_commands::describe(&target, &tasks).await,
+        Command::Stop {
+            tasks,
+            reason,
+            target,
+        } => client_commands::stop(&target, &tasks, reason.as_deref()).await,
+        Command::Logs { args, target } => client_commands::logs(&target, args).await,
+        Command::Stats { no_stream, target } => client_commands::stats(&target, no_stream).await,
         Command::Server {
             listen,
             memory_reserve,
             stopped_task_retention,
             register_examples,
             credentials,
+            task_log_bytes,
         } => {
             let retention = std::time::Duration::from_secs(stopped_task_retention);
             let config = Config {
                 memory_reserve_mib: memory_reserve,
+                task_log_bytes,
                 ..config
             };
             let options = ServerOptions {
@@ -289,13 +390,15 @@ async fn server(config: &Config, options: ServerOptions) -> anyhow::Result<u8> {
     let runner = Arc::new(TaskRunner::new(
         Arc::new(wasm),
         Arc::new(open_images(config)?),
-        config.task_runner(),
+        config.server_task_runner(),
     ));
     let (assignments, assignments_rx) = tokio::sync::mpsc::unbounded_channel();
     let (events, mut events_rx) = tokio::sync::mpsc::unbounded_channel();
     let api = wasmgate::api::Api::new(Arc::new(state), wasmgate::api::ArnScope::default())
         .context("cannot initialise the API")?
-        .with_agent(assignments);
+        .with_agent(assignments)
+        .with_logs(config.task_logs())
+        .context("cannot open the task logs")?;
     let api = match &credentials {
         None => api,
         Some(path) => {
@@ -332,6 +435,17 @@ async fn server(config: &Config, options: ServerOptions) -> anyhow::Result<u8> {
     }
     let _ = writeln!(out, "  {aws} list-tasks --desired-status STOPPED");
     let _ = writeln!(out, "  {aws} describe-tasks --tasks TASK_ARN");
+    let wasmgate = if address.to_string() == "127.0.0.1:8080" {
+        "wasmgate".to_string()
+    } else {
+        format!("WASMGATE_ENDPOINT=http://{address} wasmgate")
+    };
+    if let Some(family) = registered.first() {
+        let _ = writeln!(out, "  {wasmgate} run-task {family} --wait");
+    }
+    let _ = writeln!(out, "  {wasmgate} tasks --all");
+    let _ = writeln!(out, "  {wasmgate} logs TASK_ID -f");
+    let _ = writeln!(out, "  {wasmgate} stats");
     let _ = writeln!(out, "  curl http://{address}/metrics");
     let _ = out.flush();
     drop(out);
@@ -412,18 +526,7 @@ fn register_examples(api: &wasmgate::api::Api, dir: &Path) -> anyhow::Result<Vec
             .with_context(|| format!("cannot read {}", file.display()))?;
         let mut document: serde_json::Value =
             serde_json::from_str(&text).with_context(|| format!("{}: not JSON", file.display()))?;
-        if let Some(containers) = document["containerDefinitions"].as_array_mut() {
-            for container in containers {
-                let Some(image) = container["image"].as_str() else {
-                    continue;
-                };
-                if wasmgate::image::reference::is_file_reference(image) && !image.starts_with('/') {
-                    let relative = image.strip_prefix("file:").unwrap_or(image);
-                    container["image"] =
-                        serde_json::json!(format!("file:{}", dir.join(relative).display()));
-                }
-            }
-        }
+        wasmgate::image::reference::absolutize_file_images(&mut document, &dir);
         let response = api
             .call("RegisterTaskDefinition", document)
             .with_context(|| format!("{}: cannot register", file.display()))?;

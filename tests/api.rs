@@ -3,54 +3,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
-
 use common::aws::{aws_ecs, boto3};
-use common::wasmgate;
-
-/// A running `wasmgate server` on a free port; killed (-9) when dropped.
-struct Server {
-    child: Child,
-    endpoint: String,
-    _stdout: BufReader<std::process::ChildStdout>,
-}
-
-impl Server {
-    fn start(data_dir: &std::path::Path) -> Self {
-        Self::start_with(data_dir, &[])
-    }
-
-    fn start_with(data_dir: &std::path::Path, extra: &[&str]) -> Self {
-        let mut child = wasmgate(data_dir)
-            .args(["server", "--listen", "127.0.0.1:0"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let endpoint = line
-            .trim()
-            .strip_prefix("listening on ")
-            .expect("the server says where it listens")
-            .to_string();
-        Self {
-            child,
-            endpoint,
-            _stdout: stdout,
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::server::Server;
 
 #[test]
 fn clusters_through_boto3() {

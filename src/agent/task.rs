@@ -29,6 +29,9 @@ pub struct TaskRunnerConfig {
     pub log_capacity_bytes: usize,
     /// Where volumes without a `host.sourcePath` get a directory for the task's lifetime.
     pub scratch_dir: PathBuf,
+    /// Where every task's output is also kept on disk (the server's tasks); `None` keeps it in
+    /// memory only (a one-shot `wasmgate run`).
+    pub task_logs: Option<crate::logs::LogStore>,
 }
 
 /// Starts tasks on this host's capacity.
@@ -82,6 +85,9 @@ pub enum TaskEvent {
         stop_code: StopCode,
         reason: String,
     },
+    /// Every container has exited; the agent is releasing the task's resources (scratch
+    /// volumes, log handles) before it reports `Stopped`.
+    ExecutionStopped { task_id: String },
     /// The task has stopped.
     Stopped { outcome: TaskOutcome },
     /// Memory and CPU of a running task's containers, sent every few seconds.
@@ -315,13 +321,20 @@ impl TaskRunner {
         live: LiveContainers,
     ) -> TaskOutcome {
         let containers = &request.definition.spec.container_definitions;
+        let log_file = self.config.task_logs.as_ref().and_then(|store| {
+            store
+                .create(&request.task_id)
+                .map_err(|error| tracing::warn!(%error, "the task's output is not kept on disk"))
+                .ok()
+        });
         let logs: Vec<Arc<ContainerLog>> = containers
             .iter()
-            .map(|_| {
-                Arc::new(ContainerLog::new(
-                    self.config.log_capacity_bytes,
-                    request.tee,
-                ))
+            .map(|container| {
+                let log = ContainerLog::new(self.config.log_capacity_bytes, request.tee);
+                Arc::new(match &log_file {
+                    Some(file) => log.with_file(file.clone(), &container.name),
+                    None => log,
+                })
             })
             .collect();
         let scratch = self.config.scratch_dir.join(&request.task_id);
@@ -361,6 +374,12 @@ impl TaskRunner {
         let outcome = Launch::new(&request, &self.wasm, prepared, logs, live)
             .run(stop)
             .await;
+        emit(
+            &request,
+            TaskEvent::ExecutionStopped {
+                task_id: request.task_id.clone(),
+            },
+        );
         remove_scratch(&scratch);
         tracing::info!(
             stop_code = outcome.stop_code.as_str(),

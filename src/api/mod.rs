@@ -9,6 +9,7 @@ pub mod arn;
 mod clusters;
 mod container_instances;
 mod error;
+mod logs;
 mod observe;
 mod sigv4;
 mod task_definitions;
@@ -41,12 +42,15 @@ use tracing::Instrument;
 pub use arn::ArnScope;
 pub use clusters::DEFAULT_CLUSTER;
 pub use error::{ApiError, ErrorKind};
-pub use sigv4::Credentials;
+pub use sigv4::{Credentials, SigningKey, sign};
 
 use crate::store::Store;
 
 /// The prefix of every ECS `X-Amz-Target`.
 const TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113.";
+/// The prefix of wasmgate's own actions (task logs and stats): a namespace of its own, so
+/// they are never mistaken for ECS's. The action keeps the prefix (`WasmgateV1.GetTaskLogs`).
+pub const WASMGATE_TARGET_PREFIX: &str = "WasmgateV1.";
 /// The largest request body accepted.
 pub const MAX_REQUEST_BYTES: usize = 1 << 20;
 /// `maxResults` when a list call gives none (ECS's default).
@@ -67,6 +71,8 @@ pub struct Api {
     /// When set, every request must carry a valid SigV4 signature by one of these keys.
     credentials: Option<Credentials>,
     requests: observe::RequestMetrics,
+    /// Where the agent keeps task output; `None` for an API without an agent.
+    pub logs: Option<crate::logs::LogStore>,
 }
 
 impl Api {
@@ -81,6 +87,7 @@ impl Api {
             usage: observe::UsageBoard::default(),
             credentials: None,
             requests: observe::RequestMetrics::default(),
+            logs: None,
         };
         clusters::ensure(&api, DEFAULT_CLUSTER, json!([]), json!([]))?;
         let stopped = tasks::reconcile_after_restart(&api)?;
@@ -94,6 +101,18 @@ impl Api {
     pub fn with_credentials(mut self, credentials: Credentials) -> Self {
         self.credentials = Some(credentials);
         self
+    }
+
+    /// Serves task output from `logs`; deletes the logs of tasks the store no longer has (they
+    /// were forgotten while the server was down).
+    pub fn with_logs(mut self, logs: crate::logs::LogStore) -> Result<Self, ApiError> {
+        for task_id in logs.task_ids() {
+            if self.state.get(&format!("tasks/{task_id}"))?.is_none() {
+                logs.remove(&task_id);
+            }
+        }
+        self.logs = Some(logs);
+        Ok(self)
     }
 
     /// Sends task assignments to `agent`.
@@ -124,6 +143,8 @@ impl Api {
             "StopTask" => tasks::stop(self, body),
             "ListContainerInstances" => container_instances::list(self, body),
             "DescribeContainerInstances" => container_instances::describe(self, body),
+            "WasmgateV1.GetTaskLogs" => logs::get_task_logs(self, body),
+            "WasmgateV1.GetTaskStats" => logs::get_task_stats(self, body),
             other => Err(ApiError::new(
                 ErrorKind::UnknownOperationException,
                 format!("Unknown or unsupported operation: {other}"),
@@ -176,7 +197,10 @@ impl Api {
             .headers()
             .get("x-amz-target")
             .and_then(|v| v.to_str().ok())
-            .and_then(|t| t.strip_prefix(TARGET_PREFIX))
+            .and_then(|target| match target.strip_prefix(TARGET_PREFIX) {
+                Some(action) => Some(action),
+                None => target.starts_with(WASMGATE_TARGET_PREFIX).then_some(target),
+            })
             .unwrap_or_default()
             .to_string();
         let span = tracing::info_span!("request", %request_id, %action);

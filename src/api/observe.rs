@@ -13,27 +13,100 @@ use serde_json::{Value, json};
 use super::{Api, ApiError, DEFAULT_CLUSTER, container_instances, timestamp};
 use crate::capacity::ContainerStats;
 
-/// One report: when, and each container's stats.
+/// One report: when (epoch seconds), and each container's stats.
 type Report = (f64, Vec<(String, ContainerStats)>);
 
-/// The latest stats of each task's containers.
+/// The latest stats of each task's containers, and the report before (for CPU rates).
 #[derive(Default)]
 pub struct UsageBoard {
-    tasks: Mutex<HashMap<String, Report>>,
+    tasks: Mutex<HashMap<String, TaskUsage>>,
+}
+
+/// A task's latest report and the one before it.
+#[derive(Debug, Clone)]
+pub struct TaskUsage {
+    /// When the latest report was made.
+    pub read: f64,
+    latest: Vec<(String, ContainerStats)>,
+    previous: Option<Report>,
+}
+
+/// One container's figures, as tools show them.
+#[derive(Debug, Clone)]
+pub struct ContainerUsage {
+    pub name: String,
+    pub memory_bytes: u64,
+    pub memory_peak_bytes: u64,
+    pub cpu_seconds: f64,
+    /// CPU time over wall time between the last two reports, in percent of one core; `None`
+    /// until there are two.
+    pub cpu_percent: Option<f64>,
+    pub stats: ContainerStats,
+    /// The container's stats in the report before the latest.
+    pub previous: Option<ContainerStats>,
+}
+
+impl TaskUsage {
+    pub fn containers(&self) -> Vec<ContainerUsage> {
+        self.latest
+            .iter()
+            .map(|(name, stats)| {
+                let previous = self.previous.as_ref().and_then(|(at, containers)| {
+                    let (_, before) = containers.iter().find(|(n, _)| n == name)?;
+                    Some((*at, *before))
+                });
+                let cpu_percent = previous.and_then(|(at, before)| {
+                    let wall = self.read - at;
+                    (wall > 0.0).then(|| {
+                        let cpu = stats.cpu_time.saturating_sub(before.cpu_time).as_secs_f64();
+                        100.0 * cpu / wall
+                    })
+                });
+                ContainerUsage {
+                    name: name.clone(),
+                    memory_bytes: stats.memory_bytes,
+                    memory_peak_bytes: stats.memory_peak_bytes,
+                    cpu_seconds: stats.cpu_time.as_secs_f64(),
+                    cpu_percent,
+                    stats: *stats,
+                    previous: previous.map(|(_, before)| before),
+                }
+            })
+            .collect()
+    }
 }
 
 impl UsageBoard {
     pub fn update(&self, task_id: &str, containers: Vec<(String, ContainerStats)>) {
         let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
-        tasks.insert(task_id.to_string(), (timestamp(), containers));
+        let now = timestamp();
+        let previous = tasks
+            .remove(task_id)
+            .map(|usage| (usage.read, usage.latest));
+        tasks.insert(
+            task_id.to_string(),
+            TaskUsage {
+                read: now,
+                latest: containers,
+                previous,
+            },
+        );
     }
 
-    pub fn get(&self, task_id: &str) -> Option<Report> {
+    pub fn get(&self, task_id: &str) -> Option<TaskUsage> {
         self.tasks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(task_id)
             .cloned()
+    }
+
+    /// Forgets a task (it was forgotten by the store).
+    pub fn remove(&self, task_id: &str) {
+        self.tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(task_id);
     }
 }
 
@@ -121,17 +194,20 @@ pub fn task_stats(api: &Api, id: &str) -> Result<Option<Value>, ApiError> {
         .and_then(|m| m.parse::<u64>().ok())
         .unwrap_or(0)
         << 20;
-    let (read, containers) = api.usage.get(id).unwrap_or((timestamp(), Vec::new()));
+    let usage = api.usage.get(id);
+    let read = usage.as_ref().map_or_else(timestamp, |u| u.read);
     let mut stats = serde_json::Map::new();
-    for (name, usage) in containers {
-        stats.insert(
-            name,
-            json!({
-                "read": read,
-                "memory_stats": {"usage": usage.memory_bytes, "max_usage": usage.memory_peak_bytes, "limit": limit},
-                "cpu_stats": {"cpu_usage": {"total_usage": usage.cpu_time.as_nanos() as u64}},
-            }),
-        );
+    for container in usage.map(|u| u.containers()).unwrap_or_default() {
+        let mut shape = json!({
+            "read": read,
+            "memory_stats": {"usage": container.memory_bytes, "max_usage": container.memory_peak_bytes, "limit": limit},
+            "cpu_stats": {"cpu_usage": {"total_usage": container.stats.cpu_time.as_nanos() as u64}},
+        });
+        if let Some(before) = container.previous {
+            shape["precpu_stats"] =
+                json!({"cpu_usage": {"total_usage": before.cpu_time.as_nanos() as u64}});
+        }
+        stats.insert(container.name, shape);
     }
     Ok(Some(Value::Object(stats)))
 }
@@ -164,7 +240,13 @@ pub fn metrics(api: &Api) -> Result<String, ApiError> {
             .as_str()
             .and_then(|a| a.rsplit('/').next())
             .unwrap_or_default();
-        for (name, usage) in api.usage.get(id).map(|(_, c)| c).unwrap_or_default() {
+        for usage in api
+            .usage
+            .get(id)
+            .map(|u| u.containers())
+            .unwrap_or_default()
+        {
+            let name = usage.name;
             let labels = format!(
                 "task_id=\"{id}\",task_definition=\"{}\",container=\"{}\"",
                 label(family),
@@ -183,7 +265,7 @@ pub fn metrics(api: &Api) -> Result<String, ApiError> {
             let _ = writeln!(
                 cpu,
                 "wasmgate_task_cpu_seconds_total{{{labels}}} {:.6}",
-                usage.cpu_time.as_secs_f64()
+                usage.cpu_seconds
             );
         }
     }

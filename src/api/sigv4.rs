@@ -1,6 +1,7 @@
-//! AWS Signature Version 4 verification for the ECS API, when the server is given credentials
+//! AWS Signature Version 4 for the ECS API. The server verifies, when it is given credentials
 //! (`--credentials FILE`): every request must be signed by a known access key, with a valid
 //! signature over its method, path, signed headers and body, dated within 15 minutes of now.
+//! The CLI signs ([`sign`]) with the same computation, so the two cannot drift apart.
 
 use std::collections::HashMap;
 
@@ -111,26 +112,23 @@ pub fn verify(
         return Err(invalid("the Credential date does not match X-Amz-Date"));
     }
 
-    let mut canonical_headers = String::new();
-    for name in signed_headers.split(';') {
-        let value =
-            header(name).ok_or_else(|| invalid(format!("signed header {name} is missing")))?;
-        let value = value.split_whitespace().collect::<Vec<_>>().join(" ");
-        canonical_headers.push_str(&format!("{name}:{value}\n"));
-    }
-    let canonical_request = format!(
-        "{method}\n{path}\n{query}\n{canonical_headers}\n{signed_headers}\n{}",
-        hex::encode(Sha256::digest(body))
-    );
-    let string_to_sign = format!(
-        "AWS4-HMAC-SHA256\n{amz_date}\n{date}/{region}/{service}/aws4_request\n{}",
-        hex::encode(Sha256::digest(canonical_request.as_bytes()))
-    );
-    let key = hmac(format!("AWS4{secret}").as_bytes(), date);
-    let key = hmac(&key, region);
-    let key = hmac(&key, service);
-    let key = hmac(&key, "aws4_request");
-    let expected = hex::encode(hmac(&key, &string_to_sign));
+    let expected = compute_signature(
+        secret,
+        &Scope {
+            date,
+            region,
+            service,
+        },
+        amz_date,
+        &Canonical {
+            method,
+            path,
+            query,
+            headers,
+            signed_headers,
+            body,
+        },
+    )?;
     // Compare without an early exit, so timing says nothing about the signature.
     let matches = expected.len() == signature.len()
         && expected
@@ -146,6 +144,142 @@ pub fn verify(
              Check your AWS Secret Access Key and signing method.",
         ))
     }
+}
+
+/// The credential scope of a signature.
+struct Scope<'a> {
+    date: &'a str,
+    region: &'a str,
+    service: &'a str,
+}
+
+/// What a signature covers.
+struct Canonical<'a> {
+    method: &'a str,
+    path: &'a str,
+    query: &'a str,
+    /// (lowercase name, value) pairs; those in `signed_headers` are signed.
+    headers: &'a [(String, String)],
+    /// `;`-separated lowercase header names, sorted.
+    signed_headers: &'a str,
+    body: &'a [u8],
+}
+
+/// The hex signature of a request.
+fn compute_signature(
+    secret: &str,
+    scope: &Scope<'_>,
+    amz_date: &str,
+    request: &Canonical<'_>,
+) -> Result<String, ApiError> {
+    let mut canonical_headers = String::new();
+    for name in request.signed_headers.split(';') {
+        let value = request
+            .headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .ok_or_else(|| invalid(format!("signed header {name} is missing")))?;
+        let value = value.split_whitespace().collect::<Vec<_>>().join(" ");
+        canonical_headers.push_str(&format!("{name}:{value}\n"));
+    }
+    let canonical_request = format!(
+        "{}\n{}\n{}\n{canonical_headers}\n{}\n{}",
+        request.method,
+        request.path,
+        request.query,
+        request.signed_headers,
+        hex::encode(Sha256::digest(request.body))
+    );
+    let Scope {
+        date,
+        region,
+        service,
+    } = scope;
+    let string_to_sign = format!(
+        "AWS4-HMAC-SHA256\n{amz_date}\n{date}/{region}/{service}/aws4_request\n{}",
+        hex::encode(Sha256::digest(canonical_request.as_bytes()))
+    );
+    let key = hmac(format!("AWS4{secret}").as_bytes(), date);
+    let key = hmac(&key, region);
+    let key = hmac(&key, service);
+    let key = hmac(&key, "aws4_request");
+    Ok(hex::encode(hmac(&key, &string_to_sign)))
+}
+
+/// A key to sign requests with.
+#[derive(Debug, Clone)]
+pub struct SigningKey {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub region: String,
+}
+
+/// Signs a POST to `path` with `host` and `headers` (lowercase names) and `body` at
+/// `now_epoch_secs`: returns the `x-amz-date` and `authorization` header values. Every header
+/// given is signed, as the AWS SDKs do.
+pub fn sign(
+    key: &SigningKey,
+    host: &str,
+    path: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+    now_epoch_secs: i64,
+) -> (String, String) {
+    let amz_date = format_amz_date(now_epoch_secs);
+    let date = &amz_date[..8];
+    let mut all: Vec<(String, String)> = headers.to_vec();
+    all.push(("host".into(), host.into()));
+    all.push(("x-amz-date".into(), amz_date.clone()));
+    all.sort();
+    let signed_headers = all
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect::<Vec<_>>()
+        .join(";");
+    let scope = Scope {
+        date,
+        region: &key.region,
+        service: "ecs",
+    };
+    let request = Canonical {
+        method: "POST",
+        path,
+        query: "",
+        headers: &all,
+        signed_headers: &signed_headers,
+        body,
+    };
+    // Every signed header is present by construction, so this cannot fail.
+    let signature =
+        compute_signature(&key.secret_access_key, &scope, &amz_date, &request).unwrap_or_default();
+    let authorization = format!(
+        "AWS4-HMAC-SHA256 Credential={}/{date}/{}/ecs/aws4_request, SignedHeaders={signed_headers}, Signature={signature}",
+        key.access_key_id, key.region
+    );
+    (amz_date, authorization)
+}
+
+/// Epoch seconds → `20261125T170000Z`.
+fn format_amz_date(epoch_secs: i64) -> String {
+    let days = epoch_secs.div_euclid(86_400);
+    let seconds = epoch_secs.rem_euclid(86_400);
+    // The civil date from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
+        seconds / 3600,
+        seconds / 60 % 60,
+        seconds % 60
+    )
 }
 
 /// `20261125T170000Z` → epoch seconds.
@@ -170,6 +304,38 @@ fn parse_amz_date(text: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_sign_signs_verifies() {
+        let key = SigningKey {
+            access_key_id: "AKID".into(),
+            secret_access_key: "s3cret".into(),
+            region: "us-east-1".into(),
+        };
+        let credentials = Credentials::from_json(r#"{"AKID": "s3cret"}"#).unwrap();
+        let now = 1_764_000_000;
+        let extra = vec![("x-amz-target".to_string(), "A.B".to_string())];
+        let (date, authorization) = sign(&key, "127.0.0.1:8080", "/", &extra, b"{}", now);
+        assert_eq!(parse_amz_date(&date), Some(now));
+        let mut headers = extra.clone();
+        headers.push(("host".into(), "127.0.0.1:8080".into()));
+        headers.push(("x-amz-date".into(), date));
+        headers.push(("authorization".into(), authorization));
+        verify(&credentials, "POST", "/", "", &headers, b"{}", now).unwrap();
+        assert!(verify(&credentials, "POST", "/", "", &headers, b"{ }", now).is_err());
+    }
+
+    #[test]
+    fn formats_amz_dates() {
+        for epoch in [0, 951_782_400, 1_440_938_160, 1_764_115_200, 4_102_444_799] {
+            assert_eq!(
+                parse_amz_date(&format_amz_date(epoch)),
+                Some(epoch),
+                "{epoch}"
+            );
+        }
+        assert_eq!(format_amz_date(1_440_938_160), "20150830T123600Z");
+    }
 
     #[test]
     fn parses_amz_dates() {

@@ -201,9 +201,21 @@ fn without_nulls(mut value: Value) -> Value {
     value
 }
 
-fn task_id_of(given: &str) -> &str {
+/// The task id in a task ARN or id.
+pub(super) fn task_id_of(given: &str) -> &str {
     let name = arn::resource_name(given, "task");
     name.rsplit('/').next().unwrap_or(name)
+}
+
+/// The stored task `given` (an ARN or id) names in `cluster`.
+pub(super) fn find(api: &Api, cluster: &str, given: &str) -> Result<Value, ApiError> {
+    let cluster_arn = api.arns.cluster(cluster);
+    match api.state.get(&key(task_id_of(given)))? {
+        Some(found) if found.value["clusterArn"] == cluster_arn.as_str() => Ok(found.value),
+        _ => Err(ApiError::invalid(format!(
+            "task: the referenced task was not found: {given}"
+        ))),
+    }
 }
 
 #[derive(Deserialize)]
@@ -308,6 +320,11 @@ pub fn stop(api: &Api, body: Value) -> Result<Value, ApiError> {
         if task["lastStatus"] != "STOPPED" {
             task["stoppingAt"] = json!(timestamp());
         }
+        // A running task first leaves service (the gateway stops routing to it), then its
+        // containers are stopped (the agent reports STOPPING).
+        if task["lastStatus"] == "RUNNING" {
+            task["lastStatus"] = json!("DEACTIVATING");
+        }
         api.state
             .put(&key(&task_id), &task, Expect::Revision(found.revision))?;
         if let Some(agent) = &api.agent {
@@ -345,6 +362,7 @@ pub fn record_event(api: &Api, timed: &TimedEvent) -> Result<(), ApiError> {
     }
     let task_id = match event {
         TaskEvent::PullStarted { task_id }
+        | TaskEvent::ExecutionStopped { task_id }
         | TaskEvent::PullStopped { task_id, .. }
         | TaskEvent::ContainerStarted { task_id, .. }
         | TaskEvent::Stopping { task_id, .. } => task_id.clone(),
@@ -396,14 +414,14 @@ fn apply(task: &mut Value, event: &TaskEvent, now: f64) {
             if task["startedAt"].is_null() {
                 task["startedAt"] = json!(now);
             }
-            if task["lastStatus"] != "DEACTIVATING" && task["lastStatus"] != "STOPPING" {
+            if !is_stopping(task) {
                 task["lastStatus"] = json!("RUNNING");
             }
         }
         TaskEvent::Stopping {
             stop_code, reason, ..
         } => {
-            task["lastStatus"] = json!("DEACTIVATING");
+            task["lastStatus"] = json!("STOPPING");
             task["desiredStatus"] = json!("STOPPED");
             if task["stoppingAt"].is_null() {
                 task["stoppingAt"] = json!(now);
@@ -413,15 +431,29 @@ fn apply(task: &mut Value, event: &TaskEvent, now: f64) {
                 task["stoppedReason"] = json!(reason);
             }
         }
+        TaskEvent::ExecutionStopped { .. } => {
+            task["lastStatus"] = json!("DEPROVISIONING");
+            task["desiredStatus"] = json!("STOPPED");
+            task["executionStoppedAt"] = json!(now);
+        }
         TaskEvent::Stopped { outcome } => record_outcome(task, outcome, now),
         TaskEvent::Stats { .. } => {}
     }
 }
 
+/// Whether the task is on its way down (a late "container started" must not bring it back).
+fn is_stopping(task: &Value) -> bool {
+    ["DEACTIVATING", "STOPPING", "DEPROVISIONING", "STOPPED"]
+        .iter()
+        .any(|s| task["lastStatus"] == *s)
+}
+
 fn record_outcome(task: &mut Value, outcome: &TaskOutcome, now: f64) {
     task["lastStatus"] = json!("STOPPED");
     task["desiredStatus"] = json!("STOPPED");
-    task["executionStoppedAt"] = json!(now);
+    if task["executionStoppedAt"].is_null() {
+        task["executionStoppedAt"] = json!(now);
+    }
     task["stoppedAt"] = json!(now);
     if task["stoppingAt"].is_null() {
         task["stoppingAt"] = json!(now);
@@ -487,8 +519,99 @@ pub fn expire_stopped(api: &Api, retention: std::time::Duration) -> Result<usize
         if found.value["lastStatus"] == "STOPPED" && stopped_at.is_some_and(|at| at < cutoff) {
             api.state
                 .delete(&stored_key, Expect::Revision(found.revision))?;
+            let task_id = stored_key.trim_start_matches("tasks/");
+            api.usage.remove(task_id);
+            if let Some(logs) = &api.logs {
+                logs.remove(task_id);
+            }
             forgotten += 1;
         }
     }
     Ok(forgotten)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::{ContainerOutcome, StopCode};
+    use crate::capacity::{ContainerLog, ContainerStats, Tee};
+
+    #[test]
+    fn a_task_walks_every_ecs_status_in_order() {
+        let id = "t".to_string();
+        let mut task = json!({"lastStatus": "PROVISIONING", "desiredStatus": "RUNNING",
+            "containers": [{"name": "app", "lastStatus": "PENDING"}]});
+        let outcome = TaskOutcome {
+            task_id: id.clone(),
+            stop_code: StopCode::EssentialContainerExited,
+            stopped_reason: "Essential container in task exited".into(),
+            containers: vec![ContainerOutcome {
+                name: "app".into(),
+                essential: true,
+                exit_code: Some(0),
+                reason: None,
+                image_digest: Some("sha256:ab".into()),
+                stats: ContainerStats::default(),
+                log: std::sync::Arc::new(ContainerLog::new(16, Tee::None)),
+            }],
+            deciding_container: Some("app".into()),
+        };
+        let steps = [
+            (
+                TaskEvent::PullStarted {
+                    task_id: id.clone(),
+                },
+                "PENDING",
+            ),
+            (
+                TaskEvent::PullStopped {
+                    task_id: id.clone(),
+                    image_digests: vec![("app".into(), "sha256:ab".into())],
+                },
+                "ACTIVATING",
+            ),
+            (
+                TaskEvent::ContainerStarted {
+                    task_id: id.clone(),
+                    container: "app".into(),
+                },
+                "RUNNING",
+            ),
+            (
+                TaskEvent::Stopping {
+                    task_id: id.clone(),
+                    stop_code: StopCode::EssentialContainerExited,
+                    reason: "Essential container in task exited".into(),
+                },
+                "STOPPING",
+            ),
+            // A late report of a container start does not bring a stopping task back.
+            (
+                TaskEvent::ContainerStarted {
+                    task_id: id.clone(),
+                    container: "app".into(),
+                },
+                "STOPPING",
+            ),
+            (
+                TaskEvent::ExecutionStopped {
+                    task_id: id.clone(),
+                },
+                "DEPROVISIONING",
+            ),
+            (TaskEvent::Stopped { outcome }, "STOPPED"),
+        ];
+        for (at, (event, status)) in steps.iter().enumerate() {
+            apply(&mut task, event, 100.0 + at as f64);
+            assert_eq!(task["lastStatus"], *status, "after {event:?}");
+        }
+        assert_eq!(task["pullStartedAt"], 100.0);
+        assert_eq!(task["startedAt"], 102.0);
+        assert_eq!(task["stoppingAt"], 103.0);
+        assert_eq!(task["executionStoppedAt"], 105.0);
+        assert_eq!(task["stoppedAt"], 106.0);
+        assert_eq!(task["stopCode"], "EssentialContainerExited");
+        assert_eq!(task["containers"][0]["exitCode"], 0);
+        assert_eq!(task["containers"][0]["lastStatus"], "STOPPED");
+    }
 }

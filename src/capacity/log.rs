@@ -1,10 +1,13 @@
 //! A container's stdout and stderr: kept in a ring bounded in bytes (the oldest output goes
-//! first) and, when asked, copied to the terminal as it arrives.
+//! first), when asked copied to the terminal as it arrives, and, for tasks the server runs,
+//! appended to the task's log file (see [`crate::logs`]).
 
 use std::collections::VecDeque;
 use std::io::Write;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
+
+use crate::logs::TaskLogWriter;
 
 /// Which of the guest's streams a chunk came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +36,8 @@ pub struct LogChunk {
 pub struct ContainerLog {
     capacity_bytes: usize,
     tee: Tee,
+    /// The task's log file and this container's name in it.
+    file: Option<(Arc<TaskLogWriter>, String)>,
     inner: Mutex<Ring>,
 }
 
@@ -55,8 +60,15 @@ impl ContainerLog {
         Self {
             capacity_bytes,
             tee,
+            file: None,
             inner: Mutex::new(Ring::default()),
         }
+    }
+
+    /// Also appends every write to `file`, as container `name`'s output.
+    pub fn with_file(mut self, file: Arc<TaskLogWriter>, name: impl Into<String>) -> Self {
+        self.file = Some((file, name.into()));
+        self
     }
 
     pub fn write(&self, stream: LogStream, bytes: &[u8]) {
@@ -69,6 +81,13 @@ impl ContainerLog {
                 LogStream::Stdout => std::io::stdout().lock().write_all(bytes),
                 LogStream::Stderr => std::io::stderr().lock().write_all(bytes),
             };
+        }
+        if let Some((file, name)) = &self.file {
+            let stream = match stream {
+                LogStream::Stdout => crate::logs::Stream::Stdout,
+                LogStream::Stderr => crate::logs::Stream::Stderr,
+            };
+            file.append(name, stream, bytes);
         }
         let mut ring = self.lock();
         if stream == LogStream::Stderr {

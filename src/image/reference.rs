@@ -93,6 +93,24 @@ pub fn is_file_reference(reference: &str) -> bool {
         || reference.starts_with("../")
 }
 
+/// Makes the relative file images (`app.wasm`, `./x`, `file:x`) of a task definition document
+/// absolute against `dir`, so the definition runs the same wherever the server resolves it.
+pub fn absolutize_file_images(document: &mut serde_json::Value, dir: &Path) {
+    let Some(containers) = document["containerDefinitions"].as_array_mut() else {
+        return;
+    };
+    for container in containers {
+        let Some(image) = container["image"].as_str() else {
+            continue;
+        };
+        let relative = image.strip_prefix("file:").unwrap_or(image);
+        if is_file_reference(image) && !relative.starts_with('/') {
+            container["image"] =
+                serde_json::json!(format!("file:{}", dir.join(relative).display()));
+        }
+    }
+}
+
 /// Parses `reference`, resolving relative paths against `base_dir` and short registry names
 /// against `default_registry`. The error says what is wrong with it.
 pub fn parse(reference: &str, base_dir: &Path, default_registry: &str) -> Result<ImageRef, String> {

@@ -5,6 +5,7 @@
 
 pub mod aws;
 pub mod registry;
+pub mod server;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,0 +1,49 @@
+//! A real `wasmgate server` on a free loopback port, for tests that drive it from outside.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+
+/// A running `wasmgate server`; killed (-9) when dropped.
+pub struct Server {
+    child: Child,
+    pub endpoint: String,
+    _stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Server {
+    pub fn start(data_dir: &std::path::Path) -> Self {
+        Self::start_with(data_dir, &[])
+    }
+
+    pub fn start_with(data_dir: &std::path::Path, extra: &[&str]) -> Self {
+        let mut child = super::wasmgate(data_dir)
+            .args(["server", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("wasmgate server starts");
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let mut line = String::new();
+        stdout
+            .read_line(&mut line)
+            .expect("the server prints a line");
+        let endpoint = line
+            .trim()
+            .strip_prefix("listening on ")
+            .expect("the server says where it listens")
+            .to_string();
+        Self {
+            child,
+            endpoint,
+            _stdout: stdout,
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
