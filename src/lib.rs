@@ -10,6 +10,7 @@ pub mod api;
 pub mod capacity;
 pub mod client;
 pub mod config;
+pub mod controller;
 pub mod image;
 pub mod logs;
 pub mod store;

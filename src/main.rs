@@ -137,6 +137,25 @@ enum Command {
             value_name = "BYTES"
         )]
         task_log_bytes: u64,
+
+        /// Seconds a service waits before starting a task again after one failed to start; it
+        /// doubles with each further failure in a row.
+        #[arg(
+            long,
+            env = "WASMGATE_SERVICE_RESTART_DELAY",
+            default_value_t = 5.0,
+            value_name = "SECONDS"
+        )]
+        service_restart_delay: f64,
+
+        /// The longest that delay grows to (ECS: 27 minutes).
+        #[arg(
+            long,
+            env = "WASMGATE_SERVICE_RESTART_DELAY_MAX",
+            default_value_t = 1620.0,
+            value_name = "SECONDS"
+        )]
+        service_restart_delay_max: f64,
     },
 
     /// List the images in the local store, or remove and prune them.
@@ -348,7 +367,20 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             register_examples,
             credentials,
             task_log_bytes,
+            service_restart_delay,
+            service_restart_delay_max,
         } => {
+            let seconds = |value: f64, flag: &str| {
+                std::time::Duration::try_from_secs_f64(value)
+                    .map_err(|_| anyhow::anyhow!("{flag} {value}: not a number of seconds"))
+            };
+            let scheduler = wasmgate::controller::plan::SchedulerSettings {
+                restart_delay_base: seconds(service_restart_delay, "--service-restart-delay")?,
+                restart_delay_cap: seconds(
+                    service_restart_delay_max,
+                    "--service-restart-delay-max",
+                )?,
+            };
             let retention = std::time::Duration::from_secs(stopped_task_retention);
             let config = Config {
                 memory_reserve_mib: memory_reserve,
@@ -360,6 +392,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 retention,
                 examples: register_examples,
                 credentials,
+                scheduler,
             };
             server(&config, options).await
         }
@@ -372,6 +405,7 @@ struct ServerOptions {
     retention: std::time::Duration,
     examples: Option<PathBuf>,
     credentials: Option<PathBuf>,
+    scheduler: wasmgate::controller::plan::SchedulerSettings,
 }
 
 async fn server(config: &Config, options: ServerOptions) -> anyhow::Result<u8> {
@@ -380,6 +414,7 @@ async fn server(config: &Config, options: ServerOptions) -> anyhow::Result<u8> {
         retention,
         examples,
         credentials,
+        scheduler: options_scheduler,
     } = options;
     let examples = examples.as_deref();
     let state_path = config.data_dir.join("state.db");
@@ -464,6 +499,11 @@ async fn server(config: &Config, options: ServerOptions) -> anyhow::Result<u8> {
         wasmgate::agent::STATS_EVERY,
         shutdown.clone(),
     ));
+    let scheduler = tokio::spawn(wasmgate::controller::run_scheduler(
+        api.clone(),
+        options_scheduler,
+        shutdown.clone(),
+    ));
     // The agent's reports become state; the loop ends when the agent and its tasks are gone.
     let recorder = tokio::spawn({
         let api = api.clone();
@@ -503,6 +543,7 @@ async fn server(config: &Config, options: ServerOptions) -> anyhow::Result<u8> {
     eprintln!("wasmgate: shutting down (stopping tasks)");
     shutdown.cancel();
     sweeper.await.context("the sweeper failed")?;
+    scheduler.await.context("the scheduler failed")?;
     serving.await.context("the API server failed")?;
     agent.await.context("the agent failed")?;
     drop(api);

@@ -29,6 +29,10 @@ impl ArnScope {
         self.arn(&format!("container-instance/{cluster}/{id}"))
     }
 
+    pub fn service(&self, cluster: &str, name: &str) -> String {
+        self.arn(&format!("service/{cluster}/{name}"))
+    }
+
     pub fn task(&self, cluster: &str, task_id: &str) -> String {
         self.arn(&format!("task/{cluster}/{task_id}"))
     }

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::{Api, ApiError, arn, clusters, page, paged, parse, timestamp};
 use crate::agent::HostResources;
+use crate::controller::placement::Candidate;
 use crate::store::Expect;
 
 fn key(cluster: &str, id: &str) -> String {
@@ -114,36 +115,43 @@ fn shape(api: &Api, record: &Value) -> Result<Value, ApiError> {
     }))
 }
 
-/// Picks an instance of `cluster` with room for (cpu, memory), or says which resource ran out.
-/// The caller holds the placement lock and records the task before releasing it.
-pub fn place(
-    api: &Api,
-    cluster: &str,
-    cpu: u64,
-    memory: u64,
-) -> Result<Result<String, Value>, ApiError> {
-    let mut reason = "RESOURCE:MEMORY";
-    let mut failure_arn = api.arns.cluster(cluster);
-    for (_, found) in api.state.list(&format!("container-instances/{cluster}/"))? {
-        let record = found.value;
-        if record["status"] != "ACTIVE" {
+/// Every ACTIVE instance of `cluster` with what it has left and how many tasks of `group` it
+/// holds, from one scan of the stored tasks. The caller holds the placement lock and records
+/// what it places before releasing it.
+pub fn candidates(api: &Api, cluster: &str, group: &str) -> Result<Vec<Candidate>, ApiError> {
+    let mut candidates: Vec<Candidate> = api
+        .state
+        .list(&format!("container-instances/{cluster}/"))?
+        .into_iter()
+        .filter(|(_, found)| found.value["status"] == "ACTIVE")
+        .map(|(_, found)| Candidate {
+            arn: api
+                .arns
+                .container_instance(cluster, found.value["id"].as_str().unwrap_or_default()),
+            free_cpu: found.value["cpu"].as_u64().unwrap_or(0),
+            free_memory: found.value["memory"].as_u64().unwrap_or(0),
+            group_tasks: 0,
+        })
+        .collect();
+    for (_, found) in api.state.list("tasks/")? {
+        let task = found.value;
+        if task["lastStatus"] == "STOPPED" {
             continue;
         }
-        let arn = api
-            .arns
-            .container_instance(cluster, record["id"].as_str().unwrap_or_default());
-        let (_, _, free_cpu, free_memory, _, _) = usage(api, &record)?;
-        if cpu <= free_cpu && memory <= free_memory {
-            return Ok(Ok(arn));
-        }
-        reason = if memory > free_memory {
-            "RESOURCE:MEMORY"
-        } else {
-            "RESOURCE:CPU"
+        let Some(candidate) = candidates
+            .iter_mut()
+            .find(|c| task["containerInstanceArn"] == c.arn.as_str())
+        else {
+            continue;
         };
-        failure_arn = arn;
+        let (cpu, memory) = needs_of(&task);
+        candidate.free_cpu = candidate.free_cpu.saturating_sub(cpu);
+        candidate.free_memory = candidate.free_memory.saturating_sub(memory);
+        if task["group"] == group {
+            candidate.group_tasks += 1;
+        }
     }
-    Ok(Err(json!({"arn": failure_arn, "reason": reason})))
+    Ok(candidates)
 }
 
 #[derive(Deserialize)]

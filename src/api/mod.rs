@@ -11,11 +11,43 @@ mod container_instances;
 mod error;
 mod logs;
 mod observe;
+mod services;
 mod sigv4;
 mod task_definitions;
 mod tasks;
 
-pub use tasks::{expire_stopped, record_event};
+pub use tasks::{expire_stopped, record_event, request_stop};
+
+/// Starts `count` tasks of a service's deployment (the scheduler's RunTask): placed by the
+/// service's strategies and constraints, grouped as `service:NAME`, `startedBy` the deployment.
+pub fn launch_for_service(
+    api: &Api,
+    cluster: &str,
+    service: &crate::controller::model::Service,
+    deployment: &str,
+    task_definition: &str,
+    count: u32,
+) -> Result<(Vec<Value>, Vec<Value>), ApiError> {
+    let (record, _) = task_definitions::find(api, task_definition)?;
+    let definition = crate::taskdef::TaskDefinition::from_value(record["document"].clone())
+        .map_err(|e| ApiError::client(format!("{task_definition} no longer validates: {e}")))?;
+    tasks::launch(
+        api,
+        tasks::Launch {
+            cluster,
+            record: &record,
+            definition: &definition,
+            count,
+            started_by: Some(deployment.to_string()),
+            group: format!("service:{}", service.service_name),
+            overrides: Vec::new(),
+            overrides_shape: json!({}),
+            tags: json!([]),
+            strategies: &service.placement_strategy,
+            constraints: &service.placement_constraints,
+        },
+    )
+}
 
 /// Registers this server's agent as a container instance of the `default` cluster.
 pub fn register_agent(
@@ -73,6 +105,11 @@ pub struct Api {
     requests: observe::RequestMetrics,
     /// Where the agent keeps task output; `None` for an API without an agent.
     pub logs: Option<crate::logs::LogStore>,
+    /// Held by every write of a service record (API and scheduler), so a scheduler pass never
+    /// decides on a service the API is changing.
+    pub services_lock: std::sync::Mutex<()>,
+    /// Wakes the scheduler at once (a service was created or changed).
+    pub scheduler_wake: tokio::sync::Notify,
 }
 
 impl Api {
@@ -88,6 +125,8 @@ impl Api {
             credentials: None,
             requests: observe::RequestMetrics::default(),
             logs: None,
+            services_lock: std::sync::Mutex::new(()),
+            scheduler_wake: tokio::sync::Notify::new(),
         };
         clusters::ensure(&api, DEFAULT_CLUSTER, json!([]), json!([]))?;
         let stopped = tasks::reconcile_after_restart(&api)?;
@@ -113,6 +152,11 @@ impl Api {
         }
         self.logs = Some(logs);
         Ok(self)
+    }
+
+    /// Asks the scheduler for a pass now.
+    pub fn wake_scheduler(&self) {
+        self.scheduler_wake.notify_one();
     }
 
     /// Sends task assignments to `agent`.
@@ -141,6 +185,11 @@ impl Api {
             "DescribeTasks" => tasks::describe(self, body),
             "ListTasks" => tasks::list(self, body),
             "StopTask" => tasks::stop(self, body),
+            "CreateService" => services::create(self, body),
+            "UpdateService" => services::update(self, body),
+            "DeleteService" => services::delete(self, body),
+            "DescribeServices" => services::describe(self, body),
+            "ListServices" => services::list(self, body),
             "ListContainerInstances" => container_instances::list(self, body),
             "DescribeContainerInstances" => container_instances::describe(self, body),
             "WasmgateV1.GetTaskLogs" => logs::get_task_logs(self, body),
@@ -363,7 +412,7 @@ pub(crate) fn paged(field: &str, items: Vec<Value>, next: Option<String>) -> Val
 }
 
 /// Now, as ECS timestamps go on the wire: epoch seconds.
-pub(crate) fn timestamp() -> f64 {
+pub fn timestamp() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| (d.as_millis() as f64) / 1000.0)

@@ -11,6 +11,8 @@ use super::{
 use crate::agent::{
     Assignment, ContainerOverride, TaskEvent, TaskOutcome, TimedEvent, new_task_id,
 };
+use crate::controller::model::{PlacementConstraint, PlacementStrategy};
+use crate::controller::placement::choose;
 use crate::store::Expect;
 use crate::taskdef::TaskDefinition;
 
@@ -30,6 +32,10 @@ struct RunTask {
     overrides: Option<Overrides>,
     #[serde(default)]
     tags: Option<Value>,
+    #[serde(default)]
+    placement_strategy: Vec<PlacementStrategy>,
+    #[serde(default)]
+    placement_constraints: Vec<PlacementConstraint>,
 }
 
 #[derive(Deserialize, Default)]
@@ -103,26 +109,95 @@ pub fn run(api: &Api, body: Value) -> Result<Value, ApiError> {
             )));
         }
     }
+    crate::controller::placement::validate(
+        &request.placement_strategy,
+        &request.placement_constraints,
+    )
+    .map_err(ApiError::invalid)?;
+    let family = record["family"].as_str().unwrap_or_default();
+    let group = request
+        .group
+        .clone()
+        .unwrap_or_else(|| format!("family:{family}"));
+    let (tasks, failures) = launch(
+        api,
+        Launch {
+            cluster: &cluster,
+            record: &record,
+            definition: &definition,
+            count,
+            started_by: request.started_by,
+            group,
+            overrides,
+            overrides_shape,
+            tags: request.tags.clone().unwrap_or(json!([])),
+            strategies: &request.placement_strategy,
+            constraints: &request.placement_constraints,
+        },
+    )?;
+    Ok(json!({"tasks": tasks, "failures": failures}))
+}
+
+/// What to start: `count` tasks of one task definition, in one group, placed as asked.
+pub(crate) struct Launch<'a> {
+    pub cluster: &'a str,
+    /// The stored task definition record.
+    pub record: &'a Value,
+    pub definition: &'a TaskDefinition,
+    pub count: u32,
+    pub started_by: Option<String>,
+    /// `service:NAME` or `family:FAMILY` (or RunTask's own).
+    pub group: String,
+    pub overrides: Vec<ContainerOverride>,
+    pub overrides_shape: Value,
+    pub tags: Value,
+    pub strategies: &'a [PlacementStrategy],
+    pub constraints: &'a [PlacementConstraint],
+}
+
+/// Places and records tasks, then hands them to the agent. Returns the tasks started (ECS
+/// shape) and a failure for each that fit nowhere.
+pub(crate) fn launch(api: &Api, request: Launch<'_>) -> Result<(Vec<Value>, Vec<Value>), ApiError> {
     let agent = api
         .agent
         .as_ref()
         .ok_or_else(|| ApiError::client("this server runs no agent"))?;
-    let family = record["family"].as_str().unwrap_or_default();
-    let revision = record["revision"].as_u64().unwrap_or_default();
-    let (cpu, memory) = task_needs(&definition);
+    let cluster = request.cluster;
+    let definition = request.definition;
+    let family = request.record["family"].as_str().unwrap_or_default();
+    let revision = request.record["revision"].as_u64().unwrap_or_default();
+    let (cpu, memory) = task_needs(definition);
     let mut tasks = Vec::new();
     let mut failures = Vec::new();
     let _placing = api.placement.lock().unwrap_or_else(|p| p.into_inner());
-    for _ in 0..count {
-        let instance = match container_instances::place(api, &cluster, cpu, memory)? {
-            Ok(instance) => instance,
-            Err(failure) => {
-                failures.push(failure);
+    // One scan of the stored tasks for the whole batch; each placement is then subtracted.
+    let mut candidates = container_instances::candidates(api, cluster, &request.group)?;
+    for _ in 0..request.count {
+        let seed = u64::from_str_radix(&new_task_id()[..12], 16).unwrap_or_default();
+        let chosen = match choose(
+            &candidates,
+            cpu,
+            memory,
+            request.strategies,
+            request.constraints,
+            seed,
+        ) {
+            Ok(index) => index,
+            Err(no_fit) => {
+                failures.push(json!({
+                    "arn": no_fit.closest.unwrap_or_else(|| api.arns.cluster(cluster)),
+                    "reason": no_fit.reason,
+                }));
                 continue;
             }
         };
+        let candidate = &mut candidates[chosen];
+        candidate.free_cpu -= cpu;
+        candidate.free_memory -= memory;
+        candidate.group_tasks += 1;
+        let instance = candidate.arn.clone();
         let task_id = new_task_id();
-        let task_arn = api.arns.task(&cluster, &task_id);
+        let task_arn = api.arns.task(cluster, &task_id);
         let containers: Vec<Value> = definition
             .spec
             .container_definitions
@@ -140,20 +215,20 @@ pub fn run(api: &Api, body: Value) -> Result<Value, ApiError> {
             .collect();
         let task = json!({
             "taskArn": task_arn,
-            "clusterArn": api.arns.cluster(&cluster),
+            "clusterArn": api.arns.cluster(cluster),
             "taskDefinitionArn": api.arns.task_definition(family, revision),
             "lastStatus": "PROVISIONING",
             "desiredStatus": "RUNNING",
             "createdAt": timestamp(),
             "startedBy": request.started_by,
-            "group": request.group.clone().unwrap_or_else(|| format!("family:{family}")),
+            "group": request.group,
             "launchType": "FARGATE",
             "containerInstanceArn": instance,
             "cpu": cpu.to_string(),
             "memory": memory.to_string(),
             "containers": containers,
-            "overrides": overrides_shape,
-            "tags": request.tags.clone().unwrap_or(json!([])),
+            "overrides": request.overrides_shape,
+            "tags": request.tags,
             "healthStatus": "UNKNOWN",
             "version": 1,
         });
@@ -162,7 +237,7 @@ pub fn run(api: &Api, body: Value) -> Result<Value, ApiError> {
             .send(Assignment::Start {
                 task_id,
                 definition: Box::new(definition.clone()),
-                overrides: overrides.clone(),
+                overrides: request.overrides.clone(),
             })
             .map_err(|_| {
                 ApiError::new(
@@ -172,7 +247,7 @@ pub fn run(api: &Api, body: Value) -> Result<Value, ApiError> {
             })?;
         tasks.push(without_nulls(task));
     }
-    Ok(json!({"tasks": tasks, "failures": failures}))
+    Ok((tasks, failures))
 }
 
 /// CPU units and MiB a task holds on its instance: the task-level values, else the sum of its
@@ -303,20 +378,37 @@ pub fn stop(api: &Api, body: Value) -> Result<Value, ApiError> {
     let request: StopTask = parse(body)?;
     clusters::require_active(api, request.cluster.as_deref())?;
     let task_id = task_id_of(&request.task).to_string();
-    let found = api.state.get(&key(&task_id))?.ok_or_else(|| {
-        ApiError::invalid(format!(
+    let reason = request
+        .reason
+        .unwrap_or_else(|| "Task stopped by user".into());
+    match request_stop(api, &task_id, &reason, "UserInitiated")? {
+        Some(task) => Ok(json!({"task": without_nulls(task)})),
+        None => Err(ApiError::invalid(format!(
             "task: the referenced task was not found: {}",
             request.task
-        ))
-    })?;
-    let mut task = found.value;
-    if task["desiredStatus"] != "STOPPED" {
-        let reason = request
-            .reason
-            .unwrap_or_else(|| "Task stopped by user".into());
+        ))),
+    }
+}
+
+/// Asks a task to stop, recording why (`stop_code`, `reason`) unless it was already asked;
+/// `None` if there is no such task. Retries when the agent's report races it.
+pub fn request_stop(
+    api: &Api,
+    task_id: &str,
+    reason: &str,
+    stop_code: &str,
+) -> Result<Option<Value>, ApiError> {
+    loop {
+        let Some(found) = api.state.get(&key(task_id))? else {
+            return Ok(None);
+        };
+        let mut task = found.value;
+        if task["desiredStatus"] == "STOPPED" {
+            return Ok(Some(task));
+        }
         task["desiredStatus"] = json!("STOPPED");
         task["stoppedReason"] = json!(reason);
-        task["stopCode"] = json!("UserInitiated");
+        task["stopCode"] = json!(stop_code);
         if task["lastStatus"] != "STOPPED" {
             task["stoppingAt"] = json!(timestamp());
         }
@@ -325,13 +417,22 @@ pub fn stop(api: &Api, body: Value) -> Result<Value, ApiError> {
         if task["lastStatus"] == "RUNNING" {
             task["lastStatus"] = json!("DEACTIVATING");
         }
-        api.state
-            .put(&key(&task_id), &task, Expect::Revision(found.revision))?;
-        if let Some(agent) = &api.agent {
-            let _ = agent.send(Assignment::Stop { task_id, reason });
+        match api
+            .state
+            .put(&key(task_id), &task, Expect::Revision(found.revision))
+        {
+            Ok(_) => {}
+            Err(crate::store::StoreError::Conflict { .. }) => continue,
+            Err(other) => return Err(other.into()),
         }
+        if let Some(agent) = &api.agent {
+            let _ = agent.send(Assignment::Stop {
+                task_id: task_id.to_string(),
+                reason: reason.to_string(),
+            });
+        }
+        return Ok(Some(task));
     }
-    Ok(json!({"task": without_nulls(task)}))
 }
 
 /// Records one step of a task's life in its stored record.
@@ -493,7 +594,8 @@ pub fn reconcile_after_restart(api: &Api) -> Result<usize, ApiError> {
         task["desiredStatus"] = json!("STOPPED");
         task["stoppedAt"] = json!(now);
         task["executionStoppedAt"] = json!(now);
-        task["stopCode"] = json!("TaskFailedToStart");
+        // Not a failure of the task: its host went away (a service replaces it at full speed).
+        task["stopCode"] = json!("TerminationNotice");
         task["stoppedReason"] = json!(
             "Task stopped because the agent restarted (wasmgate server was restarted while it ran)"
         );

@@ -1,0 +1,433 @@
+//! CreateService, UpdateService, DeleteService, DescribeServices, ListServices. These only
+//! record what is desired (the service record, a new deployment); the scheduler
+//! (`crate::controller`) makes it so.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{
+    Api, ApiError, ErrorKind, arn, clusters, page, paged, parse, task_definitions, timestamp,
+};
+use crate::controller::model::{
+    CircuitBreaker, Deployment, DeploymentConfiguration, PlacementConstraint, PlacementStrategy,
+    SchedulerState, Service, new_deployment_id,
+};
+use crate::store::Expect;
+
+pub(crate) fn key(cluster: &str, name: &str) -> String {
+    format!("services/{cluster}/{name}")
+}
+
+/// Members of CreateService that are kept and returned but not acted on.
+const KEPT_MEMBERS: &[&str] = &[
+    "loadBalancers",
+    "serviceRegistries",
+    "platformVersion",
+    "role",
+    "networkConfiguration",
+    "enableECSManagedTags",
+    "propagateTags",
+    "enableExecuteCommand",
+    "capacityProviderStrategy",
+    "deploymentController",
+    "serviceConnectConfiguration",
+    "volumeConfigurations",
+    "vpcLatticeConfigurations",
+    "availabilityZoneRebalancing",
+];
+
+/// Every member CreateService takes.
+const CREATE_MEMBERS: &[&str] = &[
+    "cluster",
+    "serviceName",
+    "taskDefinition",
+    "desiredCount",
+    "clientToken",
+    "launchType",
+    "deploymentConfiguration",
+    "placementConstraints",
+    "placementStrategy",
+    "healthCheckGracePeriodSeconds",
+    "schedulingStrategy",
+    "tags",
+];
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(rename_all = "camelCase")]
+struct DeploymentConfigurationShape {
+    maximum_percent: Option<u32>,
+    minimum_healthy_percent: Option<u32>,
+    deployment_circuit_breaker: Option<CircuitBreaker>,
+    /// Accepted (alarms, strategy, ...), not acted on.
+    #[serde(flatten)]
+    _rest: serde_json::Map<String, Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateService {
+    cluster: Option<String>,
+    service_name: String,
+    task_definition: Option<String>,
+    desired_count: Option<u32>,
+    launch_type: Option<String>,
+    deployment_configuration: Option<DeploymentConfigurationShape>,
+    #[serde(default)]
+    placement_constraints: Vec<PlacementConstraint>,
+    #[serde(default)]
+    placement_strategy: Vec<PlacementStrategy>,
+    health_check_grace_period_seconds: Option<u32>,
+    scheduling_strategy: Option<String>,
+    tags: Option<Value>,
+}
+
+fn check_name(name: &str) -> Result<(), ApiError> {
+    let valid = (1..=255).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(format!(
+            "serviceName: must be 1-255 letters, digits, hyphens and underscores (got \"{name}\")"
+        )))
+    }
+}
+
+fn deployment_configuration(
+    given: Option<DeploymentConfigurationShape>,
+    current: &DeploymentConfiguration,
+) -> Result<DeploymentConfiguration, ApiError> {
+    let given = given.unwrap_or_default();
+    let config = DeploymentConfiguration {
+        maximum_percent: given.maximum_percent.unwrap_or(current.maximum_percent),
+        minimum_healthy_percent: given
+            .minimum_healthy_percent
+            .unwrap_or(current.minimum_healthy_percent),
+        deployment_circuit_breaker: given
+            .deployment_circuit_breaker
+            .unwrap_or_else(|| current.deployment_circuit_breaker.clone()),
+    };
+    if config.minimum_healthy_percent > 100 {
+        return Err(ApiError::invalid(format!(
+            "deploymentConfiguration.minimumHealthyPercent: must be 0-100 (got {})",
+            config.minimum_healthy_percent
+        )));
+    }
+    if config.maximum_percent < 100 || config.maximum_percent > 400 {
+        return Err(ApiError::invalid(format!(
+            "deploymentConfiguration.maximumPercent: must be 100-400 (got {})",
+            config.maximum_percent
+        )));
+    }
+    if config.maximum_percent <= config.minimum_healthy_percent {
+        return Err(ApiError::invalid(format!(
+            "deploymentConfiguration: maximumPercent ({}) must be above minimumHealthyPercent \
+             ({}), or no deployment could make progress",
+            config.maximum_percent, config.minimum_healthy_percent
+        )));
+    }
+    Ok(config)
+}
+
+/// The ACTIVE task definition `given` names, as (ARN, stored record).
+fn resolve_task_definition(api: &Api, given: &str) -> Result<(String, Value), ApiError> {
+    let (record, _) = task_definitions::find(api, given)?;
+    if record["status"] != "ACTIVE" {
+        return Err(ApiError::client(format!(
+            "TaskDefinition is inactive: {given}"
+        )));
+    }
+    let arn = api.arns.task_definition(
+        record["family"].as_str().unwrap_or_default(),
+        record["revision"].as_u64().unwrap_or_default(),
+    );
+    Ok((arn, record))
+}
+
+fn new_deployment(task_definition: &str, desired: u32, now: f64) -> Deployment {
+    Deployment {
+        id: new_deployment_id(),
+        status: "PRIMARY".into(),
+        task_definition: task_definition.to_string(),
+        desired_count: desired,
+        pending_count: 0,
+        running_count: 0,
+        failed_tasks: 0,
+        created_at: now,
+        updated_at: now,
+        launch_type: "FARGATE".into(),
+        rollout_state: "IN_PROGRESS".into(),
+        rollout_state_reason: "ECS deployment in progress.".into(),
+    }
+}
+
+pub fn create(api: &Api, body: Value) -> Result<Value, ApiError> {
+    if let Some(object) = body.as_object()
+        && let Some(unknown) = object
+            .keys()
+            .find(|k| !CREATE_MEMBERS.contains(&k.as_str()) && !KEPT_MEMBERS.contains(&k.as_str()))
+    {
+        return Err(ApiError::invalid(format!(
+            "{unknown}: not a member of CreateService"
+        )));
+    }
+    let kept: serde_json::Map<String, Value> = body
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .filter(|(k, _)| KEPT_MEMBERS.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let request: CreateService = parse(body)?;
+    let cluster = clusters::require_active(api, request.cluster.as_deref())?;
+    check_name(&request.service_name)?;
+    if let Some(strategy) = request.scheduling_strategy.as_deref()
+        && strategy != "REPLICA"
+    {
+        return Err(ApiError::invalid(format!(
+            "schedulingStrategy: only REPLICA is supported (got {strategy})"
+        )));
+    }
+    let given = request
+        .task_definition
+        .as_deref()
+        .ok_or_else(|| ApiError::invalid("taskDefinition: required"))?;
+    let (task_definition, _) = resolve_task_definition(api, given)?;
+    let desired = request.desired_count.unwrap_or(0);
+    let config = deployment_configuration(request.deployment_configuration, &Default::default())?;
+    crate::controller::placement::validate(
+        &request.placement_strategy,
+        &request.placement_constraints,
+    )
+    .map_err(ApiError::invalid)?;
+    let now = timestamp();
+    let service = Service {
+        service_arn: api.arns.service(&cluster, &request.service_name),
+        service_name: request.service_name.clone(),
+        cluster_arn: api.arns.cluster(&cluster),
+        status: "ACTIVE".into(),
+        desired_count: desired,
+        running_count: 0,
+        pending_count: 0,
+        launch_type: request.launch_type.unwrap_or_else(|| "FARGATE".into()),
+        task_definition: task_definition.clone(),
+        deployment_configuration: config,
+        deployments: vec![new_deployment(&task_definition, desired, now)],
+        events: Vec::new(),
+        created_at: now,
+        placement_constraints: request.placement_constraints,
+        placement_strategy: request.placement_strategy,
+        health_check_grace_period_seconds: request.health_check_grace_period_seconds,
+        scheduling_strategy: "REPLICA".into(),
+        tags: request.tags.unwrap_or(json!([])),
+        kept,
+        scheduler: SchedulerState::default(),
+    };
+    let _guard = api.services_lock.lock().unwrap_or_else(|p| p.into_inner());
+    let key = key(&cluster, &request.service_name);
+    let expected = match api.state.get(&key)? {
+        Some(found) if found.value["status"] == "INACTIVE" => Expect::Revision(found.revision),
+        Some(_) => {
+            return Err(ApiError::invalid("Creation of service was not idempotent."));
+        }
+        None => Expect::Absent,
+    };
+    api.state.put(&key, &to_value(&service)?, expected)?;
+    api.wake_scheduler();
+    Ok(json!({"service": service.to_shape()}))
+}
+
+fn to_value(service: &Service) -> Result<Value, ApiError> {
+    serde_json::to_value(service)
+        .map_err(|e| ApiError::new(ErrorKind::ServerException, format!("service record: {e}")))
+}
+
+/// The stored service `given` (name or ARN) in `cluster`, with its revision.
+fn find(api: &Api, cluster: &str, given: &str) -> Result<(Service, u64), ApiError> {
+    let name = arn::resource_name(given, "service");
+    let name = name.rsplit('/').next().unwrap_or(name);
+    let found = api.state.get(&key(cluster, name))?.ok_or_else(|| {
+        ApiError::new(
+            ErrorKind::ServiceNotFoundException,
+            format!("Service not found: {given}"),
+        )
+    })?;
+    let service: Service = serde_json::from_value(found.value).map_err(|e| {
+        ApiError::new(
+            ErrorKind::ServerException,
+            format!("service record {name}: {e}"),
+        )
+    })?;
+    Ok((service, found.revision))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UpdateService {
+    cluster: Option<String>,
+    service: String,
+    desired_count: Option<u32>,
+    task_definition: Option<String>,
+    deployment_configuration: Option<DeploymentConfigurationShape>,
+    health_check_grace_period_seconds: Option<u32>,
+    #[serde(default)]
+    force_new_deployment: bool,
+    placement_constraints: Option<Vec<PlacementConstraint>>,
+    placement_strategy: Option<Vec<PlacementStrategy>>,
+}
+
+pub fn update(api: &Api, body: Value) -> Result<Value, ApiError> {
+    let request: UpdateService = parse(body)?;
+    let cluster = clusters::require_active(api, request.cluster.as_deref())?;
+    let _guard = api.services_lock.lock().unwrap_or_else(|p| p.into_inner());
+    let (mut service, revision) = find(api, &cluster, &request.service)?;
+    if service.status != "ACTIVE" {
+        return Err(ApiError::new(
+            ErrorKind::ServiceNotActiveException,
+            format!("Service was not ACTIVE: {}", service.service_name),
+        ));
+    }
+    let now = timestamp();
+    if let Some(desired) = request.desired_count {
+        service.desired_count = desired;
+    }
+    service.deployment_configuration = deployment_configuration(
+        request.deployment_configuration,
+        &service.deployment_configuration,
+    )?;
+    if let Some(grace) = request.health_check_grace_period_seconds {
+        service.health_check_grace_period_seconds = Some(grace);
+    }
+    if let Some(constraints) = request.placement_constraints {
+        service.placement_constraints = constraints;
+    }
+    if let Some(strategy) = request.placement_strategy {
+        service.placement_strategy = strategy;
+    }
+    crate::controller::placement::validate(
+        &service.placement_strategy,
+        &service.placement_constraints,
+    )
+    .map_err(ApiError::invalid)?;
+    let task_definition = match &request.task_definition {
+        Some(given) => resolve_task_definition(api, given)?.0,
+        None => service.task_definition.clone(),
+    };
+    if task_definition != service.task_definition || request.force_new_deployment {
+        for deployment in &mut service.deployments {
+            deployment.status = "ACTIVE".into();
+            deployment.updated_at = now;
+        }
+        service.deployments.insert(
+            0,
+            new_deployment(&task_definition, service.desired_count, now),
+        );
+        service.task_definition = task_definition;
+        // A new deployment starts without the old one's throttle.
+        service.scheduler.start_failures = 0;
+        service.scheduler.not_before = None;
+        service.scheduler.steady = false;
+    }
+    api.state.put(
+        &key(&cluster, &service.service_name),
+        &to_value(&service)?,
+        Expect::Revision(revision),
+    )?;
+    api.wake_scheduler();
+    Ok(json!({"service": service.to_shape()}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeleteService {
+    cluster: Option<String>,
+    service: String,
+    #[serde(default)]
+    force: bool,
+}
+
+pub fn delete(api: &Api, body: Value) -> Result<Value, ApiError> {
+    let request: DeleteService = parse(body)?;
+    let cluster = clusters::require_active(api, request.cluster.as_deref())?;
+    let _guard = api.services_lock.lock().unwrap_or_else(|p| p.into_inner());
+    let (mut service, revision) = find(api, &cluster, &request.service)?;
+    if service.status != "ACTIVE" {
+        return Err(ApiError::new(
+            ErrorKind::ServiceNotActiveException,
+            format!("Service was not ACTIVE: {}", service.service_name),
+        ));
+    }
+    if service.desired_count > 0 && !request.force {
+        return Err(ApiError::invalid(
+            "The service cannot be stopped while it is scaled above 0.",
+        ));
+    }
+    service.status = "DRAINING".into();
+    service.desired_count = 0;
+    service.scheduler.steady = false;
+    api.state.put(
+        &key(&cluster, &service.service_name),
+        &to_value(&service)?,
+        Expect::Revision(revision),
+    )?;
+    api.wake_scheduler();
+    Ok(json!({"service": service.to_shape()}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DescribeServices {
+    cluster: Option<String>,
+    services: Vec<String>,
+}
+
+pub fn describe(api: &Api, body: Value) -> Result<Value, ApiError> {
+    let request: DescribeServices = parse(body)?;
+    let cluster = clusters::require_active(api, request.cluster.as_deref())?;
+    if request.services.len() > 10 {
+        return Err(ApiError::invalid(format!(
+            "services: at most 10 per call (got {})",
+            request.services.len()
+        )));
+    }
+    let (mut services, mut failures) = (Vec::new(), Vec::new());
+    for given in request.services {
+        match find(api, &cluster, &given) {
+            Ok((service, _)) => services.push(service.to_shape()),
+            Err(error) if error.kind == ErrorKind::ServiceNotFoundException => {
+                let arn = if given.starts_with("arn:") {
+                    given
+                } else {
+                    api.arns.service(&cluster, &given)
+                };
+                failures.push(json!({"arn": arn, "reason": "MISSING"}));
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(json!({"services": services, "failures": failures}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListServices {
+    cluster: Option<String>,
+}
+
+pub fn list(api: &Api, body: Value) -> Result<Value, ApiError> {
+    let request: ListServices = parse(body.clone())?;
+    let cluster = clusters::require_active(api, request.cluster.as_deref())?;
+    let arns: Vec<Value> = api
+        .state
+        .list(&format!("services/{cluster}/"))?
+        .into_iter()
+        .filter(|(_, found)| found.value["status"] != "INACTIVE")
+        .map(|(_, found)| found.value["serviceArn"].clone())
+        .collect();
+    let (items, next) = page(&body, arns)?;
+    Ok(paged("serviceArns", items, next))
+}

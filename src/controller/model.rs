@@ -1,0 +1,190 @@
+//! The service record: ECS's `Service` shape (with its `deployments` and `events`), as stored
+//! under `services/CLUSTER/NAME` and answered by DescribeServices, plus the scheduler's own
+//! bookkeeping (`scheduler`, never shown to clients).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// How many events a service keeps (ECS shows the latest 100).
+pub const MAX_EVENTS: usize = 100;
+
+/// A service as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Service {
+    pub service_arn: String,
+    pub service_name: String,
+    pub cluster_arn: String,
+    /// ACTIVE, DRAINING (deleted, tasks stopping) or INACTIVE.
+    pub status: String,
+    pub desired_count: u32,
+    pub running_count: u32,
+    pub pending_count: u32,
+    pub launch_type: String,
+    /// The PRIMARY deployment's task definition ARN.
+    pub task_definition: String,
+    pub deployment_configuration: DeploymentConfiguration,
+    pub deployments: Vec<Deployment>,
+    /// Newest first.
+    pub events: Vec<ServiceEvent>,
+    pub created_at: f64,
+    #[serde(default)]
+    pub placement_constraints: Vec<PlacementConstraint>,
+    #[serde(default)]
+    pub placement_strategy: Vec<PlacementStrategy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check_grace_period_seconds: Option<u32>,
+    pub scheduling_strategy: String,
+    #[serde(default)]
+    pub tags: Value,
+    /// Members of CreateService wasmgate keeps and returns but does not act on
+    /// (networkConfiguration, loadBalancers, ...).
+    #[serde(flatten)]
+    pub kept: serde_json::Map<String, Value>,
+    /// The scheduler's bookkeeping; stripped from every answer.
+    #[serde(default)]
+    pub scheduler: SchedulerState,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentConfiguration {
+    pub maximum_percent: u32,
+    pub minimum_healthy_percent: u32,
+    #[serde(default)]
+    pub deployment_circuit_breaker: CircuitBreaker,
+}
+
+impl Default for DeploymentConfiguration {
+    fn default() -> Self {
+        Self {
+            maximum_percent: 200,
+            minimum_healthy_percent: 100,
+            deployment_circuit_breaker: CircuitBreaker::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CircuitBreaker {
+    pub enable: bool,
+    pub rollback: bool,
+}
+
+/// One deployment of a service: a task definition and how far its rollout is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Deployment {
+    /// `ecs-svc/` and 19 digits; also every task's `startedBy`.
+    pub id: String,
+    /// PRIMARY (the newest) or ACTIVE (older, draining).
+    pub status: String,
+    pub task_definition: String,
+    pub desired_count: u32,
+    pub pending_count: u32,
+    pub running_count: u32,
+    pub failed_tasks: u32,
+    pub created_at: f64,
+    pub updated_at: f64,
+    pub launch_type: String,
+    /// IN_PROGRESS, COMPLETED or FAILED.
+    pub rollout_state: String,
+    pub rollout_state_reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceEvent {
+    pub id: String,
+    pub created_at: f64,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlacementConstraint {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expression: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlacementStrategy {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// What the scheduler remembers between passes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SchedulerState {
+    /// Stopped tasks already counted (failures, events); pruned to tasks still stored.
+    #[serde(default)]
+    pub accounted: Vec<String>,
+    /// Task starts that failed in a row (stopped before RUNNING); a task that reaches RUNNING
+    /// or a new deployment resets it.
+    #[serde(default)]
+    pub start_failures: u32,
+    /// While throttled: no new task starts before this time (epoch seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<f64>,
+    /// Whether the steady-state event was given for the current state.
+    #[serde(default)]
+    pub steady: bool,
+    /// The last "unable to place" message and when, so it is not repeated every pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_placement_failure: Option<(String, f64)>,
+}
+
+impl Service {
+    pub fn primary(&self) -> Option<&Deployment> {
+        self.deployments.iter().find(|d| d.status == "PRIMARY")
+    }
+
+    /// Adds an event (newest first), keeping the latest [`MAX_EVENTS`].
+    pub fn add_event(&mut self, now: f64, message: String) {
+        self.events.insert(
+            0,
+            ServiceEvent {
+                id: new_id(),
+                created_at: now,
+                message,
+            },
+        );
+        self.events.truncate(MAX_EVENTS);
+    }
+
+    /// The shape clients see: the record without the scheduler's bookkeeping.
+    pub fn to_shape(&self) -> Value {
+        let mut value = serde_json::to_value(self).unwrap_or(Value::Null);
+        if let Some(object) = value.as_object_mut() {
+            object.remove("scheduler");
+        }
+        value
+    }
+}
+
+/// A deployment id: `ecs-svc/` and 19 digits.
+pub fn new_deployment_id() -> String {
+    let digits: String = crate::agent::new_task_id()
+        .bytes()
+        .map(|b| char::from(b'0' + b % 10))
+        .take(19)
+        .collect();
+    format!("ecs-svc/{digits}")
+}
+
+/// An event id (a UUID-shaped string, as ECS's).
+fn new_id() -> String {
+    let hex = crate::agent::new_task_id();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}

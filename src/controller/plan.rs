@@ -1,0 +1,842 @@
+//! The service scheduler's decisions as a pure function: from a service record and the tasks
+//! it has (desired and actual), what to start, what to stop, and the record's new counts,
+//! deployments and events. No I/O, no clock: `now` is an argument, so every rule is tested
+//! here, and a pass that is repeated (a duplicated event) or skipped (a lost one) converges to
+//! the same place.
+//!
+//! The rules, as ECS states them:
+//! - `maximumPercent`: tasks not yet stopped never exceed desired × max / 100, rounded down;
+//! - `minimumHealthyPercent`: running, healthy tasks never drop below desired × min / 100,
+//!   rounded up, through the scheduler's own stops (scale-in and failures excepted);
+//! - a task that stops before it ran [`SHORT_RUN`] (or never ran) is a failed start: starts are
+//!   then throttled with a growing delay, and the circuit breaker counts it;
+//! - the circuit breaker fails a deployment after clamp(⌈desired / 2⌉, 3, 200) failed tasks and,
+//!   with `rollback`, makes the last completed deployment's task definition PRIMARY again.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use super::model::{Deployment, Service, new_deployment_id};
+
+/// A task that stops by itself sooner than this after reaching RUNNING did not really start.
+pub const SHORT_RUN: f64 = 10.0;
+
+/// Where a task is, as the scheduler counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Placed, not yet running (PROVISIONING, PENDING, ACTIVATING).
+    Pending,
+    Running,
+    /// Asked to stop, not yet stopped: it still holds its resources.
+    Stopping,
+    Stopped,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    Healthy,
+    Unhealthy,
+    Unknown,
+}
+
+/// What the scheduler needs to know of one of the service's tasks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskView {
+    pub id: String,
+    /// The deployment that started it (its `startedBy`).
+    pub deployment: String,
+    pub phase: Phase,
+    pub health: Health,
+    /// Whether its containers have health checks (then only HEALTHY counts as healthy).
+    pub has_health_check: bool,
+    pub started_at: Option<f64>,
+    pub stopped_at: Option<f64>,
+    pub stop_code: Option<String>,
+    pub stopped_reason: Option<String>,
+}
+
+impl TaskView {
+    fn alive(&self) -> bool {
+        matches!(self.phase, Phase::Pending | Phase::Running)
+    }
+
+    fn healthy(&self) -> bool {
+        self.phase == Phase::Running
+            && match self.health {
+                Health::Healthy => true,
+                Health::Unknown => !self.has_health_check,
+                Health::Unhealthy => false,
+            }
+    }
+
+    /// Stopped by itself (or by failing its health checks) soon after it started, or before.
+    fn failed_start(&self) -> bool {
+        let by_scheduler =
+            self.stop_code.as_deref() == Some(STOP_BY_SCHEDULER) && !self.failed_health_check();
+        let by_someone_else = matches!(
+            self.stop_code.as_deref(),
+            Some("UserInitiated") | Some("TerminationNotice")
+        );
+        if by_scheduler || by_someone_else {
+            return false;
+        }
+        match (self.started_at, self.stopped_at) {
+            (Some(started), Some(stopped)) => stopped - started < SHORT_RUN,
+            _ => true,
+        }
+    }
+
+    fn failed_health_check(&self) -> bool {
+        self.stopped_reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with(UNHEALTHY_REASON))
+    }
+}
+
+/// The stop code of tasks the scheduler stops.
+pub const STOP_BY_SCHEDULER: &str = "ServiceSchedulerInitiated";
+/// The reason given to a task stopped for failing its health checks.
+pub const UNHEALTHY_REASON: &str = "Task failed container health checks";
+
+/// Knobs of the scheduler.
+#[derive(Debug, Clone)]
+pub struct SchedulerSettings {
+    /// The delay after the first failed start; it doubles with each further one.
+    pub restart_delay_base: Duration,
+    /// The longest delay (ECS: 27 minutes).
+    pub restart_delay_cap: Duration,
+}
+
+impl Default for SchedulerSettings {
+    fn default() -> Self {
+        Self {
+            restart_delay_base: Duration::from_secs(5),
+            restart_delay_cap: Duration::from_secs(27 * 60),
+        }
+    }
+}
+
+/// What one pass decided.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// The service record as it should be stored.
+    pub service: Service,
+    /// Start this many tasks of (deployment id, task definition ARN).
+    pub start: Option<(String, String, u32)>,
+    /// Stop these tasks, each with its reason.
+    pub stop: Vec<(String, String)>,
+    /// A pass is due then even if nothing changes (the end of a throttle delay).
+    pub wake_at: Option<f64>,
+}
+
+/// The circuit breaker's threshold for a desired count.
+pub fn failure_threshold(desired: u32) -> u32 {
+    desired.div_ceil(2).clamp(3, 200)
+}
+
+/// Decides one pass for `service`, whose tasks (any deployment, any phase) are `tasks`.
+pub fn plan(service: &Service, tasks: &[TaskView], now: f64, settings: &SchedulerSettings) -> Plan {
+    let mut s = service.clone();
+    let name = s.service_name.clone();
+    account_stopped(&mut s, tasks, now, settings);
+    trip_circuit_breaker(&mut s, now);
+    let primary_id = s.primary().map(|d| d.id.clone()).unwrap_or_default();
+
+    // A primary task that has run for a while shows the service can start tasks again.
+    if tasks.iter().any(|t| {
+        t.deployment == primary_id
+            && t.phase == Phase::Running
+            && t.started_at.is_some_and(|at| now - at >= SHORT_RUN)
+    }) {
+        s.scheduler.start_failures = 0;
+        s.scheduler.not_before = None;
+    }
+
+    let desired = if s.status == "ACTIVE" {
+        s.desired_count
+    } else {
+        0
+    };
+    let config = &s.deployment_configuration;
+    let max_total = desired * config.maximum_percent / 100;
+    let min_healthy = (desired * config.minimum_healthy_percent).div_ceil(100);
+    let primary_failed = s.primary().is_some_and(|d| d.rollout_state == "FAILED");
+
+    let not_stopped = tasks.iter().filter(|t| t.phase != Phase::Stopped).count() as u32;
+    let mut healthy = tasks.iter().filter(|t| t.healthy()).count() as u32;
+    let mut stop: Vec<(String, String)> = Vec::new();
+
+    // Tasks that failed their health checks are replaced (they are not healthy anyway), once
+    // the service's grace period after their start is over.
+    let grace = f64::from(s.health_check_grace_period_seconds.unwrap_or(0));
+    let mut grace_ends: Option<f64> = None;
+    for task in tasks
+        .iter()
+        .filter(|t| t.phase == Phase::Running && t.health == Health::Unhealthy)
+    {
+        let ends = task.started_at.unwrap_or(now) + grace;
+        if now < ends {
+            grace_ends = Some(grace_ends.map_or(ends, |g: f64| g.min(ends)));
+            continue;
+        }
+        stop.push((task.id.clone(), UNHEALTHY_REASON.to_string()));
+    }
+
+    // Older deployments drain: tasks that are not yet healthy go at once; healthy ones only as
+    // far as the minimum healthy count allows. A failed primary keeps the old ones.
+    if !primary_failed {
+        let draining: Vec<&TaskView> = tasks
+            .iter()
+            .filter(|t| t.deployment != primary_id && t.alive() && !is_listed(&stop, &t.id))
+            .collect();
+        for task in draining {
+            let reason = format!("Scaling activity initiated by (deployment {primary_id})");
+            if !task.healthy() {
+                stop.push((task.id.clone(), reason));
+            } else if healthy > min_healthy {
+                healthy -= 1;
+                stop.push((task.id.clone(), reason));
+            }
+        }
+    }
+
+    // Scale-in of the primary: pending tasks first, then the youngest running ones.
+    let mut primary_alive: Vec<&TaskView> = tasks
+        .iter()
+        .filter(|t| t.deployment == primary_id && t.alive() && !is_listed(&stop, &t.id))
+        .collect();
+    if primary_alive.len() as u32 > desired {
+        primary_alive.sort_by(|a, b| {
+            (a.phase == Phase::Running)
+                .cmp(&(b.phase == Phase::Running))
+                .then(
+                    b.started_at
+                        .partial_cmp(&a.started_at)
+                        .unwrap_or(std::cmp::Ordering::Equal),
+                )
+        });
+        let excess = primary_alive.len() - desired as usize;
+        for task in primary_alive.drain(..excess) {
+            stop.push((
+                task.id.clone(),
+                format!("Scaling activity initiated by (deployment {primary_id})"),
+            ));
+        }
+    }
+
+    // Starts: what the primary lacks, within the maximum, unless throttled or failed.
+    let throttled = s.scheduler.not_before.is_some_and(|at| now < at);
+    let lacking = desired.saturating_sub(primary_alive.len() as u32);
+    let room = max_total.saturating_sub(not_stopped);
+    let mut start = None;
+    let mut wake_at = grace_ends;
+    if lacking > 0 && !primary_failed && s.status == "ACTIVE" {
+        if throttled {
+            wake_at = match (wake_at, s.scheduler.not_before) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        } else if room > 0
+            && let Some(primary) = s.primary()
+        {
+            start = Some((
+                primary.id.clone(),
+                primary.task_definition.clone(),
+                lacking.min(room),
+            ));
+        }
+    }
+
+    if !stop.is_empty() {
+        let ids: Vec<String> = stop.iter().map(|(id, _)| format!("(task {id})")).collect();
+        s.add_event(
+            now,
+            format!(
+                "(service {name}) has stopped {} running tasks: {}.",
+                stop.len(),
+                ids.join(" ")
+            ),
+        );
+    }
+
+    update_counts(&mut s, tasks, desired, now);
+    finish_rollout(&mut s, tasks, now);
+
+    // DRAINING ends when nothing is left.
+    if s.status == "DRAINING" && not_stopped == 0 {
+        s.status = "INACTIVE".to_string();
+    }
+
+    let settled = s.status == "ACTIVE"
+        && s.deployments.len() == 1
+        && s.running_count == desired
+        && s.pending_count == 0
+        && start.is_none()
+        && stop.is_empty();
+    if settled && !s.scheduler.steady {
+        s.add_event(now, format!("(service {name}) has reached a steady state."));
+    }
+    s.scheduler.steady = settled;
+
+    Plan {
+        service: s,
+        start,
+        stop,
+        wake_at,
+    }
+}
+
+fn is_listed(stop: &[(String, String)], id: &str) -> bool {
+    stop.iter().any(|(listed, _)| listed == id)
+}
+
+/// Counts each newly stopped task once: failed starts raise the deployment's `failedTasks`
+/// and the throttle.
+fn account_stopped(s: &mut Service, tasks: &[TaskView], now: f64, settings: &SchedulerSettings) {
+    let stored: HashSet<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
+    s.scheduler
+        .accounted
+        .retain(|id| stored.contains(id.as_str()));
+    let mut new_failures = 0;
+    for task in tasks.iter().filter(|t| t.phase == Phase::Stopped) {
+        if s.scheduler.accounted.contains(&task.id) {
+            continue;
+        }
+        s.scheduler.accounted.push(task.id.clone());
+        if !task.failed_start() {
+            continue;
+        }
+        if let Some(deployment) = s.deployments.iter_mut().find(|d| d.id == task.deployment) {
+            deployment.failed_tasks += 1;
+            deployment.updated_at = now;
+        }
+        // Only the current deployment's failures throttle it.
+        if s.primary().is_some_and(|p| p.id == task.deployment) {
+            new_failures += 1;
+        }
+    }
+    if new_failures == 0 {
+        return;
+    }
+    s.scheduler.start_failures += new_failures;
+    let doublings = (s.scheduler.start_failures - 1).min(16);
+    let delay = settings
+        .restart_delay_base
+        .saturating_mul(1 << doublings)
+        .min(settings.restart_delay_cap);
+    s.scheduler.not_before = Some(now + delay.as_secs_f64());
+    if s.scheduler.start_failures >= 2 {
+        let message = format!(
+            "(service {}) is unable to consistently start tasks successfully.",
+            s.service_name
+        );
+        // Said again at most once a minute.
+        let recently = s
+            .events
+            .iter()
+            .any(|e| e.message == message && now - e.created_at < 60.0);
+        if !recently {
+            s.add_event(now, message);
+        }
+    }
+}
+
+/// Fails the primary deployment when its failed tasks reach the threshold; rolls back when
+/// asked to.
+fn trip_circuit_breaker(s: &mut Service, now: f64) {
+    let breaker = s
+        .deployment_configuration
+        .deployment_circuit_breaker
+        .clone();
+    let threshold = failure_threshold(s.desired_count);
+    let Some(index) = s.deployments.iter().position(|d| d.status == "PRIMARY") else {
+        return;
+    };
+    let primary = &s.deployments[index];
+    if !breaker.enable || primary.rollout_state != "IN_PROGRESS" || primary.failed_tasks < threshold
+    {
+        return;
+    }
+    let failed_id = primary.id.clone();
+    let name = s.service_name.clone();
+    {
+        let primary = &mut s.deployments[index];
+        primary.rollout_state = "FAILED".into();
+        primary.rollout_state_reason = format!(
+            "ECS deployment circuit breaker: tasks failed to start ({} failed, threshold {threshold}).",
+            primary.failed_tasks
+        );
+        primary.updated_at = now;
+    }
+    s.add_event(
+        now,
+        format!(
+            "(service {name}) (deployment {failed_id}) deployment failed: tasks failed to start."
+        ),
+    );
+    if !breaker.rollback {
+        return;
+    }
+    let Some(target) = s
+        .deployments
+        .iter()
+        .find(|d| d.status == "ACTIVE" && d.rollout_state == "COMPLETED")
+        .cloned()
+    else {
+        s.add_event(
+            now,
+            format!("(service {name}) circuit breaker: no completed deployment to roll back to."),
+        );
+        return;
+    };
+    s.deployments[index].status = "ACTIVE".into();
+    let rollback = Deployment {
+        id: new_deployment_id(),
+        status: "PRIMARY".into(),
+        task_definition: target.task_definition.clone(),
+        desired_count: s.desired_count,
+        pending_count: 0,
+        running_count: 0,
+        failed_tasks: 0,
+        created_at: now,
+        updated_at: now,
+        launch_type: target.launch_type.clone(),
+        rollout_state: "IN_PROGRESS".into(),
+        rollout_state_reason: format!(
+            "ECS deployment circuit breaker: rolling back to deploymentId {}.",
+            target.id
+        ),
+    };
+    s.add_event(
+        now,
+        format!(
+            "(service {name}) (deployment {failed_id}) circuit breaker: rolling back to deployment {}.",
+            target.id
+        ),
+    );
+    s.task_definition = rollback.task_definition.clone();
+    s.deployments.insert(0, rollback);
+    s.scheduler.start_failures = 0;
+    s.scheduler.not_before = None;
+}
+
+/// Per-deployment and service counts.
+fn update_counts(s: &mut Service, tasks: &[TaskView], desired: u32, now: f64) {
+    let (mut running_total, mut pending_total) = (0, 0);
+    for deployment in &mut s.deployments {
+        let mine = tasks.iter().filter(|t| t.deployment == deployment.id);
+        let (mut running, mut pending) = (0, 0);
+        for task in mine {
+            match task.phase {
+                Phase::Running => running += 1,
+                Phase::Pending => pending += 1,
+                Phase::Stopping | Phase::Stopped => {}
+            }
+        }
+        let wanted = if deployment.status == "PRIMARY" {
+            desired
+        } else {
+            0
+        };
+        if (
+            deployment.running_count,
+            deployment.pending_count,
+            deployment.desired_count,
+        ) != (running, pending, wanted)
+        {
+            deployment.running_count = running;
+            deployment.pending_count = pending;
+            deployment.desired_count = wanted;
+            deployment.updated_at = now;
+        }
+        running_total += running;
+        pending_total += pending;
+    }
+    s.running_count = running_total;
+    s.pending_count = pending_total;
+}
+
+/// Marks the primary COMPLETED once it runs the desired count alone, and forgets drained older
+/// deployments once the primary's rollout is decided.
+fn finish_rollout(s: &mut Service, tasks: &[TaskView], now: f64) {
+    let name = s.service_name.clone();
+    let others_alive = |s: &Service| {
+        tasks
+            .iter()
+            .any(|t| t.phase != Phase::Stopped && s.primary().is_none_or(|p| p.id != t.deployment))
+    };
+    let desired = if s.status == "ACTIVE" {
+        s.desired_count
+    } else {
+        0
+    };
+    let healthy_primary = s.primary().map_or(0, |p| {
+        tasks
+            .iter()
+            .filter(|t| t.deployment == p.id && t.healthy())
+            .count() as u32
+    });
+    let completes = s.primary().is_some_and(|p| {
+        p.rollout_state == "IN_PROGRESS" && healthy_primary == desired && p.pending_count == 0
+    }) && !others_alive(s);
+    if completes && let Some(primary) = s.deployments.iter_mut().find(|d| d.status == "PRIMARY") {
+        primary.rollout_state = "COMPLETED".into();
+        primary.rollout_state_reason = format!("ECS deployment {} completed.", primary.id);
+        primary.updated_at = now;
+        let id = primary.id.clone();
+        s.add_event(
+            now,
+            format!("(service {name}) (deployment {id}) deployment completed."),
+        );
+    }
+    let decided = s
+        .primary()
+        .is_some_and(|p| p.rollout_state != "IN_PROGRESS");
+    if decided {
+        s.deployments.retain(|d| {
+            d.status == "PRIMARY"
+                || tasks
+                    .iter()
+                    .any(|t| t.deployment == d.id && t.phase != Phase::Stopped)
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::model::{DeploymentConfiguration, SchedulerState};
+
+    fn service(desired: u32, min: u32, max: u32) -> Service {
+        Service {
+            service_arn: "arn:svc".into(),
+            service_name: "web".into(),
+            cluster_arn: "arn:cluster".into(),
+            status: "ACTIVE".into(),
+            desired_count: desired,
+            running_count: 0,
+            pending_count: 0,
+            launch_type: "FARGATE".into(),
+            task_definition: "td:1".into(),
+            deployment_configuration: DeploymentConfiguration {
+                maximum_percent: max,
+                minimum_healthy_percent: min,
+                ..Default::default()
+            },
+            deployments: vec![deployment("d1", "td:1")],
+            events: Vec::new(),
+            created_at: 0.0,
+            placement_constraints: Vec::new(),
+            placement_strategy: Vec::new(),
+            health_check_grace_period_seconds: None,
+            scheduling_strategy: "REPLICA".into(),
+            tags: serde_json::json!([]),
+            kept: Default::default(),
+            scheduler: SchedulerState::default(),
+        }
+    }
+
+    fn deployment(id: &str, task_definition: &str) -> Deployment {
+        Deployment {
+            id: id.into(),
+            status: "PRIMARY".into(),
+            task_definition: task_definition.into(),
+            desired_count: 0,
+            pending_count: 0,
+            running_count: 0,
+            failed_tasks: 0,
+            created_at: 0.0,
+            updated_at: 0.0,
+            launch_type: "FARGATE".into(),
+            rollout_state: "IN_PROGRESS".into(),
+            rollout_state_reason: String::new(),
+        }
+    }
+
+    /// A tiny world: tasks start pending, run on the next step, stop on the step after they
+    /// are told to; the scheduler plans at every step.
+    struct World {
+        service: Service,
+        tasks: Vec<TaskView>,
+        now: f64,
+        next_id: u32,
+        /// Whether new tasks of a deployment fail to start.
+        failing: Vec<String>,
+    }
+
+    impl World {
+        fn new(service: Service) -> Self {
+            Self {
+                service,
+                tasks: Vec::new(),
+                now: 1000.0,
+                next_id: 0,
+                failing: Vec::new(),
+            }
+        }
+
+        fn step(&mut self) -> Plan {
+            self.now += 1.0;
+            for task in &mut self.tasks {
+                match task.phase {
+                    Phase::Pending if self.failing.contains(&task.deployment) => {
+                        task.phase = Phase::Stopped;
+                        task.stopped_at = Some(self.now);
+                        task.stop_code = Some("TaskFailedToStart".into());
+                    }
+                    Phase::Pending => {
+                        task.phase = Phase::Running;
+                        task.started_at = Some(self.now);
+                    }
+                    Phase::Stopping => {
+                        task.phase = Phase::Stopped;
+                        task.stopped_at = Some(self.now);
+                    }
+                    _ => {}
+                }
+            }
+            let plan = plan(
+                &self.service,
+                &self.tasks,
+                self.now,
+                &SchedulerSettings {
+                    restart_delay_base: Duration::from_secs(4),
+                    restart_delay_cap: Duration::from_secs(60),
+                },
+            );
+            for (id, _) in &plan.stop {
+                let task = self.tasks.iter_mut().find(|t| &t.id == id).unwrap();
+                task.phase = Phase::Stopping;
+                task.stop_code = Some(STOP_BY_SCHEDULER.into());
+            }
+            if let Some((deployment, _, count)) = &plan.start {
+                for _ in 0..*count {
+                    self.next_id += 1;
+                    self.tasks.push(TaskView {
+                        id: format!("t{}", self.next_id),
+                        deployment: deployment.clone(),
+                        phase: Phase::Pending,
+                        health: Health::Unknown,
+                        has_health_check: false,
+                        started_at: None,
+                        stopped_at: None,
+                        stop_code: None,
+                        stopped_reason: None,
+                    });
+                }
+            }
+            self.service = plan.service.clone();
+            plan
+        }
+
+        fn not_stopped(&self) -> u32 {
+            self.tasks
+                .iter()
+                .filter(|t| t.phase != Phase::Stopped)
+                .count() as u32
+        }
+
+        fn running(&self) -> u32 {
+            self.tasks
+                .iter()
+                .filter(|t| t.phase == Phase::Running)
+                .count() as u32
+        }
+
+        fn update(&mut self, task_definition: &str) {
+            for d in &mut self.service.deployments {
+                d.status = "ACTIVE".into();
+            }
+            let mut new = deployment(
+                &format!("d{}", self.service.deployments.len() + 1),
+                task_definition,
+            );
+            new.created_at = self.now;
+            self.service.deployments.insert(0, new);
+            self.service.task_definition = task_definition.into();
+            self.service.scheduler.start_failures = 0;
+            self.service.scheduler.not_before = None;
+        }
+    }
+
+    fn settle(world: &mut World, steps: usize) {
+        for _ in 0..steps {
+            world.step();
+        }
+    }
+
+    #[test]
+    fn scales_up_to_the_desired_count_and_reports_a_steady_state() {
+        let mut world = World::new(service(3, 100, 200));
+        let first = world.step();
+        assert_eq!(first.start, Some(("d1".into(), "td:1".into(), 3)));
+        settle(&mut world, 3);
+        assert_eq!(world.service.running_count, 3);
+        let primary = world.service.primary().unwrap();
+        assert_eq!(primary.rollout_state, "COMPLETED");
+        let messages: Vec<&str> = world
+            .service
+            .events
+            .iter()
+            .map(|e| e.message.as_str())
+            .collect();
+        assert!(
+            messages.contains(&"(service web) has reached a steady state."),
+            "{messages:?}"
+        );
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.ends_with("deployment completed.")),
+            "{messages:?}"
+        );
+        // Nothing more to do, and no event repeats.
+        let events = world.service.events.len();
+        let quiet = world.step();
+        assert_eq!((quiet.start, quiet.stop.len()), (None, 0));
+        assert_eq!(world.service.events.len(), events);
+    }
+
+    fn rolling_update_keeps_bounds(desired: u32, min: u32, max: u32) {
+        let mut world = World::new(service(desired, min, max));
+        settle(&mut world, 4);
+        assert_eq!(world.running(), desired);
+        world.update("td:2");
+        let max_total = desired * max / 100;
+        let min_healthy = (desired * min).div_ceil(100);
+        for _ in 0..40 {
+            world.step();
+            assert!(
+                world.not_stopped() <= max_total,
+                "over max: {}",
+                world.not_stopped()
+            );
+            assert!(
+                world.running() >= min_healthy,
+                "under min: {}",
+                world.running()
+            );
+        }
+        assert_eq!(world.service.deployments.len(), 1);
+        assert_eq!(world.service.deployments[0].task_definition, "td:2");
+        assert_eq!(world.service.deployments[0].rollout_state, "COMPLETED");
+        assert_eq!(world.service.running_count, desired);
+    }
+
+    #[test]
+    fn rolling_updates_honour_minimum_healthy_and_maximum_percent() {
+        rolling_update_keeps_bounds(4, 50, 200);
+        rolling_update_keeps_bounds(2, 100, 150);
+        rolling_update_keeps_bounds(4, 100, 150);
+        rolling_update_keeps_bounds(3, 0, 100);
+        rolling_update_keeps_bounds(5, 50, 100);
+    }
+
+    #[test]
+    fn failing_starts_are_throttled_and_a_new_deployment_resets_the_delay() {
+        let mut world = World::new(service(1, 100, 200));
+        world.failing.push("d1".into());
+        let mut starts = Vec::new();
+        for _ in 0..60 {
+            if world.step().start.is_some() {
+                starts.push(world.now);
+            }
+        }
+        // Gaps between attempts grow: 4 s, 8 s, 16 s, 32 s ...
+        let gaps: Vec<f64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(gaps.len() >= 3, "{gaps:?}");
+        assert!(gaps.windows(2).all(|g| g[1] >= g[0]), "{gaps:?}");
+        assert!(gaps.last().unwrap() > &gaps[0], "{gaps:?}");
+        assert!(
+            world.service.events.iter().any(|e| e.message
+                == "(service web) is unable to consistently start tasks successfully.")
+        );
+        assert!(world.service.scheduler.not_before.is_some());
+        // A new revision starts at once.
+        world.failing.clear();
+        world.update("td:2");
+        let plan = world.step();
+        assert!(plan.start.is_some(), "{plan:?}");
+        settle(&mut world, 3);
+        assert_eq!(world.service.running_count, 1);
+    }
+
+    #[test]
+    fn the_circuit_breaker_rolls_back_to_the_last_completed_deployment() {
+        let mut s = service(2, 50, 200);
+        s.deployment_configuration.deployment_circuit_breaker.enable = true;
+        s.deployment_configuration
+            .deployment_circuit_breaker
+            .rollback = true;
+        let mut world = World::new(s);
+        settle(&mut world, 4);
+        world.update("td:bad");
+        world.failing.push("d2".into());
+        for _ in 0..200 {
+            world.step();
+            if world.service.primary().unwrap().task_definition == "td:1"
+                && world.service.deployments.len() == 1
+                && world.service.running_count == 2
+            {
+                break;
+            }
+        }
+        assert_eq!(world.service.task_definition, "td:1");
+        assert_eq!(world.service.running_count, 2);
+        let messages: Vec<&str> = world
+            .service
+            .events
+            .iter()
+            .map(|e| e.message.as_str())
+            .collect();
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.contains("(deployment d2) deployment failed")),
+            "{messages:?}"
+        );
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.contains("rolling back to deployment d1"))
+        );
+    }
+
+    #[test]
+    fn without_rollback_a_failed_deployment_stops_launching() {
+        let mut s = service(2, 50, 200);
+        s.deployment_configuration.deployment_circuit_breaker.enable = true;
+        let mut world = World::new(s);
+        settle(&mut world, 4);
+        world.update("td:bad");
+        world.failing.push("d2".into());
+        for _ in 0..200 {
+            world.step();
+        }
+        let primary = world.service.primary().unwrap();
+        assert_eq!(primary.rollout_state, "FAILED");
+        assert!(primary.failed_tasks >= failure_threshold(2));
+        // The old deployment keeps at least the healthy minimum.
+        assert!(world.running() >= 1);
+        assert!(world.step().start.is_none());
+    }
+
+    #[test]
+    fn draining_stops_everything_then_goes_inactive() {
+        let mut world = World::new(service(3, 100, 200));
+        settle(&mut world, 3);
+        world.service.status = "DRAINING".into();
+        world.service.desired_count = 0;
+        settle(&mut world, 3);
+        assert_eq!(world.service.status, "INACTIVE");
+        assert_eq!(world.not_stopped(), 0);
+    }
+
+    #[test]
+    fn threshold_is_half_the_desired_count_within_3_and_200() {
+        assert_eq!(failure_threshold(1), 3);
+        assert_eq!(failure_threshold(10), 5);
+        assert_eq!(failure_threshold(11), 6);
+        assert_eq!(failure_threshold(1000), 200);
+    }
+}

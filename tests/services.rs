@@ -1,0 +1,349 @@
+//! Services through boto3 against the real server: desired count, replacement, rolling
+//! deployments within their bounds, throttling of tasks that cannot start, the circuit breaker
+//! with rollback, deletion, and a kill -9 in the middle of a deployment.
+
+mod common;
+
+use common::aws::boto3;
+use common::server::Server;
+use common::{Wasi, guest};
+
+/// Python that registers `web` revisions 1 and 2 (a long-running guest, told apart by an
+/// environment variable) and 3 (`broken`: an image that does not exist), then runs `extra`.
+fn register(extra: &str) -> String {
+    let graceful = guest(Wasi::P1, "graceful").display().to_string();
+    helpers(&format!(
+        r#"
+def td(family, image, version):
+    return ecs.register_task_definition(family=family, memory='32', containerDefinitions=[{{'name': 'app', 'image': image, 'environment': [{{'name': 'VERSION', 'value': version}}]}}])['taskDefinition']['taskDefinitionArn']
+v1 = td('web', '{graceful}', '1')
+v2 = td('web', '{graceful}', '2')
+broken = td('web', '/nonexistent/app.wasm', 'broken')
+{extra}
+"#
+    ))
+}
+
+/// Python helpers for the service `web`, then `extra`.
+fn helpers(extra: &str) -> String {
+    format!(
+        r#"
+import time
+def describe(name='web'):
+    return ecs.describe_services(services=[name])['services'][0]
+def stable(name='web', attempts=60):
+    ecs.get_waiter('services_stable').wait(services=[name], WaiterConfig={{'Delay': 0.5, 'MaxAttempts': attempts}})
+    return describe(name)
+def messages(name='web'):
+    return [e['message'] for e in describe(name)['events']]
+{extra}
+"#
+    )
+}
+
+#[test]
+fn a_service_keeps_its_desired_count_and_replaces_stopped_tasks() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let out = boto3(
+        &server.endpoint,
+        &register(
+            r#"
+s = ecs.create_service(serviceName='web', taskDefinition='web:1', desiredCount=2)['service']
+print('created', s['status'], s['desiredCount'], len(s['deployments']), s['deployments'][0]['rolloutState'])
+s = stable()
+print('stable', s['runningCount'], s['pendingCount'], s['deployments'][0]['rolloutState'])
+arns = ecs.list_tasks(serviceName='web')['taskArns']
+print('tasks', len(arns))
+t = ecs.describe_tasks(tasks=arns)['tasks'][0]
+print('task', t['group'], t['startedBy'] == s['deployments'][0]['id'], t['lastStatus'])
+ecs.stop_task(task=arns[0], reason='chaos')
+for _ in range(100):
+    now = ecs.list_tasks(serviceName='web')['taskArns']
+    if arns[0] not in now and len(now) == 2:
+        break
+    time.sleep(0.1)
+print('replaced', arns[0] not in now, len(now))
+s = stable()
+print('running', s['runningCount'])
+m = messages()
+print('started event', any('has started 2 tasks: (task ' in x for x in m))
+print('replacement event', any('has started 1 tasks: (task ' in x for x in m))
+print('steady event', m.count('(service web) has reached a steady state.') >= 2)
+print('completed event', any('deployment completed.' in x for x in m))
+print('listed', ecs.list_services()['serviceArns'])
+s = ecs.update_service(service='web', desiredCount=3)['service']
+print('scaled', stable()['runningCount'])
+s = ecs.update_service(service='web', desiredCount=1)['service']
+print('scaled in', stable()['runningCount'], len(ecs.list_tasks(serviceName='web')['taskArns']))
+try:
+    ecs.create_service(serviceName='web', taskDefinition='web:1', desiredCount=1)
+except ecs.exceptions.InvalidParameterException as e:
+    print('twice:', e.response['Error']['Message'])
+try:
+    ecs.update_service(service='ghost', desiredCount=1)
+except ecs.exceptions.ServiceNotFoundException as e:
+    print('ghost:', e.response['Error']['Code'])
+print('missing', ecs.describe_services(services=['ghost'])['failures'][0]['reason'])
+try:
+    ecs.create_service(serviceName='bad', taskDefinition='web:1', desiredCount=1, deploymentConfiguration={'maximumPercent': 100, 'minimumHealthyPercent': 100})
+except ecs.exceptions.InvalidParameterException as e:
+    print('bounds:', e.response['Error']['Message'])
+"#,
+        ),
+    );
+    assert!(out.contains("created ACTIVE 2 1 IN_PROGRESS"), "{out}");
+    assert!(out.contains("stable 2 0 COMPLETED"), "{out}");
+    assert!(out.contains("tasks 2"), "{out}");
+    assert!(out.contains("task service:web True RUNNING"), "{out}");
+    assert!(out.contains("replaced True 2"), "{out}");
+    assert!(out.contains("running 2"), "{out}");
+    assert!(out.contains("started event True"), "{out}");
+    assert!(out.contains("replacement event True"), "{out}");
+    assert!(out.contains("steady event True"), "{out}");
+    assert!(out.contains("completed event True"), "{out}");
+    assert!(out.contains("service/default/web"), "{out}");
+    assert!(out.contains("scaled 3"), "{out}");
+    assert!(out.contains("scaled in 1 1"), "{out}");
+    assert!(
+        out.contains("twice: Creation of service was not idempotent."),
+        "{out}"
+    );
+    assert!(out.contains("ghost: ServiceNotFoundException"), "{out}");
+    assert!(out.contains("missing MISSING"), "{out}");
+    assert!(
+        out.contains("bounds: deploymentConfiguration: maximumPercent (100) must be above"),
+        "{out}"
+    );
+}
+
+/// Samples DescribeServices through a rolling update from web:1 to web:2; prints each broken
+/// bound, and how it ended.
+fn rolling_update(desired: u32, min: u32, max: u32) -> String {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    boto3(
+        &server.endpoint,
+        &register(&format!(
+            r#"
+import math
+desired, low, high = {desired}, {min}, {max}
+ecs.create_service(serviceName='web', taskDefinition='web:1', desiredCount=desired,
+                   deploymentConfiguration={{'maximumPercent': high, 'minimumHealthyPercent': low}})
+stable()
+ecs.update_service(service='web', taskDefinition='web:2')
+most, least, samples = 0, desired, 0
+for _ in range(600):
+    s = describe()
+    samples += 1
+    total = s['runningCount'] + s['pendingCount']
+    most, least = max(most, total), min(least, s['runningCount'])
+    if total > desired * high // 100:
+        print('OVER', total)
+    if s['runningCount'] < math.ceil(desired * low / 100):
+        print('UNDER', s['runningCount'])
+    if len(s['deployments']) == 1 and s['runningCount'] == desired and s['taskDefinition'] == v2:
+        break
+    time.sleep(0.02)
+s = stable()
+print('samples', samples > 3, 'most', most, 'least', least)
+print('ended', s['taskDefinition'] == v2, s['runningCount'], s['deployments'][0]['rolloutState'])
+tasks = ecs.describe_tasks(tasks=ecs.list_tasks(serviceName='web')['taskArns'])['tasks']
+print('revisions', sorted(set(t['taskDefinitionArn'].split(':')[-1] for t in tasks)))
+stopped = ecs.describe_tasks(tasks=ecs.list_tasks(serviceName='web', desiredStatus='STOPPED')['taskArns'])['tasks']
+print('old stopped by', sorted(set(t['stopCode'] for t in stopped)))
+"#
+        )),
+    )
+}
+
+#[test]
+fn a_rolling_update_with_min_50_max_200_stays_within_bounds() {
+    let out = rolling_update(4, 50, 200);
+    assert!(!out.contains("OVER") && !out.contains("UNDER"), "{out}");
+    assert!(out.contains("samples True"), "{out}");
+    assert!(out.contains("ended True 4 COMPLETED"), "{out}");
+    assert!(out.contains("revisions ['2']"), "{out}");
+    assert!(
+        out.contains("old stopped by ['ServiceSchedulerInitiated']"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_rolling_update_with_min_100_max_150_stays_within_bounds() {
+    let out = rolling_update(2, 100, 150);
+    assert!(!out.contains("OVER") && !out.contains("UNDER"), "{out}");
+    assert!(out.contains("ended True 2 COMPLETED"), "{out}");
+    assert!(out.contains("revisions ['2']"), "{out}");
+}
+
+#[test]
+fn tasks_that_cannot_start_are_throttled_until_a_new_revision() {
+    let data = tempfile::tempdir().unwrap();
+    // A long first delay: were the throttle not reset by the new revision, the waiter below
+    // would give up long before the next attempt.
+    let server = Server::start_with(data.path(), &["--service-restart-delay", "120"]);
+    let out = boto3(
+        &server.endpoint,
+        &register(
+            r#"
+ecs.create_service(serviceName='web', taskDefinition=broken, desiredCount=2)
+for _ in range(200):
+    if '(service web) is unable to consistently start tasks successfully.' in messages():
+        break
+    time.sleep(0.1)
+print('throttled', '(service web) is unable to consistently start tasks successfully.' in messages())
+stopped = ecs.describe_tasks(tasks=ecs.list_tasks(serviceName='web', desiredStatus='STOPPED')['taskArns'])['tasks']
+print('failed', len(stopped), stopped[0]['stopCode'], stopped[0]['stoppedReason'].split(':')[0])
+time.sleep(1)
+print('no retry yet', len(ecs.list_tasks(serviceName='web', desiredStatus='STOPPED')['taskArns']))
+print('failedTasks', describe()['deployments'][0]['failedTasks'])
+ecs.update_service(service='web', taskDefinition=v1)
+s = stable(attempts=40)
+print('recovered', s['runningCount'], s['taskDefinition'] == v1)
+"#,
+        ),
+    );
+    assert!(out.contains("throttled True"), "{out}");
+    assert!(
+        out.contains("failed 2 TaskFailedToStart CannotPullContainerError"),
+        "{out}"
+    );
+    assert!(out.contains("no retry yet 2"), "{out}");
+    assert!(out.contains("failedTasks 2"), "{out}");
+    assert!(out.contains("recovered 2 True"), "{out}");
+}
+
+#[test]
+fn the_circuit_breaker_rolls_a_bad_revision_back() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start_with(data.path(), &["--service-restart-delay", "0.2"]);
+    let out = boto3(
+        &server.endpoint,
+        &register(
+            r#"
+ecs.create_service(serviceName='web', taskDefinition=v1, desiredCount=2,
+    deploymentConfiguration={'maximumPercent': 200, 'minimumHealthyPercent': 50,
+                             'deploymentCircuitBreaker': {'enable': True, 'rollback': True}})
+stable()
+ecs.update_service(service='web', taskDefinition=broken)
+seen_failed = None
+for _ in range(600):
+    s = describe()
+    for d in s['deployments']:
+        if d['rolloutState'] == 'FAILED':
+            seen_failed = d
+    if seen_failed and len(s['deployments']) == 1 and s['runningCount'] == 2:
+        break
+    time.sleep(0.05)
+s = stable()
+print('failed deployment', seen_failed['taskDefinition'] == broken, seen_failed['failedTasks'] >= 3, seen_failed['rolloutStateReason'][:32])
+print('rolled back', s['taskDefinition'] == v1, s['runningCount'], s['deployments'][0]['rolloutState'])
+m = messages()
+print('events', any('deployment failed: tasks failed to start.' in x for x in m), any('rolling back to deployment' in x for x in m))
+"#,
+        ),
+    );
+    assert!(
+        out.contains("failed deployment True True ECS deployment circuit breaker"),
+        "{out}"
+    );
+    assert!(out.contains("rolled back True 2 COMPLETED"), "{out}");
+    assert!(out.contains("events True True"), "{out}");
+}
+
+#[test]
+fn deleting_a_service_drains_it_to_inactive() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let out = boto3(
+        &server.endpoint,
+        &register(
+            r#"
+ecs.create_service(serviceName='web', taskDefinition=v1, desiredCount=2)
+stable()
+try:
+    ecs.delete_service(service='web')
+except ecs.exceptions.InvalidParameterException as e:
+    print('refused:', e.response['Error']['Message'])
+s = ecs.delete_service(service='web', force=True)['service']
+print('deleted', s['status'], s['desiredCount'])
+ecs.get_waiter('services_inactive').wait(services=['web'], WaiterConfig={'Delay': 0.5, 'MaxAttempts': 60})
+print('inactive', describe()['status'], len(ecs.list_tasks(serviceName='web')['taskArns']))
+print('unlisted', ecs.list_services()['serviceArns'])
+try:
+    ecs.update_service(service='web', desiredCount=1)
+except ecs.exceptions.ServiceNotActiveException as e:
+    print('not active:', e.response['Error']['Code'])
+s = ecs.create_service(serviceName='web', taskDefinition=v1, desiredCount=1)['service']
+print('again', s['status'], stable()['runningCount'])
+"#,
+        ),
+    );
+    assert!(
+        out.contains("refused: The service cannot be stopped while it is scaled above 0."),
+        "{out}"
+    );
+    assert!(out.contains("deleted DRAINING 0"), "{out}");
+    assert!(out.contains("inactive INACTIVE 0"), "{out}");
+    assert!(out.contains("unlisted []"), "{out}");
+    assert!(
+        out.contains("not active: ServiceNotActiveException"),
+        "{out}"
+    );
+    assert!(out.contains("again ACTIVE 1"), "{out}");
+}
+
+#[test]
+fn a_deployment_resumes_after_kill_9_without_going_over_maximum() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let out = boto3(
+        &server.endpoint,
+        &register(
+            r#"
+ecs.create_service(serviceName='web', taskDefinition=v1, desiredCount=3,
+                   deploymentConfiguration={'maximumPercent': 150, 'minimumHealthyPercent': 100})
+stable()
+ecs.update_service(service='web', taskDefinition=v2)
+for _ in range(200):
+    if len(ecs.list_tasks(serviceName='web')['taskArns']) > 3:
+        break
+    time.sleep(0.01)
+print('mid deployment', len(describe()['deployments']))
+"#,
+        ),
+    );
+    assert!(out.contains("mid deployment 2"), "{out}");
+    drop(server); // kill -9
+    let server = Server::start(data.path());
+    let out = boto3(
+        &server.endpoint,
+        &helpers(
+            r#"
+v2 = 'arn:aws:ecs:us-east-1:000000000000:task-definition/web:2'
+most = 0
+for _ in range(600):
+    s = describe()
+    most = max(most, s['runningCount'] + s['pendingCount'])
+    if len(s['deployments']) == 1 and s['runningCount'] == 3 and s['taskDefinition'] == v2:
+        break
+    time.sleep(0.02)
+s = stable()
+print('resumed', s['taskDefinition'] == v2, s['runningCount'], 'most', most)
+alive = ecs.describe_tasks(tasks=ecs.list_tasks(serviceName='web')['taskArns'])['tasks']
+print('alive', len(alive), sorted(set(t['taskDefinitionArn'].split(':')[-1] for t in alive)))
+"#,
+        ),
+    );
+    assert!(out.contains("resumed True 3"), "{out}");
+    let most: u32 = out
+        .split("most ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|most| most.parse().ok())
+        .unwrap_or(99);
+    assert!(most <= 4, "{out}");
+    assert!(out.contains("alive 3 ['2']"), "{out}");
+}
