@@ -347,3 +347,126 @@ print('alive', len(alive), sorted(set(t['taskDefinitionArn'].split(':')[-1] for 
     assert!(most <= 4, "{out}");
     assert!(out.contains("alive 3 ['2']"), "{out}");
 }
+
+/// Python that registers health-checked task definitions of the `health` guest: `well` (its
+/// check passes), `sick` (fails), `hung` (never answers), and `pair` (app waits for db HEALTHY).
+fn register_health(extra: &str) -> String {
+    let health = guest(Wasi::P1, "health").display().to_string();
+    helpers(&format!(
+        r#"
+def checked(family, check, command=['serve', '/data/ready'], timeout=2):
+    return ecs.register_task_definition(family=family, memory='32',
+        volumes=[{{'name': 'data'}}],
+        containerDefinitions=[{{'name': 'app', 'image': '{health}', 'command': command,
+            'mountPoints': [{{'sourceVolume': 'data', 'containerPath': '/data'}}],
+            'healthCheck': {{'command': ['CMD'] + check, 'interval': 5, 'timeout': timeout, 'retries': 1}}}}])['taskDefinition']['taskDefinitionArn']
+well = checked('well', ['check', '/data/ready'])
+sick = checked('sick', ['check', '/data/never'])
+hung = checked('hung', ['hang'])
+def pair(family, check):
+    return ecs.register_task_definition(family=family, memory='64', volumes=[{{'name': 'data'}}],
+        containerDefinitions=[
+            {{'name': 'db', 'image': '{health}', 'command': ['serve', '/data/ready'], 'essential': False,
+              'mountPoints': [{{'sourceVolume': 'data', 'containerPath': '/data'}}],
+              'healthCheck': {{'command': ['CMD', 'check', check], 'interval': 5, 'timeout': 2, 'retries': 1}}}},
+            {{'name': 'app', 'image': '{health}', 'command': ['serve'],
+              'dependsOn': [{{'containerName': 'db', 'condition': 'HEALTHY'}}]}}])
+pair('pair-ok', '/data/ready')
+pair('pair-sick', '/data/never')
+def wait_task(arn, until, attempts=300):
+    for _ in range(attempts):
+        t = ecs.describe_tasks(tasks=[arn])['tasks'][0]
+        if until(t):
+            return t
+        time.sleep(0.05)
+    return t
+{extra}
+"#
+    ))
+}
+
+#[test]
+fn health_checks_report_healthy_and_unhealthy_tasks_are_replaced_after_the_grace_period() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let out = boto3(
+        &server.endpoint,
+        &register_health(
+            r#"
+ecs.create_service(serviceName='well', taskDefinition='well', desiredCount=1)
+s = stable('well')
+t = ecs.describe_tasks(tasks=ecs.list_tasks(serviceName='well')['taskArns'])['tasks'][0]
+print('well', s['runningCount'], t['healthStatus'], t['containers'][0]['healthStatus'])
+
+ecs.create_service(serviceName='sick', taskDefinition='sick', desiredCount=1, healthCheckGracePeriodSeconds=2)
+first = None
+for _ in range(400):
+    stopped = ecs.list_tasks(serviceName='sick', desiredStatus='STOPPED')['taskArns']
+    if stopped:
+        first = ecs.describe_tasks(tasks=stopped)['tasks'][0]
+        break
+    time.sleep(0.05)
+print('sick stopped', first['stoppedReason'], first['stopCode'], first['healthStatus'])
+print('grace honoured', (first['stoppingAt'] - first['startedAt']).total_seconds() >= 2)
+for _ in range(200):
+    alive = ecs.list_tasks(serviceName='sick')['taskArns']
+    if alive and alive[0] != first['taskArn']:
+        break
+    time.sleep(0.05)
+print('replaced', alive[0] != first['taskArn'])
+for _ in range(200):
+    if describe('sick')['deployments'][0]['failedTasks'] >= 1:
+        break
+    time.sleep(0.05)
+print('failed counted', describe('sick')['deployments'][0]['failedTasks'] >= 1)
+
+hung_task = ecs.run_task(taskDefinition='hung')['tasks'][0]['taskArn']
+t = wait_task(hung_task, lambda t: t['healthStatus'] == 'UNHEALTHY', attempts=400)
+print('hung', t['healthStatus'], t['lastStatus'])
+ecs.stop_task(task=hung_task)
+"#,
+        ),
+    );
+    assert!(out.contains("well 1 HEALTHY HEALTHY"), "{out}");
+    assert!(
+        out.contains(
+            "sick stopped Task failed container health checks ServiceSchedulerInitiated UNHEALTHY"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("grace honoured True"), "{out}");
+    assert!(out.contains("replaced True"), "{out}");
+    assert!(out.contains("failed counted True"), "{out}");
+    assert!(out.contains("hung UNHEALTHY RUNNING"), "{out}");
+}
+
+#[test]
+fn depends_on_healthy_waits_for_the_health_check() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let out = boto3(
+        &server.endpoint,
+        &register_health(
+            r#"
+ok = ecs.run_task(taskDefinition='pair-ok')['tasks'][0]['taskArn']
+t = wait_task(ok, lambda t: all(c['lastStatus'] == 'RUNNING' for c in t['containers']))
+print('ok', sorted((c['name'], c['lastStatus'], c['healthStatus']) for c in t['containers']))
+sick = ecs.run_task(taskDefinition='pair-sick')['tasks'][0]['taskArn']
+t = wait_task(sick, lambda t: any(c['healthStatus'] == 'UNHEALTHY' for c in t['containers']))
+time.sleep(0.5)
+t = ecs.describe_tasks(tasks=[sick])['tasks'][0]
+print('sick', sorted((c['name'], c['lastStatus'], c['healthStatus']) for c in t['containers']))
+for arn in [ok, sick]:
+    ecs.stop_task(task=arn)
+"#,
+        ),
+    );
+    assert!(
+        out.contains("ok [('app', 'RUNNING', 'UNKNOWN'), ('db', 'RUNNING', 'HEALTHY')]"),
+        "{out}"
+    );
+    assert!(
+        out.contains("sick [('app', 'PENDING', 'UNKNOWN'), ('db', 'RUNNING', 'UNHEALTHY')]"),
+        "{out}"
+    );
+}

@@ -2,11 +2,12 @@
 //! starts the containers in `dependsOn` order, stops the task when an essential container exits,
 //! and reports how every container ended.
 //!
-//! Registration with a controller, heartbeats and stats reports arrive with the control plane.
+//! It also checks containers' health ([`health`]) and reports every step as a [`TaskEvent`].
 //!
 //! Architecture invariant: the agent turns task definitions into capacity-level
 //! [`ContainerSpec`](crate::capacity::ContainerSpec)s; nothing below it sees ECS JSON.
 
+pub mod health;
 mod host;
 mod service;
 mod task;

@@ -19,6 +19,8 @@ use crate::capacity::{
 use crate::image::{ImageContent, Images};
 use crate::taskdef::{ContainerCondition, ContainerDefinition, TaskDefinition};
 
+use super::health::{self, HealthProbe, HealthStatus};
+
 /// Exit code reported for an essential container that never started.
 const EXIT_NEVER_STARTED: i32 = 125;
 
@@ -90,6 +92,14 @@ pub enum TaskEvent {
     ExecutionStopped { task_id: String },
     /// The task has stopped.
     Stopped { outcome: TaskOutcome },
+    /// A container's health check status changed; `task` is the task's health (from its
+    /// essential containers that have checks).
+    HealthChanged {
+        task_id: String,
+        container: String,
+        status: HealthStatus,
+        task: HealthStatus,
+    },
     /// Memory and CPU of a running task's containers, sent every few seconds.
     Stats {
         task_id: String,
@@ -371,7 +381,7 @@ impl TaskRunner {
             },
         );
         tracing::info!(containers = containers.len(), "task starting");
-        let outcome = Launch::new(&request, &self.wasm, prepared, logs, live)
+        let outcome = Launch::new(&request, self.wasm.clone(), prepared, logs, live)
             .run(stop)
             .await;
         emit(
@@ -639,10 +649,15 @@ enum Readiness {
 /// The containers of one task, launched in dependency order and supervised until all stop.
 struct Launch<'a> {
     request: &'a TaskRequest,
-    wasm: &'a WasmCapacity,
+    wasm: Arc<WasmCapacity>,
     prepared: Vec<Prepared>,
     logs: Vec<Arc<ContainerLog>>,
     slots: Vec<Slot>,
+    /// Each container's health, and the checker of those that have a health check.
+    health: Vec<HealthStatus>,
+    checkers: Vec<Option<tokio::task::JoinHandle<()>>>,
+    health_tx: tokio::sync::mpsc::UnboundedSender<(usize, HealthStatus)>,
+    health_rx: tokio::sync::mpsc::UnboundedReceiver<(usize, HealthStatus)>,
     /// Set once the task is stopping: why, and which essential container decided it.
     stopping: Option<(StopCode, String, Option<String>)>,
     live: LiveContainers,
@@ -651,12 +666,15 @@ struct Launch<'a> {
 impl<'a> Launch<'a> {
     fn new(
         request: &'a TaskRequest,
-        wasm: &'a WasmCapacity,
+        wasm: Arc<WasmCapacity>,
         prepared: Vec<Prepared>,
         logs: Vec<Arc<ContainerLog>>,
         live: LiveContainers,
     ) -> Self {
         let slots = prepared.iter().map(|_| Slot::Waiting).collect();
+        let health = prepared.iter().map(|_| HealthStatus::Unknown).collect();
+        let checkers = prepared.iter().map(|_| None).collect();
+        let (health_tx, health_rx) = tokio::sync::mpsc::unbounded_channel();
         Self {
             live,
             request,
@@ -664,6 +682,10 @@ impl<'a> Launch<'a> {
             prepared,
             logs,
             slots,
+            health,
+            checkers,
+            health_tx,
+            health_rx,
             stopping: None,
         }
     }
@@ -686,6 +708,7 @@ impl<'a> Launch<'a> {
                         self.on_exit(index, exit, stats);
                     }
                 }
+                Some((index, status)) = self.health_rx.recv() => self.on_health(index, status),
                 changed = stop.changed(), if listening_for_stop => {
                     if changed.is_err() {
                         // The RunningTask was dropped: nobody can stop us any more.
@@ -760,8 +783,13 @@ impl<'a> Launch<'a> {
                         condition.as_str()
                     ));
                 }
-                // Wasm containers have no health checks yet: HEALTHY is met once it runs.
-                (Slot::Running(_), ContainerCondition::Start | ContainerCondition::Healthy) => true,
+                (Slot::Running(_), ContainerCondition::Start) => true,
+                // HEALTHY needs a pass of the dependency's health check; one without a check
+                // is taken as healthy once it runs.
+                (Slot::Running(_), ContainerCondition::Healthy) => {
+                    definitions[target].health_check.is_none()
+                        || self.health[target] == HealthStatus::Healthy
+                }
                 (Slot::Running(_), _) => false,
                 (Slot::Exited(..), ContainerCondition::Start | ContainerCondition::Complete) => {
                     true
@@ -796,6 +824,19 @@ impl<'a> Launch<'a> {
         tracing::info!(container = %spec.name, digest = %program.digest, "starting container");
         match self.wasm.start(program, spec.clone()) {
             Ok(handle) => {
+                if let Some(check) = &self.definitions()[index].health_check {
+                    let checker = health::watch(
+                        index,
+                        self.wasm.clone(),
+                        program.clone(),
+                        spec.clone(),
+                        HealthProbe::from_definition(check),
+                        self.health_tx.clone(),
+                    );
+                    self.checkers[index] = Some(tokio::spawn(
+                        checker.instrument(tracing::debug_span!("health", container = %spec.name)),
+                    ));
+                }
                 let waiter = handle.clone();
                 exits.spawn(async move {
                     let exit = waiter.wait().await;
@@ -822,7 +863,41 @@ impl<'a> Launch<'a> {
         }
     }
 
+    fn on_health(&mut self, index: usize, status: HealthStatus) {
+        if !matches!(self.slots[index], Slot::Running(_)) {
+            return;
+        }
+        self.health[index] = status;
+        let definitions = self.definitions();
+        let checked: Vec<HealthStatus> = definitions
+            .iter()
+            .zip(&self.health)
+            .filter(|(d, _)| d.is_essential() && d.health_check.is_some())
+            .map(|(_, h)| *h)
+            .collect();
+        let task = if checked.contains(&HealthStatus::Unhealthy) {
+            HealthStatus::Unhealthy
+        } else if !checked.is_empty() && checked.iter().all(|h| *h == HealthStatus::Healthy) {
+            HealthStatus::Healthy
+        } else {
+            HealthStatus::Unknown
+        };
+        tracing::info!(container = %definitions[index].name, status = status.as_str(), task = task.as_str(), "health changed");
+        emit(
+            self.request,
+            TaskEvent::HealthChanged {
+                task_id: self.request.task_id.clone(),
+                container: definitions[index].name.clone(),
+                status,
+                task,
+            },
+        );
+    }
+
     fn on_exit(&mut self, index: usize, exit: ContainerExit, stats: ContainerStats) {
+        if let Some(checker) = self.checkers[index].take() {
+            checker.abort();
+        }
         let definition = &self.definitions()[index];
         tracing::info!(container = %definition.name, exit_code = exit.exit_code, "container exited");
         self.slots[index] = Slot::Exited(exit, stats);
@@ -893,6 +968,9 @@ impl<'a> Launch<'a> {
     }
 
     fn finish(self) -> TaskOutcome {
+        for checker in self.checkers.iter().flatten() {
+            checker.abort();
+        }
         let (stop_code, stopped_reason, deciding_container) = self.stopping.unwrap_or((
             StopCode::EssentialContainerExited,
             "Essential container in task exited".to_string(),

@@ -167,6 +167,9 @@ pub(crate) fn launch(api: &Api, request: Launch<'_>) -> Result<(Vec<Value>, Vec<
     let family = request.record["family"].as_str().unwrap_or_default();
     let revision = request.record["revision"].as_u64().unwrap_or_default();
     let (cpu, memory) = task_needs(definition);
+    let health_checked = definition
+        .essential_containers()
+        .any(|c| c.health_check.is_some());
     let mut tasks = Vec::new();
     let mut failures = Vec::new();
     let _placing = api.placement.lock().unwrap_or_else(|p| p.into_inner());
@@ -232,6 +235,11 @@ pub(crate) fn launch(api: &Api, request: Launch<'_>) -> Result<(Vec<Value>, Vec<
             "healthStatus": "UNKNOWN",
             "version": 1,
         });
+        let mut task = task;
+        if health_checked {
+            // Not ECS's: tells the scheduler that only HEALTHY counts as healthy for this task.
+            task["wasmgateHealthChecked"] = json!(true);
+        }
         api.state.put(&key(&task_id), &task, Expect::Absent)?;
         agent
             .send(Assignment::Start {
@@ -464,6 +472,7 @@ pub fn record_event(api: &Api, timed: &TimedEvent) -> Result<(), ApiError> {
     let task_id = match event {
         TaskEvent::PullStarted { task_id }
         | TaskEvent::ExecutionStopped { task_id }
+        | TaskEvent::HealthChanged { task_id, .. }
         | TaskEvent::PullStopped { task_id, .. }
         | TaskEvent::ContainerStarted { task_id, .. }
         | TaskEvent::Stopping { task_id, .. } => task_id.clone(),
@@ -538,6 +547,17 @@ fn apply(task: &mut Value, event: &TaskEvent, now: f64) {
             task["executionStoppedAt"] = json!(now);
         }
         TaskEvent::Stopped { outcome } => record_outcome(task, outcome, now),
+        TaskEvent::HealthChanged {
+            container,
+            status,
+            task: task_health,
+            ..
+        } => {
+            set_container(task, container, |c| {
+                c["healthStatus"] = json!(status.as_str())
+            });
+            task["healthStatus"] = json!(task_health.as_str());
+        }
         TaskEvent::Stats { .. } => {}
     }
 }

@@ -303,15 +303,17 @@ fn account_stopped(s: &mut Service, tasks: &[TaskView], now: f64, settings: &Sch
             continue;
         }
         s.scheduler.accounted.push(task.id.clone());
-        if !task.failed_start() {
+        let failed_start = task.failed_start();
+        if !failed_start && !task.failed_health_check() {
             continue;
         }
         if let Some(deployment) = s.deployments.iter_mut().find(|d| d.id == task.deployment) {
             deployment.failed_tasks += 1;
             deployment.updated_at = now;
         }
-        // Only the current deployment's failures throttle it.
-        if s.primary().is_some_and(|p| p.id == task.deployment) {
+        // Only the current deployment's failed starts throttle it; a task that ran and then
+        // failed its health checks is replaced at once.
+        if failed_start && s.primary().is_some_and(|p| p.id == task.deployment) {
             new_failures += 1;
         }
     }
