@@ -54,6 +54,12 @@ pub async fn run_agent(
                         event: TaskEvent::Stats { task_id: task_id.clone(), containers: task.stats() },
                     });
                 }
+                // Sent after every Stopped report of a task no longer in `running`, so the
+                // controller never takes a task that just ended for a lost one.
+                let _ = events.send(super::task::TimedEvent {
+                    at: std::time::SystemTime::now(),
+                    event: TaskEvent::Heartbeat { running: running.keys().cloned().collect() },
+                });
                 continue;
             }
             assignment = assignments.recv() => match assignment {

@@ -100,6 +100,9 @@ pub enum TaskEvent {
         status: HealthStatus,
         task: HealthStatus,
     },
+    /// The agent is alive and runs exactly these tasks (sent with every stats report). The
+    /// controller records tasks it believes run here but the agent does not as lost.
+    Heartbeat { running: Vec<String> },
     /// Memory and CPU of a running task's containers, sent every few seconds.
     Stats {
         task_id: String,

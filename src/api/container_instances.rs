@@ -44,6 +44,24 @@ pub fn register(api: &Api, cluster: &str, resources: HostResources) -> Result<St
     Ok(id)
 }
 
+/// The ARN of this server's own instance, once its agent registered.
+pub fn self_arn(api: &Api) -> Result<Option<String>, ApiError> {
+    Ok(api.state.get(SELF_KEY)?.and_then(|found| {
+        let id = found.value["id"].as_str()?.to_string();
+        let cluster = found.value["cluster"]
+            .as_str()
+            .unwrap_or(super::DEFAULT_CLUSTER)
+            .to_string();
+        Some(api.arns.container_instance(&cluster, &id))
+    }))
+}
+
+/// Whether the agent was heard from recently (three report intervals).
+fn agent_connected(api: &Api) -> bool {
+    let last = *api.heartbeat.lock().unwrap_or_else(|p| p.into_inner());
+    last.is_some_and(|at| timestamp() - at < 3.0 * crate::agent::STATS_EVERY.as_secs_f64())
+}
+
 /// CPU units and MiB a task record holds while it is not stopped.
 pub fn needs_of(task: &Value) -> (u64, u64) {
     let number = |field: &str| {
@@ -105,7 +123,7 @@ fn shape(api: &Api, record: &Value) -> Result<Value, ApiError> {
         "version": 1,
         "versionInfo": {"agentVersion": env!("CARGO_PKG_VERSION"), "agentHash": "wasmgate"},
         "status": record["status"],
-        "agentConnected": record["agentConnected"],
+        "agentConnected": agent_connected(api),
         "registeredAt": record["registeredAt"],
         "registeredResources": resources(cpu, memory),
         "remainingResources": resources(free_cpu, free_memory),

@@ -110,6 +110,8 @@ pub struct Api {
     pub services_lock: std::sync::Mutex<()>,
     /// Wakes the scheduler at once (a service was created or changed).
     pub scheduler_wake: tokio::sync::Notify,
+    /// When the agent's last heartbeat was sent (epoch seconds).
+    heartbeat: std::sync::Mutex<Option<f64>>,
 }
 
 impl Api {
@@ -127,6 +129,7 @@ impl Api {
             logs: None,
             services_lock: std::sync::Mutex::new(()),
             scheduler_wake: tokio::sync::Notify::new(),
+            heartbeat: std::sync::Mutex::new(None),
         };
         clusters::ensure(&api, DEFAULT_CLUSTER, json!([]), json!([]))?;
         let stopped = tasks::reconcile_after_restart(&api)?;

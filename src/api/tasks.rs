@@ -459,6 +459,7 @@ pub fn record_event(api: &Api, timed: &TimedEvent) -> Result<(), ApiError> {
             api.usage.update(task_id, containers.clone());
             return Ok(());
         }
+        TaskEvent::Heartbeat { running } => return record_heartbeat(api, running, at),
         TaskEvent::Stopped { outcome } => {
             let last: Vec<_> = outcome
                 .containers
@@ -478,6 +479,7 @@ pub fn record_event(api: &Api, timed: &TimedEvent) -> Result<(), ApiError> {
         | TaskEvent::Stopping { task_id, .. } => task_id.clone(),
         TaskEvent::Stopped { outcome } => outcome.task_id.clone(),
         TaskEvent::Stats { task_id, .. } => task_id.clone(),
+        TaskEvent::Heartbeat { .. } => return Ok(()),
     };
     // Retry on a concurrent write (StopTask racing the agent's report).
     loop {
@@ -558,7 +560,67 @@ fn apply(task: &mut Value, event: &TaskEvent, now: f64) {
             });
             task["healthStatus"] = json!(task_health.as_str());
         }
-        TaskEvent::Stats { .. } => {}
+        TaskEvent::Stats { .. } | TaskEvent::Heartbeat { .. } => {}
+    }
+}
+
+/// How long after its creation a task must appear in the agent's heartbeat (the agent may not
+/// have taken its assignment yet when it sends one).
+const LOST_AFTER_SECS: f64 = 10.0;
+
+/// Records the agent's heartbeat: when it was last heard of, and tasks placed on it long enough
+/// ago that it does not run (and that are not stopped) as STOPPED, so that nothing waits for
+/// them and their services replace them.
+fn record_heartbeat(api: &Api, running: &[String], at: f64) -> Result<(), ApiError> {
+    *api.heartbeat.lock().unwrap_or_else(|p| p.into_inner()) = Some(at);
+    let Some(instance) = container_instances::self_arn(api)? else {
+        return Ok(());
+    };
+    for (stored_key, found) in api.state.list("tasks/")? {
+        let task = &found.value;
+        let task_id = stored_key.trim_start_matches("tasks/");
+        let lost = task["lastStatus"] != "STOPPED"
+            && task["containerInstanceArn"] == instance.as_str()
+            && task["createdAt"]
+                .as_f64()
+                .is_some_and(|c| c < at - LOST_AFTER_SECS)
+            && !running.iter().any(|r| r == task_id);
+        if !lost {
+            continue;
+        }
+        let mut task = found.value;
+        tracing::warn!(%task_id, "the agent does not run this task; recording it as stopped");
+        stop_as_lost(
+            &mut task,
+            "Task stopped because the agent no longer runs it (lost)",
+        );
+        match api
+            .state
+            .put(&stored_key, &task, Expect::Revision(found.revision))
+        {
+            Ok(_) | Err(crate::store::StoreError::Conflict { .. }) => {}
+            Err(other) => return Err(other.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Marks a task that its agent lost as STOPPED with `reason` (not a failure of the task).
+fn stop_as_lost(task: &mut Value, reason: &str) {
+    let now = timestamp();
+    task["lastStatus"] = json!("STOPPED");
+    task["desiredStatus"] = json!("STOPPED");
+    task["stoppedAt"] = json!(now);
+    if task["executionStoppedAt"].is_null() {
+        task["executionStoppedAt"] = json!(now);
+    }
+    // Its host went away: a service replaces it at full speed.
+    task["stopCode"] = json!("TerminationNotice");
+    task["stoppedReason"] = json!(reason);
+    if let Some(containers) = task["containers"].as_array_mut() {
+        for container in containers {
+            container["lastStatus"] = json!("STOPPED");
+        }
     }
 }
 
@@ -609,21 +671,10 @@ pub fn reconcile_after_restart(api: &Api) -> Result<usize, ApiError> {
             continue;
         }
         let mut task = found.value;
-        let now = timestamp();
-        task["lastStatus"] = json!("STOPPED");
-        task["desiredStatus"] = json!("STOPPED");
-        task["stoppedAt"] = json!(now);
-        task["executionStoppedAt"] = json!(now);
-        // Not a failure of the task: its host went away (a service replaces it at full speed).
-        task["stopCode"] = json!("TerminationNotice");
-        task["stoppedReason"] = json!(
-            "Task stopped because the agent restarted (wasmgate server was restarted while it ran)"
+        stop_as_lost(
+            &mut task,
+            "Task stopped because the agent restarted (wasmgate server was restarted while it ran)",
         );
-        if let Some(containers) = task["containers"].as_array_mut() {
-            for container in containers {
-                container["lastStatus"] = json!("STOPPED");
-            }
-        }
         api.state
             .put(&stored_key, &task, Expect::Revision(found.revision))?;
         stopped += 1;
@@ -735,5 +786,58 @@ mod tests {
         assert_eq!(task["stopCode"], "EssentialContainerExited");
         assert_eq!(task["containers"][0]["exitCode"], 0);
         assert_eq!(task["containers"][0]["lastStatus"], "STOPPED");
+    }
+}
+
+#[cfg(test)]
+mod heartbeat_tests {
+    use super::*;
+    use crate::agent::HostResources;
+
+    #[test]
+    fn a_task_the_agent_does_not_run_is_recorded_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::SqliteStore::open(&dir.path().join("state.db")).unwrap();
+        let api = Api::new(
+            std::sync::Arc::new(store),
+            super::super::ArnScope::default(),
+        )
+        .unwrap();
+        let resources = HostResources {
+            cpu_units: 2048,
+            memory_mib: 1024,
+        };
+        super::super::register_agent(&api, resources).unwrap();
+        let instance = container_instances::self_arn(&api).unwrap().unwrap();
+        let now = timestamp();
+        let task = |created: f64| {
+            json!({"taskArn": "arn:aws:ecs:us-east-1:0:task/default/x", "lastStatus": "RUNNING",
+                   "desiredStatus": "RUNNING", "containerInstanceArn": instance,
+                   "createdAt": created, "containers": [{"name": "app", "lastStatus": "RUNNING"}]})
+        };
+        api.state
+            .put("tasks/old", &task(now - 60.0), Expect::Absent)
+            .unwrap();
+        api.state
+            .put("tasks/new", &task(now), Expect::Absent)
+            .unwrap();
+        api.state
+            .put("tasks/kept", &task(now - 60.0), Expect::Absent)
+            .unwrap();
+        let heartbeat = TimedEvent {
+            at: std::time::SystemTime::now(),
+            event: TaskEvent::Heartbeat {
+                running: vec!["kept".into()],
+            },
+        };
+        record_event(&api, &heartbeat).unwrap();
+        let status = |id: &str| api.state.get(&key(id)).unwrap().unwrap().value;
+        let old = status("old");
+        assert_eq!(old["lastStatus"], "STOPPED");
+        assert_eq!(old["stopCode"], "TerminationNotice");
+        assert!(old["stoppedReason"].as_str().unwrap().contains("lost"));
+        // Too young to be missing from a heartbeat, and one the agent runs: untouched.
+        assert_eq!(status("new")["lastStatus"], "RUNNING");
+        assert_eq!(status("kept")["lastStatus"], "RUNNING");
     }
 }
