@@ -9,9 +9,11 @@ use common::server::Server;
 use common::{Wasi, guest};
 
 /// Python that registers `web` revisions 1 and 2 (a long-running guest, told apart by an
-/// environment variable) and 3 (`broken`: an image that does not exist), then runs `extra`.
+/// environment variable) and 3 (`broken`: an image that does not exist), and `crash` (a guest
+/// that exits 3 as soon as it runs), then runs `extra`.
 fn register(extra: &str) -> String {
     let graceful = guest(Wasi::P1, "graceful").display().to_string();
+    let exit = guest(Wasi::P1, "exit").display().to_string();
     helpers(&format!(
         r#"
 def td(family, image, version):
@@ -19,6 +21,7 @@ def td(family, image, version):
 v1 = td('web', '{graceful}', '1')
 v2 = td('web', '{graceful}', '2')
 broken = td('web', '/nonexistent/app.wasm', 'broken')
+crashing = ecs.register_task_definition(family='crash', memory='32', containerDefinitions=[{{'name': 'app', 'image': '{exit}', 'command': ['3']}}])['taskDefinition']['taskDefinitionArn']
 {extra}
 "#
     ))
@@ -179,7 +182,7 @@ fn a_rolling_update_with_min_100_max_150_stays_within_bounds() {
 }
 
 #[test]
-fn tasks_that_cannot_start_are_throttled_until_a_new_revision() {
+fn a_crash_looping_service_is_throttled_until_a_new_revision() {
     let data = tempfile::tempdir().unwrap();
     // A long first delay: were the throttle not reset by the new revision, the waiter below
     // would give up long before the next attempt.
@@ -188,14 +191,14 @@ fn tasks_that_cannot_start_are_throttled_until_a_new_revision() {
         &server.endpoint,
         &register(
             r#"
-ecs.create_service(serviceName='web', taskDefinition=broken, desiredCount=2)
+ecs.create_service(serviceName='web', taskDefinition=crashing, desiredCount=2)
 for _ in range(200):
     if '(service web) is unable to consistently start tasks successfully.' in messages():
         break
     time.sleep(0.1)
 print('throttled', '(service web) is unable to consistently start tasks successfully.' in messages())
 stopped = ecs.describe_tasks(tasks=ecs.list_tasks(serviceName='web', desiredStatus='STOPPED')['taskArns'])['tasks']
-print('failed', len(stopped), stopped[0]['stopCode'], stopped[0]['stoppedReason'].split(':')[0])
+print('failed', len(stopped), stopped[0]['stopCode'], stopped[0]['containers'][0]['exitCode'], stopped[0]['lastStatus'])
 time.sleep(1)
 print('no retry yet', len(ecs.list_tasks(serviceName='web', desiredStatus='STOPPED')['taskArns']))
 print('failedTasks', describe()['deployments'][0]['failedTasks'])
@@ -206,8 +209,9 @@ print('recovered', s['runningCount'], s['taskDefinition'] == v1)
         ),
     );
     assert!(out.contains("throttled True"), "{out}");
+    // They ran (RUNNING, then exited 3 at once): not ECS's "never RUNNING", but a crash loop.
     assert!(
-        out.contains("failed 2 TaskFailedToStart CannotPullContainerError"),
+        out.contains("failed 2 EssentialContainerExited 3 STOPPED"),
         "{out}"
     );
     assert!(out.contains("no retry yet 2"), "{out}");
