@@ -17,7 +17,7 @@ venv=target/test-venv
 data=$(mktemp -d)
 target/release/wasmgate --data-dir "$data" server --listen 127.0.0.1:0 --stopped-task-retention 86400 > "$data/out" 2>"$data/err" &
 server=$!
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$data"' EXIT
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true; rm -rf "$data"' EXIT
 for _ in $(seq 100); do grep -q listening "$data/out" && break; sleep 0.1; done
 endpoint=$(sed -n 's/^listening on //p' "$data/out")
 
