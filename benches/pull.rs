@@ -32,6 +32,7 @@ fn spec() -> ContainerSpec {
         memory_limit_bytes: Some(64 << 20),
         cpu_budgets: Vec::new(),
         log: Arc::new(ContainerLog::new(64 * 1024, Tee::None)),
+        http_outbound_hosts: Vec::new(),
     }
 }
 

@@ -11,6 +11,7 @@ pub mod capacity;
 pub mod client;
 pub mod config;
 pub mod controller;
+pub mod gateway;
 pub mod image;
 pub mod logs;
 pub mod store;

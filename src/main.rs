@@ -101,6 +101,15 @@ enum Command {
         #[arg(long, env = "WASMGATE_LISTEN", default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
 
+        /// Where the HTTP gateway listens (port 0 picks a free port; `off` runs none).
+        #[arg(
+            long,
+            env = "WASMGATE_GATEWAY",
+            default_value = "127.0.0.1:8081",
+            value_name = "ADDR"
+        )]
+        gateway: String,
+
         /// MiB of this host's memory kept back from tasks.
         #[arg(
             long,
@@ -367,6 +376,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             register_examples,
             credentials,
             task_log_bytes,
+            gateway,
             service_restart_delay,
             service_restart_delay_max,
         } => {
@@ -387,7 +397,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 task_log_bytes,
                 ..config
             };
+            let gateway = match gateway.as_str() {
+                "off" => None,
+                address => Some(address.parse::<std::net::SocketAddr>().map_err(|e| {
+                    anyhow::anyhow!("--gateway {address}: not an address (or off): {e}")
+                })?),
+            };
             let options = ServerOptions {
+                gateway,
                 listen,
                 retention,
                 examples: register_examples,
@@ -402,6 +419,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
 /// What `wasmgate server` was asked on its command line.
 struct ServerOptions {
     listen: std::net::SocketAddr,
+    gateway: Option<std::net::SocketAddr>,
     retention: std::time::Duration,
     examples: Option<PathBuf>,
     credentials: Option<PathBuf>,
@@ -411,6 +429,7 @@ struct ServerOptions {
 async fn server(config: &Config, options: ServerOptions) -> anyhow::Result<u8> {
     let ServerOptions {
         listen,
+        gateway,
         retention,
         examples,
         credentials,
@@ -420,10 +439,12 @@ async fn server(config: &Config, options: ServerOptions) -> anyhow::Result<u8> {
     let state_path = config.data_dir.join("state.db");
     let state = wasmgate::store::SqliteStore::open(&state_path)
         .with_context(|| format!("cannot open the state store {}", state_path.display()))?;
-    let wasm =
-        WasmCapacity::new(&config.wasm_capacity()).context("cannot start the Wasm capacity")?;
+    let wasm = Arc::new(
+        WasmCapacity::new(&config.wasm_capacity()).context("cannot start the Wasm capacity")?,
+    );
+    let http_workers = wasm.http_workers().clone();
     let runner = Arc::new(TaskRunner::new(
-        Arc::new(wasm),
+        wasm,
         Arc::new(open_images(config)?),
         config.server_task_runner(),
     ));
@@ -458,6 +479,19 @@ async fn server(config: &Config, options: ServerOptions) -> anyhow::Result<u8> {
     // Written without println!: whoever started us may have stopped reading stdout.
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "listening on http://{address}");
+    let gateway_listener = match gateway {
+        Some(at) => {
+            let listener = tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("cannot listen on {at} (--gateway)"))?;
+            let bound = listener
+                .local_addr()
+                .context("cannot read the gateway's address")?;
+            let _ = writeln!(out, "gateway on http://{bound}");
+            Some(listener)
+        }
+        None => None,
+    };
     let registered = match examples {
         Some(dir) => register_examples(&api, dir)?,
         None => Vec::new(),
@@ -499,6 +533,14 @@ async fn server(config: &Config, options: ServerOptions) -> anyhow::Result<u8> {
         wasmgate::agent::STATS_EVERY,
         shutdown.clone(),
     ));
+    let gateway = gateway_listener.map(|listener| {
+        let gateway = wasmgate::gateway::Gateway::new(api.clone(), http_workers.clone());
+        tokio::spawn(wasmgate::gateway::serve(
+            listener,
+            gateway,
+            shutdown.clone(),
+        ))
+    });
     let scheduler = tokio::spawn(wasmgate::controller::run_scheduler(
         api.clone(),
         options_scheduler,
@@ -544,6 +586,9 @@ async fn server(config: &Config, options: ServerOptions) -> anyhow::Result<u8> {
     shutdown.cancel();
     sweeper.await.context("the sweeper failed")?;
     scheduler.await.context("the scheduler failed")?;
+    if let Some(gateway) = gateway {
+        gateway.await.context("the gateway failed")?;
+    }
     serving.await.context("the API server failed")?;
     agent.await.context("the agent failed")?;
     drop(api);

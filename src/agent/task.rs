@@ -631,6 +631,10 @@ fn container_spec(
         memory_limit_bytes: memory_mib.map(|mib| u64::from(mib) << 20),
         cpu_budgets,
         log,
+        http_outbound_hosts: container
+            .http_settings()
+            .map(|settings| settings.outbound_hosts)
+            .unwrap_or_default(),
     }
 }
 

@@ -11,7 +11,7 @@ mod container_instances;
 mod error;
 mod logs;
 mod observe;
-mod services;
+pub mod services;
 mod sigv4;
 mod task_definitions;
 mod tasks;
@@ -74,6 +74,7 @@ use tracing::Instrument;
 pub use arn::ArnScope;
 pub use clusters::DEFAULT_CLUSTER;
 pub use error::{ApiError, ErrorKind};
+pub use observe::MetricsSource;
 pub use sigv4::{Credentials, SigningKey, sign};
 
 use crate::store::Store;
@@ -112,6 +113,8 @@ pub struct Api {
     pub scheduler_wake: tokio::sync::Notify,
     /// When the agent's last heartbeat was sent (epoch seconds).
     heartbeat: std::sync::Mutex<Option<f64>>,
+    /// Other figures `/metrics` shows (the gateway's).
+    metrics_sources: std::sync::Mutex<Vec<Arc<dyn MetricsSource>>>,
 }
 
 impl Api {
@@ -130,6 +133,7 @@ impl Api {
             services_lock: std::sync::Mutex::new(()),
             scheduler_wake: tokio::sync::Notify::new(),
             heartbeat: std::sync::Mutex::new(None),
+            metrics_sources: std::sync::Mutex::new(Vec::new()),
         };
         clusters::ensure(&api, DEFAULT_CLUSTER, json!([]), json!([]))?;
         let stopped = tasks::reconcile_after_restart(&api)?;
@@ -155,6 +159,14 @@ impl Api {
         }
         self.logs = Some(logs);
         Ok(self)
+    }
+
+    /// Adds figures to `/metrics`.
+    pub fn add_metrics_source(&self, source: Arc<dyn MetricsSource>) {
+        self.metrics_sources
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(source);
     }
 
     /// Asks the scheduler for a pass now.

@@ -13,6 +13,12 @@ use serde_json::{Value, json};
 use super::{Api, ApiError, DEFAULT_CLUSTER, container_instances, timestamp};
 use crate::capacity::ContainerStats;
 
+/// Something else in the process with figures for `/metrics` (the gateway).
+pub trait MetricsSource: Send + Sync {
+    /// Appends Prometheus text.
+    fn render(&self, out: &mut String);
+}
+
 /// One report: when (epoch seconds), and each container's stats.
 type Report = (f64, Vec<(String, ContainerStats)>);
 
@@ -325,5 +331,13 @@ pub fn metrics(api: &Api) -> Result<String, ApiError> {
         );
     }
     out.push_str(&seconds);
+    for source in api
+        .metrics_sources
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+    {
+        source.render(&mut out);
+    }
     Ok(out)
 }

@@ -197,6 +197,7 @@ pub fn create(api: &Api, body: Value) -> Result<Value, ApiError> {
         .as_deref()
         .ok_or_else(|| ApiError::invalid("taskDefinition: required"))?;
     let (task_definition, _) = resolve_task_definition(api, given)?;
+    check_route(api, &cluster, &request.service_name, &task_definition)?;
     let desired = request.desired_count.unwrap_or(0);
     let config = deployment_configuration(request.deployment_configuration, &Default::default())?;
     crate::controller::placement::validate(
@@ -317,6 +318,9 @@ pub fn update(api: &Api, body: Value) -> Result<Value, ApiError> {
         Some(given) => resolve_task_definition(api, given)?.0,
         None => service.task_definition.clone(),
     };
+    if task_definition != service.task_definition {
+        check_route(api, &cluster, &service.service_name, &task_definition)?;
+    }
     if task_definition != service.task_definition || request.force_new_deployment {
         for deployment in &mut service.deployments {
             deployment.status = "ACTIVE".into();
@@ -430,4 +434,147 @@ pub fn list(api: &Api, body: Value) -> Result<Value, ApiError> {
         .collect();
     let (items, next) = page(&body, arns)?;
     Ok(paged("serviceArns", items, next))
+}
+
+/// A service that serves HTTP, as the gateway routes to it.
+#[derive(Debug, Clone)]
+pub struct ServiceRoute {
+    pub cluster: String,
+    pub service_name: String,
+    /// The container of the task definition that declares the route.
+    pub container: String,
+    pub settings: crate::taskdef::http::HttpSettings,
+    pub desired_count: u32,
+    /// Its tasks that are RUNNING (any deployment), by id.
+    pub running_tasks: Vec<String>,
+}
+
+/// The route of a task definition (ARN), if one of its containers declares one.
+fn route_of(
+    api: &Api,
+    task_definition: &str,
+) -> Result<Option<(String, crate::taskdef::http::HttpSettings)>, ApiError> {
+    let (record, _) = task_definitions::find(api, task_definition)?;
+    let Ok(definition) = crate::taskdef::TaskDefinition::from_value(record["document"].clone())
+    else {
+        return Ok(None);
+    };
+    Ok(definition
+        .spec
+        .container_definitions
+        .iter()
+        .find_map(|c| c.http_settings().map(|s| (c.name.clone(), s))))
+}
+
+/// Every ACTIVE service that declares an HTTP route, with its running tasks.
+pub fn http_routes(api: &Api) -> Result<Vec<ServiceRoute>, ApiError> {
+    let mut routes = Vec::new();
+    for (_, found) in api.state.list("services/")? {
+        let service = &found.value;
+        if service["status"] != "ACTIVE" {
+            continue;
+        }
+        let Some(task_definition) = service["taskDefinition"].as_str() else {
+            continue;
+        };
+        let Some((container, settings)) = route_of(api, task_definition)? else {
+            continue;
+        };
+        let cluster_arn = service["clusterArn"].as_str().unwrap_or_default();
+        routes.push(ServiceRoute {
+            cluster: arn::resource_name(cluster_arn, "cluster").to_string(),
+            service_name: service["serviceName"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            container,
+            settings,
+            desired_count: service["desiredCount"].as_u64().unwrap_or(0) as u32,
+            running_tasks: Vec::new(),
+        });
+    }
+    if routes.is_empty() {
+        return Ok(routes);
+    }
+    for (_, found) in api.state.list("tasks/")? {
+        let task = &found.value;
+        if task["lastStatus"] != "RUNNING" || task["desiredStatus"] != "RUNNING" {
+            continue;
+        }
+        let Some(name) = task["group"]
+            .as_str()
+            .and_then(|g| g.strip_prefix("service:"))
+        else {
+            continue;
+        };
+        let cluster_arn = task["clusterArn"].as_str().unwrap_or_default();
+        let cluster = arn::resource_name(cluster_arn, "cluster");
+        if let Some(route) = routes
+            .iter_mut()
+            .find(|r| r.service_name == name && r.cluster == cluster)
+        {
+            let task_arn = task["taskArn"].as_str().unwrap_or_default();
+            route
+                .running_tasks
+                .push(task_arn.rsplit('/').next().unwrap_or(task_arn).to_string());
+        }
+    }
+    Ok(routes)
+}
+
+/// Refuses a route (of `task_definition`) that another ACTIVE service already serves.
+fn check_route(
+    api: &Api,
+    cluster: &str,
+    name: &str,
+    task_definition: &str,
+) -> Result<(), ApiError> {
+    let Some((_, mine)) = route_of(api, task_definition)? else {
+        return Ok(());
+    };
+    for other in http_routes(api)? {
+        if other.service_name == name && other.cluster == cluster {
+            continue;
+        }
+        let theirs = &other.settings;
+        if theirs.host == mine.host && theirs.path == mine.path {
+            return Err(ApiError::invalid(format!(
+                "taskDefinition: its route (host {}, path {}) is already served by service {}",
+                mine.host.as_deref().unwrap_or("any"),
+                mine.path.as_deref().unwrap_or("any"),
+                other.service_name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Sets a service's desiredCount without a new deployment (the gateway scaling an idle
+/// service to zero and back); notes why in its events. Returns whether it changed.
+pub fn set_desired_count(
+    api: &Api,
+    cluster: &str,
+    name: &str,
+    desired: u32,
+    why: &str,
+) -> Result<bool, ApiError> {
+    let _guard = api.services_lock.lock().unwrap_or_else(|p| p.into_inner());
+    let (mut service, revision) = find(api, cluster, name)?;
+    if service.status != "ACTIVE" || service.desired_count == desired {
+        return Ok(false);
+    }
+    service.desired_count = desired;
+    service.scheduler.steady = false;
+    let now = timestamp();
+    service.add_event(
+        now,
+        format!("(service {name}) desiredCount set to {desired}: {why}."),
+    );
+    api.state.put(
+        &key(cluster, name),
+        &to_value(&service)?,
+        Expect::Revision(revision),
+    )?;
+    api.wake_scheduler();
+    Ok(true)
 }

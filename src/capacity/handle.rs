@@ -55,6 +55,27 @@ impl StatsCell {
         self.memory_peak_bytes.fetch_max(bytes, Ordering::Relaxed);
     }
 
+    /// Adds memory a new holder took (an HTTP request's instance growing).
+    pub fn add_memory(&self, bytes: u64) {
+        let now = self.memory_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        self.memory_peak_bytes.fetch_max(now, Ordering::Relaxed);
+    }
+
+    /// Gives back memory a holder let go of (an HTTP request's instance was dropped).
+    pub fn release_memory(&self, bytes: u64) {
+        let _ = self
+            .memory_bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+                Some(held.saturating_sub(bytes))
+            });
+    }
+
+    /// Adds CPU time spent (by an HTTP request).
+    pub fn add_cpu(&self, cpu: Duration) {
+        let nanos = u64::try_from(cpu.as_nanos()).unwrap_or(u64::MAX);
+        self.cpu_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
     pub fn set_cpu(&self, cpu: Duration) {
         let nanos = u64::try_from(cpu.as_nanos()).unwrap_or(u64::MAX);
         self.cpu_nanos.fetch_max(nanos, Ordering::Relaxed);

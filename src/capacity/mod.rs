@@ -57,6 +57,9 @@ pub struct ContainerSpec {
     pub cpu_budgets: Vec<Arc<CpuBudget>>,
     /// Where stdout and stderr go.
     pub log: Arc<ContainerLog>,
+    /// Hosts (`host` or `host:port`, `*` for any) an HTTP handler may send requests to; none
+    /// by default.
+    pub http_outbound_hosts: Vec<String>,
 }
 
 /// A host directory made visible inside the container.

@@ -7,6 +7,7 @@
 //! Architecture invariant: this module is pure data and rules. It does no I/O and knows nothing of
 //! capacities, images or the API; every error names the field path at fault.
 
+pub mod http;
 mod schema;
 mod units;
 mod validate;
@@ -218,6 +219,12 @@ pub struct ContainerDefinition {
 pub const DEFAULT_STOP_TIMEOUT_SECS: u32 = 30;
 
 impl ContainerDefinition {
+    /// How the container serves HTTP (its `wasmgate.http.*` labels), if it declares a route.
+    /// The labels were validated with the task definition.
+    pub fn http_settings(&self) -> Option<http::HttpSettings> {
+        http::HttpSettings::from_labels(&self.docker_labels, "", &mut Vec::new())
+    }
+
     /// `essential` defaults to true, as in ECS.
     pub fn is_essential(&self) -> bool {
         self.essential.unwrap_or(true)

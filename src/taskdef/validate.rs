@@ -280,6 +280,7 @@ fn check_container_memory(
 }
 
 fn check_container_misc(path: &str, container: &ContainerDefinition, errors: &mut Vec<FieldError>) {
+    super::http::HttpSettings::from_labels(&container.docker_labels, path, errors);
     if let Some(dir) = &container.working_directory
         && !dir.starts_with('/')
     {

@@ -7,6 +7,8 @@ use std::process::{Child, Stdio};
 pub struct Server {
     child: Child,
     pub endpoint: String,
+    /// The gateway's `host:port`.
+    pub gateway: String,
     _stdout: BufReader<std::process::ChildStdout>,
 }
 
@@ -16,8 +18,12 @@ impl Server {
     }
 
     pub fn start_with(data_dir: &std::path::Path, extra: &[&str]) -> Self {
-        let mut child = super::wasmgate(data_dir)
-            .args(["server", "--listen", "127.0.0.1:0"])
+        let mut command = super::wasmgate(data_dir);
+        command.args(["server", "--listen", "127.0.0.1:0"]);
+        if !extra.contains(&"--gateway") {
+            command.args(["--gateway", "127.0.0.1:0"]);
+        }
+        let mut child = command
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -33,9 +39,19 @@ impl Server {
             .strip_prefix("listening on ")
             .expect("the server says where it listens")
             .to_string();
+        line.clear();
+        stdout
+            .read_line(&mut line)
+            .expect("the server prints its gateway");
+        let gateway = line
+            .trim()
+            .strip_prefix("gateway on http://")
+            .unwrap_or_default()
+            .to_string();
         Self {
             child,
             endpoint,
+            gateway,
             _stdout: stdout,
         }
     }

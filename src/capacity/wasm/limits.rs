@@ -29,6 +29,9 @@ pub struct MemoryLimiter {
     held_bytes: u64,
     denial: Option<Denial>,
     stats: Arc<StatsCell>,
+    /// Where growths are also added, when several instances share one container's figures
+    /// (the requests of an HTTP worker).
+    aggregate: Option<Arc<StatsCell>>,
 }
 
 impl MemoryLimiter {
@@ -38,7 +41,27 @@ impl MemoryLimiter {
             held_bytes: 0,
             denial: None,
             stats,
+            aggregate: None,
         }
+    }
+
+    /// Also adds every growth to `aggregate` (see [`Self::release`]).
+    pub fn with_aggregate(mut self, aggregate: Arc<StatsCell>) -> Self {
+        self.aggregate = Some(aggregate);
+        self
+    }
+
+    /// The bytes held now.
+    pub fn held_bytes(&self) -> u64 {
+        self.held_bytes
+    }
+
+    /// Gives this instance's memory back to the aggregate (the instance is gone).
+    pub fn release(&mut self) {
+        if let Some(aggregate) = &self.aggregate {
+            aggregate.release_memory(self.held_bytes);
+        }
+        self.held_bytes = 0;
     }
 
     /// The first growth that was refused, if any.
@@ -59,6 +82,9 @@ impl MemoryLimiter {
                 wanted_bytes: wanted,
             });
             return false;
+        }
+        if let Some(aggregate) = &self.aggregate {
+            aggregate.add_memory(wanted.saturating_sub(self.held_bytes));
         }
         self.held_bytes = wanted;
         self.stats.set_memory(wanted);

@@ -10,6 +10,7 @@
 
 mod artifact;
 mod engine;
+pub mod http;
 mod limits;
 mod run;
 mod sandbox;
@@ -66,6 +67,15 @@ pub struct WasmProgram {
 enum ProgramPre {
     Core(wasmtime::InstancePre<GuestState<WasiP1Ctx>>),
     Component(CommandPre<GuestState<P2Wasi>>),
+    /// A `wasi:http/proxy` component: served per request, not run.
+    Http(wasmtime_wasi_http::p2::bindings::ProxyPre<http::HttpState>),
+}
+
+impl WasmProgram {
+    /// Whether it is an HTTP handler (`wasi:http/incoming-handler`) rather than a command.
+    pub fn serves_http(&self) -> bool {
+        matches!(self.pre, ProgramPre::Http(_))
+    }
 }
 
 /// Where compiled artifacts are cached and how the engine is built.
@@ -82,6 +92,11 @@ pub struct WasmCapacity {
     artifacts: ArtifactCache,
     core_linker: wasmtime::Linker<GuestState<WasiP1Ctx>>,
     component_linker: wasmtime::component::Linker<GuestState<P2Wasi>>,
+    /// WASI p2 plus wasi:http, for HTTP handlers (components built with std import more than
+    /// the proxy world, so the whole of p2 is linked).
+    http_linker: wasmtime::component::Linker<http::HttpState>,
+    /// HTTP handlers serving now, for the gateway.
+    http_workers: Arc<http::HttpWorkers>,
     /// Programs already prepared in this process, by digest; one preparation per digest even
     /// when several tasks ask at once.
     programs: Mutex<HashMap<String, Arc<OnceCell<Arc<WasmProgram>>>>>,
@@ -102,7 +117,14 @@ impl WasmCapacity {
         let mut component_linker = wasmtime::component::Linker::new(&shared.engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut component_linker).map_err(link_error)?;
 
+        let mut http_linker = wasmtime::component::Linker::new(&shared.engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut http_linker).map_err(link_error)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut http_linker)
+            .map_err(link_error)?;
+
         Ok(Self {
+            http_linker,
+            http_workers: Arc::default(),
             artifacts: ArtifactCache::new(&shared.engine, config.artifact_dir.clone()),
             shared,
             core_linker,
@@ -118,6 +140,11 @@ impl WasmCapacity {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
+    }
+
+    /// The HTTP handlers serving on this host.
+    pub fn http_workers(&self) -> &Arc<http::HttpWorkers> {
+        &self.http_workers
     }
 
     /// The engine every guest runs on.
@@ -141,16 +168,25 @@ impl WasmCapacity {
                 Ok(ProgramPre::Core(pre))
             }
             Compiled::Component(component) => {
-                let pre = self
+                let command = self
                     .component_linker
                     .instantiate_pre(&component)
-                    .map_err(cannot_link)?;
-                let pre = CommandPre::new(pre).map_err(|e| {
-                    CapacityError::InvalidImage(format!(
-                        "the component does not export wasi:cli/run, so it is not a command: {e}"
-                    ))
-                })?;
-                Ok(ProgramPre::Component(pre))
+                    .and_then(CommandPre::new);
+                let command_error = match command {
+                    Ok(pre) => return Ok(ProgramPre::Component(pre)),
+                    Err(error) => error,
+                };
+                let proxy = self
+                    .http_linker
+                    .instantiate_pre(&component)
+                    .and_then(wasmtime_wasi_http::p2::bindings::ProxyPre::new);
+                match proxy {
+                    Ok(pre) => Ok(ProgramPre::Http(pre)),
+                    Err(proxy_error) => Err(CapacityError::InvalidImage(format!(
+                        "the component is neither a command (wasi:cli/run: {command_error:#}) \
+                         nor an HTTP handler (wasi:http/incoming-handler: {proxy_error:#})"
+                    ))),
+                }
             }
         }
     }
@@ -202,6 +238,16 @@ impl Capacity for WasmCapacity {
         program: &Arc<WasmProgram>,
         spec: ContainerSpec,
     ) -> Result<ContainerHandle, CapacityError> {
+        if let ProgramPre::Http(pre) = &program.pre {
+            let outbound = http::OutboundPolicy::allowing(&spec.http_outbound_hosts);
+            return http::start_worker(
+                self.shared.engine.clone(),
+                pre.clone(),
+                spec,
+                outbound,
+                self.http_workers.clone(),
+            );
+        }
         run::spawn_guest(self.shared.engine.clone(), program.clone(), spec)
     }
 }

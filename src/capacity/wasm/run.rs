@@ -110,7 +110,7 @@ async fn supervise(
 }
 
 /// The next stop request; never resolves once nobody can send one.
-async fn next_stop(stop: &mut watch::Receiver<Option<StopRequest>>) -> StopRequest {
+pub(super) async fn next_stop(stop: &mut watch::Receiver<Option<StopRequest>>) -> StopRequest {
     loop {
         if let Some(request) = *stop.borrow_and_update() {
             return request;
@@ -180,6 +180,13 @@ async fn run_guest(
             let mut store = new_store(engine, wasi, limiter, meter);
             let result = run_component(&mut store, pre).await;
             (result, store.data().limiter.denial())
+        }
+        // Started as workers by the capacity, never run as a process.
+        ProgramPre::Http(_) => {
+            return ContainerExit::with_reason(
+                EXIT_CANNOT_START,
+                "CannotStartContainerError: an HTTP handler is served, not run",
+            );
         }
     };
     classify(result, denial, &spec.log)
@@ -340,7 +347,7 @@ impl CpuMeter {
 }
 
 /// CPU time consumed by the calling thread.
-fn thread_cpu_time() -> Duration {
+pub(super) fn thread_cpu_time() -> Duration {
     let mut now = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

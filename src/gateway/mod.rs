@@ -1,0 +1,536 @@
+//! The gateway: HTTP ingress for services whose task definition declares a route
+//! (`wasmgate.http.path` / `wasmgate.http.host` labels, see [`crate::taskdef::http`]).
+//!
+//! A request is matched to a route (host routes first, then the longest path prefix), given to
+//! the service's least busy running task (its [`HttpWorker`], which serves it in a fresh Wasm
+//! instance), queued briefly when every task is at its concurrency, and answered 503 after the
+//! queue timeout. A service with `wasmgate.http.idle-timeout` scales to zero when idle and back
+//! to one task on the next request (which waits for it: the cold start is on its path).
+//!
+//! Answers of the gateway itself: 404 no route, 413 request body too large, 500 the handler
+//! trapped or gave no response, 502 the handler answered with a wasi:http error, 503 no task
+//! free in time, 504 the handler's deadline passed.
+//!
+//! Architecture invariant: the request path reads only memory (the route table, the worker
+//! registry, atomics); the route table is rebuilt from the store when services or tasks change.
+
+pub mod metrics;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::api::Api;
+use crate::api::services::ServiceRoute;
+use crate::capacity::wasm::http::{HttpFailure, HttpWorker, HttpWorkers, RequestLimits};
+use metrics::{HttpMetrics, ServiceMetrics};
+
+/// The body of every gateway response.
+pub type GatewayBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+/// How long a request to a service scaled to zero waits for its first task.
+const COLD_START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a client may take to send its request's headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A route and what the request path needs of its service.
+struct Route {
+    key: String,
+    cluster: String,
+    service: String,
+    container: String,
+    settings: crate::taskdef::http::HttpSettings,
+    desired_count: u32,
+    tasks: Vec<String>,
+    state: Arc<RouteState>,
+}
+
+/// What outlives route table rebuilds: activity and figures.
+struct RouteState {
+    /// Epoch milliseconds of the last request.
+    last_request: AtomicU64,
+    /// Whether a scale from zero was asked for and not yet seen through.
+    waking: AtomicBool,
+    metrics: Arc<ServiceMetrics>,
+}
+
+/// The gateway's shared state.
+pub struct Gateway {
+    api: Arc<Api>,
+    workers: Arc<HttpWorkers>,
+    routes: RwLock<Arc<Vec<Route>>>,
+    states: Mutex<HashMap<String, Arc<RouteState>>>,
+    /// Signalled after every rebuild of the route table.
+    rebuilt: Notify,
+    pub metrics: Arc<HttpMetrics>,
+    request_ids: AtomicU64,
+}
+
+fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+fn text(status: u16, message: impl Into<String>) -> Response<GatewayBody> {
+    let mut response = Response::new(
+        Full::new(Bytes::from(message.into()))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() =
+        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// Why no task took a request.
+enum Unavailable {
+    NoTask,
+    Busy,
+}
+
+impl Gateway {
+    pub fn new(api: Arc<Api>, workers: Arc<HttpWorkers>) -> Arc<Self> {
+        let metrics = Arc::new(HttpMetrics::default());
+        api.add_metrics_source(metrics.clone());
+        Arc::new(Self {
+            api,
+            workers,
+            routes: RwLock::new(Arc::new(Vec::new())),
+            states: Mutex::new(HashMap::new()),
+            rebuilt: Notify::new(),
+            metrics,
+            request_ids: AtomicU64::new(1),
+        })
+    }
+
+    /// Rebuilds the route table from the store.
+    pub fn refresh(&self) -> Result<(), crate::api::ApiError> {
+        let found = crate::api::services::http_routes(&self.api)?;
+        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        let mut routes: Vec<Route> = found
+            .into_iter()
+            .map(|r: ServiceRoute| {
+                let key = format!("{}/{}", r.cluster, r.service_name);
+                let state = states
+                    .entry(key.clone())
+                    .or_insert_with(|| {
+                        Arc::new(RouteState {
+                            last_request: AtomicU64::new(now_millis()),
+                            waking: AtomicBool::new(false),
+                            metrics: self.metrics.service(&key),
+                        })
+                    })
+                    .clone();
+                if !r.running_tasks.is_empty() {
+                    state.waking.store(false, Ordering::Relaxed);
+                }
+                Route {
+                    key,
+                    cluster: r.cluster,
+                    service: r.service_name,
+                    container: r.container,
+                    settings: r.settings,
+                    desired_count: r.desired_count,
+                    tasks: r.running_tasks,
+                    state,
+                }
+            })
+            .collect();
+        drop(states);
+        routes.sort_by_key(|route| std::cmp::Reverse(route.settings.specificity()));
+        *self.routes.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(routes);
+        self.rebuilt.notify_waiters();
+        Ok(())
+    }
+
+    fn table(&self) -> Arc<Vec<Route>> {
+        self.routes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The least busy worker of the route `key` with room, scaling the service from zero when
+    /// it has no task and may; waits up to the queue timeout (the cold-start timeout when
+    /// scaling from zero).
+    async fn pick(&self, key: &str) -> Result<Arc<HttpWorker>, Unavailable> {
+        let started = tokio::time::Instant::now();
+        let mut deadline: Option<tokio::time::Instant> = None;
+        loop {
+            // Registered before looking, so no change between the look and the wait is missed.
+            let workers_changed = self.workers.changed.notified();
+            let rebuilt = self.rebuilt.notified();
+            let table = self.table();
+            let Some(route) = table.iter().find(|r| r.key == key) else {
+                return Err(Unavailable::NoTask);
+            };
+            let best = route
+                .tasks
+                .iter()
+                .filter_map(|task| self.workers.get(task, &route.container))
+                .filter(|w| w.in_flight() < route.settings.concurrency)
+                .min_by_key(|w| w.in_flight());
+            if let Some(worker) = best {
+                return Ok(worker);
+            }
+            let deadline = *deadline.get_or_insert_with(|| {
+                let wait = if route.tasks.is_empty() && route.settings.idle_timeout.is_some() {
+                    COLD_START_TIMEOUT
+                } else {
+                    route.settings.queue_timeout
+                };
+                started + wait
+            });
+            if route.tasks.is_empty()
+                && route.settings.idle_timeout.is_some()
+                && route.desired_count == 0
+                && !route.state.waking.swap(true, Ordering::AcqRel)
+            {
+                let api = self.api.clone();
+                let (cluster, service) = (route.cluster.clone(), route.service.clone());
+                let scaled = tokio::task::spawn_blocking(move || {
+                    crate::api::services::set_desired_count(
+                        &api,
+                        &cluster,
+                        &service,
+                        1,
+                        "a request arrived while it was scaled to zero",
+                    )
+                })
+                .await;
+                if !matches!(scaled, Ok(Ok(_))) {
+                    route.state.waking.store(false, Ordering::Relaxed);
+                    tracing::warn!(service = %route.service, "cannot scale the service from zero");
+                }
+                continue;
+            }
+            let no_task = route.tasks.is_empty();
+            tokio::select! {
+                () = workers_changed => {}
+                () = rebuilt => {}
+                () = tokio::time::sleep_until(deadline) => {
+                    return Err(if no_task { Unavailable::NoTask } else { Unavailable::Busy });
+                }
+            }
+        }
+    }
+
+    async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<GatewayBody> {
+        let started = Instant::now();
+        let request_id = format!("{:016x}", self.request_ids.fetch_add(1, Ordering::Relaxed));
+        let host = request.uri().host().map(str::to_string).or_else(|| {
+            request
+                .headers()
+                .get(hyper::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(|h| h.rsplit_once(':').map_or(h, |(name, _)| name).to_string())
+        });
+        let path = request.uri().path().to_string();
+        let method = request.method().clone();
+        let table = self.table();
+        let Some(route) = table
+            .iter()
+            .find(|r| r.settings.matches(host.as_deref(), &path))
+        else {
+            self.metrics.unrouted.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(%request_id, %method, %path, host = ?host, status = 404, "no route");
+            return text(
+                404,
+                format!("no route for {} {path}\n", host.as_deref().unwrap_or("")),
+            );
+        };
+        let span = tracing::info_span!("request", %request_id, service = %route.key);
+        let key = route.key.clone();
+        let settings = route.settings.clone();
+        let state = route.state.clone();
+        drop(table);
+        state.last_request.store(now_millis(), Ordering::Relaxed);
+        async move {
+            let (response, task) = self.dispatch(&key, &settings, request).await;
+            let status = response.status().as_u16();
+            state.metrics.count_status(status);
+            state
+                .metrics
+                .duration
+                .observe(started.elapsed().as_secs_f64());
+            state.last_request.store(now_millis(), Ordering::Relaxed);
+            tracing::info!(
+                %method,
+                %path,
+                status,
+                task = task.as_deref().unwrap_or("-"),
+                micros = started.elapsed().as_micros() as u64,
+                "request"
+            );
+            response
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Serves a routed request; returns the response and the task that served it.
+    async fn dispatch(
+        &self,
+        key: &str,
+        settings: &crate::taskdef::http::HttpSettings,
+        request: Request<Incoming>,
+    ) -> (Response<GatewayBody>, Option<String>) {
+        let declared = request
+            .headers()
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > settings.max_request_bytes) {
+            return (
+                text(
+                    413,
+                    format!(
+                        "request body over the limit of {} bytes\n",
+                        settings.max_request_bytes
+                    ),
+                ),
+                None,
+            );
+        }
+        let worker = match self.pick(key).await {
+            Ok(worker) => worker,
+            Err(Unavailable::NoTask) => {
+                return (text(503, "the service has no running task\n"), None);
+            }
+            Err(Unavailable::Busy) => {
+                return (
+                    text(503, "every task of the service is busy; try again\n"),
+                    None,
+                );
+            }
+        };
+        let task = Some(worker.task_id.clone());
+        // A body that turns out longer than it said (or chunked) is cut at the limit; the
+        // handler sees a read error and the client a 413.
+        let over_limit = Arc::new(AtomicBool::new(false));
+        let limit = usize::try_from(settings.max_request_bytes).unwrap_or(usize::MAX);
+        let flag = over_limit.clone();
+        let request = request.map(move |body| {
+            Limited::new(body, limit).map_err(move |error| {
+                if error.is::<http_body_util::LengthLimitError>() {
+                    flag.store(true, Ordering::Relaxed);
+                    wasmtime_wasi_http::Error::HttpRequestBodySize(None)
+                } else {
+                    match error.downcast::<hyper::Error>() {
+                        Ok(error) => wasmtime_wasi_http::Error::Hyper(*error),
+                        Err(error) => {
+                            wasmtime_wasi_http::Error::InternalError(Some(error.to_string()))
+                        }
+                    }
+                }
+            })
+        });
+        let limits = RequestLimits {
+            timeout: settings.timeout,
+        };
+        let metrics = self.metrics.service(key);
+        let workers = self.workers.clone();
+        let report = move |report: crate::capacity::wasm::http::RequestReport| {
+            metrics
+                .instantiate
+                .observe(report.instantiate.as_secs_f64());
+            metrics.cpu.observe(report.cpu.as_secs_f64());
+            metrics.memory.observe(report.peak_memory_bytes as f64);
+            if let Some(failure) = &report.failure {
+                tracing::info!(%failure, "request's instance failed");
+            }
+            // A slot is free: queued requests look again.
+            workers.changed.notify_waiters();
+        };
+        let answer = worker.serve(request, &limits, report).await;
+        if over_limit.load(Ordering::Relaxed) {
+            return (
+                text(
+                    413,
+                    format!(
+                        "request body over the limit of {} bytes\n",
+                        settings.max_request_bytes
+                    ),
+                ),
+                task,
+            );
+        }
+        let response = match answer {
+            Ok(response) => {
+                let max = settings.max_response_bytes;
+                let declared = response
+                    .headers()
+                    .get(hyper::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok());
+                if declared.is_some_and(|length| length > max) {
+                    text(
+                        502,
+                        format!("the response is over the limit of {max} bytes\n"),
+                    )
+                } else {
+                    let max = usize::try_from(max).unwrap_or(usize::MAX);
+                    let mut response = response;
+                    if let Ok(value) = hyper::header::HeaderValue::from_str(&worker.task_id) {
+                        response.headers_mut().insert("x-wasmgate-task", value);
+                    }
+                    response.map(|body| {
+                        Limited::new(body, max)
+                            .map_err(|error| {
+                                tracing::info!(%error, "response body cut");
+                                error
+                            })
+                            .boxed_unsync()
+                    })
+                }
+            }
+            Err(HttpFailure::Timeout) => text(
+                504,
+                format!(
+                    "the handler did not answer within {}s\n",
+                    settings.timeout.as_secs_f64()
+                ),
+            ),
+            Err(HttpFailure::Guest(why)) => text(500, format!("the handler failed: {why}\n")),
+            Err(HttpFailure::ErrorCode(code)) => {
+                text(502, format!("the handler answered with an error: {code}\n"))
+            }
+            Err(HttpFailure::Stopping) => text(503, "the task is stopping; try again\n"),
+        };
+        (response, task)
+    }
+
+    /// Scales idle services with an idle timeout to zero.
+    fn scale_idle_to_zero(&self) {
+        let now = now_millis();
+        for route in self.table().iter() {
+            let Some(idle) = route.settings.idle_timeout else {
+                continue;
+            };
+            let quiet_for = now.saturating_sub(route.state.last_request.load(Ordering::Relaxed));
+            let busy = route
+                .tasks
+                .iter()
+                .filter_map(|task| self.workers.get(task, &route.container))
+                .any(|w| w.in_flight() > 0);
+            if route.desired_count > 0 && !busy && Duration::from_millis(quiet_for) >= idle {
+                let why = format!("no request for {}s", idle.as_secs_f64());
+                if let Err(error) = crate::api::services::set_desired_count(
+                    &self.api,
+                    &route.cluster,
+                    &route.service,
+                    0,
+                    &why,
+                ) {
+                    tracing::warn!(service = %route.key, %error, "cannot scale the service to zero");
+                }
+            }
+        }
+    }
+}
+
+/// Serves the gateway on `listener` until `shutdown`; keeps the route table current.
+pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: CancellationToken) {
+    let refresher = tokio::spawn(keep_routes_current(gateway.clone(), shutdown.clone()));
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "gateway accept failed");
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let gateway = gateway.clone();
+        let shutdown = shutdown.clone();
+        connections.spawn(
+            async move {
+                let service = hyper::service::service_fn(move |request| {
+                    let gateway = gateway.clone();
+                    async move { Ok::<_, Infallible>(gateway.handle(request).await) }
+                });
+                let mut builder = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                );
+                builder
+                    .http1()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT);
+                let connection =
+                    builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                tokio::pin!(connection);
+                tokio::select! {
+                    result = &mut connection => {
+                        if let Err(error) = result {
+                            tracing::debug!(%error, "gateway connection ended with an error");
+                        }
+                    }
+                    () = shutdown.cancelled() => {
+                        connection.as_mut().graceful_shutdown();
+                        let _ = connection.await;
+                    }
+                }
+            }
+            .instrument(tracing::debug_span!("gateway_connection", %peer)),
+        );
+        while connections.try_join_next().is_some() {}
+    }
+    while connections.join_next().await.is_some() {}
+    let _ = refresher.await;
+}
+
+/// Rebuilds the route table when services or tasks change (bursts coalesced), and scales idle
+/// services to zero.
+async fn keep_routes_current(gateway: Arc<Gateway>, shutdown: CancellationToken) {
+    let mut changes = gateway.api.state.watch();
+    let mut idle_check = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let refresh = {
+            let gateway = gateway.clone();
+            tokio::task::spawn_blocking(move || gateway.refresh()).await
+        };
+        if let Ok(Err(error)) = refresh {
+            tracing::warn!(%error, "cannot rebuild the gateway's routes");
+        }
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = idle_check.tick() => {
+                    let gateway = gateway.clone();
+                    let _ = tokio::task::spawn_blocking(move || gateway.scale_idle_to_zero()).await;
+                }
+                change = changes.recv() => match change {
+                    Ok(change) if change.key.starts_with("tasks/") || change.key.starts_with("services/") => break,
+                    Ok(_) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        while changes.try_recv().is_ok() {}
+    }
+}

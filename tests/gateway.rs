@@ -1,0 +1,317 @@
+//! The HTTP gateway against the real server: routes by path and host, 404, 413, 500 on a trap,
+//! 504 on a deadline, 503 under overload, a large streamed body, outbound HTTP allowed and
+//! denied, conflicting routes refused, scale to zero and back, concurrent requests to several
+//! services, and the request figures in /metrics. Requests are real HTTP/1.1 on loopback.
+
+mod common;
+
+use common::aws::boto3;
+use common::http::{get, request};
+use common::server::Server;
+use common::{Wasi, guest};
+
+/// Registers `family` serving the `http_hello` component with `labels`, and creates service
+/// `family` with `desired` tasks; waits until it is stable.
+fn http_service(server: &Server, family: &str, labels: &str, desired: u32) {
+    let image = guest(Wasi::P2, "http_hello").display().to_string();
+    let out = boto3(
+        &server.endpoint,
+        &format!(
+            r#"
+ecs.register_task_definition(family='{family}', memory='64', containerDefinitions=[
+    {{'name': 'web', 'image': '{image}', 'dockerLabels': {labels}}}])
+ecs.create_service(serviceName='{family}', taskDefinition='{family}', desiredCount={desired})
+ecs.get_waiter('services_stable').wait(services=['{family}'], WaiterConfig={{'Delay': 0.2, 'MaxAttempts': 150}})
+print('stable')
+"#
+        ),
+    );
+    assert!(out.contains("stable"), "{out}");
+}
+
+/// GETs until the route answers something other than 404/503 (the route table follows the
+/// store within milliseconds).
+fn get_when_routed(address: &str, host: &str, path: &str) -> common::http::Reply {
+    for _ in 0..200 {
+        let reply = get(address, host, path);
+        if reply.status != 404 && reply.status != 503 {
+            return reply;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    get(address, host, path)
+}
+
+#[test]
+fn routes_by_path_and_host_and_answers_errors_with_their_codes() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let gw = server.gateway.clone();
+    http_service(
+        &server,
+        "hello",
+        "{'wasmgate.http.path': '/hello', 'wasmgate.http.timeout': '1', 'wasmgate.http.max-request-bytes': '1000'}",
+        1,
+    );
+    http_service(
+        &server,
+        "byhost",
+        "{'wasmgate.http.host': 'api.localhost', 'wasmgate.http.path': '/hello'}",
+        1,
+    );
+
+    let reply = get_when_routed(&gw, "localhost", "/hello/there?x=1");
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(
+        reply.text(),
+        "Hello from wasmgate! You asked for /hello/there?x=1\n"
+    );
+    // The host route wins for its host; the path alone for others.
+    let by_host = get_when_routed(&gw, "api.localhost:8081", "/hello");
+    assert_eq!(by_host.status, 200);
+    let served_by = |reply: &common::http::Reply| {
+        reply
+            .headers
+            .iter()
+            .find(|(k, _)| k == "x-wasmgate-task")
+            .map(|(_, v)| v.clone())
+    };
+    assert_ne!(
+        served_by(&by_host),
+        served_by(&reply),
+        "{by_host:?} {reply:?}"
+    );
+    // Whole segments only, and nothing for other paths.
+    assert_eq!(get(&gw, "localhost", "/helloworld").status, 404);
+    let missing = get(&gw, "localhost", "/nothing");
+    assert_eq!(missing.status, 404);
+    assert!(
+        missing
+            .text()
+            .starts_with("no route for localhost /nothing")
+    );
+
+    // 413: declared too long, and chunked past the limit.
+    let big = vec![b'a'; 5000];
+    let declared = request(&gw, "POST", "localhost", "/hello/echo", &big, false).unwrap();
+    assert_eq!(declared.status, 413, "{declared:?}");
+    let chunked = request(&gw, "POST", "localhost", "/hello/echo", &big, true).unwrap();
+    assert_eq!(chunked.status, 413, "{chunked:?}");
+    let small = request(&gw, "POST", "localhost", "/hello/echo", b"ping", true).unwrap();
+    assert_eq!((small.status, small.text().as_str()), (200, "ping"));
+
+    // 500 on a trap, with the trap named; 504 past the deadline (spinning or sleeping).
+    let trap = get(&gw, "localhost", "/hello/trap");
+    assert_eq!(trap.status, 500);
+    assert!(trap.text().contains("WasmTrap"), "{}", trap.text());
+    assert_eq!(get(&gw, "localhost", "/hello/spin").status, 504);
+    assert_eq!(get(&gw, "localhost", "/hello/hang").status, 504);
+    // Out of memory (limit 64 MiB) is a 500 that says so.
+    let oom = get(&gw, "localhost", "/hello/memory?mib=100");
+    assert_eq!(oom.status, 500);
+    assert!(oom.text().contains("OutOfMemoryError"), "{}", oom.text());
+    // After all that, the service still answers.
+    assert_eq!(get(&gw, "localhost", "/hello").status, 200);
+
+    let metrics = common::http::get(
+        server.endpoint.trim_start_matches("http://"),
+        "localhost",
+        "/metrics",
+    )
+    .text();
+    let count = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("wasmgate_http_request_duration_seconds_count{service=\"default/hello\"}")
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(count >= 8, "{metrics}");
+    assert!(
+        metrics.contains("wasmgate_http_responses_total{service=\"default/hello\",code=\"5xx\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("wasmgate_http_instantiate_seconds_bucket"));
+
+    // A second service on the same route is refused, naming the one that has it.
+    let image = guest(Wasi::P2, "http_hello").display().to_string();
+    let out = boto3(
+        &server.endpoint,
+        &format!(
+            r#"
+ecs.register_task_definition(family='copycat', memory='64', containerDefinitions=[
+    {{'name': 'web', 'image': '{image}', 'dockerLabels': {{'wasmgate.http.path': '/hello'}}}}])
+try:
+    ecs.create_service(serviceName='copycat', taskDefinition='copycat', desiredCount=1)
+except ecs.exceptions.InvalidParameterException as e:
+    print('refused:', e.response['Error']['Message'])
+try:
+    ecs.register_task_definition(family='bad', memory='64', containerDefinitions=[
+        {{'name': 'web', 'image': '{image}', 'dockerLabels': {{'wasmgate.http.timeout': 'soon'}}}}])
+except ecs.exceptions.ClientException as e:
+    print('bad labels:', e.response['Error']['Message'])
+"#
+        ),
+    );
+    assert!(
+        out.contains("refused: taskDefinition: its route (host any, path /hello) is already served by service hello"),
+        "{out}"
+    );
+    assert!(out.contains("wasmgate.http.timeout"), "{out}");
+}
+
+#[test]
+fn overload_is_answered_503_after_the_queue_timeout() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let gw = server.gateway.clone();
+    http_service(
+        &server,
+        "narrow",
+        "{'wasmgate.http.path': '/', 'wasmgate.http.concurrency': '1', 'wasmgate.http.queue-timeout': '0.2', 'wasmgate.http.timeout': '3'}",
+        1,
+    );
+    assert_eq!(get_when_routed(&gw, "localhost", "/").status, 200);
+    let holder = {
+        let gw = gw.clone();
+        std::thread::spawn(move || get(&gw, "localhost", "/hang").status)
+    };
+    // Wait until the slow request holds the only slot.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let refused = get(&gw, "localhost", "/");
+    assert_eq!(refused.status, 503, "{refused:?}");
+    assert!(refused.text().contains("busy"), "{}", refused.text());
+    assert_eq!(holder.join().unwrap(), 504);
+    // Once the slot is free again, requests are served.
+    assert_eq!(get(&gw, "localhost", "/").status, 200);
+}
+
+#[test]
+fn large_bodies_stream_and_the_response_limit_cuts() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let gw = server.gateway.clone();
+    http_service(
+        &server,
+        "big",
+        "{'wasmgate.http.path': '/big', 'wasmgate.http.max-response-bytes': '5000000'}",
+        1,
+    );
+    let reply = get_when_routed(&gw, "localhost", "/big/big?bytes=4000000");
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body.len(), 4_000_000);
+    assert!(reply.body.iter().all(|b| *b == b'x'));
+    // Past the limit, the body is cut short.
+    let cut = get(&gw, "localhost", "/big/big?bytes=8000000");
+    assert!(cut.body.len() < 8_000_000, "{}", cut.body.len());
+    assert_eq!(get(&gw, "localhost", "/big").status, 200);
+}
+
+#[test]
+fn outbound_http_is_denied_unless_the_host_is_allowed() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let gw = server.gateway.clone();
+    let api = server.endpoint.trim_start_matches("http://").to_string();
+    http_service(&server, "closed", "{'wasmgate.http.path': '/closed'}", 1);
+    http_service(
+        &server,
+        "open",
+        &format!("{{'wasmgate.http.path': '/open', 'wasmgate.http.outbound-hosts': '{api}'}}"),
+        1,
+    );
+    let target = format!("http://{api}/metrics");
+    let denied = get_when_routed(&gw, "localhost", &format!("/closed/fetch?url={target}"));
+    assert!(
+        denied.text().contains("HttpRequestDenied"),
+        "{}",
+        denied.text()
+    );
+    let allowed = get_when_routed(&gw, "localhost", &format!("/open/fetch?url={target}"));
+    assert_eq!(allowed.text(), "status 200\n");
+}
+
+#[test]
+fn an_idle_service_scales_to_zero_and_back_on_the_next_request() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let gw = server.gateway.clone();
+    // Created at zero: the first request starts a task and is served by it.
+    http_service(
+        &server,
+        "lazy",
+        "{'wasmgate.http.path': '/lazy', 'wasmgate.http.idle-timeout': '1'}",
+        0,
+    );
+    let mut first = get(&gw, "localhost", "/lazy");
+    for _ in 0..100 {
+        if first.status == 200 {
+            break;
+        }
+        // Only until the route is known: a known route at zero waits for its task.
+        assert_eq!(first.status, 404, "{first:?}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        first = get(&gw, "localhost", "/lazy");
+    }
+    assert_eq!(first.status, 200, "{first:?}");
+    let out = boto3(
+        &server.endpoint,
+        r#"
+import time
+s = ecs.describe_services(services=['lazy'])['services'][0]
+print('woke', s['desiredCount'], s['runningCount'])
+for _ in range(100):
+    s = ecs.describe_services(services=['lazy'])['services'][0]
+    if s['desiredCount'] == 0 and s['runningCount'] == 0:
+        break
+    time.sleep(0.1)
+print('asleep', s['desiredCount'], s['runningCount'])
+print('why', [e['message'] for e in s['events'] if 'desiredCount set to' in e['message']][:2])
+"#,
+    );
+    assert!(out.contains("woke 1 1"), "{out}");
+    assert!(out.contains("asleep 0 0"), "{out}");
+    assert!(out.contains("no request for 1s"), "{out}");
+    assert!(
+        out.contains("a request arrived while it was scaled to zero"),
+        "{out}"
+    );
+    // And back again.
+    assert_eq!(get(&gw, "localhost", "/lazy/again").status, 200);
+}
+
+#[test]
+fn concurrent_requests_to_several_services() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let gw = server.gateway.clone();
+    for name in ["one", "two", "three"] {
+        http_service(
+            &server,
+            name,
+            &format!("{{'wasmgate.http.path': '/{name}'}}"),
+            2,
+        );
+        assert_eq!(
+            get_when_routed(&gw, "localhost", &format!("/{name}")).status,
+            200
+        );
+    }
+    let threads: Vec<_> = (0..24)
+        .map(|i| {
+            let gw = gw.clone();
+            let name = ["one", "two", "three"][i % 3];
+            std::thread::spawn(move || {
+                let path = format!("/{name}/{i}");
+                let reply = get(&gw, "localhost", &path);
+                (reply.status, reply.text(), path)
+            })
+        })
+        .collect();
+    for thread in threads {
+        let (status, text, path) = thread.join().unwrap();
+        assert_eq!(status, 200, "{path}: {text}");
+        assert_eq!(text, format!("Hello from wasmgate! You asked for {path}\n"));
+    }
+}
