@@ -264,7 +264,7 @@ impl Gateway {
         drop(table);
         state.last_request.store(now_millis(), Ordering::Relaxed);
         async move {
-            let (response, task) = self.dispatch(&key, &settings, request).await;
+            let (response, task) = self.dispatch(&key, &settings, &state, request).await;
             let status = response.status().as_u16();
             state.metrics.count_status(status);
             state
@@ -291,6 +291,7 @@ impl Gateway {
         &self,
         key: &str,
         settings: &crate::taskdef::http::HttpSettings,
+        state: &RouteState,
         request: Request<Incoming>,
     ) -> (Response<GatewayBody>, Option<String>) {
         let declared = request
@@ -346,7 +347,7 @@ impl Gateway {
         let limits = RequestLimits {
             timeout: settings.timeout,
         };
-        let metrics = self.metrics.service(key);
+        let metrics = state.metrics.clone();
         let workers = self.workers.clone();
         let report = move |report: crate::capacity::wasm::http::RequestReport| {
             metrics

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# HTTP-triggered Wasm: wasmgate's gateway beside `wasmtime serve` (wasmtime-cli 48) on the same
+# wasi:http component (guests/http-hello, a fresh instance per request in both), loaded with the
+# same tool and settings (wrk -t2, DURATION seconds, several connection counts), one after the
+# other in one run. Prints requests/s and p50/p99 latency side by side with the ratio. Then the
+# first request to a service scaled to zero (compiled artifact cached): p50/p99 over TRIES.
+#
+# Installs wrk (Debian) and wasmtime-cli 48 (crates.io, a long build) when missing.
+#   CONNECTIONS="10 50 100" DURATION=10 TRIES=50 benches/http.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+WASMTIME=${WASMTIME:-$(command -v wasmtime || true)}
+if [ -z "$WASMTIME" ] && [ -x target/peer/bin/wasmtime ]; then WASMTIME=target/peer/bin/wasmtime; fi
+if [ -z "$WASMTIME" ]; then
+  echo "== installing wasmtime-cli 48 from crates.io (this takes a while)"
+  cargo install wasmtime-cli@48.0.8 --locked --root target/peer
+  WASMTIME=target/peer/bin/wasmtime
+fi
+scripts/setup.sh
+cargo guests --quiet
+cargo build --release --quiet
+venv=target/test-venv
+[ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import boto3' 2>/dev/null || {
+  python3 -m venv "$venv" && "$venv/bin/pip" install --quiet boto3 awscli; }
+
+component=$PWD/guests/target/wasm32-wasip2/release/http_hello.wasm
+data=$(mktemp -d)
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done; rm -rf "$data"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_for() { for _ in $(seq 300); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; echo "nothing answers at $1" >&2; return 1; }
+
+# The peer: wasmtime serve with the whole of WASI p2 (-Scli), as the component needs.
+peer_port=$(free_port)
+"$WASMTIME" serve -Scli --addr "127.0.0.1:$peer_port" "$component" >"$data/peer.out" 2>&1 &
+pids+=($!)
+
+# wasmgate: server with its gateway; one service on /, one task, room for every connection.
+api_port=$(free_port); gw_port=$(free_port)
+target/release/wasmgate --data-dir "$data/wg" server --listen "127.0.0.1:$api_port" \
+  --gateway "127.0.0.1:$gw_port" >"$data/wg.out" 2>"$data/wg.err" &
+pids+=($!)
+sleep 0.5
+"$venv/bin/python" - "http://127.0.0.1:$api_port" "$component" <<'PY'
+import sys, boto3
+endpoint, image = sys.argv[1], sys.argv[2]
+ecs = boto3.client('ecs', endpoint_url=endpoint, region_name='us-east-1',
+                   aws_access_key_id='x', aws_secret_access_key='y')
+def service(name, labels, desired):
+    ecs.register_task_definition(family=name, memory='64', containerDefinitions=[
+        {'name': 'web', 'image': image, 'dockerLabels': labels}])
+    ecs.create_service(serviceName=name, taskDefinition=name, desiredCount=desired)
+service('hello', {'wasmgate.http.path': '/', 'wasmgate.http.concurrency': '1000'}, 1)
+service('cold', {'wasmgate.http.path': '/cold', 'wasmgate.http.idle-timeout': '3600'}, 0)
+ecs.get_waiter('services_stable').wait(services=['hello', 'cold'], WaiterConfig={'Delay': 0.2, 'MaxAttempts': 100})
+PY
+wait_for "http://127.0.0.1:$peer_port/"
+wait_for "http://127.0.0.1:$gw_port/"
+
+# wrk's "Requests/sec" and the 50% / 99% lines of --latency, in ms.
+measure() {
+  local out
+  out=$(wrk -t2 -c"$1" -d"${DURATION:-10}"s --latency "$2")
+  python3 - "$out" <<'PY'
+import re, sys
+out = sys.argv[1]
+rps = float(re.search(r'Requests/sec:\s+([\d.]+)', out).group(1))
+def pct(p):
+    m = re.search(rf'^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$', out, re.M)
+    v, unit = float(m.group(1)), m.group(2)
+    return v / 1000 if unit == 'us' else v * 1000 if unit == 's' else v
+errors = re.search(r'Non-2xx or 3xx responses: (\d+)', out)
+print(f'{rps:.0f} {pct(50):.2f} {pct(99):.2f} {errors.group(1) if errors else 0}')
+PY
+}
+
+printf '\n%-12s %-18s %12s %10s %10s %8s\n' connections server 'requests/s' 'p50 ms' 'p99 ms' non-2xx
+for c in ${CONNECTIONS:-10 50 100}; do
+  read -r peer_rps peer_p50 peer_p99 peer_err < <(measure "$c" "http://127.0.0.1:$peer_port/")
+  read -r wg_rps wg_p50 wg_p99 wg_err < <(measure "$c" "http://127.0.0.1:$gw_port/")
+  printf '%-12s %-18s %12s %10s %10s %8s\n' "$c" "wasmtime serve" "$peer_rps" "$peer_p50" "$peer_p99" "$peer_err"
+  printf '%-12s %-18s %12s %10s %10s %8s\n' "$c" "wasmgate gateway" "$wg_rps" "$wg_p50" "$wg_p99" "$wg_err"
+  python3 -c "print(f'{\"\":12} wasmgate / wasmtime serve: {$wg_rps/$peer_rps:.2f}x requests/s, p99 {$wg_p99/$peer_p99:.2f}x')"
+done
+
+echo
+echo "== first request to a service scaled to zero (${TRIES:-50} tries)"
+"$venv/bin/python" - "http://127.0.0.1:$api_port" "127.0.0.1:$gw_port" "${TRIES:-50}" <<'PY'
+import sys, time, http.client, boto3
+endpoint, gateway, tries = sys.argv[1], sys.argv[2], int(sys.argv[3])
+ecs = boto3.client('ecs', endpoint_url=endpoint, region_name='us-east-1',
+                   aws_access_key_id='x', aws_secret_access_key='y')
+host, port = gateway.split(':')
+times = []
+for i in range(tries):
+    s = ecs.update_service(service='cold', desiredCount=0)['service']
+    while True:
+        s = ecs.describe_services(services=['cold'])['services'][0]
+        if s['runningCount'] == 0 and s['pendingCount'] == 0:
+            break
+        time.sleep(0.05)
+    time.sleep(0.2)  # let the gateway see the service at zero
+    conn = http.client.HTTPConnection(host, int(port))
+    started = time.perf_counter()
+    conn.request('GET', '/cold/')
+    reply = conn.getresponse(); reply.read()
+    took = (time.perf_counter() - started) * 1000
+    assert reply.status == 200, reply.status
+    times.append(took)
+    if (i + 1) % 10 == 0:
+        print(f'  {i + 1}/{tries}', flush=True)
+times.sort()
+pick = lambda q: times[min(len(times) - 1, int(q * len(times)))]
+print(f'scaled to zero -> first response: p50 {pick(0.5):.1f} ms, p99 {pick(0.99):.1f} ms (min {times[0]:.1f}, max {times[-1]:.1f})')
+PY
