@@ -14,6 +14,11 @@ fn key(name: &str) -> String {
 }
 
 fn check_name(name: &str) -> Result<(), ApiError> {
+    check_resource_name("clusterName", name)
+}
+
+/// ECS's rule for cluster and service names: 1-255 letters, digits, hyphens and underscores.
+pub(super) fn check_resource_name(member: &str, name: &str) -> Result<(), ApiError> {
     let valid = (1..=255).contains(&name.len())
         && name
             .chars()
@@ -22,7 +27,7 @@ fn check_name(name: &str) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::invalid(format!(
-            "clusterName: must be 1-255 letters, digits, hyphens and underscores (got \"{name}\")"
+            "{member}: must be 1-255 letters, digits, hyphens and underscores (got \"{name}\")"
         )))
     }
 }

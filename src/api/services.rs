@@ -82,17 +82,7 @@ struct CreateService {
 }
 
 fn check_name(name: &str) -> Result<(), ApiError> {
-    let valid = (1..=255).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if valid {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(format!(
-            "serviceName: must be 1-255 letters, digits, hyphens and underscores (got \"{name}\")"
-        )))
-    }
+    clusters::check_resource_name("serviceName", name)
 }
 
 fn deployment_configuration(
@@ -247,6 +237,30 @@ fn to_value(service: &Service) -> Result<Value, ApiError> {
         .map_err(|e| ApiError::new(ErrorKind::ServerException, format!("service record: {e}")))
 }
 
+/// Writes a service the caller read at `revision` (under `services_lock`) and wakes the
+/// scheduler.
+fn save(api: &Api, cluster: &str, service: &Service, revision: u64) -> Result<(), ApiError> {
+    api.state.put(
+        &key(cluster, &service.service_name),
+        &to_value(service)?,
+        Expect::Revision(revision),
+    )?;
+    api.wake_scheduler();
+    Ok(())
+}
+
+/// The ACTIVE service `given` names, with its revision (ServiceNotActiveException otherwise).
+fn find_active(api: &Api, cluster: &str, given: &str) -> Result<(Service, u64), ApiError> {
+    let (service, revision) = find(api, cluster, given)?;
+    if service.status != "ACTIVE" {
+        return Err(ApiError::new(
+            ErrorKind::ServiceNotActiveException,
+            format!("Service was not ACTIVE: {}", service.service_name),
+        ));
+    }
+    Ok((service, revision))
+}
+
 /// The stored service `given` (name or ARN) in `cluster`, with its revision.
 fn find(api: &Api, cluster: &str, given: &str) -> Result<(Service, u64), ApiError> {
     let name = arn::resource_name(given, "service");
@@ -285,13 +299,7 @@ pub fn update(api: &Api, body: Value) -> Result<Value, ApiError> {
     let request: UpdateService = parse(body)?;
     let cluster = clusters::require_active(api, request.cluster.as_deref())?;
     let _guard = api.services_lock.lock().unwrap_or_else(|p| p.into_inner());
-    let (mut service, revision) = find(api, &cluster, &request.service)?;
-    if service.status != "ACTIVE" {
-        return Err(ApiError::new(
-            ErrorKind::ServiceNotActiveException,
-            format!("Service was not ACTIVE: {}", service.service_name),
-        ));
-    }
+    let (mut service, revision) = find_active(api, &cluster, &request.service)?;
     let now = timestamp();
     if let Some(desired) = request.desired_count {
         service.desired_count = desired;
@@ -336,12 +344,7 @@ pub fn update(api: &Api, body: Value) -> Result<Value, ApiError> {
         service.scheduler.not_before = None;
         service.scheduler.steady = false;
     }
-    api.state.put(
-        &key(&cluster, &service.service_name),
-        &to_value(&service)?,
-        Expect::Revision(revision),
-    )?;
-    api.wake_scheduler();
+    save(api, &cluster, &service, revision)?;
     Ok(json!({"service": service.to_shape()}))
 }
 
@@ -358,13 +361,7 @@ pub fn delete(api: &Api, body: Value) -> Result<Value, ApiError> {
     let request: DeleteService = parse(body)?;
     let cluster = clusters::require_active(api, request.cluster.as_deref())?;
     let _guard = api.services_lock.lock().unwrap_or_else(|p| p.into_inner());
-    let (mut service, revision) = find(api, &cluster, &request.service)?;
-    if service.status != "ACTIVE" {
-        return Err(ApiError::new(
-            ErrorKind::ServiceNotActiveException,
-            format!("Service was not ACTIVE: {}", service.service_name),
-        ));
-    }
+    let (mut service, revision) = find_active(api, &cluster, &request.service)?;
     if service.desired_count > 0 && !request.force {
         return Err(ApiError::invalid(
             "The service cannot be stopped while it is scaled above 0.",
@@ -373,12 +370,7 @@ pub fn delete(api: &Api, body: Value) -> Result<Value, ApiError> {
     service.status = "DRAINING".into();
     service.desired_count = 0;
     service.scheduler.steady = false;
-    api.state.put(
-        &key(&cluster, &service.service_name),
-        &to_value(&service)?,
-        Expect::Revision(revision),
-    )?;
-    api.wake_scheduler();
+    save(api, &cluster, &service, revision)?;
     Ok(json!({"service": service.to_shape()}))
 }
 
@@ -570,11 +562,6 @@ pub fn set_desired_count(
         now,
         format!("(service {name}) desiredCount set to {desired}: {why}."),
     );
-    api.state.put(
-        &key(cluster, name),
-        &to_value(&service)?,
-        Expect::Revision(revision),
-    )?;
-    api.wake_scheduler();
+    save(api, cluster, &service, revision)?;
     Ok(true)
 }

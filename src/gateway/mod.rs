@@ -100,6 +100,16 @@ fn text(status: u16, message: impl Into<String>) -> Response<GatewayBody> {
     response
 }
 
+fn too_large(settings: &crate::taskdef::http::HttpSettings) -> Response<GatewayBody> {
+    text(
+        413,
+        format!(
+            "request body over the limit of {} bytes\n",
+            settings.max_request_bytes
+        ),
+    )
+}
+
 /// Why no task took a request.
 enum Unavailable {
     NoTask,
@@ -300,16 +310,7 @@ impl Gateway {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|length| length > settings.max_request_bytes) {
-            return (
-                text(
-                    413,
-                    format!(
-                        "request body over the limit of {} bytes\n",
-                        settings.max_request_bytes
-                    ),
-                ),
-                None,
-            );
+            return (too_large(settings), None);
         }
         let worker = match self.pick(key).await {
             Ok(worker) => worker,
@@ -363,16 +364,7 @@ impl Gateway {
         };
         let answer = worker.serve(request, &limits, report).await;
         if over_limit.load(Ordering::Relaxed) {
-            return (
-                text(
-                    413,
-                    format!(
-                        "request body over the limit of {} bytes\n",
-                        settings.max_request_bytes
-                    ),
-                ),
-                task,
-            );
+            return (too_large(settings), task);
         }
         let response = match answer {
             Ok(response) => {
