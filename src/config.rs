@@ -68,6 +68,7 @@ impl Config {
             log_capacity_bytes: self.log_capacity_bytes,
             scratch_dir: self.data_dir.join("tasks"),
             task_logs: None,
+            serves_http: false,
         }
     }
 
@@ -75,6 +76,7 @@ impl Config {
     pub fn server_task_runner(&self) -> TaskRunnerConfig {
         TaskRunnerConfig {
             task_logs: Some(self.task_logs()),
+            serves_http: true,
             ..self.task_runner()
         }
     }

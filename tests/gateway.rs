@@ -134,6 +134,23 @@ fn routes_by_path_and_host_and_answers_errors_with_their_codes() {
     );
     assert!(metrics.contains("wasmgate_http_instantiate_seconds_bucket"));
 
+    // The requests' CPU reaches the serving task's stats (reported every 2 s).
+    let task = served_by(&reply).expect("x-wasmgate-task");
+    let api = server.endpoint.trim_start_matches("http://").to_string();
+    let mut cpu_nanos = 0;
+    for _ in 0..100 {
+        let stats = get(&api, "localhost", &format!("/v1/tasks/{task}/stats")).text();
+        let stats: serde_json::Value = serde_json::from_str(&stats).unwrap_or_default();
+        cpu_nanos = stats["web"]["cpu_stats"]["cpu_usage"]["total_usage"]
+            .as_u64()
+            .unwrap_or(0);
+        if cpu_nanos > 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(cpu_nanos > 0, "no CPU reported for task {task}");
+
     // A second service on the same route is refused, naming the one that has it.
     let image = guest(Wasi::P2, "http_hello").display().to_string();
     let out = boto3(

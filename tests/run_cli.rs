@@ -313,3 +313,21 @@ fn a_second_ctrl_c_interrupts_a_guest_that_ignores_the_stop() {
         "{err}"
     );
 }
+
+#[test]
+fn an_http_handler_is_refused_by_run_with_a_pointer_to_services() {
+    let data = tempfile::tempdir().unwrap();
+    let handler = common::guest(common::Wasi::P2, "http_hello");
+    let output = common::wasmgate(data.path())
+        .arg("run")
+        .arg(&handler)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(125), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("is an HTTP handler (wasi:http/incoming-handler)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("wasmgate.http.path"), "{stderr}");
+}

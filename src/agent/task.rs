@@ -34,6 +34,9 @@ pub struct TaskRunnerConfig {
     /// Where every task's output is also kept on disk (the server's tasks); `None` keeps it in
     /// memory only (a one-shot `wasmgate run`).
     pub task_logs: Option<crate::logs::LogStore>,
+    /// Whether a gateway routes requests to HTTP handlers here (the server); without one, an
+    /// HTTP handler image cannot start.
+    pub serves_http: bool,
 }
 
 /// Starts tasks on this host's capacity.
@@ -452,6 +455,17 @@ impl TaskRunner {
                     format!("CannotStartContainerError: {}: {e}", container.image),
                 )
             })?;
+            if program.serves_http() && !self.config.serves_http {
+                return Err(StartFailure::new(
+                    &container.name,
+                    format!(
+                        "CannotStartContainerError: {} is an HTTP handler \
+                         (wasi:http/incoming-handler), served per request: run it as a service \
+                         of `wasmgate server` with a wasmgate.http.path label",
+                        container.image
+                    ),
+                ));
+            }
             let overrides = request.overrides.iter().find(|o| o.name == container.name);
             let spec = container_spec(
                 &request.task_id,

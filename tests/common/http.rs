@@ -35,12 +35,16 @@ pub fn request(
     if chunked {
         head.push_str("Transfer-Encoding: chunked\r\n\r\n");
         stream.write_all(head.as_bytes())?;
-        for piece in body.chunks(8192) {
-            stream.write_all(format!("{:x}\r\n", piece.len()).as_bytes())?;
-            stream.write_all(piece)?;
-            stream.write_all(b"\r\n")?;
-        }
-        stream.write_all(b"0\r\n\r\n")?;
+        // The server may answer (413) and close before reading it all: stop writing then.
+        let mut send = || -> std::io::Result<()> {
+            for piece in body.chunks(8192) {
+                stream.write_all(format!("{:x}\r\n", piece.len()).as_bytes())?;
+                stream.write_all(piece)?;
+                stream.write_all(b"\r\n")?;
+            }
+            stream.write_all(b"0\r\n\r\n")
+        };
+        let _ = send();
     } else {
         head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
         stream.write_all(head.as_bytes())?;
