@@ -30,6 +30,13 @@ pub struct EngineSettings {
     pub max_memory_bytes: u64,
     /// How often the epoch advances: the granularity of CPU slicing and interrupts.
     pub epoch_tick: Duration,
+    /// Bytes of a pooled linear memory reset with `memset` (and kept resident) when its
+    /// instance ends, instead of returned to the kernel.
+    pub memory_keep_resident: usize,
+    /// The same for tables.
+    pub table_keep_resident: usize,
+    /// Slots returned to the kernel together (fewer system calls and TLB shootdowns).
+    pub decommit_batch: usize,
 }
 
 impl Default for EngineSettings {
@@ -39,6 +46,9 @@ impl Default for EngineSettings {
             pool_slots: 1000,
             max_memory_bytes: 4 << 30,
             epoch_tick: Duration::from_millis(1),
+            memory_keep_resident: 2 << 20,
+            table_keep_resident: 64 << 10,
+            decommit_batch: 16,
         }
     }
 }
@@ -74,6 +84,7 @@ impl SharedEngine {
                 .total_tables(slots)
                 .total_stacks(slots)
                 .max_memory_size(usize::try_from(settings.max_memory_bytes).unwrap_or(usize::MAX));
+            tune_pool(&mut pool, settings);
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
         let engine = Engine::new(&config)
@@ -86,6 +97,20 @@ impl SharedEngine {
             epoch_tick: settings.epoch_tick,
         })
     }
+}
+
+/// Slot reuse without system calls where it pays: a small instance's memory and tables are
+/// reset with `memset` instead of `madvise` (which, on a multi-core host, costs a TLB shootdown
+/// on every core per instance), and decommits are batched.
+/// Measured with `benches/http.sh` (hello component, wrk -c50): 8.8k req/s without, 24k req/s
+/// with these settings, p99 10 ms → 4 ms. The cost: a used slot keeps up to
+/// `memory_keep_resident` of RAM.
+fn tune_pool(pool: &mut PoolingAllocationConfig, settings: &EngineSettings) {
+    pool.linear_memory_keep_resident(settings.memory_keep_resident)
+        .table_keep_resident(settings.table_keep_resident)
+        .decommit_batch_size(settings.decommit_batch)
+        // Resets only the pages an instance touched (Linux 6.7+; ignored elsewhere).
+        .pagemap_scan(wasmtime::Enabled::Auto);
 }
 
 /// Probes whether this host lets us reserve the address space a pool needs: create one memory
