@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # HTTP-triggered Wasm: wasmgate's gateway beside `wasmtime serve` (wasmtime-cli 48) on the same
-# wasi:http component (guests/http-hello, a fresh instance per request in both), loaded with the
+# wasi:http component (guests/http-hello, a fresh instance per request in all), loaded with the
 # same tool and settings (wrk -t2, DURATION seconds, several connection counts), one after the
-# other in one run. Prints requests/s and p50/p99 latency side by side with the ratio. Then the
-# first request to a service scaled to zero (compiled artifact cached): p50/p99 over TRIES.
+# other in one run. The peer runs twice: as shipped, and with the pooling settings wasmgate uses
+# (memory and tables reset with memset, batched decommits, pagemap scan), so the ratio says what
+# the settings buy and what the rest of the path costs. Prints requests/s and p50/p99 latency
+# side by side with the ratios. Then the first request to a service scaled to zero (compiled
+# artifact cached): p50/p99 over TRIES.
 #
 # Installs wrk (Debian) and wasmtime-cli 48 (crates.io, a long build) when missing.
 #   CONNECTIONS="10 50 100" DURATION=10 TRIES=50 benches/http.sh
@@ -34,9 +37,15 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_for() { for _ in $(seq 300); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; echo "nothing answers at $1" >&2; return 1; }
 
-# The peer: wasmtime serve with the whole of WASI p2 (-Scli), as the component needs.
+# The peer: wasmtime serve with the whole of WASI p2 (-Scli), as the component needs; as shipped,
+# and tuned as wasmgate's engine is.
 peer_port=$(free_port)
 "$WASMTIME" serve -Scli --addr "127.0.0.1:$peer_port" "$component" >"$data/peer.out" 2>&1 &
+pids+=($!)
+tuned_port=$(free_port)
+"$WASMTIME" serve -Scli --addr "127.0.0.1:$tuned_port" -O pooling-memory-keep-resident=2097152 \
+  -O pooling-table-keep-resident=65536 -O pooling-decommit-batch-size=16 \
+  -O pooling-pagemap-scan=auto "$component" >"$data/tuned.out" 2>&1 &
 pids+=($!)
 
 # wasmgate: server with its gateway; one service on /, one task, room for every connection.
@@ -59,6 +68,7 @@ service('cold', {'wasmgate.http.path': '/cold', 'wasmgate.http.idle-timeout': '3
 ecs.get_waiter('services_stable').wait(services=['hello', 'cold'], WaiterConfig={'Delay': 0.2, 'MaxAttempts': 100})
 PY
 wait_for "http://127.0.0.1:$peer_port/"
+wait_for "http://127.0.0.1:$tuned_port/"
 wait_for "http://127.0.0.1:$gw_port/"
 
 # wrk's "Requests/sec" and the 50% / 99% lines of --latency, in ms.
@@ -78,13 +88,15 @@ print(f'{rps:.0f} {pct(50):.2f} {pct(99):.2f} {errors.group(1) if errors else 0}
 PY
 }
 
-printf '\n%-12s %-18s %12s %10s %10s %8s\n' connections server 'requests/s' 'p50 ms' 'p99 ms' non-2xx
+printf '\n%-12s %-22s %12s %10s %10s %8s\n' connections server 'requests/s' 'p50 ms' 'p99 ms' non-2xx
 for c in ${CONNECTIONS:-10 50 100}; do
   read -r peer_rps peer_p50 peer_p99 peer_err < <(measure "$c" "http://127.0.0.1:$peer_port/")
+  read -r tuned_rps tuned_p50 tuned_p99 tuned_err < <(measure "$c" "http://127.0.0.1:$tuned_port/")
   read -r wg_rps wg_p50 wg_p99 wg_err < <(measure "$c" "http://127.0.0.1:$gw_port/")
-  printf '%-12s %-18s %12s %10s %10s %8s\n' "$c" "wasmtime serve" "$peer_rps" "$peer_p50" "$peer_p99" "$peer_err"
-  printf '%-12s %-18s %12s %10s %10s %8s\n' "$c" "wasmgate gateway" "$wg_rps" "$wg_p50" "$wg_p99" "$wg_err"
-  python3 -c "print(f'{\"\":12} wasmgate / wasmtime serve: {$wg_rps/$peer_rps:.2f}x requests/s, p99 {$wg_p99/$peer_p99:.2f}x')"
+  printf '%-12s %-22s %12s %10s %10s %8s\n' "$c" "wasmtime serve" "$peer_rps" "$peer_p50" "$peer_p99" "$peer_err"
+  printf '%-12s %-22s %12s %10s %10s %8s\n' "$c" "wasmtime serve (tuned)" "$tuned_rps" "$tuned_p50" "$tuned_p99" "$tuned_err"
+  printf '%-12s %-22s %12s %10s %10s %8s\n' "$c" "wasmgate gateway" "$wg_rps" "$wg_p50" "$wg_p99" "$wg_err"
+  python3 -c "print(f'{\"\":12} wasmgate / wasmtime serve: {$wg_rps/$peer_rps:.2f}x requests/s, p99 {$wg_p99/$peer_p99:.2f}x; / tuned: {$wg_rps/$tuned_rps:.2f}x requests/s, p99 {$wg_p99/$tuned_p99:.2f}x')"
 done
 
 echo

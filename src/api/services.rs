@@ -437,7 +437,8 @@ pub struct ServiceRoute {
     pub container: String,
     pub settings: crate::taskdef::http::HttpSettings,
     pub desired_count: u32,
-    /// Its tasks that are RUNNING (any deployment), by id.
+    /// Its tasks that are meant to run and have not failed their health checks (any
+    /// deployment), by id. Some may not serve yet: the gateway asks the workers.
     pub running_tasks: Vec<String>,
 }
 
@@ -490,7 +491,12 @@ pub fn http_routes(api: &Api) -> Result<Vec<ServiceRoute>, ApiError> {
     }
     for (_, found) in api.state.list("tasks/")? {
         let task = &found.value;
-        if task["lastStatus"] != "RUNNING" || task["desiredStatus"] != "RUNNING" {
+        // Tasks not yet RUNNING are listed too: their worker serves as soon as it starts,
+        // before the store hears of it.
+        if task["lastStatus"] == "STOPPED"
+            || task["desiredStatus"] != "RUNNING"
+            || task["healthStatus"] == "UNHEALTHY"
+        {
             continue;
         }
         let Some(name) = task["group"]

@@ -25,6 +25,8 @@ use plan::{Health, Phase, STOP_BY_SCHEDULER, SchedulerSettings, TaskView};
 
 /// The longest the scheduler sleeps without a wake-up.
 const RESYNC_EVERY: Duration = Duration::from_secs(10);
+/// How long the scheduler lets a burst of store changes gather before a pass.
+const COALESCE: Duration = Duration::from_millis(5);
 /// How often a service whose tasks fit nowhere tries again.
 const PLACEMENT_RETRY: f64 = 5.0;
 
@@ -58,21 +60,25 @@ pub async fn run_scheduler(
             .min(RESYNC_EVERY);
         let deadline = tokio::time::sleep(sleep);
         tokio::pin!(deadline);
-        loop {
+        let asked = loop {
             tokio::select! {
+                biased;
                 () = shutdown.cancelled() => return,
-                () = &mut deadline => break,
-                () = api.scheduler_wake.notified() => break,
+                () = api.scheduler_wake.notified() => break true,
+                () = &mut deadline => break false,
                 change = changes.recv() => match change {
-                    Ok(change) if change.key.starts_with("tasks/") || change.key.starts_with("services/") => break,
+                    Ok(change) if change.key.starts_with("tasks/") || change.key.starts_with("services/") => break false,
                     Ok(_) => continue,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break false,
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 },
             }
+        };
+        // A burst of changes (a hundred tasks starting) makes one pass, not a hundred; a
+        // request from the API (a service changed, a scale from zero waiting) goes at once.
+        if !asked {
+            tokio::time::sleep(COALESCE).await;
         }
-        // A burst of changes (a hundred tasks starting) makes one pass, not a hundred.
-        tokio::time::sleep(Duration::from_millis(20)).await;
         while changes.try_recv().is_ok() {}
     }
 }
