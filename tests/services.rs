@@ -134,6 +134,8 @@ desired, low, high = {desired}, {min}, {max}
 ecs.create_service(serviceName='web', taskDefinition='web:1', desiredCount=desired,
                    deploymentConfiguration={{'maximumPercent': high, 'minimumHealthyPercent': low}})
 stable()
+import datetime
+updated_at = datetime.datetime.now(datetime.timezone.utc)
 ecs.update_service(service='web', taskDefinition='web:2')
 most, least, samples = 0, desired, 0
 for _ in range(600):
@@ -148,8 +150,29 @@ for _ in range(600):
     if len(s['deployments']) == 1 and s['runningCount'] == desired and s['taskDefinition'] == v2:
         break
     time.sleep(0.02)
+done_at = datetime.datetime.now(datetime.timezone.utc)
 s = stable()
-print('samples', samples > 3, 'most', most, 'least', least)
+print('samples', samples, 'most', most, 'least', least)
+# The whole rollout from the server's own timestamps: tasks not yet stopped never above the
+# maximum, tasks running (and not told to stop) never below the minimum, at any moment.
+everything = ecs.list_tasks(serviceName='web')['taskArns'] + ecs.list_tasks(serviceName='web', desiredStatus='STOPPED')['taskArns']
+tasks = []
+for i in range(0, len(everything), 100):
+    tasks += ecs.describe_tasks(tasks=everything[i:i+100])['tasks']
+far = datetime.datetime.max.replace(tzinfo=datetime.timezone.utc)
+def peak(intervals, ends_first):
+    edges = sorted([(a, 1) for a, b in intervals] + [(b, -1) for a, b in intervals],
+                   key=lambda e: (e[0], e[1] if ends_first else -e[1]))
+    level, levels = 0, []
+    for at, step in edges:
+        level += step
+        levels.append((at, level))
+    return levels
+alive = [(t['createdAt'], t.get('stoppedAt', far)) for t in tasks]
+print('max alive', max(level for _, level in peak(alive, True)), 'bound', desired * high // 100)
+serving = [(t['startedAt'], t.get('stoppingAt', far)) for t in tasks if 'startedAt' in t]
+rollout = [level for at, level in peak(serving, False) if updated_at <= at < done_at]
+print('min serving', min(rollout) if rollout else desired, 'bound', math.ceil(desired * low / 100))
 print('ended', s['taskDefinition'] == v2, s['runningCount'], s['deployments'][0]['rolloutState'])
 tasks = ecs.describe_tasks(tasks=ecs.list_tasks(serviceName='web')['taskArns'])['tasks']
 print('revisions', sorted(set(t['taskDefinitionArn'].split(':')[-1] for t in tasks)))
@@ -160,11 +183,30 @@ print('old stopped by', sorted(set(t['stopCode'] for t in stopped)))
     )
 }
 
+/// Reads "max alive N bound M" and "min serving N bound M" and checks both.
+fn assert_bounds_held(out: &str) {
+    let figures = |prefix: &str| -> (u32, u32) {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in {out}"));
+        let numbers: Vec<u32> = line
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        (numbers[0], numbers[1])
+    };
+    let (most, max_bound) = figures("max alive");
+    assert!(most <= max_bound, "{out}");
+    let (least, min_bound) = figures("min serving");
+    assert!(least >= min_bound, "{out}");
+}
+
 #[test]
 fn a_rolling_update_with_min_50_max_200_stays_within_bounds() {
     let out = rolling_update(4, 50, 200);
     assert!(!out.contains("OVER") && !out.contains("UNDER"), "{out}");
-    assert!(out.contains("samples True"), "{out}");
+    assert_bounds_held(&out);
     assert!(out.contains("ended True 4 COMPLETED"), "{out}");
     assert!(out.contains("revisions ['2']"), "{out}");
     assert!(
@@ -177,6 +219,7 @@ fn a_rolling_update_with_min_50_max_200_stays_within_bounds() {
 fn a_rolling_update_with_min_100_max_150_stays_within_bounds() {
     let out = rolling_update(2, 100, 150);
     assert!(!out.contains("OVER") && !out.contains("UNDER"), "{out}");
+    assert_bounds_held(&out);
     assert!(out.contains("ended True 2 COMPLETED"), "{out}");
     assert!(out.contains("revisions ['2']"), "{out}");
 }
@@ -231,30 +274,26 @@ ecs.create_service(serviceName='web', taskDefinition=v1, desiredCount=2,
     deploymentConfiguration={'maximumPercent': 200, 'minimumHealthyPercent': 50,
                              'deploymentCircuitBreaker': {'enable': True, 'rollback': True}})
 stable()
-ecs.update_service(service='web', taskDefinition=broken)
-seen_failed = None
+bad = ecs.update_service(service='web', taskDefinition=broken)['service']['deployments'][0]['id']
 for _ in range(600):
     s = describe()
-    for d in s['deployments']:
-        if d['rolloutState'] == 'FAILED':
-            seen_failed = d
-    if seen_failed and len(s['deployments']) == 1 and s['runningCount'] == 2:
+    if s['taskDefinition'] == v1 and len(s['deployments']) == 1 and s['runningCount'] == 2:
         break
-    time.sleep(0.05)
+    time.sleep(0.02)
 s = stable()
-print('failed deployment', seen_failed['taskDefinition'] == broken, seen_failed['failedTasks'] >= 3, seen_failed['rolloutStateReason'][:32])
-print('rolled back', s['taskDefinition'] == v1, s['runningCount'], s['deployments'][0]['rolloutState'])
 m = messages()
-print('events', any('deployment failed: tasks failed to start.' in x for x in m), any('rolling back to deployment' in x for x in m))
+print('failed deployment', f'(service web) (deployment {bad}) deployment failed: tasks failed to start.' in m)
+print('rolled back', s['taskDefinition'] == v1, s['runningCount'], s['deployments'][0]['rolloutState'], s['deployments'][0]['id'] != bad)
+print('events', any(f'(deployment {bad}) circuit breaker: rolling back to deployment' in x for x in m))
+failed = ecs.describe_tasks(tasks=ecs.list_tasks(serviceName='web', desiredStatus='STOPPED')['taskArns'])['tasks']
+print('failed tasks', sum(1 for t in failed if t['startedBy'] == bad) >= 3)
 "#,
         ),
     );
-    assert!(
-        out.contains("failed deployment True True ECS deployment circuit breaker"),
-        "{out}"
-    );
-    assert!(out.contains("rolled back True 2 COMPLETED"), "{out}");
-    assert!(out.contains("events True True"), "{out}");
+    assert!(out.contains("failed deployment True"), "{out}");
+    assert!(out.contains("rolled back True 2 COMPLETED True"), "{out}");
+    assert!(out.contains("events True"), "{out}");
+    assert!(out.contains("failed tasks True"), "{out}");
 }
 
 #[test]
@@ -302,32 +341,49 @@ print('again', s['status'], stable()['runningCount'])
 #[test]
 fn a_deployment_resumes_after_kill_9_without_going_over_maximum() {
     let data = tempfile::tempdir().unwrap();
+    // v2 passes its health check only once the test creates `go` in this host directory, so
+    // the deployment is surely in progress when the server is killed.
+    let gate = tempfile::tempdir().unwrap();
+    let health = guest(Wasi::P1, "health").display().to_string();
     let server = Server::start(data.path());
-    let out = boto3(
-        &server.endpoint,
-        &register(
-            r#"
+    let setup = format!(
+        r#"
+v1 = ecs.register_task_definition(family='web', memory='32', containerDefinitions=[
+    {{'name': 'app', 'image': '{health}', 'command': ['serve']}}])['taskDefinition']['taskDefinitionArn']
+v2 = ecs.register_task_definition(family='web', memory='32',
+    volumes=[{{'name': 'gate', 'host': {{'sourcePath': '{gate}'}}}}],
+    containerDefinitions=[{{'name': 'app', 'image': '{health}', 'command': ['serve'],
+        'mountPoints': [{{'sourceVolume': 'gate', 'containerPath': '/gate'}}],
+        'healthCheck': {{'command': ['CMD', 'check', '/gate/go'], 'interval': 5, 'timeout': 2,
+                        'retries': 1, 'startPeriod': 300}}}}])['taskDefinition']['taskDefinitionArn']
 ecs.create_service(serviceName='web', taskDefinition=v1, desiredCount=3,
-                   deploymentConfiguration={'maximumPercent': 150, 'minimumHealthyPercent': 100})
+                   deploymentConfiguration={{'maximumPercent': 150, 'minimumHealthyPercent': 100}})
 stable()
 ecs.update_service(service='web', taskDefinition=v2)
 for _ in range(200):
     if len(ecs.list_tasks(serviceName='web')['taskArns']) > 3:
         break
     time.sleep(0.01)
-print('mid deployment', len(describe()['deployments']))
+time.sleep(0.3)
+s = describe()
+print('mid deployment', len(s['deployments']), s['runningCount'] + s['pendingCount'])
 "#,
-        ),
+        gate = gate.path().display()
     );
-    assert!(out.contains("mid deployment 2"), "{out}");
+    let out = boto3(&server.endpoint, &helpers(&setup));
+    assert!(out.contains("mid deployment 2 4"), "{out}");
     drop(server); // kill -9
     let server = Server::start(data.path());
-    let out = boto3(
-        &server.endpoint,
-        &helpers(
-            r#"
+    let resume = format!(
+        r#"
 v2 = 'arn:aws:ecs:us-east-1:000000000000:task-definition/web:2'
 most = 0
+for _ in range(20):
+    s = describe()
+    most = max(most, s['runningCount'] + s['pendingCount'])
+    time.sleep(0.05)
+print('resumed', s['taskDefinition'] == v2, len(s['deployments']))
+open('{gate}/go', 'w').write('go')
 for _ in range(600):
     s = describe()
     most = max(most, s['runningCount'] + s['pendingCount'])
@@ -335,13 +391,17 @@ for _ in range(600):
         break
     time.sleep(0.02)
 s = stable()
-print('resumed', s['taskDefinition'] == v2, s['runningCount'], 'most', most)
+print('completed', s['taskDefinition'] == v2, s['runningCount'], s['deployments'][0]['rolloutState'], 'most', most)
 alive = ecs.describe_tasks(tasks=ecs.list_tasks(serviceName='web')['taskArns'])['tasks']
 print('alive', len(alive), sorted(set(t['taskDefinitionArn'].split(':')[-1] for t in alive)))
+lost = ecs.describe_tasks(tasks=ecs.list_tasks(serviceName='web', desiredStatus='STOPPED')['taskArns'])['tasks']
+print('lost', len(lost), sorted(set(t['stopCode'] for t in lost)))
 "#,
-        ),
+        gate = gate.path().display()
     );
-    assert!(out.contains("resumed True 3"), "{out}");
+    let out = boto3(&server.endpoint, &helpers(&resume));
+    assert!(out.contains("resumed True 2"), "{out}");
+    assert!(out.contains("completed True 3 COMPLETED"), "{out}");
     let most: u32 = out
         .split("most ")
         .nth(1)
@@ -350,6 +410,8 @@ print('alive', len(alive), sorted(set(t['taskDefinitionArn'].split(':')[-1] for 
         .unwrap_or(99);
     assert!(most <= 4, "{out}");
     assert!(out.contains("alive 3 ['2']"), "{out}");
+    // The four that ran when the server died: recorded lost, not failed.
+    assert!(out.contains("lost 4 ['TerminationNotice']"), "{out}");
 }
 
 /// Python that registers health-checked task definitions of the `health` guest: `well` (its
