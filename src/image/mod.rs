@@ -12,6 +12,7 @@ pub mod media;
 mod push;
 pub mod reference;
 mod registry;
+pub mod rootfs;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
