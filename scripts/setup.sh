@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what wasmgate's build, tests and examples need on a fresh machine, and nothing else:
 # the two WASI targets for the guest programs, and (for the image tests) Debian's OCI registry
-# server, htpasswd, and skopeo (a second tool that must be able to pull what wasmgate pushes).
+# server, htpasswd, and skopeo (a second tool that must be able to pull what wasmgate pushes),
+# runc (the container capacity's runtime) and busybox-static (the container tests' image).
 # Safe to run again; does nothing when all is present.
 set -euo pipefail
 
@@ -15,6 +16,9 @@ missing=()
 command -v docker-registry >/dev/null || missing+=(docker-registry)
 command -v htpasswd >/dev/null || missing+=(apache2-utils)
 command -v skopeo >/dev/null || missing+=(skopeo)
+# The container capacity's runtime, and the busybox its tests build an image from.
+command -v runc >/dev/null || missing+=(runc)
+[ -x /bin/busybox ] || missing+=(busybox-static)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]} (Debian)"
   sudo_=""

@@ -26,6 +26,8 @@ pub struct Config {
     pub default_registry: String,
     /// Registry credentials and plain-HTTP registries.
     pub registry: RegistrySettings,
+    /// The OCI runtime binary for container images.
+    pub runtime: PathBuf,
 }
 
 impl Default for Config {
@@ -39,6 +41,7 @@ impl Default for Config {
             memory_reserve_mib: 256,
             default_registry: "docker.io".to_string(),
             registry: RegistrySettings::default(),
+            runtime: PathBuf::from("runc"),
         }
     }
 }

@@ -64,6 +64,16 @@ struct Cli {
     )]
     registry_password: Option<String>,
 
+    /// The OCI runtime that runs container images (runc; crun or youki stand in).
+    #[arg(
+        long,
+        env = "WASMGATE_RUNTIME",
+        global = true,
+        default_value = "runc",
+        value_name = "PATH"
+    )]
+    runtime: PathBuf,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -341,6 +351,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             Pooling::Off => PoolingChoice::Off,
         },
         default_registry: cli.default_registry,
+        runtime: cli.runtime,
         registry: RegistrySettings {
             insecure: cli.insecure_registries,
             username: cli.registry_username,
@@ -443,10 +454,13 @@ async fn server(config: &Config, options: ServerOptions) -> anyhow::Result<u8> {
         WasmCapacity::new(&config.wasm_capacity()).context("cannot start the Wasm capacity")?,
     );
     let http_workers = wasm.http_workers().clone();
-    let runner = Arc::new(TaskRunner::new(
-        wasm,
-        Arc::new(open_images(config)?),
-        config.server_task_runner(),
+    let runner = Arc::new(with_containers(
+        TaskRunner::new(
+            wasm,
+            Arc::new(open_images(config)?),
+            config.server_task_runner(),
+        ),
+        config,
     ));
     let (assignments, assignments_rx) = tokio::sync::mpsc::unbounded_channel();
     let (events, mut events_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -630,6 +644,32 @@ fn register_examples(api: &wasmgate::api::Api, dir: &Path) -> anyhow::Result<Vec
     Ok(families)
 }
 
+/// Gives `runner` the container capacity when the OCI runtime is there; without it, container
+/// images fail to start with a reason that says so.
+fn with_containers(runner: TaskRunner, config: &Config) -> TaskRunner {
+    let runtime = &config.runtime;
+    let found = std::process::Command::new(runtime)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        tracing::info!(runtime = %runtime.display(), "no OCI runtime: container images cannot run here");
+        return runner;
+    }
+    match wasmgate::capacity::container::ContainerCapacity::new(
+        wasmgate::capacity::container::ContainerCapacityConfig {
+            dir: config.data_dir.join("containers"),
+            runtime: runtime.clone(),
+        },
+    ) {
+        Ok(containers) => runner.with_containers(Arc::new(containers)),
+        Err(error) => {
+            tracing::warn!(%error, "the container capacity cannot start");
+            runner
+        }
+    }
+}
+
 fn open_images(config: &Config) -> anyhow::Result<Images> {
     let images = Images::open(&config.images()).context("cannot open the image store")?;
     Ok(images.with_progress(Arc::new(progress::PullMeter::default().into_sink())))
@@ -723,10 +763,9 @@ async fn run(config: &Config, args: RunArgs) -> anyhow::Result<u8> {
     let wasm =
         WasmCapacity::new(&config.wasm_capacity()).context("cannot start the Wasm capacity")?;
     let images = open_images(config)?;
-    let runner = Arc::new(TaskRunner::new(
-        Arc::new(wasm),
-        Arc::new(images),
-        config.task_runner(),
+    let runner = Arc::new(with_containers(
+        TaskRunner::new(Arc::new(wasm), Arc::new(images), config.task_runner()),
+        config,
     ));
     // One Ctrl-C listener for the whole run, installed before the task starts: a Ctrl-C is
     // never lost, and a second one right after the first is never missed.

@@ -157,13 +157,13 @@ async fn a_corrupted_blob_fails_and_caches_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unknown_media_type_is_refused_with_what_was_found() {
     let registry = Registry::start();
-    push_raw_image(
-        &registry,
-        "odd:v1",
-        ("application/x-foo", b"{}".to_vec()),
-        ("application/x-bar", b"not wasm".to_vec()),
-    )
-    .await;
+    registry
+        .push_raw_image(
+            "odd:v1",
+            ("application/x-foo", b"{}".to_vec()),
+            ("application/x-bar", b"not wasm".to_vec()),
+        )
+        .await;
 
     let host = Host::new();
     let outcome = host
@@ -335,13 +335,13 @@ async fn push_container_image(registry: &Registry, name: &str) {
         "rootfs": {"type": "layers", "diff_ids": [sha256(&layer)]}
     }))
     .unwrap();
-    push_raw_image(
-        registry,
-        name,
-        ("application/vnd.oci.image.config.v1+json", config),
-        ("application/vnd.oci.image.layer.v1.tar", layer),
-    )
-    .await;
+    registry
+        .push_raw_image(
+            name,
+            ("application/vnd.oci.image.config.v1+json", config),
+            ("application/vnd.oci.image.layer.v1.tar", layer),
+        )
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -537,39 +537,4 @@ fn another_tool_pulls_what_wasmgate_pushes() {
         "{}",
         String::from_utf8_lossy(&run.stderr)
     );
-}
-
-/// Pushes a one-layer image manifest with the given (media type, bytes) config and layer.
-async fn push_raw_image(
-    registry: &Registry,
-    name: &str,
-    config: (&str, Vec<u8>),
-    layer: (&str, Vec<u8>),
-) {
-    let client = oci_client::Client::new(oci_client::client::ClientConfig {
-        protocol: oci_client::client::ClientProtocol::Http,
-        ..Default::default()
-    });
-    let target: oci_client::Reference = format!("{}/{name}", registry.addr).parse().unwrap();
-    for (_, bytes) in [&config, &layer] {
-        client
-            .push_blob(&target, bytes.clone(), &sha256(bytes))
-            .await
-            .unwrap();
-    }
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": config.0, "digest": sha256(&config.1), "size": config.1.len()},
-        "layers": [{"mediaType": layer.0, "digest": sha256(&layer.1), "size": layer.1.len()}]
-    });
-    let content_type = http::HeaderValue::from_static("application/vnd.oci.image.manifest.v1+json");
-    client
-        .push_manifest_raw(
-            &target,
-            serde_json::to_vec(&manifest).unwrap(),
-            content_type,
-        )
-        .await
-        .unwrap();
 }

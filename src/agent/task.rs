@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use crate::capacity::container::{ContainerCapacity, ContainerProgram};
 use crate::capacity::wasm::{WasmCapacity, WasmProgram};
 use crate::capacity::{
     Capacity, ContainerExit, ContainerHandle, ContainerLog, ContainerSpec, ContainerStats,
@@ -42,6 +43,8 @@ pub struct TaskRunnerConfig {
 /// Starts tasks on this host's capacity.
 pub struct TaskRunner {
     wasm: Arc<WasmCapacity>,
+    /// Runs container images (runc); `None` where no runtime is available.
+    containers: Option<Arc<ContainerCapacity>>,
     images: Arc<Images>,
     config: TaskRunnerConfig,
 }
@@ -288,9 +291,16 @@ impl TaskRunner {
     pub fn new(wasm: Arc<WasmCapacity>, images: Arc<Images>, config: TaskRunnerConfig) -> Self {
         Self {
             wasm,
+            containers: None,
             images,
             config,
         }
+    }
+
+    /// Also runs container images, on `containers`.
+    pub fn with_containers(mut self, containers: Arc<ContainerCapacity>) -> Self {
+        self.containers = Some(containers);
+        self
     }
 
     pub fn images(&self) -> &Arc<Images> {
@@ -387,9 +397,16 @@ impl TaskRunner {
             },
         );
         tracing::info!(containers = containers.len(), "task starting");
-        let outcome = Launch::new(&request, self.wasm.clone(), prepared, logs, live)
-            .run(stop)
-            .await;
+        let outcome = Launch::new(
+            &request,
+            self.wasm.clone(),
+            self.containers.clone(),
+            prepared,
+            logs,
+            live,
+        )
+        .run(stop)
+        .await;
         emit(
             &request,
             TaskEvent::ExecutionStopped {
@@ -434,19 +451,32 @@ impl TaskRunner {
                 .map_err(|e| {
                     StartFailure::new(&container.name, format!("CannotPullContainerError: {e}"))
                 })?;
+            let overrides = request.overrides.iter().find(|o| o.name == container.name);
             let bytes = match &image.content {
                 ImageContent::Wasm(bytes) => bytes.clone(),
-                ImageContent::Container { layers, .. } => {
-                    return Err(StartFailure::new(
-                        &container.name,
-                        format!(
-                            "CannotStartContainerError: {}: is a container image ({} layers, \
-                             {}); the container capacity (runc) is not available yet",
-                            container.image,
-                            layers.len(),
-                            image.digest
-                        ),
-                    ));
+                ImageContent::Container { config, layers } => {
+                    let program = self
+                        .prepare_container(&container.image, &image.digest, config, layers)
+                        .await
+                        .map_err(|why| StartFailure::new(&container.name, why))?;
+                    let mut spec = container_spec(
+                        &request.task_id,
+                        definition,
+                        container,
+                        overrides,
+                        &volumes,
+                        None,
+                        logs[index].clone(),
+                    );
+                    apply_image_config(
+                        &mut spec,
+                        &program.config,
+                        definition,
+                        container,
+                        overrides,
+                    );
+                    prepared.push((Program::Container(program), spec, image.digest));
+                    continue;
                 }
             };
             let program = self.wasm.prepare(bytes).await.map_err(|e| {
@@ -466,7 +496,6 @@ impl TaskRunner {
                     ),
                 ));
             }
-            let overrides = request.overrides.iter().find(|o| o.name == container.name);
             let spec = container_spec(
                 &request.task_id,
                 definition,
@@ -476,14 +505,120 @@ impl TaskRunner {
                 task_cpu.clone(),
                 logs[index].clone(),
             );
-            prepared.push((program, spec, image.digest));
+            prepared.push((Program::Wasm(program), spec, image.digest));
         }
         Ok(prepared)
+    }
+
+    /// Unpacks a container image's layers from the content store (once per image).
+    async fn prepare_container(
+        &self,
+        reference: &str,
+        digest: &str,
+        config: &crate::image::media::Descriptor,
+        layers: &[crate::image::media::Descriptor],
+    ) -> Result<Arc<ContainerProgram>, String> {
+        let Some(containers) = &self.containers else {
+            return Err(format!(
+                "CannotStartContainerError: {reference}: is a container image ({} layers, \
+                 {digest}); this host has no OCI runtime (install runc, or pass --runtime)",
+                layers.len()
+            ));
+        };
+        let store = self.images.store();
+        let blob = |digest: &str| {
+            store
+                .blob_path(digest)
+                .map_err(|e| format!("CannotPullContainerError: {reference}: {e}"))
+        };
+        let layers = layers
+            .iter()
+            .map(|layer| {
+                Ok(crate::image::rootfs::Layer {
+                    path: blob(&layer.digest)?,
+                    digest: layer.digest.clone(),
+                    media_type: layer.media_type.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        containers
+            .prepare(digest, &blob(&config.digest)?, layers)
+            .await
+            .map_err(|e| format!("CannotPullContainerError: {reference}: {e}"))
+    }
+}
+
+/// What a container runs: a Wasm program, or a container image's unpacked root.
+#[derive(Clone)]
+enum Program {
+    Wasm(Arc<WasmProgram>),
+    Container(Arc<ContainerProgram>),
+}
+
+impl Program {
+    fn digest(&self) -> &str {
+        match self {
+            Self::Wasm(program) => &program.digest,
+            Self::Container(program) => &program.digest,
+        }
     }
 }
 
 /// A container ready to start: its program, its spec, and the digest of its image.
-type Prepared = (Arc<WasmProgram>, ContainerSpec, String);
+type Prepared = (Program, ContainerSpec, String);
+
+/// A container image's process: `entryPoint` replaces the image's Entrypoint and `command` its
+/// Cmd (as Docker and ECS do); the image's Env comes first; its WorkingDir and User apply unless
+/// the definition says otherwise. Container-only settings come from the definition.
+fn apply_image_config(
+    spec: &mut ContainerSpec,
+    image: &crate::capacity::container::ImageConfig,
+    definition: &TaskDefinition,
+    container: &ContainerDefinition,
+    overrides: Option<&ContainerOverride>,
+) {
+    let entry_point = if container.entry_point.is_empty() {
+        image.entrypoint.clone().unwrap_or_default()
+    } else {
+        container.entry_point.clone()
+    };
+    let command = match overrides.and_then(|o| o.command.clone()) {
+        Some(command) => command,
+        None if !container.command.is_empty() => container.command.clone(),
+        None => image.cmd.clone().unwrap_or_default(),
+    };
+    spec.argv = entry_point.into_iter().chain(command).collect();
+    let mut env: Vec<(String, String)> = image
+        .env
+        .iter()
+        .flatten()
+        .filter_map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect();
+    for (name, value) in std::mem::take(&mut spec.env) {
+        env.retain(|(existing, _)| *existing != name);
+        env.push((name, value));
+    }
+    spec.env = env;
+    if spec.working_dir.is_none() {
+        spec.working_dir = image.working_dir.clone().filter(|d| !d.is_empty());
+    }
+    let units = overrides
+        .and_then(|o| o.cpu)
+        .or(container.cpu)
+        .filter(|u| *u > 0)
+        .or(definition.cpu_units);
+    spec.runtime = crate::capacity::container::RuntimeOptions {
+        user: container.user.clone(),
+        readonly_root: container.readonly_root_filesystem.unwrap_or(false),
+        host_network: definition.spec.network_mode == Some(crate::taskdef::NetworkMode::Host),
+        cpu_units: units,
+        memory_reservation_bytes: container.memory_reservation.map(|mib| u64::from(mib) << 20),
+        pids_limit: crate::capacity::container::DEFAULT_PIDS_LIMIT,
+    };
+}
 
 /// Why a task could not start, and which container it was about.
 struct StartFailure {
@@ -649,6 +784,7 @@ fn container_spec(
             .http_settings()
             .map(|settings| settings.outbound_hosts)
             .unwrap_or_default(),
+        runtime: Default::default(),
     }
 }
 
@@ -671,6 +807,7 @@ enum Readiness {
 struct Launch<'a> {
     request: &'a TaskRequest,
     wasm: Arc<WasmCapacity>,
+    containers: Option<Arc<ContainerCapacity>>,
     prepared: Vec<Prepared>,
     logs: Vec<Arc<ContainerLog>>,
     slots: Vec<Slot>,
@@ -688,6 +825,7 @@ impl<'a> Launch<'a> {
     fn new(
         request: &'a TaskRequest,
         wasm: Arc<WasmCapacity>,
+        containers: Option<Arc<ContainerCapacity>>,
         prepared: Vec<Prepared>,
         logs: Vec<Arc<ContainerLog>>,
         live: LiveContainers,
@@ -700,6 +838,7 @@ impl<'a> Launch<'a> {
             live,
             request,
             wasm,
+            containers,
             prepared,
             logs,
             slots,
@@ -842,10 +981,21 @@ impl<'a> Launch<'a> {
         exits: &mut JoinSet<(usize, ContainerExit, ContainerStats)>,
     ) {
         let (program, spec, _) = &self.prepared[index];
-        tracing::info!(container = %spec.name, digest = %program.digest, "starting container");
-        match self.wasm.start(program, spec.clone()) {
+        tracing::info!(container = %spec.name, digest = %program.digest(), "starting container");
+        let started = match program {
+            Program::Wasm(program) => self.wasm.start(program, spec.clone()),
+            Program::Container(program) => match &self.containers {
+                Some(containers) => containers.start(program, spec.clone()),
+                None => Err(crate::capacity::CapacityError::Start(
+                    "no OCI runtime on this host".into(),
+                )),
+            },
+        };
+        match started {
             Ok(handle) => {
-                if let Some(check) = &self.definitions()[index].health_check {
+                if let (Some(check), Program::Wasm(program)) =
+                    (&self.definitions()[index].health_check, program)
+                {
                     let checker = health::watch(
                         index,
                         self.wasm.clone(),

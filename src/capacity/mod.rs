@@ -8,6 +8,7 @@
 //! Architecture invariant: capacity never touches the store and knows nothing of ECS JSON. It
 //! takes a [`ContainerSpec`] (argv, env, mounts, limits) and reports exits and numbers.
 
+pub mod container;
 mod cpu;
 mod handle;
 mod log;
@@ -60,6 +61,8 @@ pub struct ContainerSpec {
     /// Hosts (`host` or `host:port`, `*` for any) an HTTP handler may send requests to; none
     /// by default.
     pub http_outbound_hosts: Vec<String>,
+    /// What only a container image's runtime uses (user, network, cgroup limits).
+    pub runtime: container::RuntimeOptions,
 }
 
 /// A host directory made visible inside the container.

@@ -213,6 +213,11 @@ pub struct ContainerDefinition {
     pub depends_on: Vec<ContainerDependency>,
     #[serde(default)]
     pub docker_labels: BTreeMap<String, String>,
+    /// The user a container image runs as (`uid[:gid]` or names); Wasm images ignore it.
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub readonly_root_filesystem: Option<bool>,
 }
 
 /// ECS's default `stopTimeout`, in seconds.

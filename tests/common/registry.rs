@@ -111,3 +111,46 @@ impl Drop for Registry {
         let _ = self.child.wait();
     }
 }
+
+impl Registry {
+    /// Pushes a one-layer image manifest with the given (media type, bytes) config and layer.
+    pub async fn push_raw_image(
+        &self,
+        name: &str,
+        config: (&str, Vec<u8>),
+        layer: (&str, Vec<u8>),
+    ) {
+        let client = oci_client::Client::new(oci_client::client::ClientConfig {
+            protocol: oci_client::client::ClientProtocol::Http,
+            ..Default::default()
+        });
+        let target: oci_client::Reference = format!("{}/{name}", self.addr).parse().unwrap();
+        for (_, bytes) in [&config, &layer] {
+            client
+                .push_blob(&target, bytes.clone(), &sha256(bytes))
+                .await
+                .unwrap();
+        }
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": config.0, "digest": sha256(&config.1), "size": config.1.len()},
+            "layers": [{"mediaType": layer.0, "digest": sha256(&layer.1), "size": layer.1.len()}]
+        });
+        let content_type =
+            http::HeaderValue::from_static("application/vnd.oci.image.manifest.v1+json");
+        client
+            .push_manifest_raw(
+                &target,
+                serde_json::to_vec(&manifest).unwrap(),
+                content_type,
+            )
+            .await
+            .unwrap();
+    }
+}
+
+/// `sha256:HEX` of `bytes`.
+pub fn sha256(bytes: &[u8]) -> String {
+    wasmgate::image::content::digest_of(bytes)
+}

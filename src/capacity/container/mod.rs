@@ -1,0 +1,471 @@
+//! The container capacity: a regular OCI container image, run as a real container by an OCI
+//! runtime (`runc`; `--runtime PATH` lets crun or youki stand in).
+//!
+//! Preparing an image unpacks its layers once per image into `DIR/rootfs/<digest>/`
+//! ([`crate::image::rootfs`]). Starting a container makes a bundle `DIR/bundles/<id>/`: an
+//! overlay of that shared read-only root with the container's own upper layer (a copy where
+//! overlayfs is not available), and `config.json` ([`spec`]). `runc run` keeps the container
+//! as its child: its stdout and stderr are the log's, its exit is the container's. A stop sends
+//! SIGTERM, then SIGKILL after the grace period; the cgroup gives the stats and tells an OOM
+//! kill from another SIGKILL.
+//!
+//! Architecture invariant: nothing is left behind: every container is run under this
+//! capacity's own runc state directory, and whatever is found there at start (a server killed
+//! with -9) is killed and deleted, its mounts and bundles removed.
+
+pub mod spec;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::process::Command;
+
+use crate::capacity::handle::HandleParts;
+use crate::capacity::{
+    CapacityError, ContainerExit, ContainerHandle, ContainerLog, ContainerSpec, LogStream,
+    StatsCell,
+};
+use crate::image::rootfs::{self, Layer};
+pub use spec::ImageConfig;
+
+/// Exit code of a container killed after its grace period, or for memory (SIGKILL).
+const EXIT_KILLED: i32 = 137;
+/// Exit code of a container that could not be started.
+const EXIT_CANNOT_START: i32 = 125;
+/// The default most processes a container may have.
+pub const DEFAULT_PIDS_LIMIT: u32 = 1024;
+
+/// Container-only settings of a container (the agent fills them from the definition).
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeOptions {
+    /// `uid[:gid]` or names from the image; `None`: the image's user, else root.
+    pub user: Option<String>,
+    pub readonly_root: bool,
+    /// `networkMode` host: the host's network; otherwise an own, empty network namespace.
+    pub host_network: bool,
+    /// CPU units: shares, and a quota of units/1024 cores.
+    pub cpu_units: Option<u32>,
+    /// The soft limit (`memoryReservation`).
+    pub memory_reservation_bytes: Option<u64>,
+    /// The most processes (a fork bomb stops here).
+    pub pids_limit: u32,
+}
+
+/// Where the capacity keeps its state and which runtime it drives.
+#[derive(Debug, Clone)]
+pub struct ContainerCapacityConfig {
+    pub dir: PathBuf,
+    pub runtime: PathBuf,
+}
+
+/// A container image made ready: its unpacked root and its config.
+#[derive(Debug)]
+pub struct ContainerProgram {
+    pub digest: String,
+    pub rootfs: PathBuf,
+    pub config: ImageConfig,
+}
+
+/// Runs container images through runc.
+pub struct ContainerCapacity {
+    config: ContainerCapacityConfig,
+    /// One unpack per image at a time.
+    unpacking: tokio::sync::Mutex<()>,
+}
+
+impl ContainerCapacity {
+    /// The capacity over `config.dir`; cleans up whatever a previous process left.
+    pub fn new(config: ContainerCapacityConfig) -> Result<Self, CapacityError> {
+        for sub in ["rootfs", "bundles", "runc"] {
+            let dir = config.dir.join(sub);
+            std::fs::create_dir_all(&dir).map_err(|source| CapacityError::Io {
+                context: format!("create {}", dir.display()),
+                source,
+            })?;
+        }
+        let capacity = Self {
+            config,
+            unpacking: tokio::sync::Mutex::new(()),
+        };
+        capacity.clean_up_leftovers();
+        Ok(capacity)
+    }
+
+    fn runc(&self) -> std::process::Command {
+        let mut command = std::process::Command::new(&self.config.runtime);
+        command.arg("--root").arg(self.config.dir.join("runc"));
+        command
+    }
+
+    /// Kills and deletes every container a previous process left, and its bundle.
+    fn clean_up_leftovers(&self) {
+        if let Ok(output) = self.runc().args(["list", "-q"]).output() {
+            for id in String::from_utf8_lossy(&output.stdout).lines() {
+                tracing::warn!(
+                    container = id,
+                    "removing a container left by a previous run"
+                );
+                let _ = self.runc().args(["kill", id, "KILL"]).output();
+                let _ = self.runc().args(["delete", "--force", id]).output();
+            }
+        }
+        if let Ok(bundles) = std::fs::read_dir(self.config.dir.join("bundles")) {
+            for bundle in bundles.flatten() {
+                remove_bundle(&bundle.path());
+            }
+        }
+    }
+
+    /// Unpacks an image (once; later calls find it on disk). `layers` are blobs on disk.
+    pub async fn prepare(
+        &self,
+        digest: &str,
+        config_blob: &Path,
+        layers: Vec<Layer>,
+    ) -> Result<Arc<ContainerProgram>, CapacityError> {
+        let text = std::fs::read(config_blob).map_err(|source| CapacityError::Io {
+            context: format!("read the image config {}", config_blob.display()),
+            source,
+        })?;
+        let document: serde_json::Value = serde_json::from_slice(&text).map_err(|e| {
+            CapacityError::InvalidImage(format!("the image config is not JSON: {e}"))
+        })?;
+        let config: ImageConfig =
+            serde_json::from_value(document["config"].clone()).unwrap_or_default();
+        let hex = digest.trim_start_matches("sha256:");
+        let rootfs = self.config.dir.join("rootfs").join(hex);
+        let _one_at_a_time = self.unpacking.lock().await;
+        if !rootfs.join(".wasmgate-complete").exists() {
+            let partial = self
+                .config
+                .dir
+                .join("rootfs")
+                .join(format!("{hex}.partial"));
+            let _ = std::fs::remove_dir_all(&partial);
+            let tree = partial.join("tree");
+            std::fs::create_dir_all(&tree).map_err(|source| CapacityError::Io {
+                context: format!("create {}", tree.display()),
+                source,
+            })?;
+            let unpacked = tokio::task::spawn_blocking(move || rootfs::unpack(&layers, &tree))
+                .await
+                .map_err(|e| CapacityError::Start(format!("the unpack failed: {e}")))?;
+            if let Err(error) = unpacked {
+                let _ = std::fs::remove_dir_all(&partial);
+                return Err(CapacityError::InvalidImage(error.to_string()));
+            }
+            std::fs::write(partial.join(".wasmgate-complete"), b"").map_err(|source| {
+                CapacityError::Io {
+                    context: "mark the root filesystem complete".into(),
+                    source,
+                }
+            })?;
+            let _ = std::fs::remove_dir_all(&rootfs);
+            std::fs::rename(&partial, &rootfs).map_err(|source| CapacityError::Io {
+                context: format!("move the root filesystem to {}", rootfs.display()),
+                source,
+            })?;
+        }
+        Ok(Arc::new(ContainerProgram {
+            digest: digest.to_string(),
+            rootfs: rootfs.join("tree"),
+            config,
+        }))
+    }
+
+    /// Starts one container of `program`.
+    pub fn start(
+        &self,
+        program: &Arc<ContainerProgram>,
+        spec: ContainerSpec,
+    ) -> Result<ContainerHandle, CapacityError> {
+        let id = format!("{}-{}", spec.task_id, spec.name);
+        let bundle = self.config.dir.join("bundles").join(&id);
+        let _ = remove_bundle(&bundle);
+        let start_error = |why: String| CapacityError::Start(why);
+        std::fs::create_dir_all(bundle.join("rootfs"))
+            .map_err(|e| start_error(format!("create the bundle: {e}")))?;
+        mount_root(&program.rootfs, &bundle).map_err(start_error)?;
+        let user = spec::resolve_user(
+            spec.runtime
+                .user
+                .as_deref()
+                .or(program.config.user.as_deref()),
+            &bundle.join("rootfs"),
+        )
+        .map_err(|why| {
+            remove_bundle(&bundle);
+            start_error(why)
+        })?;
+        let cgroup = format!("/wasmgate/{id}");
+        let document = spec::runtime_spec(&spec, &spec.runtime, user, &cgroup);
+        std::fs::write(bundle.join("config.json"), document.to_string())
+            .map_err(|e| start_error(format!("write config.json: {e}")))?;
+        let mut command = Command::new(&self.config.runtime);
+        command
+            .arg("--root")
+            .arg(self.config.dir.join("runc"))
+            .args(["run", "--keep", "--bundle"])
+            .arg(&bundle)
+            .arg(&id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(false);
+        let mut child = command.spawn().map_err(|e| {
+            remove_bundle(&bundle);
+            start_error(format!("cannot run {}: {e}", self.config.runtime.display()))
+        })?;
+        let (handle, parts) = ContainerHandle::new();
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let log = spec.log.clone();
+        let runtime = self.config.runtime.clone();
+        let state = self.config.dir.join("runc");
+        let span = tracing::info_span!("container", task_id = %spec.task_id, container = %spec.name, digest = %program.digest);
+        tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                let copy_out = tokio::spawn(copy_into(stdout, log.clone(), LogStream::Stdout));
+                let copy_err = tokio::spawn(copy_into(stderr, log.clone(), LogStream::Stderr));
+                let cgroups = Cgroups::of(&cgroup);
+                let exit =
+                    supervise(&mut child, parts, &runtime, &state, &id, &cgroups, &log).await;
+                let _ = copy_out.await;
+                let _ = copy_err.await;
+                let _ = std::process::Command::new(&runtime)
+                    .arg("--root")
+                    .arg(&state)
+                    .args(["delete", "--force", &id])
+                    .output();
+                remove_bundle(&bundle);
+                exit
+            },
+            span,
+        ));
+        Ok(handle)
+    }
+}
+
+/// Waits for the container, handling stop requests and sampling stats; reports the exit.
+async fn supervise(
+    child: &mut tokio::process::Child,
+    parts: HandleParts,
+    runtime: &Path,
+    state: &Path,
+    id: &str,
+    cgroups: &Cgroups,
+    log: &ContainerLog,
+) {
+    let HandleParts {
+        mut stop,
+        exit,
+        stats,
+    } = parts;
+    let kill = |signal: &str| {
+        let _ = std::process::Command::new(runtime)
+            .arg("--root")
+            .arg(state)
+            .args(["kill", id, signal])
+            .output();
+    };
+    let mut sample = tokio::time::interval(Duration::from_millis(500));
+    let mut killed_after_grace = None;
+    let mut deadline: Option<tokio::time::Instant> = None;
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status,
+            _ = sample.tick() => cgroups.sample(&stats),
+            changed = stop.changed(), if deadline.is_none() => {
+                if changed.is_err() {
+                    continue;
+                }
+                let request = *stop.borrow_and_update();
+                if let Some(request) = request {
+                    kill("TERM");
+                    deadline = Some(tokio::time::Instant::now() + request.grace);
+                }
+            }
+            () = async { tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)).await }, if deadline.is_some() && killed_after_grace.is_none() => {
+                kill("KILL");
+                killed_after_grace = stop.borrow().map(|r| r.grace);
+            }
+        }
+    };
+    cgroups.sample(&stats);
+    let oom = cgroups.oom_killed();
+    let outcome = match status {
+        Ok(status) => {
+            let code = status.code().unwrap_or(EXIT_KILLED);
+            if oom && code != 0 {
+                ContainerExit::with_reason(
+                    EXIT_KILLED,
+                    "OutOfMemoryError: the container's memory limit was reached (OOM killed)",
+                )
+            } else if let Some(grace) = killed_after_grace {
+                ContainerExit::with_reason(
+                    EXIT_KILLED,
+                    format!(
+                        "StopTimeout: the container did not stop within {}s of SIGTERM",
+                        grace.as_secs()
+                    ),
+                )
+            } else if code == 255 && stats.snapshot().cpu_time.is_zero() {
+                let why = log
+                    .last_stderr_line()
+                    .unwrap_or_else(|| "the runtime failed".into());
+                ContainerExit::with_reason(
+                    EXIT_CANNOT_START,
+                    format!("CannotStartContainerError: {why}"),
+                )
+            } else {
+                ContainerExit::code(code)
+            }
+        }
+        Err(error) => ContainerExit::with_reason(
+            EXIT_CANNOT_START,
+            format!("CannotStartContainerError: waiting for runc: {error}"),
+        ),
+    };
+    tracing::info!(exit_code = outcome.exit_code, reason = ?outcome.reason, "container exited");
+    exit.send_replace(Some(outcome));
+}
+
+async fn copy_into(
+    pipe: Option<impl tokio::io::AsyncRead + Unpin>,
+    log: Arc<ContainerLog>,
+    stream: LogStream,
+) {
+    let Some(mut pipe) = pipe else { return };
+    let mut buffer = vec![0u8; 16 * 1024];
+    while let Ok(n) = pipe.read(&mut buffer).await {
+        if n == 0 {
+            return;
+        }
+        log.write(stream, &buffer[..n]);
+    }
+}
+
+/// The overlay of the image's root and the container's own layer at `bundle/rootfs`; a copy
+/// where overlayfs cannot be mounted.
+fn mount_root(image_root: &Path, bundle: &Path) -> Result<(), String> {
+    let (upper, work, merged) = (
+        bundle.join("upper"),
+        bundle.join("work"),
+        bundle.join("rootfs"),
+    );
+    for dir in [&upper, &work] {
+        std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    }
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        image_root.display(),
+        upper.display(),
+        work.display()
+    );
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "overlay", "overlay", "-o", &options])
+        .arg(&merged)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if mounted {
+        return Ok(());
+    }
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", image_root.display()))
+        .arg(&merged)
+        .output()
+        .map_err(|e| format!("copy the root filesystem: {e}"))?;
+    if copied.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "copy the root filesystem: {}",
+            String::from_utf8_lossy(&copied.stderr).trim()
+        ))
+    }
+}
+
+/// Unmounts and deletes a bundle.
+fn remove_bundle(bundle: &Path) -> bool {
+    let root = bundle.join("rootfs");
+    let _ = std::process::Command::new("umount").arg(&root).output();
+    std::fs::remove_dir_all(bundle).is_ok()
+}
+
+/// A container's cgroup files (v1 or v2).
+struct Cgroups {
+    memory_usage: PathBuf,
+    memory_peak: Option<PathBuf>,
+    cpu_usage: PathBuf,
+    cpu_in_micros: bool,
+    oom: PathBuf,
+}
+
+impl Cgroups {
+    fn of(path: &str) -> Self {
+        let base = Path::new("/sys/fs/cgroup");
+        let relative = path.trim_start_matches('/');
+        if base.join("cgroup.controllers").exists() {
+            let dir = base.join(relative);
+            Self {
+                memory_usage: dir.join("memory.current"),
+                memory_peak: Some(dir.join("memory.peak")),
+                cpu_usage: dir.join("cpu.stat"),
+                cpu_in_micros: true,
+                oom: dir.join("memory.events"),
+            }
+        } else {
+            let memory = base.join("memory").join(relative);
+            Self {
+                memory_usage: memory.join("memory.usage_in_bytes"),
+                memory_peak: Some(memory.join("memory.max_usage_in_bytes")),
+                cpu_usage: base.join("cpuacct").join(relative).join("cpuacct.usage"),
+                cpu_in_micros: false,
+                oom: memory.join("memory.oom_control"),
+            }
+        }
+    }
+
+    fn sample(&self, stats: &StatsCell) {
+        let number = |path: &Path| -> Option<u64> {
+            std::fs::read_to_string(path).ok()?.trim().parse().ok()
+        };
+        if let Some(usage) = number(&self.memory_usage) {
+            stats.set_memory(usage);
+            if let Some(peak) = self.memory_peak.as_deref().and_then(number) {
+                stats.set_memory(peak);
+                stats.set_memory(usage);
+            }
+        }
+        let cpu = if self.cpu_in_micros {
+            std::fs::read_to_string(&self.cpu_usage)
+                .ok()
+                .and_then(|text| {
+                    text.lines()
+                        .find_map(|l| l.strip_prefix("usage_usec "))
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(Duration::from_micros)
+                })
+        } else {
+            number(&self.cpu_usage).map(Duration::from_nanos)
+        };
+        if let Some(cpu) = cpu {
+            stats.set_cpu(cpu);
+        }
+    }
+
+    /// Whether the kernel killed a process of the cgroup for memory.
+    fn oom_killed(&self) -> bool {
+        std::fs::read_to_string(&self.oom).is_ok_and(|text| {
+            text.lines().any(|line| {
+                line.strip_prefix("oom_kill ")
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+                    .is_some_and(|n| n > 0)
+            })
+        })
+    }
+}

@@ -1,0 +1,269 @@
+//! Container images run through runc, driven through the ECS API: a tiny image made here from
+//! Debian's busybox-static (a gzip layer, an OCI config), pushed to a real registry on
+//! loopback; output, exit codes, overrides, stops, the memory limit, stats, a hostile layer,
+//! and nothing left behind after a kill -9.
+
+mod common;
+
+use std::io::Write as _;
+
+use common::aws::boto3;
+use common::registry::{Registry, sha256};
+use common::server::Server;
+use serde_json::json;
+
+const BUSYBOX: &str = "/bin/busybox";
+
+/// A gzip tar layer: /bin/busybox with its applets, /tmp, /etc/passwd.
+fn busybox_layer() -> Vec<u8> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let dir = |tar: &mut tar::Builder<Vec<u8>>, path: &str, mode: u32| {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_mode(mode);
+        header.set_size(0);
+        header.set_cksum();
+        tar.append_data(&mut header, path, &[][..]).unwrap();
+    };
+    dir(&mut tar, "bin", 0o755);
+    dir(&mut tar, "etc", 0o755);
+    dir(&mut tar, "tmp", 0o1777);
+    let busybox = std::fs::read(BUSYBOX).expect("busybox-static is installed (scripts/setup.sh)");
+    let mut header = tar::Header::new_gnu();
+    header.set_mode(0o755);
+    header.set_size(busybox.len() as u64);
+    header.set_cksum();
+    tar.append_data(&mut header, "bin/busybox", &busybox[..])
+        .unwrap();
+    for applet in [
+        "sh", "echo", "cat", "sleep", "true", "dd", "ls", "id", "yes", "head",
+    ] {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Symlink);
+        header.set_mode(0o777);
+        header.set_size(0);
+        tar.append_link(&mut header, format!("bin/{applet}"), "busybox")
+            .unwrap();
+    }
+    let passwd = b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n";
+    let mut header = tar::Header::new_gnu();
+    header.set_mode(0o644);
+    header.set_size(passwd.len() as u64);
+    header.set_cksum();
+    tar.append_data(&mut header, "etc/passwd", &passwd[..])
+        .unwrap();
+    let tar = tar.into_inner().unwrap();
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gzip.write_all(&tar).unwrap();
+    gzip.finish().unwrap()
+}
+
+/// Pushes the busybox image as `name` (Cmd: echo; Env: FROM_IMAGE=yes; WorkingDir /tmp).
+async fn push_busybox(registry: &Registry, name: &str) {
+    let layer = busybox_layer();
+    let config = serde_json::to_vec(&json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {
+            "Cmd": ["echo", "hello from a container"],
+            "Env": ["PATH=/bin", "FROM_IMAGE=yes"],
+            "WorkingDir": "/tmp",
+        },
+        "rootfs": {"type": "layers", "diff_ids": [sha256(&layer)]},
+    }))
+    .unwrap();
+    registry
+        .push_raw_image(
+            name,
+            ("application/vnd.oci.image.config.v1+json", config),
+            ("application/vnd.oci.image.layer.v1.tar+gzip", layer),
+        )
+        .await;
+}
+
+/// Python: registers `box` running IMAGE with `extra` container members, and helpers.
+fn script(image: &str, body: &str) -> String {
+    format!(
+        r#"
+import json, time, urllib.request
+def td(family, extra={{}}, memory='64'):
+    c = {{'name': 'box', 'image': '{image}'}}
+    c.update(extra)
+    return ecs.register_task_definition(family=family, memory=memory, containerDefinitions=[c])['taskDefinition']['taskDefinitionArn']
+def run(family, overrides=None):
+    kw = {{'overrides': {{'containerOverrides': [overrides]}}}} if overrides else {{}}
+    return ecs.run_task(taskDefinition=family, **kw)['tasks'][0]['taskArn']
+def wait(arn, status='STOPPED', attempts=600):
+    for _ in range(attempts):
+        t = ecs.describe_tasks(tasks=[arn])['tasks'][0]
+        if t['lastStatus'] == status:
+            return t
+        time.sleep(0.05)
+    return t
+def logs(arn):
+    body = json.dumps({{'task': arn}}).encode()
+    req = urllib.request.Request(ENDPOINT, data=body, headers={{'X-Amz-Target': 'WasmgateV1.GetTaskLogs', 'Content-Type': 'application/x-amz-json-1.1'}})
+    return ''.join(e['message'] for e in json.load(urllib.request.urlopen(req))['events'])
+{body}
+"#
+    )
+}
+
+fn with_endpoint(server: &Server, text: String) -> String {
+    format!("ENDPOINT = '{}'\n{text}", server.endpoint)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn busybox_runs_with_output_exit_codes_overrides_stops_and_limits() {
+    let registry = Registry::start();
+    push_busybox(&registry, "busybox:v1").await;
+    let image = format!("{}/busybox:v1", registry.addr);
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let body = r#"
+td('echo')
+t = wait(run('echo'))
+c = t['containers'][0]
+print('echo', t['stopCode'], c['exitCode'], c['imageDigest'][:7], repr(logs(t['taskArn'])))
+
+td('env', {'command': ['sh', '-c', 'echo $FROM_IMAGE $GREETING $(pwd) $(id -u); exit 3'], 'user': 'nobody'})
+t = wait(run('env', {'name': 'box', 'environment': [{'name': 'GREETING', 'value': 'hi'}]}))
+print('env', t['containers'][0]['exitCode'], repr(logs(t['taskArn'])))
+t = wait(run('env', {'name': 'box', 'command': ['echo', 'overridden']}))
+print('override', t['containers'][0]['exitCode'], repr(logs(t['taskArn'])))
+
+td('graceful', {'command': ['sh', '-c', "trap 'echo got TERM; exit 0' TERM; echo up; while true; do sleep 0.1; done"]})
+g = run('graceful')
+wait(g, 'RUNNING')
+for _ in range(100):
+    if 'up' in logs(g):
+        break
+    time.sleep(0.05)
+ecs.stop_task(task=g, reason='enough')
+t = wait(g)
+print('graceful', t['containers'][0]['exitCode'], t['stopCode'], repr(logs(g)))
+
+td('stubborn', {'command': ['sh', '-c', "trap '' TERM; while true; do sleep 0.1; done"], 'stopTimeout': 1})
+s = run('stubborn')
+wait(s, 'RUNNING')
+time.sleep(0.3)
+ecs.stop_task(task=s)
+t = wait(s)
+print('stubborn', t['containers'][0]['exitCode'], t['containers'][0].get('reason', '')[:12])
+
+td('hog', {'command': ['dd', 'if=/dev/zero', 'of=/dev/null', 'bs=64M', 'count=1']}, memory='16')
+t = wait(run('hog'))
+print('hog', t['containers'][0]['exitCode'], t['containers'][0].get('reason', '')[:17])
+"#;
+    let out = boto3(
+        &server.endpoint,
+        &with_endpoint(&server, script(&image, body)),
+    );
+    assert!(
+        out.contains("echo EssentialContainerExited 0 sha256: 'hello from a container\\n'"),
+        "{out}"
+    );
+    assert!(out.contains("env 3 'yes hi /tmp 65534\\n'"), "{out}");
+    assert!(out.contains("override 0 'overridden\\n'"), "{out}");
+    assert!(
+        out.contains("graceful 0 UserInitiated 'up\\ngot TERM\\n'"),
+        "{out}"
+    );
+    assert!(out.contains("stubborn 137 StopTimeout:"), "{out}");
+    assert!(out.contains("hog 137 OutOfMemoryError:"), "{out}");
+    // Every container is gone once its task stopped: no runc state, no bundle.
+    let bundles = data.path().join("containers/bundles");
+    assert_eq!(std::fs::read_dir(&bundles).unwrap().count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_container_reports_stats_and_nothing_outlives_a_kill_9() {
+    let registry = Registry::start();
+    push_busybox(&registry, "busybox:v1").await;
+    let image = format!("{}/busybox:v1", registry.addr);
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let body = r#"
+td('busy', {'command': ['sh', '-c', 'while true; do :; done'], 'cpu': 256})
+b = run('busy')
+wait(b, 'RUNNING')
+task_id = b.rsplit('/', 1)[1]
+cpu = mem = 0
+for _ in range(100):
+    stats = json.load(urllib.request.urlopen(ENDPOINT + '/v1/tasks/' + task_id + '/stats'))
+    if 'box' in stats:
+        cpu = stats['box']['cpu_stats']['cpu_usage']['total_usage']
+        mem = stats['box']['memory_stats']['usage']
+        if cpu > 0 and mem > 0:
+            break
+    time.sleep(0.1)
+print('stats', cpu > 0, mem > 0)
+"#;
+    let out = boto3(
+        &server.endpoint,
+        &with_endpoint(&server, script(&image, body)),
+    );
+    assert!(out.contains("stats True True"), "{out}");
+    let bundles = data.path().join("containers/bundles");
+    assert_eq!(std::fs::read_dir(&bundles).unwrap().count(), 1);
+    drop(server); // kill -9, the container still running
+    let _server = Server::start(data.path());
+    assert_eq!(
+        std::fs::read_dir(&bundles).unwrap().count(),
+        0,
+        "the restarted server removed the bundle"
+    );
+    let listed = std::process::Command::new("runc")
+        .arg("--root")
+        .arg(data.path().join("containers/runc"))
+        .args(["list", "-q"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), "");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hostile_layer_is_refused_and_writes_nothing_outside() {
+    let registry = Registry::start();
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_mode(0o644);
+    let payload = b"pwned";
+    header.set_size(payload.len() as u64);
+    let name = b"../../../../../../tmp/wasmgate-escaped";
+    header.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name);
+    header.set_cksum();
+    tar.append(&header, &payload[..]).unwrap();
+    let layer = tar.into_inner().unwrap();
+    let config = serde_json::to_vec(&json!({
+        "architecture": "amd64", "os": "linux", "config": {"Cmd": ["true"]},
+        "rootfs": {"type": "layers", "diff_ids": [sha256(&layer)]},
+    }))
+    .unwrap();
+    registry
+        .push_raw_image(
+            "evil:v1",
+            ("application/vnd.oci.image.config.v1+json", config),
+            ("application/vnd.oci.image.layer.v1.tar", layer),
+        )
+        .await;
+    let _ = std::fs::remove_file("/tmp/wasmgate-escaped");
+    let image = format!("{}/evil:v1", registry.addr);
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let out = boto3(
+        &server.endpoint,
+        &with_endpoint(
+            &server,
+            script(
+                &image,
+                "t = wait(run(td('evil')))\nprint('evil', t['stopCode'], t['stoppedReason'])\n",
+            ),
+        ),
+    );
+    assert!(
+        out.contains("evil TaskFailedToStart CannotPullContainerError"),
+        "{out}"
+    );
+    assert!(out.contains("climbs out of the image"), "{out}");
+    assert!(!std::path::Path::new("/tmp/wasmgate-escaped").exists());
+}
