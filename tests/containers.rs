@@ -183,7 +183,7 @@ async fn a_running_container_reports_stats_and_nothing_outlives_a_kill_9() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path());
     let body = r#"
-td('busy', {'command': ['sh', '-c', 'while true; do :; done'], 'cpu': 256})
+td('busy', {'command': ['sh', '-c', 'while true; do :; done'], 'cpu': 256, 'stopTimeout': 2})
 b = run('busy')
 wait(b, 'RUNNING')
 task_id = b.rsplit('/', 1)[1]
@@ -266,4 +266,70 @@ async fn a_hostile_layer_is_refused_and_writes_nothing_outside() {
     );
     assert!(out.contains("climbs out of the image"), "{out}");
     assert!(!std::path::Path::new("/tmp/wasmgate-escaped").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn container_services_are_kept_up_checked_and_a_fork_bomb_is_contained() {
+    let registry = Registry::start();
+    push_busybox(&registry, "busybox:v1").await;
+    let image = format!("{}/busybox:v1", registry.addr);
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let body = r#"
+serve = ['sh', '-c', 'echo ok > /tmp/ok; while true; do sleep 0.1; done']
+td('well', {'command': serve, 'stopTimeout': 2, 'healthCheck': {'command': ['CMD', 'cat', '/tmp/ok'], 'interval': 5, 'timeout': 2, 'retries': 1, 'startPeriod': 10}})
+td('sick', {'command': serve, 'stopTimeout': 2, 'healthCheck': {'command': ['CMD-SHELL', 'cat /tmp/never'], 'interval': 5, 'timeout': 2, 'retries': 1}})
+ecs.create_service(serviceName='well', taskDefinition='well', desiredCount=1)
+ecs.get_waiter('services_stable').wait(services=['well'], WaiterConfig={'Delay': 0.2, 'MaxAttempts': 150})
+first = ecs.list_tasks(serviceName='well')['taskArns'][0]
+t = wait(first, 'RUNNING')
+for _ in range(300):
+    t = ecs.describe_tasks(tasks=[first])['tasks'][0]
+    if t['healthStatus'] == 'HEALTHY':
+        break
+    time.sleep(0.05)
+print('well', t['healthStatus'])
+print('T', time.time())
+ecs.stop_task(task=first, reason='chaos')
+for _ in range(200):
+    now = ecs.list_tasks(serviceName='well')['taskArns']
+    if now and now[0] != first and ecs.describe_tasks(tasks=now)['tasks'][0]['lastStatus'] == 'RUNNING':
+        break
+    time.sleep(0.05)
+print('replaced', now[0] != first)
+print('T', time.time())
+
+ecs.create_service(serviceName='sick', taskDefinition='sick', desiredCount=1)
+stopped = []
+for _ in range(300):
+    stopped = ecs.list_tasks(serviceName='sick', desiredStatus='STOPPED')['taskArns']
+    if stopped:
+        break
+    time.sleep(0.05)
+t = ecs.describe_tasks(tasks=stopped)['tasks'][0]
+print('sick', t['stoppedReason'], t['healthStatus'])
+print('T', time.time())
+
+td('bomb', {'command': ['sh', '-c', 'bomb() { bomb | bomb & }; bomb'], 'stopTimeout': 1, 'cpu': 256})
+b = run('bomb')
+wait(b, 'RUNNING')
+time.sleep(1)
+ecs.stop_task(task=b)
+t = wait(b)
+print('bomb', t['lastStatus'])
+print('T', time.time())
+print('server fine', len(ecs.list_clusters()['clusterArns']))
+"#;
+    let out = boto3(
+        &server.endpoint,
+        &with_endpoint(&server, script(&image, body)),
+    );
+    assert!(out.contains("well HEALTHY"), "{out}");
+    assert!(out.contains("replaced True"), "{out}");
+    assert!(
+        out.contains("sick Task failed container health checks UNHEALTHY"),
+        "{out}"
+    );
+    assert!(out.contains("bomb STOPPED"), "{out}");
+    assert!(out.contains("server fine 1"), "{out}");
 }

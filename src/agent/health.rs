@@ -1,6 +1,7 @@
 //! Container health checks, on ECS's timings (`interval`, `timeout`, `retries`, `startPeriod`).
 //!
-//! For a Wasm container, `["CMD", ARGS...]` runs a fresh instance of the container's own image
+//! For a container image's container, `CMD` and `CMD-SHELL` run inside it (`runc exec`), as
+//! Docker does. For a Wasm container, `["CMD", ARGS...]` runs a fresh instance of the container's own image
 //! with ARGS as its arguments (argv[0] is the container's name, as for the container itself),
 //! with the container's environment, mounts and limits, the way `docker exec` runs a command
 //! inside a running container: exit 0 is a pass, anything else (or no exit within `timeout`) a
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use crate::capacity::container::ContainerCapacity;
 use crate::capacity::wasm::{WasmCapacity, WasmProgram};
 use crate::capacity::{Capacity, ContainerLog, ContainerSpec, Tee};
 use crate::taskdef::HealthCheck;
@@ -44,6 +46,9 @@ impl HealthStatus {
 pub struct HealthProbe {
     /// The arguments of the checking instance (after argv[0]).
     pub args: Vec<String>,
+    /// What runs inside a container image's container: the CMD's arguments, or
+    /// `/bin/sh -c STRING` for CMD-SHELL.
+    pub exec: Vec<String>,
     pub interval: Duration,
     pub timeout: Duration,
     pub retries: u32,
@@ -63,11 +68,19 @@ impl HealthProbe {
             Some((_, rest)) => rest.to_vec(),
             None => Vec::new(),
         };
+        let exec = match check.command.split_first() {
+            Some((form, rest)) if form == "CMD-SHELL" => {
+                vec!["/bin/sh".into(), "-c".into(), rest.join(" ")]
+            }
+            Some((_, rest)) => rest.to_vec(),
+            None => Vec::new(),
+        };
         let seconds = |value: Option<i64>, default: u64| {
             Duration::from_secs(value.and_then(|v| u64::try_from(v).ok()).unwrap_or(default))
         };
         Self {
             args,
+            exec,
             interval: seconds(check.interval, 30),
             timeout: seconds(check.timeout, 5),
             retries: check
@@ -160,11 +173,21 @@ async fn check_once(
     }
 }
 
+/// Where a check runs.
+pub enum CheckTarget {
+    /// A fresh instance of the Wasm container's program.
+    Wasm {
+        wasm: Arc<WasmCapacity>,
+        program: Arc<WasmProgram>,
+    },
+    /// `runc exec` inside the running container.
+    Container(Arc<ContainerCapacity>),
+}
+
 /// Checks container `index` until aborted, sending every change of its status.
 pub async fn watch(
     index: usize,
-    wasm: Arc<WasmCapacity>,
-    program: Arc<WasmProgram>,
+    target: CheckTarget,
     container: ContainerSpec,
     probe: HealthProbe,
     changes: mpsc::UnboundedSender<(usize, HealthStatus)>,
@@ -172,7 +195,25 @@ pub async fn watch(
     let started = Instant::now();
     let mut state = HealthState::default();
     loop {
-        let result = check_once(&wasm, &program, &container, &probe).await;
+        let result = match &target {
+            CheckTarget::Wasm { wasm, program } => {
+                check_once(wasm, program, &container, &probe).await
+            }
+            CheckTarget::Container(capacity) => {
+                match capacity
+                    .exec(
+                        &container.task_id,
+                        &container.name,
+                        &probe.exec,
+                        probe.timeout,
+                    )
+                    .await
+                {
+                    Ok(()) => CheckResult::Pass,
+                    Err(why) => CheckResult::Fail(why),
+                }
+            }
+        };
         let before = state.status;
         state.record(&result, &probe, started.elapsed());
         tracing::debug!(container = %container.name, ?result, status = state.status.as_str(), "health check");
@@ -190,6 +231,7 @@ mod tests {
     fn probe(retries: u32, start_period: u64) -> HealthProbe {
         HealthProbe {
             args: Vec::new(),
+            exec: Vec::new(),
             interval: Duration::from_secs(5),
             timeout: Duration::from_secs(2),
             retries,

@@ -993,13 +993,21 @@ impl<'a> Launch<'a> {
         };
         match started {
             Ok(handle) => {
-                if let (Some(check), Program::Wasm(program)) =
-                    (&self.definitions()[index].health_check, program)
+                let target = match program {
+                    Program::Wasm(program) => Some(health::CheckTarget::Wasm {
+                        wasm: self.wasm.clone(),
+                        program: program.clone(),
+                    }),
+                    Program::Container(_) => {
+                        self.containers.clone().map(health::CheckTarget::Container)
+                    }
+                };
+                if let (Some(check), Some(target)) =
+                    (&self.definitions()[index].health_check, target)
                 {
                     let checker = health::watch(
                         index,
-                        self.wasm.clone(),
-                        program.clone(),
+                        target,
                         spec.clone(),
                         HealthProbe::from_definition(check),
                         self.health_tx.clone(),

@@ -6,6 +6,7 @@ use std::process::{Child, Stdio};
 /// A running `wasmgate server`; killed (-9) when dropped.
 pub struct Server {
     child: Child,
+    data_dir: std::path::PathBuf,
     pub endpoint: String,
     /// The gateway's `host:port`.
     pub gateway: String,
@@ -50,6 +51,7 @@ impl Server {
             .to_string();
         Self {
             child,
+            data_dir: data_dir.to_path_buf(),
             endpoint,
             gateway,
             _stdout: stdout,
@@ -61,5 +63,28 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Containers outlive a server killed with -9 until the next start on the same data
+        // directory cleans them up (tested); a test that never restarts cleans up here.
+        let state = self.data_dir.join("containers/runc");
+        let runc = |args: &[&str]| {
+            std::process::Command::new("runc")
+                .arg("--root")
+                .arg(&state)
+                .args(args)
+                .output()
+        };
+        if let Ok(listed) = runc(&["list", "-q"]) {
+            for id in String::from_utf8_lossy(&listed.stdout).lines() {
+                let _ = runc(&["kill", id, "KILL"]);
+                let _ = runc(&["delete", "--force", id]);
+            }
+        }
+        if let Ok(bundles) = std::fs::read_dir(self.data_dir.join("containers/bundles")) {
+            for bundle in bundles.flatten() {
+                let _ = std::process::Command::new("umount")
+                    .arg(bundle.path().join("rootfs"))
+                    .output();
+            }
+        }
     }
 }

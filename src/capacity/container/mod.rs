@@ -249,6 +249,50 @@ impl ContainerCapacity {
     }
 }
 
+impl ContainerCapacity {
+    /// Runs `args` inside the running container of `container` in task `task_id` (a health
+    /// check): `Ok` on exit 0, else why, within `timeout`.
+    pub async fn exec(
+        &self,
+        task_id: &str,
+        container: &str,
+        args: &[String],
+        timeout: Duration,
+    ) -> Result<(), String> {
+        if args.is_empty() {
+            return Err("the check has no command".into());
+        }
+        let id = format!("{task_id}-{container}");
+        let mut command = Command::new(&self.config.runtime);
+        command
+            .arg("--root")
+            .arg(self.config.dir.join("runc"))
+            .args(["exec", &id])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let child = command
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", self.config.runtime.display()))?;
+        match tokio::time::timeout(timeout, child.wait_with_output()).await {
+            Ok(Ok(output)) if output.status.success() => Ok(()),
+            Ok(Ok(output)) => Err(format!(
+                "exit {}{}",
+                output.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&output.stderr)
+                    .lines()
+                    .last()
+                    .map(|l| format!(": {l}"))
+                    .unwrap_or_default()
+            )),
+            Ok(Err(error)) => Err(format!("runc exec: {error}")),
+            Err(_) => Err(format!("no answer within {}s", timeout.as_secs())),
+        }
+    }
+}
+
 /// Waits for the container, handling stop requests and sampling stats; reports the exit.
 async fn supervise(
     child: &mut tokio::process::Child,
