@@ -7,6 +7,8 @@ use std::process::{Child, Stdio};
 pub struct Server {
     child: Child,
     data_dir: std::path::PathBuf,
+    /// Whether dropping it also removes the containers it ran (not after [`Server::kill_9`]).
+    clean_up: bool,
     pub endpoint: String,
     /// The gateway's `host:port`.
     pub gateway: String,
@@ -52,6 +54,7 @@ impl Server {
         Self {
             child,
             data_dir: data_dir.to_path_buf(),
+            clean_up: true,
             endpoint,
             gateway,
             _stdout: stdout,
@@ -59,10 +62,21 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Kills the server with SIGKILL and leaves whatever it ran as it is, for the next start
+    /// on the same data directory to find.
+    pub fn kill_9(mut self) {
+        self.clean_up = false;
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if !self.clean_up {
+            return;
+        }
         // Containers outlive a server killed with -9 until the next start on the same data
         // directory cleans them up (tested); a test that never restarts cleans up here.
         let state = self.data_dir.join("containers/runc");
