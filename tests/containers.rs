@@ -95,7 +95,7 @@ def run(family, overrides=None):
 def wait(arn, status='STOPPED', attempts=600):
     for _ in range(attempts):
         t = ecs.describe_tasks(tasks=[arn])['tasks'][0]
-        if t['lastStatus'] == status:
+        if t['lastStatus'] == status or t['lastStatus'] == 'STOPPED':
             return t
         time.sleep(0.05)
     return t
@@ -307,10 +307,19 @@ for _ in range(300):
 t = ecs.describe_tasks(tasks=stopped)['tasks'][0]
 print('sick', t['stoppedReason'], t['healthStatus'])
 
-td('bomb', {'command': ['sh', '-c', 'bomb() { bomb | bomb & }; bomb'], 'stopTimeout': 1, 'cpu': 256})
+td('bomb', {'command': ['sh', '-c', 'bomb() { bomb | bomb & }; bomb; sleep 1000'], 'stopTimeout': 1, 'cpu': 256})
 b = run('bomb')
-wait(b, 'RUNNING')
-time.sleep(1)
+print('bomb ran', wait(b, 'RUNNING')['lastStatus'])
+cgroup = 'wasmgate/' + b.rsplit('/', 1)[1] + '-box/pids.current'
+most = 0
+for _ in range(40):
+    for base in ['/sys/fs/cgroup/pids/', '/sys/fs/cgroup/']:
+        try:
+            most = max(most, int(open(base + cgroup).read()))
+        except OSError:
+            pass
+    time.sleep(0.05)
+print('bomb pids', most > 100, most <= 1024)
 ecs.stop_task(task=b)
 t = wait(b)
 print('bomb', t['lastStatus'])
@@ -326,6 +335,9 @@ print('server fine', len(ecs.list_clusters()['clusterArns']))
         out.contains("sick Task failed container health checks UNHEALTHY"),
         "{out}"
     );
+    assert!(out.contains("bomb ran RUNNING"), "{out}");
+    // The bomb really forked, and the pids limit (1024) held.
+    assert!(out.contains("bomb pids True True"), "{out}");
     assert!(out.contains("bomb STOPPED"), "{out}");
     assert!(out.contains("server fine 1"), "{out}");
 }
