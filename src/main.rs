@@ -660,6 +660,7 @@ fn with_containers(runner: TaskRunner, config: &Config) -> TaskRunner {
         wasmgate::capacity::container::ContainerCapacityConfig {
             dir: config.data_dir.join("containers"),
             runtime: runtime.clone(),
+            http: Some(runner.wasm().http_workers().clone()),
         },
     ) {
         Ok(containers) => runner.with_containers(Arc::new(containers)),

@@ -341,3 +341,48 @@ print('server fine', len(ecs.list_clusters()['clusterArns']))
     assert!(out.contains("bomb STOPPED"), "{out}");
     assert!(out.contains("server fine 1"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gateway_proxies_to_a_container_on_the_host_network() {
+    let registry = Registry::start();
+    push_busybox(&registry, "busybox:v1").await;
+    let image = format!("{}/busybox:v1", registry.addr);
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let body = format!(
+        r#"
+serve = ['sh', '-c', 'mkdir -p /tmp/www/box && echo hello from httpd > /tmp/www/box/index.html && httpd -f -p 127.0.0.1:{port} -h /tmp/www']
+ecs.register_task_definition(family='web', memory='64', networkMode='host', containerDefinitions=[
+    {{'name': 'box', 'image': '{image}', 'command': serve, 'stopTimeout': 2,
+      'portMappings': [{{'containerPort': {port}, 'hostPort': {port}}}],
+      'dockerLabels': {{'wasmgate.http.path': '/box'}}}}])
+ecs.create_service(serviceName='web', taskDefinition='web', desiredCount=1)
+ecs.get_waiter('services_stable').wait(services=['web'], WaiterConfig={{'Delay': 0.2, 'MaxAttempts': 150}})
+print('stable')
+"#
+    );
+    let out = boto3(
+        &server.endpoint,
+        &with_endpoint(&server, script(&image, &body)),
+    );
+    assert!(out.contains("stable"), "{out}");
+    let mut reply = common::http::get(&server.gateway, "localhost", "/box/index.html");
+    for _ in 0..100 {
+        if reply.status == 200 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        reply = common::http::get(&server.gateway, "localhost", "/box/index.html");
+    }
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.text(), "hello from httpd\n");
+    // The same limits as for Wasm handlers: a declared body over the limit is 413.
+    let big = vec![b'a'; 11 << 20];
+    let refused =
+        common::http::request(&server.gateway, "POST", "localhost", "/box/x", &big, false).unwrap();
+    assert_eq!(refused.status, 413);
+}

@@ -617,6 +617,15 @@ fn apply_image_config(
         cpu_units: units,
         memory_reservation_bytes: container.memory_reservation.map(|mib| u64::from(mib) << 20),
         pids_limit: crate::capacity::container::DEFAULT_PIDS_LIMIT,
+        http_port: container.http_settings().and_then(|settings| {
+            settings.port.or_else(|| {
+                container
+                    .port_mappings
+                    .first()
+                    .and_then(|m| m.container_port)
+                    .and_then(|p| u16::try_from(p).ok())
+            })
+        }),
     };
 }
 

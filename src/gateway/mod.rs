@@ -110,6 +110,15 @@ fn too_large(settings: &crate::taskdef::http::HttpSettings) -> Response<GatewayB
     )
 }
 
+/// Who serves a request: a Wasm task's worker, or a container task's port.
+enum Target {
+    Wasm(Arc<HttpWorker>),
+    Proxy {
+        task_id: String,
+        address: std::net::SocketAddr,
+    },
+}
+
 /// Why no task took a request.
 enum Unavailable {
     NoTask,
@@ -181,7 +190,7 @@ impl Gateway {
     /// The least busy worker of the route `key` with room, scaling the service from zero when
     /// it has no task and may; waits up to the queue timeout (the cold-start timeout when
     /// scaling from zero).
-    async fn pick(&self, key: &str) -> Result<Arc<HttpWorker>, Unavailable> {
+    async fn pick(&self, key: &str) -> Result<Target, Unavailable> {
         let started = tokio::time::Instant::now();
         let mut deadline: Option<tokio::time::Instant> = None;
         loop {
@@ -199,7 +208,22 @@ impl Gateway {
                 .filter(|w| w.in_flight() < route.settings.concurrency)
                 .min_by_key(|w| w.in_flight());
             if let Some(worker) = best {
-                return Ok(worker);
+                return Ok(Target::Wasm(worker));
+            }
+            // Container tasks: their port, in turn (the gateway does not count their requests).
+            let proxies: Vec<(String, std::net::SocketAddr)> = route
+                .tasks
+                .iter()
+                .filter_map(|task| {
+                    self.workers
+                        .proxy(task, &route.container)
+                        .map(|address| (task.clone(), address))
+                })
+                .collect();
+            if !proxies.is_empty() {
+                let turn = self.request_ids.load(Ordering::Relaxed) as usize % proxies.len();
+                let (task_id, address) = proxies[turn].clone();
+                return Ok(Target::Proxy { task_id, address });
             }
             let deadline = *deadline.get_or_insert_with(|| {
                 let wait = if route.tasks.is_empty() && route.settings.idle_timeout.is_some() {
@@ -313,7 +337,11 @@ impl Gateway {
             return (too_large(settings), None);
         }
         let worker = match self.pick(key).await {
-            Ok(worker) => worker,
+            Ok(Target::Wasm(worker)) => worker,
+            Ok(Target::Proxy { task_id, address }) => {
+                let response = proxy(address, settings, request).await;
+                return (response, Some(task_id));
+            }
             Err(Unavailable::NoTask) => {
                 return (text(503, "the service has no running task\n"), None);
             }
@@ -436,6 +464,56 @@ impl Gateway {
                     tracing::warn!(service = %route.key, %error, "cannot scale the service to zero");
                 }
             }
+        }
+    }
+}
+
+/// Forwards a request to a container task's port: the same limits as a Wasm handler's (body
+/// sizes, the deadline → 504); a port that does not answer is 502.
+async fn proxy(
+    address: std::net::SocketAddr,
+    settings: &crate::taskdef::http::HttpSettings,
+    request: Request<Incoming>,
+) -> Response<GatewayBody> {
+    let limit = usize::try_from(settings.max_request_bytes).unwrap_or(usize::MAX);
+    let request = request.map(|body| Limited::new(body, limit));
+    let exchange = async {
+        let stream = tokio::net::TcpStream::connect(address).await?;
+        let _ = stream.set_nodelay(true);
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(std::io::Error::other)?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        sender
+            .send_request(request)
+            .await
+            .map_err(std::io::Error::other)
+    };
+    match tokio::time::timeout(settings.timeout, exchange).await {
+        Err(_) => text(
+            504,
+            format!(
+                "the container did not answer within {}s\n",
+                settings.timeout.as_secs_f64()
+            ),
+        ),
+        Ok(Err(error)) => text(
+            502,
+            format!("the container does not answer on {address}: {error}\n"),
+        ),
+        Ok(Ok(response)) => {
+            let max = usize::try_from(settings.max_response_bytes).unwrap_or(usize::MAX);
+            response.map(|body| {
+                Limited::new(body, max)
+                    .map_err(|error| {
+                        tracing::info!(%error, "proxied response body cut");
+                        error
+                    })
+                    .boxed_unsync()
+            })
         }
     }
 }

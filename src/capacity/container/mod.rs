@@ -52,13 +52,17 @@ pub struct RuntimeOptions {
     pub memory_reservation_bytes: Option<u64>,
     /// The most processes (a fork bomb stops here).
     pub pids_limit: u32,
+    /// The port it serves HTTP on, for the gateway (reachable with the host's network).
+    pub http_port: Option<u16>,
 }
 
 /// Where the capacity keeps its state and which runtime it drives.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ContainerCapacityConfig {
     pub dir: PathBuf,
     pub runtime: PathBuf,
+    /// Where containers that serve HTTP are announced to the gateway.
+    pub http: Option<Arc<crate::capacity::wasm::http::HttpWorkers>>,
 }
 
 /// A container image made ready: its unpacked root and its config.
@@ -226,6 +230,17 @@ impl ContainerCapacity {
         let runtime = self.config.runtime.clone();
         let state = self.config.dir.join("runc");
         let span = tracing::info_span!("container", task_id = %spec.task_id, container = %spec.name, digest = %program.digest);
+        let proxy = match (&self.config.http, spec.runtime.http_port) {
+            (Some(registry), Some(port)) if spec.runtime.host_network => {
+                registry.add_proxy(
+                    &spec.task_id,
+                    &spec.name,
+                    std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+                );
+                Some((registry.clone(), spec.task_id.clone()))
+            }
+            _ => None,
+        };
         tokio::spawn(tracing::Instrument::instrument(
             async move {
                 let copy_out = tokio::spawn(copy_into(stdout, log.clone(), LogStream::Stdout));
@@ -233,6 +248,9 @@ impl ContainerCapacity {
                 let cgroups = Cgroups::of(&cgroup);
                 let exit =
                     supervise(&mut child, parts, &runtime, &state, &id, &cgroups, &log).await;
+                if let Some((registry, task_id)) = &proxy {
+                    registry.remove_proxy(task_id);
+                }
                 let _ = copy_out.await;
                 let _ = copy_err.await;
                 let _ = std::process::Command::new(&runtime)
@@ -308,12 +326,15 @@ async fn supervise(
         exit,
         stats,
     } = parts;
+    // SIGTERM goes to the container's first process (as Docker's stop); SIGKILL to every
+    // process of its cgroup, so that a fork bomb's children cannot outlive the stop.
     let kill = |signal: &str| {
-        let _ = std::process::Command::new(runtime)
-            .arg("--root")
-            .arg(state)
-            .args(["kill", id, signal])
-            .output();
+        let mut command = std::process::Command::new(runtime);
+        command.arg("--root").arg(state).arg("kill");
+        if signal == "KILL" {
+            command.arg("--all");
+        }
+        let _ = command.args([id, signal]).output();
     };
     let mut sample = tokio::time::interval(Duration::from_millis(500));
     let mut killed_after_grace = None;

@@ -343,10 +343,12 @@ impl<F: Future> Future for CpuTimed<F> {
     }
 }
 
-/// The HTTP workers of this host, by task and container.
+/// The HTTP workers of this host, by task and container, and the ports of container images'
+/// tasks that serve HTTP (the gateway proxies to them).
 #[derive(Default)]
 pub struct HttpWorkers {
     workers: RwLock<HashMap<String, Vec<Arc<HttpWorker>>>>,
+    proxies: RwLock<HashMap<String, (String, std::net::SocketAddr)>>,
     /// Signalled when a worker arrives or a request ends (queued requests look again).
     pub changed: Notify,
 }
@@ -360,6 +362,31 @@ impl HttpWorkers {
             .iter()
             .find(|w| w.container == container)
             .cloned()
+    }
+
+    /// Where container `container` of task `task_id` serves HTTP, if it does.
+    pub fn proxy(&self, task_id: &str, container: &str) -> Option<std::net::SocketAddr> {
+        let proxies = self.proxies.read().unwrap_or_else(|p| p.into_inner());
+        proxies
+            .get(task_id)
+            .filter(|(name, _)| name == container)
+            .map(|(_, address)| *address)
+    }
+
+    /// A container image's task serves HTTP at `address`.
+    pub fn add_proxy(&self, task_id: &str, container: &str, address: std::net::SocketAddr) {
+        self.proxies
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(task_id.to_string(), (container.to_string(), address));
+        self.changed.notify_waiters();
+    }
+
+    pub fn remove_proxy(&self, task_id: &str) {
+        self.proxies
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(task_id);
     }
 
     fn insert(&self, worker: Arc<HttpWorker>) {
