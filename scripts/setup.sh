@@ -18,7 +18,8 @@ command -v htpasswd >/dev/null || missing+=(apache2-utils)
 command -v skopeo >/dev/null || missing+=(skopeo)
 # The container capacity's runtime, and the busybox its tests build an image from.
 command -v runc >/dev/null || missing+=(runc)
-[ -x /bin/busybox ] || missing+=(busybox-static)
+# (static: the tests copy it into an image that has no libc)
+{ [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; } || missing+=(busybox-static)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]} (Debian)"
   sudo_=""
