@@ -14,5 +14,6 @@ pub mod controller;
 pub mod gateway;
 pub mod image;
 pub mod logs;
+pub mod net;
 pub mod store;
 pub mod taskdef;

@@ -437,45 +437,29 @@ pub fn timestamp() -> f64 {
 /// Serves the API on `listener` until `shutdown` is cancelled; each connection is a task owned
 /// by a `JoinSet`, drained on shutdown.
 pub async fn serve(listener: TcpListener, api: Arc<Api>, shutdown: CancellationToken) {
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        let accepted = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                tracing::warn!(%error, "accept failed");
-                continue;
-            }
-        };
+    let connections = shutdown.clone();
+    crate::net::accept_connections(listener, connections, move |stream| {
         let api = api.clone();
         let shutdown = shutdown.clone();
-        connections.spawn(
-            async move {
-                let service = hyper::service::service_fn(move |request| {
-                    let api = api.clone();
-                    async move { Ok::<_, Infallible>(api.handle(request).await) }
-                });
-                let connection = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-                tokio::pin!(connection);
-                tokio::select! {
-                    result = &mut connection => {
-                        if let Err(error) = result {
-                            tracing::debug!(%error, "connection ended with an error");
-                        }
+        async move {
+            let service = hyper::service::service_fn(move |request| {
+                let api = api.clone();
+                async move { Ok::<_, Infallible>(api.handle(request).await) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                result = &mut connection => {
+                    if let Err(error) = result {
+                        tracing::debug!(%error, "connection ended with an error");
                     }
-                    () = shutdown.cancelled() => connection.as_mut().graceful_shutdown(),
                 }
+                () = shutdown.cancelled() => connection.as_mut().graceful_shutdown(),
             }
-            .instrument(tracing::debug_span!("connection", %peer)),
-        );
-        // Reap finished connections so the set does not grow without end.
-        while connections.try_join_next().is_some() {}
-    }
-    while connections.join_next().await.is_some() {}
+        }
+    })
+    .await;
 }
 
 #[cfg(test)]
