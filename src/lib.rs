@@ -15,5 +15,8 @@ pub mod gateway;
 pub mod image;
 pub mod logs;
 pub mod net;
+pub mod protocol;
+pub mod records;
+pub mod server;
 pub mod store;
 pub mod taskdef;

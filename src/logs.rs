@@ -75,6 +75,8 @@ pub struct LogPage {
 pub struct LogStore {
     dir: PathBuf,
     max_bytes_per_task: u64,
+    /// Writers of tasks whose records arrive from other hosts ([`LogStore::import`]).
+    imports: Arc<Mutex<std::collections::HashMap<String, Arc<TaskLogWriter>>>>,
 }
 
 impl LogStore {
@@ -84,6 +86,7 @@ impl LogStore {
         Self {
             dir: dir.into(),
             max_bytes_per_task: max_bytes_per_task.max(1024),
+            imports: Arc::default(),
         }
     }
 
@@ -123,6 +126,35 @@ impl LogStore {
         }))
     }
 
+    /// Keeps records a task on another host wrote, with their own sequence numbers; records
+    /// already kept (a report delivered twice) are skipped.
+    pub fn import(&self, task_id: &str, records: &[LogRecord]) -> Result<(), LogError> {
+        let writer = {
+            let mut imports = self.imports.lock().unwrap_or_else(|p| p.into_inner());
+            match imports.get(task_id) {
+                Some(writer) => writer.clone(),
+                None => {
+                    let writer = self.create(task_id)?;
+                    if let Ok(page) = self.read(task_id, 0)
+                        && let Some(last) = page.records.last()
+                    {
+                        writer
+                            .state
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .next_seq = last.seq + 1;
+                    }
+                    imports.insert(task_id.to_string(), writer.clone());
+                    writer
+                }
+            }
+        };
+        for record in records {
+            writer.write(record.clone());
+        }
+        Ok(())
+    }
+
     /// Records with sequence numbers above `after`, oldest first, up to about a megabyte.
     pub fn read(&self, task_id: &str, after: u64) -> Result<LogPage, LogError> {
         check_id(task_id)?;
@@ -151,6 +183,10 @@ impl LogStore {
 
     /// Deletes a task's log.
     pub fn remove(&self, task_id: &str) {
+        self.imports
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(task_id);
         if check_id(task_id).is_err() {
             return;
         }
@@ -276,7 +312,25 @@ impl TaskLogWriter {
             stream,
             message: String::from_utf8_lossy(bytes).into_owned(),
         };
-        let Ok(mut line) = serde_json::to_vec(&record) else {
+        state.write(&record);
+    }
+
+    /// Appends a record written elsewhere, unless its sequence number is behind this log's.
+    fn write(&self, record: LogRecord) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if state.file.is_none() || record.seq < state.next_seq {
+            return;
+        }
+        state.next_seq = record.seq;
+        state.write(&record);
+    }
+}
+
+impl WriterState {
+    /// Writes `record` as one line, rotating first when it would pass the half cap.
+    fn write(&mut self, record: &LogRecord) {
+        let state = self;
+        let Ok(mut line) = serde_json::to_vec(record) else {
             return;
         };
         line.push(b'\n');
@@ -298,9 +352,7 @@ impl TaskLogWriter {
             }
         }
     }
-}
 
-impl WriterState {
     /// The current file becomes the rotated one (replacing the older half), and a new one starts.
     fn rotate(&mut self) {
         let reopened = std::fs::rename(&self.current, &self.rotated).and_then(|()| {

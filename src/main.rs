@@ -175,7 +175,14 @@ enum Command {
             value_name = "SECONDS"
         )]
         service_restart_delay_max: f64,
+
+        #[command(flatten)]
+        hosts: HostArgs,
     },
+
+    /// Run a capacity host: join a controller over the network and run the tasks it places
+    /// here. Prints `joined as INSTANCE_ID` once joined; Ctrl-C stops its tasks and exits.
+    Agent(AgentArgs),
 
     /// List the images in the local store, or remove and prune them.
     Images {
@@ -255,6 +262,85 @@ enum Command {
         #[command(flatten)]
         target: client_commands::Target,
     },
+}
+
+/// How `wasmgate server` treats capacity hosts.
+#[derive(clap::Args)]
+struct HostArgs {
+    /// Accept agents (`wasmgate agent`) that present the token in this file.
+    #[arg(long, env = "WASMGATE_AGENT_TOKEN_FILE", value_name = "FILE")]
+    agent_token_file: Option<PathBuf>,
+
+    /// Run no agent in this process (a controller only; capacity comes from `wasmgate agent`).
+    #[arg(long)]
+    no_local_agent: bool,
+
+    /// Seconds without a heartbeat after which a host shows agentConnected false and gets no
+    /// new tasks.
+    #[arg(
+        long,
+        env = "WASMGATE_AGENT_TIMEOUT",
+        default_value_t = 10.0,
+        value_name = "SECONDS"
+    )]
+    agent_timeout: f64,
+
+    /// Seconds without a heartbeat after which a host's tasks are recorded STOPPED and its
+    /// services' tasks replaced elsewhere.
+    #[arg(
+        long,
+        env = "WASMGATE_AGENT_LOST_AFTER",
+        default_value_t = 20.0,
+        value_name = "SECONDS"
+    )]
+    agent_lost_after: f64,
+}
+
+#[derive(clap::Args)]
+struct AgentArgs {
+    /// The controller's URL (`http://HOST:PORT`); repeat or separate with commas to give
+    /// several, tried in turn.
+    #[arg(
+        long = "controller",
+        env = "WASMGATE_CONTROLLER",
+        value_delimiter = ',',
+        required = true
+    )]
+    controllers: Vec<String>,
+
+    /// The file holding the join token (the server's --agent-token-file).
+    #[arg(long, env = "WASMGATE_AGENT_TOKEN_FILE", value_name = "FILE")]
+    token_file: PathBuf,
+
+    /// Register in this cluster (EC2 / EXTERNAL capacity, as ECS Anywhere) instead of the
+    /// shared pool that runs FARGATE tasks of every cluster.
+    #[arg(long)]
+    cluster: Option<String>,
+
+    /// A placement attribute of this host (repeatable), as memberOf and spread see it.
+    #[arg(long = "attribute", value_name = "NAME=VALUE")]
+    attributes: Vec<String>,
+
+    /// Where to serve the HTTP requests the gateway forwards to this host's tasks.
+    #[arg(long, env = "WASMGATE_AGENT_LISTEN", default_value = "0.0.0.0:8082")]
+    listen: std::net::SocketAddr,
+
+    /// The address the controller reaches this host at (default: the listen address).
+    #[arg(long, value_name = "HOST")]
+    advertise: Option<String>,
+
+    /// The host's name as people see it (default: its hostname).
+    #[arg(long)]
+    name: Option<String>,
+
+    /// MiB of this host's memory kept back from tasks.
+    #[arg(
+        long,
+        env = "WASMGATE_MEMORY_RESERVE",
+        default_value_t = 256,
+        value_name = "MiB"
+    )]
+    memory_reserve: u32,
 }
 
 #[derive(Subcommand)]
@@ -390,11 +476,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             gateway,
             service_restart_delay,
             service_restart_delay_max,
+            hosts,
         } => {
-            let seconds = |value: f64, flag: &str| {
-                std::time::Duration::try_from_secs_f64(value)
-                    .map_err(|_| anyhow::anyhow!("{flag} {value}: not a number of seconds"))
-            };
             let scheduler = wasmgate::controller::plan::SchedulerSettings {
                 restart_delay_base: seconds(service_restart_delay, "--service-restart-delay")?,
                 restart_delay_cap: seconds(
@@ -402,7 +485,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                     "--service-restart-delay-max",
                 )?,
             };
-            let retention = std::time::Duration::from_secs(stopped_task_retention);
             let config = Config {
                 memory_reserve_mib: memory_reserve,
                 task_log_bytes,
@@ -414,106 +496,129 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                     anyhow::anyhow!("--gateway {address}: not an address (or off): {e}")
                 })?),
             };
-            let options = ServerOptions {
-                gateway,
+            let credentials = match &credentials {
+                None => None,
+                Some(path) => {
+                    let text = std::fs::read_to_string(path).with_context(|| {
+                        format!("--credentials {}: cannot read", path.display())
+                    })?;
+                    Some(wasmgate::api::Credentials::from_json(&text).map_err(|why| {
+                        anyhow::anyhow!("--credentials {}: {why}", path.display())
+                    })?)
+                }
+            };
+            let join_token = match &hosts.agent_token_file {
+                None => None,
+                Some(path) => Some(read_token(path, "--agent-token-file")?),
+            };
+            let options = wasmgate::server::ServerOptions {
                 listen,
-                retention,
+                gateway,
+                retention: std::time::Duration::from_secs(stopped_task_retention),
                 examples: register_examples,
                 credentials,
                 scheduler,
+                hosts: wasmgate::controller::hosts::HostSettings {
+                    agent_timeout: seconds(hosts.agent_timeout, "--agent-timeout")?,
+                    lost_after: seconds(hosts.agent_lost_after, "--agent-lost-after")?,
+                    join_token,
+                    ..Default::default()
+                },
+                local_agent: !hosts.no_local_agent,
             };
-            server(&config, options).await
+            let images = open_images(&config)?;
+            wasmgate::server::run_server(&config, images, options, announce_server, ctrl_c())
+                .await?;
+            Ok(0)
+        }
+        Command::Agent(args) => {
+            let config = Config {
+                memory_reserve_mib: args.memory_reserve,
+                ..config
+            };
+            let controllers = args
+                .controllers
+                .iter()
+                .map(|url| {
+                    wasmgate::protocol::http::ControllerUrl::parse(url)
+                        .map_err(|why| anyhow::anyhow!("--controller {why}"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let mut attributes = std::collections::BTreeMap::new();
+            for given in &args.attributes {
+                let (name, value) = given
+                    .split_once('=')
+                    .with_context(|| format!("--attribute {given}: expected NAME=VALUE"))?;
+                if name.is_empty() {
+                    bail!("--attribute {given}: the name is empty");
+                }
+                attributes.insert(name.to_string(), value.to_string());
+            }
+            let options = wasmgate::server::AgentOptions {
+                controllers,
+                token: read_token(&args.token_file, "--token-file")?,
+                cluster: args.cluster,
+                attributes,
+                listen: Some(args.listen),
+                advertise: args.advertise,
+                name: args.name.unwrap_or_else(wasmgate::server::hostname),
+            };
+            let images = open_images(&config)?;
+            let announce = |id: &str, listen: Option<std::net::SocketAddr>| {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "joined as {id}");
+                if let Some(listen) = listen {
+                    let _ = writeln!(out, "serving forwarded requests on http://{listen}");
+                }
+                let _ = out.flush();
+            };
+            wasmgate::server::run_agent_host(&config, images, options, announce, ctrl_c()).await?;
+            Ok(0)
         }
     }
 }
 
-/// What `wasmgate server` was asked on its command line.
-struct ServerOptions {
-    listen: std::net::SocketAddr,
-    gateway: Option<std::net::SocketAddr>,
-    retention: std::time::Duration,
-    examples: Option<PathBuf>,
-    credentials: Option<PathBuf>,
-    scheduler: wasmgate::controller::plan::SchedulerSettings,
+/// A number of seconds given on the command line.
+fn seconds(value: f64, flag: &str) -> anyhow::Result<std::time::Duration> {
+    std::time::Duration::try_from_secs_f64(value)
+        .map_err(|_| anyhow::anyhow!("{flag} {value}: not a number of seconds"))
 }
 
-async fn server(config: &Config, options: ServerOptions) -> anyhow::Result<u8> {
-    let ServerOptions {
-        listen,
-        gateway,
-        retention,
-        examples,
-        credentials,
-        scheduler: options_scheduler,
-    } = options;
-    let examples = examples.as_deref();
-    let state_path = config.data_dir.join("state.db");
-    let state = wasmgate::store::SqliteStore::open(&state_path)
-        .with_context(|| format!("cannot open the state store {}", state_path.display()))?;
-    let wasm = Arc::new(
-        WasmCapacity::new(&config.wasm_capacity()).context("cannot start the Wasm capacity")?,
-    );
-    let http_workers = wasm.http_workers().clone();
-    let runner = Arc::new(with_containers(
-        TaskRunner::new(
-            wasm,
-            Arc::new(open_images(config)?),
-            config.server_task_runner(),
-        ),
-        config,
-    ));
-    let (assignments, assignments_rx) = tokio::sync::mpsc::unbounded_channel();
-    let (events, mut events_rx) = tokio::sync::mpsc::unbounded_channel();
-    let api = wasmgate::api::Api::new(Arc::new(state), wasmgate::api::ArnScope::default())
-        .context("cannot initialise the API")?
-        .with_agent(assignments)
-        .with_logs(config.task_logs())
-        .context("cannot open the task logs")?;
-    let api = match &credentials {
-        None => api,
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("--credentials {}: cannot read", path.display()))?;
-            let keys = wasmgate::api::Credentials::from_json(&text)
-                .map_err(|why| anyhow::anyhow!("--credentials {}: {why}", path.display()))?;
-            api.with_credentials(keys)
-        }
-    };
-    let resources = wasmgate::agent::HostResources::of_this_host(config.memory_reserve_mib);
-    let instance =
-        wasmgate::api::register_agent(&api, resources).context("cannot register the agent")?;
-    tracing::info!(%instance, cpu = resources.cpu_units, memory_mib = resources.memory_mib, "agent registered");
-    let api = Arc::new(api);
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    let address = listener
-        .local_addr()
-        .context("cannot read the bound address")?;
-    // Written without println!: whoever started us may have stopped reading stdout.
+/// The secret in a token file (whitespace around it ignored).
+fn read_token(path: &Path, flag: &str) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{flag} {}: cannot read", path.display()))?;
+    let token = text.trim().to_string();
+    if token.len() < 16 {
+        bail!(
+            "{flag} {}: the token must be at least 16 characters",
+            path.display()
+        );
+    }
+    Ok(token)
+}
+
+/// Resolves on the first Ctrl-C (or when Ctrl-C cannot be listened for).
+async fn ctrl_c() {
+    if let Err(error) = tokio::signal::ctrl_c().await {
+        eprintln!("wasmgate: cannot listen for Ctrl-C: {error}");
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Prints where the server listens and what to try next. Written without println!: whoever
+/// started us may have stopped reading stdout.
+fn announce_server(started: &wasmgate::server::Started) {
+    let address = started.api;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "listening on http://{address}");
-    let gateway_listener = match gateway {
-        Some(at) => {
-            let listener = tokio::net::TcpListener::bind(at)
-                .await
-                .with_context(|| format!("cannot listen on {at} (--gateway)"))?;
-            let bound = listener
-                .local_addr()
-                .context("cannot read the gateway's address")?;
-            let _ = writeln!(out, "gateway on http://{bound}");
-            Some(listener)
-        }
-        None => None,
-    };
-    let registered = match examples {
-        Some(dir) => register_examples(&api, dir)?,
-        None => Vec::new(),
-    };
+    if let Some(gateway) = started.gateway {
+        let _ = writeln!(out, "gateway on http://{gateway}");
+    }
     let aws = format!("aws --endpoint-url http://{address} --region us-east-1 ecs");
     let _ = writeln!(out, "try:");
     let _ = writeln!(out, "  {aws} list-task-definitions");
-    for family in &registered {
+    for family in &started.registered {
         let _ = writeln!(out, "  {aws} run-task --task-definition {family}");
     }
     let _ = writeln!(out, "  {aws} list-tasks --desired-status STOPPED");
@@ -523,7 +628,7 @@ async fn server(config: &Config, options: ServerOptions) -> anyhow::Result<u8> {
     } else {
         format!("WASMGATE_ENDPOINT=http://{address} wasmgate")
     };
-    if let Some(family) = registered.first() {
+    if let Some(family) = started.registered.first() {
         let _ = writeln!(out, "  {wasmgate} run-task {family} --wait");
     }
     let _ = writeln!(out, "  {wasmgate} tasks --all");
@@ -531,144 +636,6 @@ async fn server(config: &Config, options: ServerOptions) -> anyhow::Result<u8> {
     let _ = writeln!(out, "  {wasmgate} stats");
     let _ = writeln!(out, "  curl http://{address}/metrics");
     let _ = out.flush();
-    drop(out);
-
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let serving = tokio::spawn(wasmgate::api::serve(
-        listener,
-        api.clone(),
-        shutdown.clone(),
-    ));
-    let agent = tokio::spawn(wasmgate::agent::run_agent(
-        runner,
-        assignments_rx,
-        events,
-        PathBuf::from("."),
-        wasmgate::agent::STATS_EVERY,
-        shutdown.clone(),
-    ));
-    let gateway = gateway_listener.map(|listener| {
-        let gateway = wasmgate::gateway::Gateway::new(api.clone(), http_workers.clone());
-        tokio::spawn(wasmgate::gateway::serve(
-            listener,
-            gateway,
-            shutdown.clone(),
-        ))
-    });
-    let scheduler = tokio::spawn(wasmgate::controller::run_scheduler(
-        api.clone(),
-        options_scheduler,
-        shutdown.clone(),
-    ));
-    // The agent's reports become state; the loop ends when the agent and its tasks are gone.
-    let recorder = tokio::spawn({
-        let api = api.clone();
-        async move {
-            while let Some(event) = events_rx.recv().await {
-                if let Err(error) = wasmgate::api::record_event(&api, &event) {
-                    tracing::error!(%error, "cannot record a task's state change");
-                }
-            }
-        }
-    });
-    // Stopped tasks are forgotten after the retention; swept often enough to keep it roughly.
-    let sweeper = tokio::spawn({
-        let api = api.clone();
-        let shutdown = shutdown.clone();
-        let every = (retention / 2).clamp(
-            std::time::Duration::from_secs(1),
-            std::time::Duration::from_secs(60),
-        );
-        async move {
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    _ = tick.tick() => {
-                        if let Err(error) = wasmgate::api::expire_stopped(&api, retention) {
-                            tracing::warn!(%error, "cannot expire stopped tasks");
-                        }
-                    }
-                }
-            }
-        }
-    });
-    tokio::signal::ctrl_c()
-        .await
-        .context("cannot listen for Ctrl-C")?;
-    eprintln!("wasmgate: shutting down (stopping tasks)");
-    shutdown.cancel();
-    sweeper.await.context("the sweeper failed")?;
-    scheduler.await.context("the scheduler failed")?;
-    if let Some(gateway) = gateway {
-        gateway.await.context("the gateway failed")?;
-    }
-    serving.await.context("the API server failed")?;
-    agent.await.context("the agent failed")?;
-    drop(api);
-    recorder.await.context("the state recorder failed")?;
-    Ok(0)
-}
-
-/// Registers every `*.json` task definition in `dir`; returns the families registered.
-fn register_examples(api: &wasmgate::api::Api, dir: &Path) -> anyhow::Result<Vec<String>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read {}", dir.display()))?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| path.extension().is_some_and(|e| e == "json"))
-        .collect();
-    files.sort();
-    let dir =
-        std::path::absolute(dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
-    let mut families = Vec::new();
-    for file in files {
-        let text = std::fs::read_to_string(&file)
-            .with_context(|| format!("cannot read {}", file.display()))?;
-        let mut document: serde_json::Value =
-            serde_json::from_str(&text).with_context(|| format!("{}: not JSON", file.display()))?;
-        wasmgate::image::reference::absolutize_file_images(&mut document, &dir);
-        let response = api
-            .call("RegisterTaskDefinition", document)
-            .with_context(|| format!("{}: cannot register", file.display()))?;
-        let family = response["taskDefinition"]["family"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        eprintln!(
-            "wasmgate: registered {} as {family}:{}",
-            file.display(),
-            response["taskDefinition"]["revision"]
-        );
-        families.push(family);
-    }
-    Ok(families)
-}
-
-/// Gives `runner` the container capacity when the OCI runtime is there; without it, container
-/// images fail to start with a reason that says so.
-fn with_containers(runner: TaskRunner, config: &Config) -> TaskRunner {
-    let runtime = &config.runtime;
-    let found = std::process::Command::new(runtime)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        tracing::info!(runtime = %runtime.display(), "no OCI runtime: container images cannot run here");
-        return runner;
-    }
-    match wasmgate::capacity::container::ContainerCapacity::new(
-        wasmgate::capacity::container::ContainerCapacityConfig {
-            dir: config.data_dir.join("containers"),
-            runtime: runtime.clone(),
-            http: Some(runner.wasm().http_workers().clone()),
-        },
-    ) {
-        Ok(containers) => runner.with_containers(Arc::new(containers)),
-        Err(error) => {
-            tracing::warn!(%error, "the container capacity cannot start");
-            runner
-        }
-    }
 }
 
 fn open_images(config: &Config) -> anyhow::Result<Images> {
@@ -764,7 +731,7 @@ async fn run(config: &Config, args: RunArgs) -> anyhow::Result<u8> {
     let wasm =
         WasmCapacity::new(&config.wasm_capacity()).context("cannot start the Wasm capacity")?;
     let images = open_images(config)?;
-    let runner = Arc::new(with_containers(
+    let runner = Arc::new(wasmgate::server::with_containers(
         TaskRunner::new(Arc::new(wasm), Arc::new(images), config.task_runner()),
         config,
     ));

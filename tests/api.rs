@@ -235,7 +235,8 @@ print('sleepy', z)
         ),
     );
     assert!(
-        out.starts_with("STOPPED | Task stopped because the agent restarted"),
+        out.starts_with("STOPPED | Task stopped because the agent on host")
+            && out.contains("restarted"),
         "{out}"
     );
 }
@@ -279,16 +280,22 @@ fn the_aws_cli_registers_runs_and_waits() {
 }
 
 #[test]
-fn container_instances_account_for_placed_tasks() {
+fn the_pool_host_accounts_for_placed_tasks() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path());
     let sleep = common::guest(common::Wasi::P1, "sleep")
         .display()
         .to_string();
+    let endpoint = &server.endpoint;
     let script = format!(
         r#"
-arns = ecs.list_container_instances()['containerInstanceArns']
-print('instances', len(arns))
+import json, urllib.request
+# The server's own agent is a host of the shared (FARGATE) pool: no cluster lists it, as
+# Fargate's capacity is listed by none; its ARN (from the metadata) describes in any cluster.
+print('instances', len(ecs.list_container_instances()['containerInstanceArns']))
+arns = [json.load(urllib.request.urlopen('{endpoint}/v1/metadata'))['ContainerInstanceArn']]
+ecs.create_cluster(clusterName='other')
+print('described in other', len(ecs.describe_container_instances(cluster='other', containerInstances=arns)['containerInstances']))
 def free():
     ci = ecs.describe_container_instances(containerInstances=arns)['containerInstances'][0]
     reg = {{r['name']: r['integerValue'] for r in ci['registeredResources']}}
@@ -314,7 +321,8 @@ print('hungry', len(r['tasks']), [f['reason'] for f in r['failures']])
 "#
     );
     let out = boto3(&server.endpoint, &script);
-    assert!(out.contains("instances 1"), "{out}");
+    assert!(out.contains("instances 0"), "{out}");
+    assert!(out.contains("described in other 1"), "{out}");
     assert!(out.contains("registered cpu True equal True 0"), "{out}");
     assert!(out.contains("while running 512 1024 1"), "{out}");
     assert!(out.contains("after stop True"), "{out}");
@@ -360,7 +368,7 @@ print(t.rsplit('/', 1)[1])
         metadata["ContainerInstanceArn"]
             .as_str()
             .unwrap()
-            .contains(":container-instance/default/"),
+            .contains(":container-instance/"),
         "{metadata}"
     );
     let tasks = http_get(&server.endpoint, "/v1/tasks");

@@ -24,7 +24,8 @@ use crate::capacity::{Capacity, ContainerLog, ContainerSpec, Tee};
 use crate::taskdef::HealthCheck;
 
 /// ECS's container and task `healthStatus`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum HealthStatus {
     Unknown,
     Healthy,

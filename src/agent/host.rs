@@ -2,7 +2,8 @@
 //! agent and the system), as the agent registers them.
 
 /// The resources a container instance registers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct HostResources {
     pub cpu_units: u32,
     pub memory_mib: u32,

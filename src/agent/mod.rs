@@ -13,7 +13,7 @@ mod service;
 mod task;
 
 pub use host::HostResources;
-pub use service::{Assignment, STATS_EVERY, run_agent};
+pub use service::{AgentLink, STATS_EVERY, run_agent};
 pub use task::{
     ContainerOutcome, ContainerOverride, RunningTask, StopCode, TaskEvent, TaskEvents, TaskOutcome,
     TaskRequest, TaskRunner, TaskRunnerConfig, TimedEvent, new_task_id,

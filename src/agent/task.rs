@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
@@ -69,14 +70,15 @@ pub type TaskEvents = tokio::sync::mpsc::UnboundedSender<TimedEvent>;
 
 /// An event and when it happened (ECS's timestamps are when things happened in the agent, not
 /// when the controller got to record them).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TimedEvent {
     pub at: SystemTime,
     pub event: TaskEvent,
 }
 
 /// One step of a task's life, as the controller records it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
 pub enum TaskEvent {
     /// Images are being resolved (pulled when not cached).
     PullStarted { task_id: String },
@@ -106,9 +108,6 @@ pub enum TaskEvent {
         status: HealthStatus,
         task: HealthStatus,
     },
-    /// The agent is alive and runs exactly these tasks (sent with every stats report). The
-    /// controller records tasks it believes run here but the agent does not as lost.
-    Heartbeat { running: Vec<String> },
     /// Memory and CPU of a running task's containers, sent every few seconds.
     Stats {
         task_id: String,
@@ -127,7 +126,7 @@ fn emit(request: &TaskRequest, event: TaskEvent) {
 }
 
 /// Changes to one container for one run, as ECS's `containerOverrides`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContainerOverride {
     pub name: String,
     /// Replaces `command`.
@@ -138,8 +137,43 @@ pub struct ContainerOverride {
     pub memory: Option<u32>,
 }
 
+impl ContainerOverride {
+    /// The container overrides of an ECS `overrides` object (`containerOverrides[]`: name,
+    /// command, environment, cpu, memory); members it cannot read are left out.
+    pub fn list_from_ecs(overrides: &serde_json::Value) -> Vec<Self> {
+        let Some(list) = overrides["containerOverrides"].as_array() else {
+            return Vec::new();
+        };
+        list.iter()
+            .filter_map(|o| {
+                Some(Self {
+                    name: o["name"].as_str()?.to_string(),
+                    command: o["command"].as_array().map(|args| {
+                        args.iter()
+                            .filter_map(|a| a.as_str().map(str::to_string))
+                            .collect()
+                    }),
+                    environment: o["environment"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|kv| {
+                            Some((
+                                kv["name"].as_str()?.to_string(),
+                                kv["value"].as_str().unwrap_or_default().to_string(),
+                            ))
+                        })
+                        .collect(),
+                    cpu: o["cpu"].as_u64().and_then(|v| u32::try_from(v).ok()),
+                    memory: o["memory"].as_u64().and_then(|v| u32::try_from(v).ok()),
+                })
+            })
+            .collect()
+    }
+}
+
 /// Why a task stopped, as ECS's `stopCode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StopCode {
     TaskFailedToStart,
     EssentialContainerExited,
@@ -157,7 +191,7 @@ impl StopCode {
 }
 
 /// How one container of a stopped task ended.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ContainerOutcome {
     pub name: String,
     pub essential: bool,
@@ -167,11 +201,18 @@ pub struct ContainerOutcome {
     /// The digest of the image it ran (ECS's `imageDigest`); `None` if it was never resolved.
     pub image_digest: Option<String>,
     pub stats: ContainerStats,
+    /// The container's last output, kept in memory where it ran (`wasmgate run` prints it);
+    /// it does not travel: the task's log ships separately.
+    #[serde(skip, default = "empty_log")]
     pub log: Arc<ContainerLog>,
 }
 
+fn empty_log() -> Arc<ContainerLog> {
+    Arc::new(ContainerLog::new(0, Tee::None))
+}
+
 /// How a task ended.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskOutcome {
     pub task_id: String,
     pub stop_code: StopCode,

@@ -29,6 +29,11 @@ impl ArnScope {
         self.arn(&format!("container-instance/{cluster}/{id}"))
     }
 
+    /// A host of the shared pool: in no cluster (the ARN format without one).
+    pub fn pool_container_instance(&self, id: &str) -> String {
+        self.arn(&format!("container-instance/{id}"))
+    }
+
     pub fn service(&self, cluster: &str, name: &str) -> String {
         self.arn(&format!("service/{cluster}/{name}"))
     }

@@ -17,6 +17,11 @@ fn check_name(name: &str) -> Result<(), ApiError> {
     check_resource_name("clusterName", name)
 }
 
+/// Whether `name` is a valid cluster name; the reason when it is not.
+pub fn check_cluster_name(name: &str) -> Result<(), String> {
+    check_name(name).map_err(|e| e.message)
+}
+
 /// ECS's rule for cluster and service names: 1-255 letters, digits, hyphens and underscores.
 pub(super) fn check_resource_name(member: &str, name: &str) -> Result<(), ApiError> {
     let valid = (1..=255).contains(&name.len())
@@ -32,17 +37,61 @@ pub(super) fn check_resource_name(member: &str, name: &str) -> Result<(), ApiErr
     }
 }
 
+/// A cluster's figures, counted from the records at the moment of the call.
+#[derive(Default, Clone, Copy)]
+struct Counts {
+    instances: u64,
+    running: u64,
+    pending: u64,
+    services: u64,
+}
+
+/// The figures of every cluster, by ARN, from one scan of hosts, tasks and services.
+fn counts(api: &Api) -> Result<std::collections::HashMap<String, Counts>, ApiError> {
+    let mut counts: std::collections::HashMap<String, Counts> = Default::default();
+    for host in api.hosts.records()? {
+        if let Some(cluster) = &host.cluster
+            && host.status != crate::controller::hosts::HostStatus::Inactive
+        {
+            counts
+                .entry(api.arns.cluster(cluster))
+                .or_default()
+                .instances += 1;
+        }
+    }
+    for (_, found) in api.state.list("tasks/")? {
+        let task = &found.value;
+        let Some(cluster) = task["clusterArn"].as_str() else {
+            continue;
+        };
+        let entry = counts.entry(cluster.to_string()).or_default();
+        match task["lastStatus"].as_str() {
+            Some("RUNNING") => entry.running += 1,
+            Some("STOPPED") | None => {}
+            Some(_) => entry.pending += 1,
+        }
+    }
+    for (_, found) in api.state.list("services/")? {
+        if found.value["status"] == "ACTIVE"
+            && let Some(cluster) = found.value["clusterArn"].as_str()
+        {
+            counts.entry(cluster.to_string()).or_default().services += 1;
+        }
+    }
+    Ok(counts)
+}
+
 /// The ECS `Cluster` shape of a stored record.
-fn shape(api: &Api, record: &Value) -> Value {
+fn shape(api: &Api, record: &Value, counts: Counts) -> Value {
     let name = record["clusterName"].as_str().unwrap_or_default();
     json!({
         "clusterArn": api.arns.cluster(name),
         "clusterName": name,
         "status": record["status"],
-        "registeredContainerInstancesCount": 0,
-        "runningTasksCount": 0,
-        "pendingTasksCount": 0,
-        "activeServicesCount": 0,
+        "registeredContainerInstancesCount": counts.instances,
+        "runningTasksCount": counts.running,
+        "pendingTasksCount": counts.pending,
+        "activeServicesCount": counts.services,
         "statistics": [],
         "tags": record.get("tags").cloned().unwrap_or(json!([])),
         "settings": record.get("settings").cloned().unwrap_or(json!([])),
@@ -105,7 +154,11 @@ pub fn create(api: &Api, body: Value) -> Result<Value, ApiError> {
         request.tags.unwrap_or(json!([])),
         request.settings.unwrap_or(json!([])),
     )?;
-    Ok(json!({"cluster": shape(api, &record)}))
+    let counts = counts(api)?
+        .get(&api.arns.cluster(&name))
+        .copied()
+        .unwrap_or_default();
+    Ok(json!({"cluster": shape(api, &record, counts)}))
 }
 
 #[derive(Deserialize)]
@@ -121,10 +174,18 @@ pub fn describe(api: &Api, body: Value) -> Result<Value, ApiError> {
         .clusters
         .unwrap_or_else(|| vec![DEFAULT_CLUSTER.to_string()]);
     let (mut clusters, mut failures) = (Vec::new(), Vec::new());
+    let counts = counts(api)?;
     for given in wanted {
         let name = arn::resource_name(&given, "cluster");
         match api.state.get(&key(name))? {
-            Some(found) => clusters.push(shape(api, &found.value)),
+            Some(found) => clusters.push(shape(
+                api,
+                &found.value,
+                counts
+                    .get(&api.arns.cluster(name))
+                    .copied()
+                    .unwrap_or_default(),
+            )),
             None => failures.push(json!({"arn": api.arns.cluster(name), "reason": "MISSING"})),
         }
     }
@@ -161,9 +222,31 @@ pub fn delete(api: &Api, body: Value) -> Result<Value, ApiError> {
         .state
         .get(&key(&name))?
         .ok_or_else(|| ApiError::client("cluster vanished"))?;
+    let figures = counts(api)?
+        .get(&api.arns.cluster(&name))
+        .copied()
+        .unwrap_or_default();
+    if figures.instances > 0 {
+        return Err(ApiError::new(
+            ErrorKind::ClusterContainsContainerInstancesException,
+            "The Cluster cannot be deleted while Container Instances are active or draining.",
+        ));
+    }
+    if figures.services > 0 {
+        return Err(ApiError::new(
+            ErrorKind::ClusterContainsServicesException,
+            "The Cluster cannot be deleted while Services are active.",
+        ));
+    }
+    if figures.running + figures.pending > 0 {
+        return Err(ApiError::new(
+            ErrorKind::ClusterContainsTasksException,
+            "The Cluster cannot be deleted while Tasks are active.",
+        ));
+    }
     let mut record = found.value;
     record["status"] = json!("INACTIVE");
     api.state
         .put(&key(&name), &record, Expect::Revision(found.revision))?;
-    Ok(json!({"cluster": shape(api, &record)}))
+    Ok(json!({"cluster": shape(api, &record, Counts::default())}))
 }

@@ -9,6 +9,9 @@ pub enum ErrorKind {
     ClientException,
     InvalidParameterException,
     ClusterNotFoundException,
+    ClusterContainsContainerInstancesException,
+    ClusterContainsServicesException,
+    ClusterContainsTasksException,
     ServiceNotFoundException,
     ServiceNotActiveException,
     UnknownOperationException,
@@ -24,6 +27,11 @@ impl ErrorKind {
             Self::ClientException => "ClientException",
             Self::InvalidParameterException => "InvalidParameterException",
             Self::ClusterNotFoundException => "ClusterNotFoundException",
+            Self::ClusterContainsContainerInstancesException => {
+                "ClusterContainsContainerInstancesException"
+            }
+            Self::ClusterContainsServicesException => "ClusterContainsServicesException",
+            Self::ClusterContainsTasksException => "ClusterContainsTasksException",
             Self::ServiceNotFoundException => "ServiceNotFoundException",
             Self::ServiceNotActiveException => "ServiceNotActiveException",
             Self::UnknownOperationException => "UnknownOperationException",
@@ -78,6 +86,16 @@ impl From<StoreError> for ApiError {
                 Self::client(format!("{key} changed concurrently; retry the request"))
             }
             StoreError::Backend(message) => Self::new(ErrorKind::ServerException, message),
+        }
+    }
+}
+
+impl From<crate::controller::hosts::HostError> for ApiError {
+    fn from(error: crate::controller::hosts::HostError) -> Self {
+        use crate::controller::hosts::HostError;
+        match error {
+            HostError::Store(store) => store.into(),
+            other => Self::new(ErrorKind::ClientException, other.to_string()),
         }
     }
 }

@@ -16,10 +16,12 @@ mod sigv4;
 mod task_definitions;
 mod tasks;
 
-pub use tasks::{expire_stopped, record_event, request_stop};
+pub use clusters::check_cluster_name;
+pub use tasks::{expire_stopped, record_host_lost, record_report, request_stop};
 
 /// Starts `count` tasks of a service's deployment (the scheduler's RunTask): placed by the
-/// service's strategies and constraints, grouped as `service:NAME`, `startedBy` the deployment.
+/// service's launch type, strategies and constraints, grouped as `service:NAME`, `startedBy`
+/// the deployment.
 pub fn launch_for_service(
     api: &Api,
     cluster: &str,
@@ -31,6 +33,8 @@ pub fn launch_for_service(
     let (record, _) = task_definitions::find(api, task_definition)?;
     let definition = crate::taskdef::TaskDefinition::from_value(record["document"].clone())
         .map_err(|e| ApiError::client(format!("{task_definition} no longer validates: {e}")))?;
+    let launch_type = crate::controller::placement::LaunchType::parse(&service.launch_type)
+        .unwrap_or(crate::controller::placement::LaunchType::Fargate);
     tasks::launch(
         api,
         tasks::Launch {
@@ -40,21 +44,13 @@ pub fn launch_for_service(
             count,
             started_by: Some(deployment.to_string()),
             group: format!("service:{}", service.service_name),
-            overrides: Vec::new(),
+            launch_type,
             overrides_shape: json!({}),
             tags: json!([]),
             strategies: &service.placement_strategy,
             constraints: &service.placement_constraints,
         },
     )
-}
-
-/// Registers this server's agent as a container instance of the `default` cluster.
-pub fn register_agent(
-    api: &Api,
-    resources: crate::agent::HostResources,
-) -> Result<String, ApiError> {
-    container_instances::register(api, DEFAULT_CLUSTER, resources)
 }
 
 use std::convert::Infallible;
@@ -77,6 +73,7 @@ pub use error::{ApiError, ErrorKind};
 pub use observe::MetricsSource;
 pub use sigv4::{Credentials, SigningKey, sign};
 
+use crate::controller::hosts::Hosts;
 use crate::store::Store;
 
 /// The prefix of every ECS `X-Amz-Target`.
@@ -93,8 +90,8 @@ const DEFAULT_PAGE: usize = 100;
 pub struct Api {
     pub state: Arc<dyn Store>,
     pub arns: ArnScope,
-    /// Where task assignments go; `None` for an API without capacity.
-    pub agent: Option<tokio::sync::mpsc::UnboundedSender<crate::agent::Assignment>>,
+    /// The capacity hosts: their records, desired sets and liveness.
+    pub hosts: Arc<Hosts>,
     request_ids: AtomicU64,
     /// Held from choosing an instance until the task is recorded on it, so two RunTasks never
     /// spend the same capacity.
@@ -111,19 +108,17 @@ pub struct Api {
     pub services_lock: std::sync::Mutex<()>,
     /// Wakes the scheduler at once (a service was created or changed).
     pub scheduler_wake: tokio::sync::Notify,
-    /// When the agent's last heartbeat was sent (epoch seconds).
-    heartbeat: std::sync::Mutex<Option<f64>>,
     /// Other figures `/metrics` shows (the gateway's).
     metrics_sources: std::sync::Mutex<Vec<Arc<dyn MetricsSource>>>,
 }
 
 impl Api {
-    /// The API over `state`; makes sure the `default` cluster exists.
-    pub fn new(state: Arc<dyn Store>, arns: ArnScope) -> Result<Self, ApiError> {
+    /// The API over `state` and its `hosts`; makes sure the `default` cluster exists.
+    pub fn new(state: Arc<dyn Store>, arns: ArnScope, hosts: Arc<Hosts>) -> Result<Self, ApiError> {
         let api = Self {
             state,
             arns,
-            agent: None,
+            hosts,
             request_ids: AtomicU64::new(1),
             placement: std::sync::Mutex::new(()),
             usage: observe::UsageBoard::default(),
@@ -132,14 +127,9 @@ impl Api {
             logs: None,
             services_lock: std::sync::Mutex::new(()),
             scheduler_wake: tokio::sync::Notify::new(),
-            heartbeat: std::sync::Mutex::new(None),
             metrics_sources: std::sync::Mutex::new(Vec::new()),
         };
         clusters::ensure(&api, DEFAULT_CLUSTER, json!([]), json!([]))?;
-        let stopped = tasks::reconcile_after_restart(&api)?;
-        if stopped > 0 {
-            tracing::warn!(stopped, "recorded tasks of the previous run as stopped");
-        }
         Ok(api)
     }
 
@@ -174,15 +164,6 @@ impl Api {
         self.scheduler_wake.notify_one();
     }
 
-    /// Sends task assignments to `agent`.
-    pub fn with_agent(
-        mut self,
-        agent: tokio::sync::mpsc::UnboundedSender<crate::agent::Assignment>,
-    ) -> Self {
-        self.agent = Some(agent);
-        self
-    }
-
     /// Runs one action on a JSON body.
     pub fn call(&self, action: &str, body: Value) -> Result<Value, ApiError> {
         match action {
@@ -207,6 +188,8 @@ impl Api {
             "ListServices" => services::list(self, body),
             "ListContainerInstances" => container_instances::list(self, body),
             "DescribeContainerInstances" => container_instances::describe(self, body),
+            "UpdateContainerInstancesState" => container_instances::update_state(self, body),
+            "DeregisterContainerInstance" => container_instances::deregister(self, body),
             "WasmgateV1.GetTaskLogs" => logs::get_task_logs(self, body),
             "WasmgateV1.GetTaskStats" => logs::get_task_stats(self, body),
             other => Err(ApiError::new(
@@ -228,6 +211,7 @@ impl Api {
         let result = match path.trim_end_matches('/') {
             "/v1/metadata" => observe::metadata(self).map(|v| json_response(200, v)),
             "/v1/tasks" => observe::tasks(self).map(|v| json_response(200, v)),
+            "/v1/hosts" => observe::hosts(self).map(|v| json_response(200, v)),
             "/metrics" => observe::metrics(self).map(|text| {
                 Response::builder()
                     .header("content-type", "text/plain; version=0.0.4")
@@ -252,6 +236,13 @@ impl Api {
     }
 
     async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        if request
+            .uri()
+            .path()
+            .starts_with(crate::protocol::http::AGENT_PATH)
+        {
+            return crate::protocol::http::serve_agent(&self.hosts, request).await;
+        }
         if request.method() == hyper::Method::GET {
             return self.handle_get(request.uri().path());
         }

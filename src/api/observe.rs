@@ -152,21 +152,24 @@ fn task_id(task: &Value) -> &str {
         .unwrap_or_default()
 }
 
-/// `GET /v1/metadata`.
+/// `GET /v1/metadata`: this controller and its own (in-process) agent's host.
 pub fn metadata(api: &Api) -> Result<Value, ApiError> {
-    let instance = api
-        .state
-        .get("agent/self")?
-        .map(|v| v.value["id"].as_str().unwrap_or_default().to_string());
+    let local = api.hosts.records()?.into_iter().find(|h| h.local);
     Ok(json!({
         "Cluster": DEFAULT_CLUSTER,
-        "ContainerInstanceArn": instance.map(|id| api.arns.container_instance(DEFAULT_CLUSTER, &id)),
+        "ContainerInstanceArn": local.as_ref().map(|h| container_instances::host_arn(api, h)),
         "Version": format!("wasmgate {}", env!("CARGO_PKG_VERSION")),
     }))
 }
 
-/// `GET /v1/tasks`: the tasks this agent knows that have not stopped.
+/// `GET /v1/tasks`: the tasks that have not stopped, on every host, with the host each runs on.
 pub fn tasks(api: &Api) -> Result<Value, ApiError> {
+    let names: std::collections::HashMap<String, String> = api
+        .hosts
+        .records()?
+        .into_iter()
+        .map(|h| (h.id, h.name))
+        .collect();
     let tasks: Vec<Value> = stored_tasks(api)?
         .into_iter()
         .filter(|t| t["lastStatus"] != "STOPPED")
@@ -177,16 +180,53 @@ pub fn tasks(api: &Api) -> Result<Value, ApiError> {
                 .flatten()
                 .map(|c| json!({"Name": c["name"], "DockerId": format!("{}-{}", task_id(&t), c["name"].as_str().unwrap_or_default())}))
                 .collect();
+            let host = crate::records::host_of(&t).unwrap_or_default();
             json!({
                 "Arn": t["taskArn"],
                 "DesiredStatus": t["desiredStatus"],
                 "KnownStatus": t["lastStatus"],
                 "Family": t["taskDefinitionArn"].as_str().and_then(|a| a.rsplit('/').next()).and_then(|f| f.split(':').next()),
+                "LaunchType": t["launchType"],
+                "HostId": host,
+                "HostName": names.get(host),
                 "Containers": containers,
             })
         })
         .collect();
     Ok(json!({"Tasks": tasks}))
+}
+
+/// `GET /v1/hosts`: every host that has not been deregistered, pool and cluster alike.
+pub fn hosts(api: &Api) -> Result<Value, ApiError> {
+    let usage = container_instances::usage_by_host(api)?;
+    let hosts: Vec<Value> = api
+        .hosts
+        .records()?
+        .into_iter()
+        .filter(|h| h.status != crate::controller::hosts::HostStatus::Inactive)
+        .map(|h| {
+            let used = usage.get(&h.id).copied().unwrap_or_default();
+            json!({
+                "Id": h.id,
+                "Name": h.name,
+                "Arn": container_instances::host_arn(api, &h),
+                "Cluster": h.cluster,
+                "Status": h.status.as_str(),
+                "AgentConnected": api.hosts.connected(&h.id),
+                "Local": h.local,
+                "Endpoint": h.endpoint,
+                "Address": h.address,
+                "CpuUnits": h.resources.cpu_units,
+                "MemoryMiB": h.resources.memory_mib,
+                "CpuUnitsRemaining": u64::from(h.resources.cpu_units).saturating_sub(used.cpu),
+                "MemoryMiBRemaining": u64::from(h.resources.memory_mib).saturating_sub(used.memory),
+                "RunningTasks": used.running,
+                "PendingTasks": used.pending,
+                "Attributes": h.attributes,
+            })
+        })
+        .collect();
+    Ok(json!({"Hosts": hosts}))
 }
 
 /// `GET /v1/tasks/{id}/stats`: per container, in Docker's stats shape (as the ECS task metadata

@@ -136,7 +136,7 @@ fn resolve_task_definition(api: &Api, given: &str) -> Result<(String, Value), Ap
     Ok((arn, record))
 }
 
-fn new_deployment(task_definition: &str, desired: u32, now: f64) -> Deployment {
+fn new_deployment(task_definition: &str, desired: u32, now: f64, launch_type: &str) -> Deployment {
     Deployment {
         id: new_deployment_id(),
         status: "PRIMARY".into(),
@@ -147,7 +147,7 @@ fn new_deployment(task_definition: &str, desired: u32, now: f64) -> Deployment {
         failed_tasks: 0,
         created_at: now,
         updated_at: now,
-        launch_type: "FARGATE".into(),
+        launch_type: launch_type.into(),
         rollout_state: "IN_PROGRESS".into(),
         rollout_state_reason: "ECS deployment in progress.".into(),
     }
@@ -186,7 +186,16 @@ pub fn create(api: &Api, body: Value) -> Result<Value, ApiError> {
         .task_definition
         .as_deref()
         .ok_or_else(|| ApiError::invalid("taskDefinition: required"))?;
-    let (task_definition, _) = resolve_task_definition(api, given)?;
+    let (task_definition, record) = resolve_task_definition(api, given)?;
+    let providers: Vec<super::tasks::CapacityProviderItem> =
+        match kept.get("capacityProviderStrategy") {
+            Some(value) => parse(value.clone())?,
+            None => Vec::new(),
+        };
+    let launch_type = super::tasks::launch_type_of(request.launch_type.as_deref(), &providers)?;
+    if let Ok(definition) = crate::taskdef::TaskDefinition::from_value(record["document"].clone()) {
+        super::tasks::check_compatibility(&definition, launch_type)?;
+    }
     check_route(api, &cluster, &request.service_name, &task_definition)?;
     let desired = request.desired_count.unwrap_or(0);
     let config = deployment_configuration(request.deployment_configuration, &Default::default())?;
@@ -204,10 +213,15 @@ pub fn create(api: &Api, body: Value) -> Result<Value, ApiError> {
         desired_count: desired,
         running_count: 0,
         pending_count: 0,
-        launch_type: request.launch_type.unwrap_or_else(|| "FARGATE".into()),
+        launch_type: launch_type.as_str().into(),
         task_definition: task_definition.clone(),
         deployment_configuration: config,
-        deployments: vec![new_deployment(&task_definition, desired, now)],
+        deployments: vec![new_deployment(
+            &task_definition,
+            desired,
+            now,
+            launch_type.as_str(),
+        )],
         events: Vec::new(),
         created_at: now,
         placement_constraints: request.placement_constraints,
@@ -336,7 +350,12 @@ pub fn update(api: &Api, body: Value) -> Result<Value, ApiError> {
         }
         service.deployments.insert(
             0,
-            new_deployment(&task_definition, service.desired_count, now),
+            new_deployment(
+                &task_definition,
+                service.desired_count,
+                now,
+                &service.launch_type,
+            ),
         );
         service.task_definition = task_definition;
         // A new deployment starts without the old one's throttle.
@@ -438,8 +457,17 @@ pub struct ServiceRoute {
     pub settings: crate::taskdef::http::HttpSettings,
     pub desired_count: u32,
     /// Its tasks that are meant to run and have not failed their health checks (any
-    /// deployment), by id. Some may not serve yet: the gateway asks the workers.
-    pub running_tasks: Vec<String>,
+    /// deployment). Some may not serve yet: the gateway asks the workers.
+    pub running_tasks: Vec<RouteTask>,
+}
+
+/// A task of a route and where it serves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteTask {
+    pub id: String,
+    /// `host:port` of the agent that serves it, when that is another process; `None` for a
+    /// task of this process's own agent (served from its worker registry).
+    pub remote: Option<String>,
 }
 
 /// The route of a task definition (ARN), if one of its containers declares one.
@@ -489,6 +517,16 @@ pub fn http_routes(api: &Api) -> Result<Vec<ServiceRoute>, ApiError> {
     if routes.is_empty() {
         return Ok(routes);
     }
+    let remote: std::collections::HashMap<String, String> = api
+        .hosts
+        .records()?
+        .into_iter()
+        .filter(|h| !h.local)
+        .filter_map(|h| {
+            let endpoint = h.endpoint?;
+            Some((h.id, endpoint.trim_start_matches("http://").to_string()))
+        })
+        .collect();
     for (_, found) in api.state.list("tasks/")? {
         let task = &found.value;
         // Tasks not yet RUNNING are listed too: their worker serves as soon as it starts,
@@ -512,9 +550,10 @@ pub fn http_routes(api: &Api) -> Result<Vec<ServiceRoute>, ApiError> {
             .find(|r| r.service_name == name && r.cluster == cluster)
         {
             let task_arn = task["taskArn"].as_str().unwrap_or_default();
-            route
-                .running_tasks
-                .push(task_arn.rsplit('/').next().unwrap_or(task_arn).to_string());
+            route.running_tasks.push(RouteTask {
+                id: crate::records::task_id_of_arn(task_arn).to_string(),
+                remote: crate::records::host_of(task).and_then(|h| remote.get(h).cloned()),
+            });
         }
     }
     Ok(routes)

@@ -8,13 +8,13 @@ use super::{
     Api, ApiError, arn, clusters, container_instances, page, paged, parse, task_definitions,
     timestamp,
 };
-use crate::agent::{
-    Assignment, ContainerOverride, TaskEvent, TaskOutcome, TimedEvent, new_task_id,
-};
+use crate::agent::{ContainerOverride, TaskEvent, TaskOutcome, TimedEvent, new_task_id};
 use crate::controller::model::{PlacementConstraint, PlacementStrategy};
-use crate::controller::placement::choose;
+use crate::controller::placement::{LaunchType, choose};
+use crate::protocol::{AgentReport, Heartbeat};
+use crate::records::{host_of, is_stopped, stop_as_lost, stop_tasks_of_host, update_task};
 use crate::store::Expect;
-use crate::taskdef::TaskDefinition;
+use crate::taskdef::{Compatibility, TaskDefinition};
 
 fn key(task_id: &str) -> String {
     format!("tasks/{task_id}")
@@ -28,8 +28,11 @@ struct RunTask {
     count: Option<u32>,
     started_by: Option<String>,
     group: Option<String>,
+    launch_type: Option<String>,
     #[serde(default)]
-    overrides: Option<Overrides>,
+    capacity_provider_strategy: Vec<CapacityProviderItem>,
+    #[serde(default)]
+    overrides: Option<Value>,
     #[serde(default)]
     tags: Option<Value>,
     #[serde(default)]
@@ -38,34 +41,72 @@ struct RunTask {
     placement_constraints: Vec<PlacementConstraint>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct Overrides {
-    #[serde(default)]
-    container_overrides: Vec<ContainerOverrideShape>,
-}
-
+/// One entry of a `capacityProviderStrategy`.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ContainerOverrideShape {
-    name: String,
-    command: Option<Vec<String>>,
-    #[serde(default)]
-    environment: Vec<NameValue>,
-    cpu: Option<u32>,
-    memory: Option<u32>,
+pub(super) struct CapacityProviderItem {
+    capacity_provider: String,
 }
 
-#[derive(Deserialize)]
-struct NameValue {
-    name: Option<String>,
-    value: Option<String>,
+/// The launch type a call asks for: `launchType`, else the capacity providers' (FARGATE and
+/// FARGATE_SPOT are the shared pool), else FARGATE.
+pub(super) fn launch_type_of(
+    launch_type: Option<&str>,
+    providers: &[CapacityProviderItem],
+) -> Result<LaunchType, ApiError> {
+    if launch_type.is_some() && !providers.is_empty() {
+        return Err(ApiError::invalid(
+            "launchType and capacityProviderStrategy cannot both be given",
+        ));
+    }
+    if let Some(given) = launch_type {
+        return LaunchType::parse(given).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "launchType: must be one of EC2, FARGATE, EXTERNAL (got {given})"
+            ))
+        });
+    }
+    for (i, item) in providers.iter().enumerate() {
+        if !matches!(item.capacity_provider.as_str(), "FARGATE" | "FARGATE_SPOT") {
+            return Err(ApiError::invalid(format!(
+                "capacityProviderStrategy[{i}].capacityProvider: the capacity provider {} was \
+                 not found (wasmgate has FARGATE and FARGATE_SPOT, the shared pool)",
+                item.capacity_provider
+            )));
+        }
+    }
+    Ok(LaunchType::Fargate)
+}
+
+/// ECS's check of a definition's `requiresCompatibilities` against the launch type. A
+/// definition that names none runs on any (ECS would take it as EC2 only; wasmgate's pool
+/// runs every definition it validated).
+pub(super) fn check_compatibility(
+    definition: &TaskDefinition,
+    launch_type: LaunchType,
+) -> Result<(), ApiError> {
+    let required = &definition.spec.requires_compatibilities;
+    let wanted = match launch_type {
+        LaunchType::Fargate => Compatibility::Fargate,
+        LaunchType::Ec2 => Compatibility::Ec2,
+        LaunchType::External => Compatibility::External,
+    };
+    if required.is_empty() || required.contains(&wanted) {
+        return Ok(());
+    }
+    Err(ApiError::client(format!(
+        "Task definition does not support launch_type {}.",
+        launch_type.as_str()
+    )))
 }
 
 pub fn run(api: &Api, body: Value) -> Result<Value, ApiError> {
-    let overrides_shape = body.get("overrides").cloned().unwrap_or(json!({}));
     let request: RunTask = parse(body)?;
     let cluster = clusters::require_active(api, request.cluster.as_deref())?;
+    let launch_type = launch_type_of(
+        request.launch_type.as_deref(),
+        &request.capacity_provider_strategy,
+    )?;
     let (record, _) = task_definitions::find(api, &request.task_definition)?;
     if record["status"] != "ACTIVE" {
         return Err(ApiError::client(format!(
@@ -78,33 +119,22 @@ pub fn run(api: &Api, body: Value) -> Result<Value, ApiError> {
             "the stored task definition no longer validates: {e}"
         ))
     })?;
+    check_compatibility(&definition, launch_type)?;
     let count = request.count.unwrap_or(1);
     if !(1..=10).contains(&count) {
         return Err(ApiError::invalid(format!(
             "count: must be between 1 and 10 (got {count})"
         )));
     }
-    let overrides: Vec<ContainerOverride> = request
-        .overrides
-        .unwrap_or_default()
-        .container_overrides
-        .into_iter()
-        .map(|o| ContainerOverride {
-            environment: o
-                .environment
-                .into_iter()
-                .filter_map(|kv| Some((kv.name?, kv.value.unwrap_or_default())))
-                .collect(),
-            name: o.name,
-            command: o.command,
-            cpu: o.cpu,
-            memory: o.memory,
-        })
-        .collect();
-    for o in &overrides {
+    let overrides_shape = request.overrides.unwrap_or(json!({}));
+    if !overrides_shape.is_object() {
+        return Err(ApiError::invalid("overrides: must be an object"));
+    }
+    let overrides = ContainerOverride::list_from_ecs(&overrides_shape);
+    for (i, o) in overrides.iter().enumerate() {
         if definition.container(&o.name).is_none() {
             return Err(ApiError::invalid(format!(
-                "overrides.containerOverrides: no container named \"{}\"",
+                "overrides.containerOverrides[{i}].name: no container named \"{}\"",
                 o.name
             )));
         }
@@ -128,7 +158,7 @@ pub fn run(api: &Api, body: Value) -> Result<Value, ApiError> {
             count,
             started_by: request.started_by,
             group,
-            overrides,
+            launch_type,
             overrides_shape,
             tags: request.tags.clone().unwrap_or(json!([])),
             strategies: &request.placement_strategy,
@@ -148,20 +178,17 @@ pub(crate) struct Launch<'a> {
     pub started_by: Option<String>,
     /// `service:NAME` or `family:FAMILY` (or RunTask's own).
     pub group: String,
-    pub overrides: Vec<ContainerOverride>,
+    pub launch_type: LaunchType,
+    /// ECS's `overrides` as given (the agent reads its `containerOverrides`).
     pub overrides_shape: Value,
     pub tags: Value,
     pub strategies: &'a [PlacementStrategy],
     pub constraints: &'a [PlacementConstraint],
 }
 
-/// Places and records tasks, then hands them to the agent. Returns the tasks started (ECS
-/// shape) and a failure for each that fit nowhere.
+/// Places and records tasks; the hosts hear of them from the store. Returns the tasks started
+/// (ECS shape) and a failure for each that fit nowhere.
 pub(crate) fn launch(api: &Api, request: Launch<'_>) -> Result<(Vec<Value>, Vec<Value>), ApiError> {
-    let agent = api
-        .agent
-        .as_ref()
-        .ok_or_else(|| ApiError::client("this server runs no agent"))?;
     let cluster = request.cluster;
     let definition = request.definition;
     let family = request.record["family"].as_str().unwrap_or_default();
@@ -174,7 +201,23 @@ pub(crate) fn launch(api: &Api, request: Launch<'_>) -> Result<(Vec<Value>, Vec<
     let mut failures = Vec::new();
     let _placing = api.placement.lock().unwrap_or_else(|p| p.into_inner());
     // One scan of the stored tasks for the whole batch; each placement is then subtracted.
-    let mut candidates = container_instances::candidates(api, cluster, &request.group)?;
+    let mut candidates =
+        container_instances::candidates(api, cluster, request.launch_type, &request.group)?;
+    if candidates.is_empty() {
+        let reason = match request.launch_type {
+            LaunchType::Fargate => {
+                "RESOURCE:NO_HOSTS (no capacity host of the shared pool is connected)".to_string()
+            }
+            other => format!(
+                "No Container Instances were found in your cluster (launch type {})",
+                other.as_str()
+            ),
+        };
+        for _ in 0..request.count {
+            failures.push(json!({"arn": api.arns.cluster(cluster), "reason": reason}));
+        }
+        return Ok((tasks, failures));
+    }
     for _ in 0..request.count {
         let seed = u64::from_str_radix(&new_task_id()[..12], 16).unwrap_or_default();
         let chosen = match choose(
@@ -198,7 +241,7 @@ pub(crate) fn launch(api: &Api, request: Launch<'_>) -> Result<(Vec<Value>, Vec<
         candidate.free_cpu -= cpu;
         candidate.free_memory -= memory;
         candidate.group_tasks += 1;
-        let instance = candidate.arn.clone();
+        let host = api.hosts.record(&candidate.id)?;
         let task_id = new_task_id();
         let task_arn = api.arns.task(cluster, &task_id);
         let containers: Vec<Value> = definition
@@ -216,7 +259,7 @@ pub(crate) fn launch(api: &Api, request: Launch<'_>) -> Result<(Vec<Value>, Vec<
                 })
             })
             .collect();
-        let task = json!({
+        let mut task = json!({
             "taskArn": task_arn,
             "clusterArn": api.arns.cluster(cluster),
             "taskDefinitionArn": api.arns.task_definition(family, revision),
@@ -225,8 +268,7 @@ pub(crate) fn launch(api: &Api, request: Launch<'_>) -> Result<(Vec<Value>, Vec<
             "createdAt": timestamp(),
             "startedBy": request.started_by,
             "group": request.group,
-            "launchType": "FARGATE",
-            "containerInstanceArn": instance,
+            "launchType": request.launch_type.as_str(),
             "cpu": cpu.to_string(),
             "memory": memory.to_string(),
             "containers": containers,
@@ -234,26 +276,40 @@ pub(crate) fn launch(api: &Api, request: Launch<'_>) -> Result<(Vec<Value>, Vec<
             "tags": request.tags,
             "healthStatus": "UNKNOWN",
             "version": 1,
+            "wasmgateHost": candidate.id,
         });
-        let mut task = task;
+        if let Some(host) = &host {
+            task["availabilityZone"] = json!(host.availability_zone());
+            task["attributes"] =
+                json!([{"name": "ecs.cpu-architecture", "value": std::env::consts::ARCH}]);
+        }
+        match request.launch_type {
+            // Like a Fargate task: no container instance; where it runs is an attachment.
+            LaunchType::Fargate => {
+                let mut details = vec![json!({"name": "wasmgateHostId", "value": candidate.id})];
+                if let Some(host) = &host {
+                    details.push(json!({"name": "wasmgateHostName", "value": host.name}));
+                    if let Some(address) = &host.address {
+                        details.push(json!({"name": "privateIPv4Address", "value": address}));
+                    }
+                }
+                task["attachments"] = json!([{
+                    "id": format!("{}-{}-{}-{}-{}", &task_id[..8], &task_id[8..12], &task_id[12..16], &task_id[16..20], &task_id[20..32]),
+                    "type": "wasmgate.host",
+                    "status": "ATTACHED",
+                    "details": details,
+                }]);
+            }
+            LaunchType::Ec2 | LaunchType::External => {
+                task["containerInstanceArn"] = json!(candidate.arn);
+            }
+        }
         if health_checked {
             // Not ECS's: tells the scheduler that only HEALTHY counts as healthy for this task.
             task["wasmgateHealthChecked"] = json!(true);
         }
         api.state.put(&key(&task_id), &task, Expect::Absent)?;
-        agent
-            .send(Assignment::Start {
-                task_id,
-                definition: Box::new(definition.clone()),
-                overrides: request.overrides.clone(),
-            })
-            .map_err(|_| {
-                ApiError::new(
-                    super::ErrorKind::ServerException,
-                    "the agent is not running",
-                )
-            })?;
-        tasks.push(without_nulls(task));
+        tasks.push(shape(task));
     }
     Ok((tasks, failures))
 }
@@ -276,8 +332,9 @@ fn task_needs(definition: &TaskDefinition) -> (u64, u64) {
     (cpu, memory)
 }
 
-/// Drops null members, as ECS omits absent ones.
-fn without_nulls(mut value: Value) -> Value {
+/// The ECS `Task` shape of a stored task: null members dropped, as ECS omits absent ones
+/// (wasmgate's own members stay: clients ignore members they do not know).
+pub(super) fn shape(mut value: Value) -> Value {
     if let Some(object) = value.as_object_mut() {
         object.retain(|_, v| !v.is_null());
     }
@@ -316,7 +373,7 @@ pub fn describe(api: &Api, body: Value) -> Result<Value, ApiError> {
     for given in request.tasks {
         match api.state.get(&key(task_id_of(&given)))? {
             Some(found) if found.value["clusterArn"] == cluster_arn.as_str() => {
-                tasks.push(without_nulls(found.value))
+                tasks.push(shape(found.value))
             }
             _ => failures.push(json!({"arn": given, "reason": "MISSING"})),
         }
@@ -390,7 +447,7 @@ pub fn stop(api: &Api, body: Value) -> Result<Value, ApiError> {
         .reason
         .unwrap_or_else(|| "Task stopped by user".into());
     match request_stop(api, &task_id, &reason, "UserInitiated")? {
-        Some(task) => Ok(json!({"task": without_nulls(task)})),
+        Some(task) => Ok(json!({"task": shape(task)})),
         None => Err(ApiError::invalid(format!(
             "task: the referenced task was not found: {}",
             request.task
@@ -399,58 +456,56 @@ pub fn stop(api: &Api, body: Value) -> Result<Value, ApiError> {
 }
 
 /// Asks a task to stop, recording why (`stop_code`, `reason`) unless it was already asked;
-/// `None` if there is no such task. Retries when the agent's report races it.
+/// `None` if there is no such task. Its host hears of it from the store.
 pub fn request_stop(
     api: &Api,
     task_id: &str,
     reason: &str,
     stop_code: &str,
 ) -> Result<Option<Value>, ApiError> {
-    loop {
-        let Some(found) = api.state.get(&key(task_id))? else {
-            return Ok(None);
-        };
-        let mut task = found.value;
+    let now = timestamp();
+    Ok(update_task(api.state.as_ref(), task_id, |task| {
         if task["desiredStatus"] == "STOPPED" {
-            return Ok(Some(task));
+            return false;
         }
         task["desiredStatus"] = json!("STOPPED");
         task["stoppedReason"] = json!(reason);
         task["stopCode"] = json!(stop_code);
         if task["lastStatus"] != "STOPPED" {
-            task["stoppingAt"] = json!(timestamp());
+            task["stoppingAt"] = json!(now);
         }
         // A running task first leaves service (the gateway stops routing to it), then its
         // containers are stopped (the agent reports STOPPING).
         if task["lastStatus"] == "RUNNING" {
             task["lastStatus"] = json!("DEACTIVATING");
         }
-        match api
-            .state
-            .put(&key(task_id), &task, Expect::Revision(found.revision))
-        {
-            Ok(_) => {}
-            Err(crate::store::StoreError::Conflict { .. }) => continue,
-            Err(other) => return Err(other.into()),
-        }
-        if let Some(agent) = &api.agent {
-            let _ = agent.send(Assignment::Stop {
-                task_id: task_id.to_string(),
-                reason: reason.to_string(),
-            });
-        }
-        return Ok(Some(task));
-    }
+        true
+    })?)
 }
 
-/// Records one step of a task's life in its stored record.
-pub fn record_event(api: &Api, timed: &TimedEvent) -> Result<(), ApiError> {
+/// Records what host `host_id` reported: its tasks' output, their steps, its heartbeat.
+pub fn record_report(api: &Api, host_id: &str, report: &AgentReport) -> Result<(), ApiError> {
+    if let Some(logs) = &api.logs {
+        for shipped in &report.logs {
+            if let Err(error) = logs.import(&shipped.task_id, &shipped.records) {
+                tracing::warn!(task_id = %shipped.task_id, %error, "cannot keep a remote task's output");
+            }
+        }
+    }
+    for event in &report.events {
+        record_event(api, host_id, event)?;
+    }
+    if let Some(heartbeat) = &report.heartbeat {
+        record_heartbeat(api, host_id, heartbeat)?;
+    }
+    Ok(())
+}
+
+/// Records one step of a task's life in its stored record. Steps of a task that has stopped,
+/// or that is not placed on `host_id`, change nothing.
+fn record_event(api: &Api, host_id: &str, timed: &TimedEvent) -> Result<(), ApiError> {
     let event = &timed.event;
-    let at = timed
-        .at
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| (d.as_millis() as f64) / 1000.0)
-        .unwrap_or_else(|_| timestamp());
+    let at = crate::logs::epoch_seconds(timed.at);
     match event {
         TaskEvent::Stats {
             task_id,
@@ -459,7 +514,6 @@ pub fn record_event(api: &Api, timed: &TimedEvent) -> Result<(), ApiError> {
             api.usage.update(task_id, containers.clone());
             return Ok(());
         }
-        TaskEvent::Heartbeat { running } => return record_heartbeat(api, running, at),
         TaskEvent::Stopped { outcome } => {
             let last: Vec<_> = outcome
                 .containers
@@ -476,28 +530,18 @@ pub fn record_event(api: &Api, timed: &TimedEvent) -> Result<(), ApiError> {
         | TaskEvent::HealthChanged { task_id, .. }
         | TaskEvent::PullStopped { task_id, .. }
         | TaskEvent::ContainerStarted { task_id, .. }
-        | TaskEvent::Stopping { task_id, .. } => task_id.clone(),
-        TaskEvent::Stopped { outcome } => outcome.task_id.clone(),
-        TaskEvent::Stats { task_id, .. } => task_id.clone(),
-        TaskEvent::Heartbeat { .. } => return Ok(()),
+        | TaskEvent::Stopping { task_id, .. }
+        | TaskEvent::Stats { task_id, .. } => task_id.as_str(),
+        TaskEvent::Stopped { outcome } => outcome.task_id.as_str(),
     };
-    // Retry on a concurrent write (StopTask racing the agent's report).
-    loop {
-        let Some(found) = api.state.get(&key(&task_id))? else {
-            return Ok(());
-        };
-        let mut task = found.value;
-        apply(&mut task, event, at);
-        task["version"] = json!(task["version"].as_u64().unwrap_or(0) + 1);
-        match api
-            .state
-            .put(&key(&task_id), &task, Expect::Revision(found.revision))
-        {
-            Ok(_) => return Ok(()),
-            Err(crate::store::StoreError::Conflict { .. }) => continue,
-            Err(other) => return Err(other.into()),
+    update_task(api.state.as_ref(), task_id, |task| {
+        if is_stopped(task) || host_of(task) != Some(host_id) {
+            return false;
         }
-    }
+        apply(task, event, at);
+        true
+    })?;
+    Ok(())
 }
 
 fn set_container(task: &mut Value, name: &str, update: impl Fn(&mut Value)) {
@@ -560,68 +604,63 @@ fn apply(task: &mut Value, event: &TaskEvent, now: f64) {
             });
             task["healthStatus"] = json!(task_health.as_str());
         }
-        TaskEvent::Stats { .. } | TaskEvent::Heartbeat { .. } => {}
+        TaskEvent::Stats { .. } => {}
     }
 }
 
-/// How long after its creation a task must appear in the agent's heartbeat (the agent may not
-/// have taken its assignment yet when it sends one).
-const LOST_AFTER_SECS: f64 = 10.0;
-
-/// Records the agent's heartbeat: when it was last heard of, and tasks placed on it long enough
-/// ago that it does not run (and that are not stopped) as STOPPED, so that nothing waits for
-/// them and their services replace them.
-fn record_heartbeat(api: &Api, running: &[String], at: f64) -> Result<(), ApiError> {
-    *api.heartbeat.lock().unwrap_or_else(|p| p.into_inner()) = Some(at);
-    let Some(instance) = container_instances::self_arn(api)? else {
+/// Records a host's heartbeat: tasks placed on it that it does not run, though it has
+/// converged on a desired set that named them, are recorded STOPPED (lost), so that nothing
+/// waits for them and their services replace them.
+fn record_heartbeat(api: &Api, host_id: &str, heartbeat: &Heartbeat) -> Result<(), ApiError> {
+    if heartbeat.session != api.hosts.session() {
+        // Converged on another controller's numbering: nothing to conclude yet.
         return Ok(());
-    };
+    }
+    let running: std::collections::HashSet<&str> =
+        heartbeat.running.iter().map(String::as_str).collect();
+    let now = timestamp();
     for (stored_key, found) in api.state.list("tasks/")? {
         let task = &found.value;
         let task_id = stored_key.trim_start_matches("tasks/");
-        let lost = task["lastStatus"] != "STOPPED"
-            && task["containerInstanceArn"] == instance.as_str()
-            && task["createdAt"]
-                .as_f64()
-                .is_some_and(|c| c < at - LOST_AFTER_SECS)
-            && !running.iter().any(|r| r == task_id);
+        let lost = !is_stopped(task)
+            && host_of(task) == Some(host_id)
+            && !running.contains(task_id)
+            && api
+                .hosts
+                .first_sent(host_id, task_id)
+                .is_some_and(|sent| sent <= heartbeat.generation);
         if !lost {
             continue;
         }
-        let mut task = found.value;
-        tracing::warn!(%task_id, "the agent does not run this task; recording it as stopped");
-        stop_as_lost(
-            &mut task,
-            "Task stopped because the agent no longer runs it (lost)",
-        );
-        match api
-            .state
-            .put(&stored_key, &task, Expect::Revision(found.revision))
-        {
-            Ok(_) | Err(crate::store::StoreError::Conflict { .. }) => {}
-            Err(other) => return Err(other.into()),
-        }
+        tracing::warn!(%task_id, host = %host_id, "the agent does not run this task; recording it as stopped");
+        update_task(api.state.as_ref(), task_id, |task| {
+            host_of(task) == Some(host_id)
+                && stop_as_lost(
+                    task,
+                    "Task stopped because the agent no longer runs it (lost)",
+                    now,
+                )
+        })?;
     }
     Ok(())
 }
 
-/// Marks a task that its agent lost as STOPPED with `reason` (not a failure of the task).
-fn stop_as_lost(task: &mut Value, reason: &str) {
-    let now = timestamp();
-    task["lastStatus"] = json!("STOPPED");
-    task["desiredStatus"] = json!("STOPPED");
-    task["stoppedAt"] = json!(now);
-    if task["executionStoppedAt"].is_null() {
-        task["executionStoppedAt"] = json!(now);
-    }
-    // Its host went away: a service replaces it at full speed.
-    task["stopCode"] = json!("TerminationNotice");
-    task["stoppedReason"] = json!(reason);
-    if let Some(containers) = task["containers"].as_array_mut() {
-        for container in containers {
-            container["lastStatus"] = json!("STOPPED");
-        }
-    }
+/// Records the tasks of a host that went silent as stopped, naming the host.
+pub fn record_host_lost(api: &Api, host_id: &str) -> Result<usize, ApiError> {
+    let name = api
+        .hosts
+        .record(host_id)?
+        .map_or_else(|| host_id.to_string(), |h| h.name);
+    let silent = api.hosts.settings().lost_after.as_secs();
+    let reason = format!(
+        "Task stopped because its host {name} ({host_id}) was lost: no heartbeat for {silent} s"
+    );
+    Ok(stop_tasks_of_host(
+        api.state.as_ref(),
+        host_id,
+        &reason,
+        timestamp(),
+    )?)
 }
 
 /// Whether the task is on its way down (a late "container started" must not bring it back).
@@ -660,26 +699,6 @@ fn record_outcome(task: &mut Value, outcome: &TaskOutcome, now: f64) {
             }
         });
     }
-}
-
-/// After a restart: every task the store still shows as not stopped was running in the agent
-/// that died with the old process. Records it as stopped, with the reason.
-pub fn reconcile_after_restart(api: &Api) -> Result<usize, ApiError> {
-    let mut stopped = 0;
-    for (stored_key, found) in api.state.list("tasks/")? {
-        if found.value["lastStatus"] == "STOPPED" {
-            continue;
-        }
-        let mut task = found.value;
-        stop_as_lost(
-            &mut task,
-            "Task stopped because the agent restarted (wasmgate server was restarted while it ran)",
-        );
-        api.state
-            .put(&stored_key, &task, Expect::Revision(found.revision))?;
-        stopped += 1;
-    }
-    Ok(stopped)
 }
 
 /// Forgets tasks that stopped more than `retention` ago (ECS keeps them describable for about
@@ -786,58 +805,5 @@ mod tests {
         assert_eq!(task["stopCode"], "EssentialContainerExited");
         assert_eq!(task["containers"][0]["exitCode"], 0);
         assert_eq!(task["containers"][0]["lastStatus"], "STOPPED");
-    }
-}
-
-#[cfg(test)]
-mod heartbeat_tests {
-    use super::*;
-    use crate::agent::HostResources;
-
-    #[test]
-    fn a_task_the_agent_does_not_run_is_recorded_lost() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::SqliteStore::open(&dir.path().join("state.db")).unwrap();
-        let api = Api::new(
-            std::sync::Arc::new(store),
-            super::super::ArnScope::default(),
-        )
-        .unwrap();
-        let resources = HostResources {
-            cpu_units: 2048,
-            memory_mib: 1024,
-        };
-        super::super::register_agent(&api, resources).unwrap();
-        let instance = container_instances::self_arn(&api).unwrap().unwrap();
-        let now = timestamp();
-        let task = |created: f64| {
-            json!({"taskArn": "arn:aws:ecs:us-east-1:0:task/default/x", "lastStatus": "RUNNING",
-                   "desiredStatus": "RUNNING", "containerInstanceArn": instance,
-                   "createdAt": created, "containers": [{"name": "app", "lastStatus": "RUNNING"}]})
-        };
-        api.state
-            .put("tasks/old", &task(now - 60.0), Expect::Absent)
-            .unwrap();
-        api.state
-            .put("tasks/new", &task(now), Expect::Absent)
-            .unwrap();
-        api.state
-            .put("tasks/kept", &task(now - 60.0), Expect::Absent)
-            .unwrap();
-        let heartbeat = TimedEvent {
-            at: std::time::SystemTime::now(),
-            event: TaskEvent::Heartbeat {
-                running: vec!["kept".into()],
-            },
-        };
-        record_event(&api, &heartbeat).unwrap();
-        let status = |id: &str| api.state.get(&key(id)).unwrap().unwrap().value;
-        let old = status("old");
-        assert_eq!(old["lastStatus"], "STOPPED");
-        assert_eq!(old["stopCode"], "TerminationNotice");
-        assert!(old["stoppedReason"].as_str().unwrap().contains("lost"));
-        // Too young to be missing from a heartbeat, and one the agent runs: untouched.
-        assert_eq!(status("new")["lastStatus"], "RUNNING");
-        assert_eq!(status("kept")["lastStatus"], "RUNNING");
     }
 }

@@ -91,7 +91,7 @@ impl StatsCell {
 }
 
 /// A point-in-time reading of a container's use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct ContainerStats {
     /// Bytes of memory held now (Wasm: linear memories and tables).
     pub memory_bytes: u64,

@@ -8,11 +8,12 @@
 //! so a lost or duplicated wake-up costs at most one pass and never a wrong decision; the
 //! decisions themselves are a pure function ([`plan`]), tested without I/O.
 
+pub mod hosts;
 pub mod model;
 pub mod placement;
 pub mod plan;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,7 +68,7 @@ pub async fn run_scheduler(
                 () = api.scheduler_wake.notified() => break true,
                 () = &mut deadline => break false,
                 change = changes.recv() => match change {
-                    Ok(change) if change.key.starts_with("tasks/") || change.key.starts_with("services/") => break false,
+                    Ok(change) if change.key.starts_with("tasks/") || change.key.starts_with("services/") || change.key.starts_with("hosts/") => break false,
                     Ok(_) => continue,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break false,
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
@@ -107,6 +108,13 @@ pub fn reconcile_all(api: &Api, settings: &SchedulerSettings) -> Result<Option<f
             .or_default()
             .push(task);
     }
+    let draining: HashSet<String> = api
+        .hosts
+        .records()?
+        .into_iter()
+        .filter(|h| h.status == crate::controller::hosts::HostStatus::Draining)
+        .map(|h| h.id)
+        .collect();
     let mut wake_at: Option<f64> = None;
     for (key, found) in services {
         if found.value["status"] == "INACTIVE" {
@@ -121,7 +129,7 @@ pub fn reconcile_all(api: &Api, settings: &SchedulerSettings) -> Result<Option<f
             .unwrap_or_default()
             .to_string();
         let tasks = by_service.remove(&(cluster_arn, name)).unwrap_or_default();
-        match reconcile_service(api, &key, &tasks, settings) {
+        match reconcile_service(api, &key, &tasks, &draining, settings) {
             Ok(Some(at)) => wake_at = Some(wake_at.map_or(at, |w: f64| w.min(at))),
             Ok(None) => {}
             Err(error) => tracing::warn!(service = %key, %error, "cannot reconcile the service"),
@@ -135,6 +143,7 @@ fn reconcile_service(
     api: &Api,
     key: &str,
     tasks: &[Value],
+    draining: &HashSet<String>,
     settings: &SchedulerSettings,
 ) -> Result<Option<f64>, ApiError> {
     let _guard = api.services_lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -151,7 +160,7 @@ fn reconcile_service(
     let span = tracing::debug_span!("reconcile", service = %service.service_name);
     let _entered = span.enter();
     let now = crate::api::timestamp();
-    let views: Vec<TaskView> = tasks.iter().map(task_view).collect();
+    let views: Vec<TaskView> = tasks.iter().map(|t| task_view(t, draining)).collect();
     let plan = plan::plan(&service, &views, now, settings);
     let mut updated = plan.service;
     let mut wake_at = plan.wake_at;
@@ -243,7 +252,7 @@ fn note_placement_failure(service: &mut Service, failure: &Value, now: f64) {
 }
 
 /// What the scheduler needs of a stored task.
-fn task_view(task: &Value) -> TaskView {
+fn task_view(task: &Value, draining: &HashSet<String>) -> TaskView {
     let arn = task["taskArn"].as_str().unwrap_or_default();
     let phase = if task["lastStatus"] == "STOPPED" {
         Phase::Stopped
@@ -271,5 +280,6 @@ fn task_view(task: &Value) -> TaskView {
             .or(task["stoppedAt"].as_f64()),
         stop_code: task["stopCode"].as_str().map(str::to_string),
         stopped_reason: task["stoppedReason"].as_str().map(str::to_string),
+        on_draining_host: crate::records::host_of(task).is_some_and(|h| draining.contains(h)),
     }
 }

@@ -9,14 +9,188 @@
 
 use super::model::{PlacementConstraint, PlacementStrategy};
 
+/// Where a task may run, as ECS's launch types say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LaunchType {
+    /// The shared pool of hosts, from any cluster.
+    Fargate,
+    /// Hosts registered in the task's cluster.
+    Ec2,
+    /// Hosts registered in the task's cluster (ECS Anywhere's word for them).
+    External,
+}
+
+impl LaunchType {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "FARGATE" => Some(Self::Fargate),
+            "EC2" => Some(Self::Ec2),
+            "EXTERNAL" => Some(Self::External),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fargate => "FARGATE",
+            Self::Ec2 => "EC2",
+            Self::External => "EXTERNAL",
+        }
+    }
+}
+
 /// One container instance as placement sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {
+    /// The host's id.
+    pub id: String,
     pub arn: String,
     pub free_cpu: u64,
     pub free_memory: u64,
     /// Tasks of the group being placed (the service's, or RunTask's `group`) already on it.
     pub group_tasks: u32,
+    /// Its attributes (name, value; empty when it has none), as memberOf and spread see them.
+    pub attributes: Vec<(String, String)>,
+}
+
+impl Candidate {
+    fn attribute(&self, name: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A cluster query language expression (memberOf constraints, ListContainerInstances
+/// filters): clauses `SUBJECT == V`, `!= V`, `in [V, ...]`, `not_in [V, ...]`, `exists`,
+/// joined by `and` / `or` (`and` binds first); the subject is `attribute:NAME` or
+/// `ec2InstanceId`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expression {
+    /// Alternatives of conjunctions.
+    any_of: Vec<Vec<Clause>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Clause {
+    /// `None`: the instance id.
+    attribute: Option<String>,
+    test: Test,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Test {
+    Equals(String),
+    NotEquals(String),
+    In(Vec<String>),
+    NotIn(Vec<String>),
+    Exists,
+}
+
+impl Expression {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut any_of = Vec::new();
+        for alternative in split_words(text, "or") {
+            let mut all_of = Vec::new();
+            for clause in split_words(&alternative, "and") {
+                all_of.push(Clause::parse(clause.trim())?);
+            }
+            any_of.push(all_of);
+        }
+        Ok(Self { any_of })
+    }
+
+    /// Whether a host with id `id` and `attributes` satisfies it.
+    pub fn matches(&self, id: &str, attributes: &[(String, String)]) -> bool {
+        self.any_of.iter().any(|all| {
+            all.iter().all(|clause| {
+                let value = match &clause.attribute {
+                    None => Some(id),
+                    Some(name) => attributes
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, v)| v.as_str()),
+                };
+                match (&clause.test, value) {
+                    (Test::Exists, found) => found.is_some(),
+                    (Test::Equals(want), Some(v)) => v == want,
+                    (Test::NotEquals(want), found) => found != Some(want.as_str()),
+                    (Test::In(list), Some(v)) => list.iter().any(|w| w == v),
+                    (Test::NotIn(list), found) => {
+                        found.is_none_or(|v| !list.iter().any(|w| w == v))
+                    }
+                    (_, None) => false,
+                }
+            })
+        })
+    }
+}
+
+/// `text` split at the whole word `word` (case-insensitive).
+fn split_words(text: &str, word: &str) -> Vec<String> {
+    let mut parts = vec![String::new()];
+    for token in text.split_whitespace() {
+        if token.eq_ignore_ascii_case(word) {
+            parts.push(String::new());
+        } else {
+            let last = parts.last_mut().expect("never empty");
+            if !last.is_empty() {
+                last.push(' ');
+            }
+            last.push_str(token);
+        }
+    }
+    parts
+}
+
+impl Clause {
+    fn parse(text: &str) -> Result<Self, String> {
+        let (subject, rest) = text
+            .split_once(char::is_whitespace)
+            .ok_or_else(|| format!("\"{text}\": expected SUBJECT OPERATOR [VALUE]"))?;
+        let attribute = match subject {
+            "ec2InstanceId" => None,
+            other => match other.strip_prefix("attribute:") {
+                Some(name) if !name.is_empty() => Some(name.to_string()),
+                _ => {
+                    return Err(format!(
+                        "\"{subject}\": the subject must be attribute:NAME or ec2InstanceId"
+                    ));
+                }
+            },
+        };
+        let rest = rest.trim();
+        let list = |values: &str| -> Result<Vec<String>, String> {
+            let inner = values
+                .trim()
+                .strip_prefix(['[', '('])
+                .and_then(|v| v.strip_suffix([']', ')']))
+                .ok_or_else(|| format!("\"{values}\": expected a list [A, B]"))?;
+            Ok(inner
+                .split(',')
+                .map(|v| v.trim().trim_matches(['"', '\'']).to_string())
+                .filter(|v| !v.is_empty())
+                .collect())
+        };
+        let value = |v: &str| v.trim().trim_matches(['"', '\'']).to_string();
+        let test = if rest == "exists" {
+            Test::Exists
+        } else if let Some(v) = rest.strip_prefix("==") {
+            Test::Equals(value(v))
+        } else if let Some(v) = rest.strip_prefix("!=") {
+            Test::NotEquals(value(v))
+        } else if let Some(v) = rest.strip_prefix("not_in") {
+            Test::NotIn(list(v)?)
+        } else if let Some(v) = rest.strip_prefix("in") {
+            Test::In(list(v)?)
+        } else {
+            return Err(format!(
+                "\"{text}\": the operator must be ==, !=, in, not_in or exists"
+            ));
+        };
+        Ok(Self { attribute, test })
+    }
 }
 
 /// Why a task fits nowhere, as ECS words placement failures.
@@ -40,11 +214,15 @@ pub fn validate(
             ("binpack", Some("memory" | "cpu"))
                 | ("spread", Some("instanceid" | "host"))
                 | ("random", None)
-        );
+        ) || (strategy.kind == "spread"
+            && strategy
+                .field
+                .as_deref()
+                .is_some_and(|f| f.len() > "attribute:".len() && f.starts_with("attribute:")));
         if !ok {
             return Err(format!(
                 "placementStrategy[{i}]: expected binpack (field memory or cpu), spread (field \
-                 instanceId) or random (no field); got type {:?} field {:?}",
+                 instanceId or attribute:NAME) or random (no field); got type {:?} field {:?}",
                 strategy.kind, strategy.field
             ));
         }
@@ -57,10 +235,21 @@ pub fn validate(
                     "placementConstraints[{i}]: distinctInstance takes no expression"
                 ));
             }
+            "memberOf" => match constraint.expression.as_deref() {
+                Some(text) => {
+                    Expression::parse(text)
+                        .map_err(|why| format!("placementConstraints[{i}].expression: {why}"))?;
+                }
+                None => {
+                    return Err(format!(
+                        "placementConstraints[{i}]: memberOf needs an expression"
+                    ));
+                }
+            },
             other => {
                 return Err(format!(
                     "placementConstraints[{i}]: type {other:?} is not supported (wasmgate \
-                     supports distinctInstance)"
+                     supports distinctInstance and memberOf)"
                 ));
             }
         }
@@ -79,6 +268,12 @@ pub fn choose(
     seed: u64,
 ) -> Result<usize, NoFit> {
     let distinct = constraints.iter().any(|c| c.kind == "distinctInstance");
+    let member_of: Vec<Expression> = constraints
+        .iter()
+        .filter(|c| c.kind == "memberOf")
+        .filter_map(|c| c.expression.as_deref())
+        .filter_map(|text| Expression::parse(text).ok())
+        .collect();
     let mut fitting: Vec<usize> = Vec::new();
     let mut failure = NoFit {
         reason: "RESOURCE:MEMORY",
@@ -93,6 +288,14 @@ pub fn choose(
         } else if cpu > candidate.free_cpu {
             failure = NoFit {
                 reason: "RESOURCE:CPU",
+                closest: Some(candidate.arn.clone()),
+            };
+        } else if !member_of
+            .iter()
+            .all(|e| e.matches(&candidate.id, &candidate.attributes))
+        {
+            failure = NoFit {
+                reason: "CONSTRAINT:memberOf",
                 closest: Some(candidate.arn.clone()),
             };
         } else if distinct && candidate.group_tasks > 0 {
@@ -126,6 +329,24 @@ pub fn choose(
         match (strategy.kind.as_str(), field.as_str()) {
             ("binpack", "cpu") => fitting.sort_by_key(|&i| candidates[i].free_cpu),
             ("binpack", _) => fitting.sort_by_key(|&i| candidates[i].free_memory),
+            ("spread", field) if field.starts_with("attribute:") => {
+                // The value with the fewest tasks of the group first (a host without the
+                // attribute counts as its own value).
+                let name = &strategy.field.as_deref().unwrap_or_default()["attribute:".len()..];
+                let per_value = |value: Option<&str>| -> u32 {
+                    candidates
+                        .iter()
+                        .filter(|c| c.attribute(name) == value)
+                        .map(|c| c.group_tasks)
+                        .sum()
+                };
+                fitting.sort_by_key(|&i| {
+                    (
+                        per_value(candidates[i].attribute(name)),
+                        candidates[i].group_tasks,
+                    )
+                });
+            }
             ("spread", _) => fitting.sort_by_key(|&i| candidates[i].group_tasks),
             ("random", _) => {
                 let pick = (seed % fitting.len() as u64) as usize;
@@ -143,10 +364,12 @@ mod tests {
 
     fn candidate(name: &str, cpu: u64, memory: u64, group_tasks: u32) -> Candidate {
         Candidate {
+            id: name.into(),
             arn: name.into(),
             free_cpu: cpu,
             free_memory: memory,
             group_tasks,
+            attributes: vec![("zone".into(), format!("z-{}", name.len() % 2))],
         }
     }
 
@@ -227,12 +450,72 @@ mod tests {
         assert!(bad.starts_with("placementStrategy[0]"), "{bad}");
         let member_of = PlacementConstraint {
             kind: "memberOf".into(),
-            expression: Some("attribute:x == y".into()),
+            expression: Some("attribute:x ~= y".into()),
         };
         assert!(
             validate(&[], &[member_of])
                 .unwrap_err()
-                .contains("not supported")
+                .starts_with("placementConstraints[0].expression")
         );
+    }
+
+    #[test]
+    fn member_of_keeps_hosts_whose_attributes_match() {
+        let mut hosts = vec![
+            candidate("a", 4096, 8000, 0),
+            candidate("b", 4096, 8000, 0),
+            candidate("c", 4096, 8000, 0),
+        ];
+        hosts[1].attributes.push(("tier".into(), "gpu".into()));
+        hosts[2].attributes.push(("tier".into(), "cpu".into()));
+        let only = |expression: &str| {
+            let constraint = [PlacementConstraint {
+                kind: "memberOf".into(),
+                expression: Some(expression.into()),
+            }];
+            (0..3)
+                .filter(|&skip| {
+                    let mut left = hosts.clone();
+                    left.remove(skip);
+                    choose(&left, 1, 1, &[], &constraint, 0).is_err()
+                })
+                .collect::<Vec<usize>>()
+        };
+        // Removing the one host that matches leaves nothing that fits.
+        assert_eq!(only("attribute:tier == gpu"), vec![1]);
+        assert_eq!(
+            only("attribute:tier in [gpu, cpu] and attribute:tier != cpu"),
+            vec![1]
+        );
+        assert_eq!(
+            only("ec2InstanceId == a or attribute:tier == cpu"),
+            Vec::<usize>::new()
+        );
+        let nothing = [PlacementConstraint {
+            kind: "memberOf".into(),
+            expression: Some("attribute:tier == tpu".into()),
+        }];
+        assert_eq!(
+            choose(&hosts, 1, 1, &[], &nothing, 0).unwrap_err().reason,
+            "CONSTRAINT:memberOf"
+        );
+        let e = Expression::parse("attribute:tier exists").unwrap();
+        assert!(!e.matches("a", &hosts[0].attributes) && e.matches("b", &hosts[1].attributes));
+    }
+
+    #[test]
+    fn spread_by_attribute_balances_the_values() {
+        // a and c share zone z-1; b is alone in z-0... all names have length 1 → z-1.
+        let mut hosts = vec![
+            candidate("a", 4096, 8000, 1),
+            candidate("b", 4096, 8000, 0),
+            candidate("c", 4096, 8000, 0),
+        ];
+        hosts[0].attributes = vec![("zone".into(), "east".into())];
+        hosts[1].attributes = vec![("zone".into(), "east".into())];
+        hosts[2].attributes = vec![("zone".into(), "west".into())];
+        let spread = [strategy("spread", Some("attribute:zone"))];
+        // east already holds one task of the group, so west's host goes first.
+        assert_eq!(choose(&hosts, 1, 1, &spread, &[], 0), Ok(2));
     }
 }

@@ -53,6 +53,8 @@ pub struct TaskView {
     pub stopped_at: Option<f64>,
     pub stop_code: Option<String>,
     pub stopped_reason: Option<String>,
+    /// It runs on a host that is DRAINING: it is replaced as an old deployment's task is.
+    pub on_draining_host: bool,
 }
 
 impl TaskView {
@@ -135,6 +137,10 @@ pub fn failure_threshold(desired: u32) -> u32 {
 }
 
 /// Decides one pass for `service`, whose tasks (any deployment, any phase) are `tasks`.
+/// Why a task on a DRAINING host was stopped (ECS's words).
+pub const DRAINING_HOST_REASON: &str =
+    "Task stopped because its container instance is being drained";
+
 pub fn plan(service: &Service, tasks: &[TaskView], now: f64, settings: &SchedulerSettings) -> Plan {
     let mut s = service.clone();
     let name = s.service_name.clone();
@@ -187,10 +193,18 @@ pub fn plan(service: &Service, tasks: &[TaskView], now: f64, settings: &Schedule
     if !primary_failed {
         let draining: Vec<&TaskView> = tasks
             .iter()
-            .filter(|t| t.deployment != primary_id && t.alive() && !is_listed(&stop, &t.id))
+            .filter(|t| {
+                (t.deployment != primary_id || t.on_draining_host)
+                    && t.alive()
+                    && !is_listed(&stop, &t.id)
+            })
             .collect();
         for task in draining {
-            let reason = format!("Scaling activity initiated by (deployment {primary_id})");
+            let reason = if task.on_draining_host {
+                DRAINING_HOST_REASON.to_string()
+            } else {
+                format!("Scaling activity initiated by (deployment {primary_id})")
+            };
             if !task.healthy() {
                 stop.push((task.id.clone(), reason));
             } else if healthy > min_healthy {
@@ -203,7 +217,12 @@ pub fn plan(service: &Service, tasks: &[TaskView], now: f64, settings: &Schedule
     // Scale-in of the primary: pending tasks first, then the youngest running ones.
     let mut primary_alive: Vec<&TaskView> = tasks
         .iter()
-        .filter(|t| t.deployment == primary_id && t.alive() && !is_listed(&stop, &t.id))
+        .filter(|t| {
+            t.deployment == primary_id
+                && t.alive()
+                && !t.on_draining_host
+                && !is_listed(&stop, &t.id)
+        })
         .collect();
     if primary_alive.len() as u32 > desired {
         primary_alive.sort_by(|a, b| {
@@ -624,6 +643,7 @@ mod tests {
                         stopped_at: None,
                         stop_code: None,
                         stopped_reason: None,
+                        on_draining_host: false,
                     });
                 }
             }
@@ -665,6 +685,37 @@ mod tests {
         for _ in 0..steps {
             world.step();
         }
+    }
+
+    #[test]
+    fn tasks_on_a_draining_host_are_replaced_within_the_deployment_bounds() {
+        let mut world = World::new(service(4, 50, 150));
+        settle(&mut world, 4);
+        assert_eq!(world.running(), 4);
+        let drained: Vec<String> = world.tasks.iter().take(3).map(|t| t.id.clone()).collect();
+        for task in world.tasks.iter_mut().filter(|t| drained.contains(&t.id)) {
+            task.on_draining_host = true;
+        }
+        for _ in 0..8 {
+            world.step();
+            // Never above 150% of 4, never below 50% running.
+            assert!(world.not_stopped() <= 6, "{:?}", world.tasks);
+            assert!(world.running() >= 2, "{:?}", world.tasks);
+        }
+        let alive: Vec<&TaskView> = world
+            .tasks
+            .iter()
+            .filter(|t| t.phase != Phase::Stopped)
+            .collect();
+        assert_eq!(alive.len(), 4, "{alive:?}");
+        assert!(alive.iter().all(|t| !drained.contains(&t.id)), "{alive:?}");
+        assert!(
+            world
+                .service
+                .events
+                .iter()
+                .any(|e| e.message.contains("has stopped")),
+        );
     }
 
     #[test]

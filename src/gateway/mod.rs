@@ -18,7 +18,7 @@ pub mod metrics;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::api::Api;
-use crate::api::services::ServiceRoute;
+use crate::api::services::{RouteTask, ServiceRoute};
 use crate::capacity::wasm::http::{HttpFailure, HttpWorker, HttpWorkers, RequestLimits};
 use metrics::{HttpMetrics, ServiceMetrics};
 
@@ -53,7 +53,7 @@ struct Route {
     container: String,
     settings: crate::taskdef::http::HttpSettings,
     desired_count: u32,
-    tasks: Vec<String>,
+    tasks: Vec<RouteTask>,
     state: Arc<RouteState>,
 }
 
@@ -76,6 +76,8 @@ pub struct Gateway {
     rebuilt: Notify,
     pub metrics: Arc<HttpMetrics>,
     request_ids: AtomicU64,
+    /// Requests in flight to each task served by another host's agent.
+    remote_in_flight: Mutex<HashMap<String, Arc<AtomicUsize>>>,
 }
 
 fn now_millis() -> u64 {
@@ -110,13 +112,29 @@ fn too_large(settings: &crate::taskdef::http::HttpSettings) -> Response<GatewayB
     )
 }
 
-/// Who serves a request: a Wasm task's worker, or a container task's port.
+/// Who serves a request: a Wasm task's worker here, a container task's port, or the agent of
+/// another host that runs the task.
 enum Target {
     Wasm(Arc<HttpWorker>),
     Proxy {
         task_id: String,
         address: std::net::SocketAddr,
     },
+    Remote {
+        task_id: String,
+        /// The agent's `host:port`.
+        authority: String,
+        in_flight: Arc<AtomicUsize>,
+    },
+}
+
+/// Counts one request to a remote task while it is alive.
+struct RemoteSlot(Arc<AtomicUsize>);
+
+impl Drop for RemoteSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Why no task took a request.
@@ -137,6 +155,7 @@ impl Gateway {
             rebuilt: Notify::new(),
             metrics,
             request_ids: AtomicU64::new(1),
+            remote_in_flight: Mutex::new(HashMap::new()),
         })
     }
 
@@ -180,6 +199,15 @@ impl Gateway {
         Ok(())
     }
 
+    fn remote_counter(&self, task_id: &str) -> Arc<AtomicUsize> {
+        self.remote_in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(task_id.to_string())
+            .or_default()
+            .clone()
+    }
+
     fn table(&self) -> Arc<Vec<Route>> {
         self.routes
             .read()
@@ -204,11 +232,32 @@ impl Gateway {
             let best = route
                 .tasks
                 .iter()
-                .filter_map(|task| self.workers.get(task, &route.container))
+                .filter_map(|task| self.workers.get(&task.id, &route.container))
                 .filter(|w| w.in_flight() < route.settings.concurrency)
                 .min_by_key(|w| w.in_flight());
-            if let Some(worker) = best {
-                return Ok(Target::Wasm(worker));
+            let remote = route
+                .tasks
+                .iter()
+                .filter_map(|task| {
+                    let authority = task.remote.as_ref()?;
+                    let counter = self.remote_counter(&task.id);
+                    let load = counter.load(Ordering::Acquire);
+                    (load < route.settings.concurrency).then_some((task, authority, counter, load))
+                })
+                .min_by_key(|(_, _, _, load)| *load);
+            match (best, remote) {
+                (Some(worker), Some((_, _, _, load))) if worker.in_flight() <= load => {
+                    return Ok(Target::Wasm(worker));
+                }
+                (Some(worker), None) => return Ok(Target::Wasm(worker)),
+                (_, Some((task, authority, in_flight, _))) => {
+                    return Ok(Target::Remote {
+                        task_id: task.id.clone(),
+                        authority: authority.clone(),
+                        in_flight,
+                    });
+                }
+                (None, None) => {}
             }
             // Container tasks: their port, in turn (the gateway does not count their requests).
             let proxies: Vec<(String, std::net::SocketAddr)> = route
@@ -216,8 +265,8 @@ impl Gateway {
                 .iter()
                 .filter_map(|task| {
                     self.workers
-                        .proxy(task, &route.container)
-                        .map(|address| (task.clone(), address))
+                        .proxy(&task.id, &route.container)
+                        .map(|address| (task.id.clone(), address))
                 })
                 .collect();
             if !proxies.is_empty() {
@@ -294,11 +343,14 @@ impl Gateway {
         let span = tracing::info_span!("request", %request_id, service = %route.key);
         let key = route.key.clone();
         let settings = route.settings.clone();
+        let container = route.container.clone();
         let state = route.state.clone();
         drop(table);
         state.last_request.store(now_millis(), Ordering::Relaxed);
         async move {
-            let (response, task) = self.dispatch(&key, &settings, &state, request).await;
+            let (response, task) = self
+                .dispatch(&key, &container, &settings, &state, request)
+                .await;
             let status = response.status().as_u16();
             state.metrics.count_status(status);
             state
@@ -324,6 +376,7 @@ impl Gateway {
     async fn dispatch(
         &self,
         key: &str,
+        container: &str,
         settings: &crate::taskdef::http::HttpSettings,
         state: &RouteState,
         request: Request<Incoming>,
@@ -339,7 +392,20 @@ impl Gateway {
         let worker = match self.pick(key).await {
             Ok(Target::Wasm(worker)) => worker,
             Ok(Target::Proxy { task_id, address }) => {
-                let response = proxy(address, settings, request).await;
+                let response = proxy(&address.to_string(), settings, request, &[]).await;
+                return (response, Some(task_id));
+            }
+            Ok(Target::Remote {
+                task_id,
+                authority,
+                in_flight,
+            }) => {
+                in_flight.fetch_add(1, Ordering::AcqRel);
+                let slot = RemoteSlot(in_flight);
+                let headers = forward_headers(&task_id, container, settings);
+                let response = proxy(&authority, settings, request, &headers).await;
+                drop(slot);
+                self.workers.changed.notify_waiters();
                 return (response, Some(task_id));
             }
             Err(Unavailable::NoTask) => {
@@ -353,29 +419,6 @@ impl Gateway {
             }
         };
         let task = Some(worker.task_id.clone());
-        // A body that turns out longer than it said (or chunked) is cut at the limit; the
-        // handler sees a read error and the client a 413.
-        let over_limit = Arc::new(AtomicBool::new(false));
-        let limit = usize::try_from(settings.max_request_bytes).unwrap_or(usize::MAX);
-        let flag = over_limit.clone();
-        let request = request.map(move |body| {
-            Limited::new(body, limit).map_err(move |error| {
-                if error.is::<http_body_util::LengthLimitError>() {
-                    flag.store(true, Ordering::Relaxed);
-                    wasmtime_wasi_http::Error::HttpRequestBodySize(None)
-                } else {
-                    match error.downcast::<hyper::Error>() {
-                        Ok(error) => wasmtime_wasi_http::Error::Hyper(*error),
-                        Err(error) => {
-                            wasmtime_wasi_http::Error::InternalError(Some(error.to_string()))
-                        }
-                    }
-                }
-            })
-        });
-        let limits = RequestLimits {
-            timeout: settings.timeout,
-        };
         let metrics = state.metrics.clone();
         let workers = self.workers.clone();
         let report = move |report: crate::capacity::wasm::http::RequestReport| {
@@ -390,53 +433,7 @@ impl Gateway {
             // A slot is free: queued requests look again.
             workers.changed.notify_waiters();
         };
-        let answer = worker.serve(request, &limits, report).await;
-        if over_limit.load(Ordering::Relaxed) {
-            return (too_large(settings), task);
-        }
-        let response = match answer {
-            Ok(response) => {
-                let max = settings.max_response_bytes;
-                let declared = response
-                    .headers()
-                    .get(hyper::header::CONTENT_LENGTH)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<u64>().ok());
-                if declared.is_some_and(|length| length > max) {
-                    text(
-                        502,
-                        format!("the response is over the limit of {max} bytes\n"),
-                    )
-                } else {
-                    let max = usize::try_from(max).unwrap_or(usize::MAX);
-                    let mut response = response;
-                    if let Ok(value) = hyper::header::HeaderValue::from_str(&worker.task_id) {
-                        response.headers_mut().insert("x-wasmgate-task", value);
-                    }
-                    response.map(|body| {
-                        Limited::new(body, max)
-                            .map_err(|error| {
-                                tracing::info!(%error, "response body cut");
-                                error
-                            })
-                            .boxed_unsync()
-                    })
-                }
-            }
-            Err(HttpFailure::Timeout) => text(
-                504,
-                format!(
-                    "the handler did not answer within {}s\n",
-                    settings.timeout.as_secs_f64()
-                ),
-            ),
-            Err(HttpFailure::Guest(why)) => text(500, format!("the handler failed: {why}\n")),
-            Err(HttpFailure::ErrorCode(code)) => {
-                text(502, format!("the handler answered with an error: {code}\n"))
-            }
-            Err(HttpFailure::Stopping) => text(503, "the task is stopping; try again\n"),
-        };
-        (response, task)
+        (serve_wasm(&worker, settings, request, report).await, task)
     }
 
     /// Scales idle services with an idle timeout to zero.
@@ -447,11 +444,12 @@ impl Gateway {
                 continue;
             };
             let quiet_for = now.saturating_sub(route.state.last_request.load(Ordering::Relaxed));
-            let busy = route
-                .tasks
-                .iter()
-                .filter_map(|task| self.workers.get(task, &route.container))
-                .any(|w| w.in_flight() > 0);
+            let busy = route.tasks.iter().any(|task| {
+                self.workers
+                    .get(&task.id, &route.container)
+                    .is_some_and(|w| w.in_flight() > 0)
+                    || self.remote_counter(&task.id).load(Ordering::Acquire) > 0
+            });
             if route.desired_count > 0 && !busy && Duration::from_millis(quiet_for) >= idle {
                 let why = format!("no request for {}s", idle.as_secs_f64());
                 if let Err(error) = crate::api::services::set_desired_count(
@@ -468,13 +466,234 @@ impl Gateway {
     }
 }
 
+/// Serves a request in a fresh instance of `worker` under `settings`' limits: the request
+/// body cut at its limit (413), the response's at its (502), the deadline (504), a trap
+/// (500), a wasi:http error code (502). `report` gets the request's figures.
+async fn serve_wasm(
+    worker: &Arc<HttpWorker>,
+    settings: &crate::taskdef::http::HttpSettings,
+    request: Request<Incoming>,
+    report: impl FnOnce(crate::capacity::wasm::http::RequestReport) + Send + 'static,
+) -> Response<GatewayBody> {
+    // A body that turns out longer than it said (or chunked) is cut at the limit; the
+    // handler sees a read error and the client a 413.
+    let over_limit = Arc::new(AtomicBool::new(false));
+    let limit = usize::try_from(settings.max_request_bytes).unwrap_or(usize::MAX);
+    let flag = over_limit.clone();
+    let request = request.map(move |body| {
+        Limited::new(body, limit).map_err(move |error| {
+            if error.is::<http_body_util::LengthLimitError>() {
+                flag.store(true, Ordering::Relaxed);
+                wasmtime_wasi_http::Error::HttpRequestBodySize(None)
+            } else {
+                match error.downcast::<hyper::Error>() {
+                    Ok(error) => wasmtime_wasi_http::Error::Hyper(*error),
+                    Err(error) => wasmtime_wasi_http::Error::InternalError(Some(error.to_string())),
+                }
+            }
+        })
+    });
+    let limits = RequestLimits {
+        timeout: settings.timeout,
+    };
+    let answer = worker.serve(request, &limits, report).await;
+    if over_limit.load(Ordering::Relaxed) {
+        return too_large(settings);
+    }
+    match answer {
+        Ok(response) => {
+            let max = settings.max_response_bytes;
+            let declared = response
+                .headers()
+                .get(hyper::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|length| length > max) {
+                return text(
+                    502,
+                    format!("the response is over the limit of {max} bytes\n"),
+                );
+            }
+            let max = usize::try_from(max).unwrap_or(usize::MAX);
+            let mut response = response;
+            if let Ok(value) = hyper::header::HeaderValue::from_str(&worker.task_id) {
+                response.headers_mut().insert("x-wasmgate-task", value);
+            }
+            response.map(|body| {
+                Limited::new(body, max)
+                    .map_err(|error| {
+                        tracing::info!(%error, "response body cut");
+                        error
+                    })
+                    .boxed_unsync()
+            })
+        }
+        Err(HttpFailure::Timeout) => text(
+            504,
+            format!(
+                "the handler did not answer within {}s\n",
+                settings.timeout.as_secs_f64()
+            ),
+        ),
+        Err(HttpFailure::Guest(why)) => text(500, format!("the handler failed: {why}\n")),
+        Err(HttpFailure::ErrorCode(code)) => {
+            text(502, format!("the handler answered with an error: {code}\n"))
+        }
+        Err(HttpFailure::Stopping) => text(503, "the task is stopping; try again\n"),
+    }
+}
+
+/// The headers that tell another host's agent which task serves a forwarded request, and
+/// under which limits.
+fn forward_headers(
+    task_id: &str,
+    container: &str,
+    settings: &crate::taskdef::http::HttpSettings,
+) -> Vec<(&'static str, String)> {
+    vec![
+        (FORWARD_TASK, task_id.to_string()),
+        (FORWARD_CONTAINER, container.to_string()),
+        (FORWARD_TIMEOUT_MS, settings.timeout.as_millis().to_string()),
+        (
+            FORWARD_QUEUE_MS,
+            settings.queue_timeout.as_millis().to_string(),
+        ),
+        (FORWARD_MAX_REQUEST, settings.max_request_bytes.to_string()),
+        (
+            FORWARD_MAX_RESPONSE,
+            settings.max_response_bytes.to_string(),
+        ),
+    ]
+}
+
+const FORWARD_TASK: &str = "x-wasmgate-forward-task";
+const FORWARD_CONTAINER: &str = "x-wasmgate-forward-container";
+const FORWARD_TIMEOUT_MS: &str = "x-wasmgate-forward-timeout-ms";
+const FORWARD_QUEUE_MS: &str = "x-wasmgate-forward-queue-ms";
+const FORWARD_MAX_REQUEST: &str = "x-wasmgate-forward-max-request-bytes";
+const FORWARD_MAX_RESPONSE: &str = "x-wasmgate-forward-max-response-bytes";
+
+/// Serves, on a remote agent, one request the gateway forwarded: in a fresh instance of the
+/// named task's worker (waiting up to the queue timeout for a task that is still starting),
+/// or proxied to a container task's port.
+async fn serve_one_forwarded(
+    workers: Arc<HttpWorkers>,
+    mut request: Request<Incoming>,
+) -> Response<GatewayBody> {
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let (Some(task_id), Some(container)) = (header(FORWARD_TASK), header(FORWARD_CONTAINER)) else {
+        return text(400, "not a forwarded request (no task named)\n");
+    };
+    let number = |name: &str| header(name).and_then(|v| v.parse::<u64>().ok());
+    let mut settings = crate::taskdef::http::HttpSettings::default();
+    if let Some(ms) = number(FORWARD_TIMEOUT_MS) {
+        settings.timeout = Duration::from_millis(ms);
+    }
+    if let Some(ms) = number(FORWARD_QUEUE_MS) {
+        settings.queue_timeout = Duration::from_millis(ms);
+    }
+    if let Some(bytes) = number(FORWARD_MAX_REQUEST) {
+        settings.max_request_bytes = bytes;
+    }
+    if let Some(bytes) = number(FORWARD_MAX_RESPONSE) {
+        settings.max_response_bytes = bytes;
+    }
+    for name in [
+        FORWARD_TASK,
+        FORWARD_CONTAINER,
+        FORWARD_TIMEOUT_MS,
+        FORWARD_QUEUE_MS,
+        FORWARD_MAX_REQUEST,
+        FORWARD_MAX_RESPONSE,
+    ] {
+        request.headers_mut().remove(name);
+    }
+    let span = tracing::info_span!("forwarded", %task_id);
+    async move {
+        let deadline = tokio::time::Instant::now() + settings.queue_timeout;
+        loop {
+            let changed = workers.changed.notified();
+            if let Some(worker) = workers.get(&task_id, &container) {
+                let notify = workers.clone();
+                return serve_wasm(&worker, &settings, request, move |_| {
+                    notify.changed.notify_waiters();
+                })
+                .await;
+            }
+            if let Some(address) = workers.proxy(&task_id, &container) {
+                return proxy(&address.to_string(), &settings, request, &[]).await;
+            }
+            tokio::select! {
+                () = changed => {}
+                () = tokio::time::sleep_until(deadline) => {
+                    return text(503, format!("task {task_id} does not serve on this host\n"));
+                }
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Serves the requests the gateway forwards to this host's tasks (`wasmgate agent --listen`)
+/// until `shutdown`.
+pub async fn serve_forwarded(
+    listener: TcpListener,
+    workers: Arc<HttpWorkers>,
+    shutdown: CancellationToken,
+) {
+    let connections = shutdown.clone();
+    crate::net::accept_connections(listener, connections, move |stream| {
+        let _ = stream.set_nodelay(true);
+        let workers = workers.clone();
+        let shutdown = shutdown.clone();
+        async move {
+            let service = hyper::service::service_fn(move |request| {
+                let workers = workers.clone();
+                async move { Ok::<_, Infallible>(serve_one_forwarded(workers, request).await) }
+            });
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT);
+            let connection =
+                builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                result = &mut connection => {
+                    if let Err(error) = result {
+                        tracing::debug!(%error, "forwarded connection ended with an error");
+                    }
+                }
+                () = shutdown.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        }
+    })
+    .await;
+}
+
 /// Forwards a request to a container task's port: the same limits as a Wasm handler's (body
 /// sizes, the deadline → 504); a port that does not answer is 502.
 async fn proxy(
-    address: std::net::SocketAddr,
+    address: &str,
     settings: &crate::taskdef::http::HttpSettings,
-    request: Request<Incoming>,
+    mut request: Request<Incoming>,
+    headers: &[(&'static str, String)],
 ) -> Response<GatewayBody> {
+    for (name, value) in headers {
+        if let Ok(value) = hyper::header::HeaderValue::from_str(value) {
+            request.headers_mut().insert(*name, value);
+        }
+    }
     let limit = usize::try_from(settings.max_request_bytes).unwrap_or(usize::MAX);
     let request = request.map(|body| Limited::new(body, limit));
     let exchange = async {
@@ -578,7 +797,7 @@ async fn keep_routes_current(gateway: Arc<Gateway>, shutdown: CancellationToken)
                     let _ = tokio::task::spawn_blocking(move || gateway.scale_idle_to_zero()).await;
                 }
                 change = changes.recv() => match change {
-                    Ok(change) if change.key.starts_with("tasks/") || change.key.starts_with("services/") => break,
+                    Ok(change) if change.key.starts_with("tasks/") || change.key.starts_with("services/") || change.key.starts_with("hosts/") => break,
                     Ok(_) => continue,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,

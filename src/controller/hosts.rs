@@ -1,0 +1,658 @@
+//! The capacity hosts: who joined (records under `hosts/ID`), what each should run (its
+//! desired set, derived from the stored tasks placed on it), and who went silent.
+//!
+//! A host either belongs to the shared pool (no cluster: it runs FARGATE tasks of every
+//! cluster) or is registered in one cluster (EC2 / EXTERNAL capacity, `wasmgate agent
+//! --cluster`). Both kinds join the same way and are told what to run the same way.
+//!
+//! Architecture invariant: a host's desired set is a function of the stored tasks alone
+//! (kept current from the store's change feed, rebuilt from a full list when the feed lags),
+//! so nothing is ever "sent once": every publication is the whole set, and an agent that
+//! missed one converges on the next.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::{ContainerOverride, HostResources};
+use crate::protocol::{
+    AgentReport, Desired, DesiredTask, DesiredTasks, HostOffer, JoinRequest, Joined,
+};
+use crate::records::{host_of, is_stopped, stop_tasks_of_host, task_id_of_arn};
+use crate::store::{Expect, Store, StoreError};
+
+/// A host as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostRecord {
+    pub id: String,
+    pub name: String,
+    /// `None`: a host of the shared (FARGATE) pool.
+    pub cluster: Option<String>,
+    pub status: HostStatus,
+    pub resources: HostResources,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+    /// Where the agent serves forwarded HTTP requests.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub address: Option<String>,
+    pub registered_at: f64,
+    /// The agent inside this controller's process (its tasks die with the process).
+    #[serde(default)]
+    pub local: bool,
+    /// sha256 of the agent's credential (remote agents).
+    #[serde(default)]
+    pub credential_sha256: Option<String>,
+}
+
+impl HostRecord {
+    /// The availability zone tasks on this host report (`ecs.availability-zone` attribute).
+    pub fn availability_zone(&self) -> &str {
+        self.attributes
+            .get("ecs.availability-zone")
+            .map_or("local", String::as_str)
+    }
+}
+
+/// ECS's container instance statuses, as wasmgate uses them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum HostStatus {
+    /// Takes new tasks.
+    Active,
+    /// Takes no new tasks; services move theirs off it.
+    Draining,
+    /// Deregistered.
+    Inactive,
+}
+
+impl HostStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "ACTIVE",
+            Self::Draining => "DRAINING",
+            Self::Inactive => "INACTIVE",
+        }
+    }
+}
+
+/// The store key of a host.
+pub fn host_key(id: &str) -> String {
+    format!("hosts/{id}")
+}
+
+/// How the controller treats agents.
+#[derive(Debug, Clone)]
+pub struct HostSettings {
+    /// Silent this long: `agentConnected: false`, no new tasks.
+    pub agent_timeout: Duration,
+    /// Silent this long: its tasks are recorded STOPPED and replaced elsewhere.
+    pub lost_after: Duration,
+    /// The token a remote agent joins with; `None` accepts no remote agent.
+    pub join_token: Option<String>,
+    /// How often agents send a heartbeat.
+    pub heartbeat_every: Duration,
+}
+
+impl Default for HostSettings {
+    fn default() -> Self {
+        Self {
+            agent_timeout: Duration::from_secs(10),
+            lost_after: Duration::from_secs(20),
+            join_token: None,
+            heartbeat_every: crate::agent::STATS_EVERY,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("this controller takes no agents over the network (start it with --agent-token-file)")]
+    NoJoining,
+    #[error("the join token is wrong")]
+    BadToken,
+    #[error("no host {0} (it was never registered, or was deregistered)")]
+    UnknownHost(String),
+    #[error("the credential of host {0} is wrong")]
+    BadCredential(String),
+    #[error("host {0}: {1}")]
+    Invalid(String, String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What the controller knows of a host beyond its record.
+struct Live {
+    desired: watch::Sender<Arc<DesiredTasks>>,
+    /// Epoch seconds of the last report.
+    last_heard: f64,
+    /// Its tasks were recorded lost; cleared when it reports again.
+    lost: bool,
+    /// The generation each task of its current set was first sent in.
+    first_sent: HashMap<String, u64>,
+}
+
+/// The desired sets, as derived from the stored tasks.
+#[derive(Default)]
+struct Assignments {
+    by_host: HashMap<String, BTreeMap<String, DesiredTask>>,
+    host_of_task: HashMap<String, String>,
+    definitions: HashMap<String, Arc<Value>>,
+    dirty: HashSet<String>,
+}
+
+/// Every host, their desired sets and liveness.
+pub struct Hosts {
+    store: Arc<dyn Store>,
+    settings: HostSettings,
+    session: String,
+    live: Mutex<HashMap<String, Live>>,
+    assignments: Mutex<Assignments>,
+    reports: mpsc::UnboundedSender<(String, AgentReport)>,
+}
+
+fn now() -> f64 {
+    crate::logs::epoch_seconds(std::time::SystemTime::now())
+}
+
+/// 128 random bits as hex.
+fn random_hex() -> Result<String, HostError> {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| StoreError::Backend(format!("cannot read /dev/urandom: {e}")))?;
+    Ok(hex::encode(bytes))
+}
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
+/// Compares secrets in time independent of where they differ.
+fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+impl Hosts {
+    /// The hosts of `store`. Reports of every agent go to `reports`, in order per agent.
+    pub fn new(
+        store: Arc<dyn Store>,
+        settings: HostSettings,
+        reports: mpsc::UnboundedSender<(String, AgentReport)>,
+    ) -> Result<Arc<Self>, HostError> {
+        let hosts = Arc::new(Self {
+            store,
+            settings,
+            session: random_hex()?,
+            live: Mutex::new(HashMap::new()),
+            assignments: Mutex::new(Assignments::default()),
+            reports,
+        });
+        // Hosts known from before get the full silence allowance to call back.
+        let mut known = HashSet::new();
+        for record in hosts.records()? {
+            if record.status != HostStatus::Inactive {
+                hosts.live_entry(&record.id);
+                known.insert(record.id);
+            }
+        }
+        // A task on no known host (its host was deregistered, or the task predates hosts)
+        // has nobody to run it.
+        for (key, found) in hosts.store.list("tasks/")? {
+            let task = &found.value;
+            if is_stopped(task) || host_of(task).is_some_and(|h| known.contains(h)) {
+                continue;
+            }
+            let task_id = key.trim_start_matches("tasks/");
+            crate::records::update_task(hosts.store.as_ref(), task_id, |task| {
+                crate::records::stop_as_lost(
+                    task,
+                    "Task stopped because no capacity host runs it any more",
+                    now(),
+                )
+            })?;
+        }
+        hosts.rebuild()?;
+        Ok(hosts)
+    }
+
+    pub fn settings(&self) -> &HostSettings {
+        &self.settings
+    }
+
+    /// The session that numbers this controller's generations.
+    pub fn session(&self) -> &str {
+        &self.session
+    }
+
+    fn live(&self) -> std::sync::MutexGuard<'_, HashMap<String, Live>> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn live_entry(&self, id: &str) -> watch::Receiver<Arc<DesiredTasks>> {
+        let mut live = self.live();
+        let entry = live.entry(id.to_string()).or_insert_with(|| Live {
+            desired: watch::channel(Arc::new(DesiredTasks {
+                session: self.session.clone(),
+                ..DesiredTasks::default()
+            }))
+            .0,
+            last_heard: now(),
+            lost: false,
+            first_sent: HashMap::new(),
+        });
+        entry.desired.subscribe()
+    }
+
+    /// Every host record, in id order.
+    pub fn records(&self) -> Result<Vec<HostRecord>, HostError> {
+        let mut records = Vec::new();
+        for (key, found) in self.store.list("hosts/")? {
+            match serde_json::from_value::<HostRecord>(found.value) {
+                Ok(record) => records.push(record),
+                Err(error) => tracing::warn!(%key, %error, "not a host record; ignored"),
+            }
+        }
+        Ok(records)
+    }
+
+    /// One host's record.
+    pub fn record(&self, id: &str) -> Result<Option<HostRecord>, HostError> {
+        Ok(match self.store.get(&host_key(id))? {
+            Some(found) => serde_json::from_value(found.value).ok(),
+            None => None,
+        })
+    }
+
+    /// Changes a host's record with `change` (compare-and-swap, retried).
+    pub fn update_record(
+        &self,
+        id: &str,
+        change: impl Fn(&mut HostRecord),
+    ) -> Result<HostRecord, HostError> {
+        loop {
+            let found = self
+                .store
+                .get(&host_key(id))?
+                .ok_or_else(|| HostError::UnknownHost(id.to_string()))?;
+            let mut record: HostRecord = serde_json::from_value(found.value)
+                .map_err(|e| HostError::Invalid(id.to_string(), e.to_string()))?;
+            change(&mut record);
+            let value = serde_json::to_value(&record)
+                .map_err(|e| HostError::Invalid(id.to_string(), e.to_string()))?;
+            match self
+                .store
+                .put(&host_key(id), &value, Expect::Revision(found.revision))
+            {
+                Ok(_) => return Ok(record),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(other) => return Err(other.into()),
+            }
+        }
+    }
+
+    /// Registers (or re-registers) a host and returns its id. A host that joins runs nothing
+    /// yet: whatever the store still shows on it from before died with its old agent, and is
+    /// recorded as stopped.
+    fn register(
+        &self,
+        id: String,
+        offer: HostOffer,
+        local: bool,
+        credential_sha256: Option<String>,
+    ) -> Result<String, HostError> {
+        let record = HostRecord {
+            id: id.clone(),
+            name: offer.name,
+            cluster: offer.cluster,
+            status: HostStatus::Active,
+            resources: offer.resources,
+            attributes: offer.attributes,
+            endpoint: offer.endpoint,
+            address: offer.address,
+            registered_at: now(),
+            local,
+            credential_sha256,
+        };
+        let value = serde_json::to_value(&record)
+            .map_err(|e| HostError::Invalid(id.clone(), e.to_string()))?;
+        self.store.put(&host_key(&id), &value, Expect::Any)?;
+        let reason = format!(
+            "Task stopped because the agent on host {} ({id}) restarted",
+            record.name
+        );
+        let stopped = stop_tasks_of_host(self.store.as_ref(), &id, &reason, now())?;
+        if stopped > 0 {
+            tracing::warn!(host = %id, stopped, "recorded the tasks of a restarted agent as stopped");
+        }
+        if let Some(live) = self.live().get_mut(&id) {
+            live.last_heard = now();
+            live.lost = false;
+        }
+        Ok(id)
+    }
+
+    /// The agent inside this process joins; returns its id and its desired sets.
+    pub fn join_local(
+        &self,
+        instance_id: Option<String>,
+        offer: HostOffer,
+    ) -> Result<(String, watch::Receiver<Arc<DesiredTasks>>), HostError> {
+        let id = match instance_id {
+            Some(id) => id,
+            None => crate::agent::new_task_id(),
+        };
+        let id = self.register(id, offer, true, None)?;
+        let desired = self.live_entry(&id);
+        Ok((id, desired))
+    }
+
+    /// A remote agent joins with the join token; it gets an id and a credential of its own.
+    pub fn join(&self, request: JoinRequest) -> Result<Joined, HostError> {
+        let Some(token) = &self.settings.join_token else {
+            return Err(HostError::NoJoining);
+        };
+        if !same_secret(token.trim(), request.token.trim()) {
+            return Err(HostError::BadToken);
+        }
+        if let Some(cluster) = &request.offer.cluster {
+            crate::api::check_cluster_name(cluster)
+                .map_err(|why| HostError::Invalid(request.offer.name.clone(), why))?;
+        }
+        let id = match request.instance_id {
+            Some(id)
+                if id.len() == 32
+                    && id.bytes().all(|b| b.is_ascii_hexdigit())
+                    && self
+                        .record(&id)?
+                        .is_some_and(|r| r.status != HostStatus::Inactive && !r.local) =>
+            {
+                id
+            }
+            _ => crate::agent::new_task_id(),
+        };
+        let secret = random_hex()?;
+        let id = self.register(id, request.offer, false, Some(sha256_hex(&secret)))?;
+        self.live_entry(&id);
+        Ok(Joined {
+            credential: format!("{id}.{secret}"),
+            instance_id: id,
+            heartbeat_millis: self.settings.heartbeat_every.as_millis() as u64,
+        })
+    }
+
+    /// The host a credential (`ID.SECRET`) belongs to.
+    pub fn authenticate(&self, credential: &str) -> Result<String, HostError> {
+        let (id, secret) = credential
+            .trim()
+            .split_once('.')
+            .ok_or_else(|| HostError::BadCredential("?".into()))?;
+        let record = self
+            .record(id)?
+            .filter(|r| r.status != HostStatus::Inactive)
+            .ok_or_else(|| HostError::UnknownHost(id.to_string()))?;
+        match &record.credential_sha256 {
+            Some(expected) if same_secret(expected, &sha256_hex(secret)) => Ok(id.to_string()),
+            _ => Err(HostError::BadCredential(id.to_string())),
+        }
+    }
+
+    /// The desired sets of host `id`, as they change.
+    pub fn desired(&self, id: &str) -> watch::Receiver<Arc<DesiredTasks>> {
+        self.live_entry(id)
+    }
+
+    /// Takes a report of host `id`.
+    pub fn report(&self, id: &str, report: AgentReport) {
+        if let Some(live) = self.live().get_mut(id) {
+            live.last_heard = now();
+            if live.lost {
+                tracing::info!(host = %id, "a lost host reports again");
+                live.lost = false;
+            }
+        }
+        let _ = self.reports.send((id.to_string(), report));
+    }
+
+    /// Whether host `id` was heard from within the agent timeout.
+    pub fn connected(&self, id: &str) -> bool {
+        let timeout = self.settings.agent_timeout.as_secs_f64();
+        self.live()
+            .get(id)
+            .is_some_and(|l| !l.lost && now() - l.last_heard < timeout)
+    }
+
+    /// The generation a task was first sent to host `id` in (of this controller's session).
+    pub fn first_sent(&self, id: &str, task_id: &str) -> Option<u64> {
+        self.live().get(id)?.first_sent.get(task_id).copied()
+    }
+
+    /// Hosts silent for longer than `lost_after`, each returned once until it reports again.
+    pub fn newly_lost(&self) -> Vec<String> {
+        let lost_after = self.settings.lost_after.as_secs_f64();
+        let now = now();
+        let mut lost = Vec::new();
+        for (id, live) in self.live().iter_mut() {
+            if !live.lost && now - live.last_heard > lost_after {
+                live.lost = true;
+                lost.push(id.clone());
+            }
+        }
+        lost
+    }
+
+    /// Forgets a deregistered host's liveness.
+    pub fn forget(&self, id: &str) {
+        self.live().remove(id);
+    }
+
+    fn assignments(&self) -> std::sync::MutexGuard<'_, Assignments> {
+        self.assignments.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Derives every desired set again from a full list of the stored tasks.
+    fn rebuild(&self) -> Result<(), HostError> {
+        let tasks = self.store.list("tasks/")?;
+        let mut assignments = self.assignments();
+        let previous: Vec<String> = assignments.by_host.keys().cloned().collect();
+        assignments.by_host.clear();
+        assignments.host_of_task.clear();
+        assignments.dirty.extend(previous);
+        for (_, found) in tasks {
+            self.apply_task(&mut assignments, None, Some(&found.value));
+        }
+        Ok(())
+    }
+
+    /// Applies one stored task's change (`None`: deleted) to the desired sets.
+    fn apply_task(
+        &self,
+        assignments: &mut Assignments,
+        task_id: Option<&str>,
+        task: Option<&Value>,
+    ) {
+        let entry = task.and_then(|task| self.desired_entry(assignments, task));
+        let task_id = match (task_id, task) {
+            (Some(id), _) => id.to_string(),
+            (None, Some(task)) => {
+                task_id_of_arn(task["taskArn"].as_str().unwrap_or_default()).to_string()
+            }
+            (None, None) => return,
+        };
+        if let Some(old_host) = assignments.host_of_task.remove(&task_id) {
+            if let Some(set) = assignments.by_host.get_mut(&old_host) {
+                set.remove(&task_id);
+            }
+            assignments.dirty.insert(old_host);
+        }
+        if let Some((host, desired)) = entry {
+            assignments
+                .host_of_task
+                .insert(task_id.clone(), host.clone());
+            assignments
+                .by_host
+                .entry(host.clone())
+                .or_default()
+                .insert(task_id, desired);
+            assignments.dirty.insert(host);
+        }
+    }
+
+    /// The host and desired entry of a stored task, if some host should hear of it.
+    fn desired_entry(
+        &self,
+        assignments: &mut Assignments,
+        task: &Value,
+    ) -> Option<(String, DesiredTask)> {
+        if is_stopped(task) {
+            return None;
+        }
+        let host = host_of(task)?.to_string();
+        let arn = task["taskDefinitionArn"].as_str()?.to_string();
+        if !assignments.definitions.contains_key(&arn) {
+            match self.definition_document(&arn) {
+                Some(document) => {
+                    assignments
+                        .definitions
+                        .insert(arn.clone(), Arc::new(document));
+                }
+                None => {
+                    tracing::warn!(task_definition = %arn, "a placed task's definition is gone")
+                }
+            }
+        }
+        let desired = if task["desiredStatus"] == "STOPPED" {
+            Desired::Stopped {
+                reason: task["stoppedReason"]
+                    .as_str()
+                    .unwrap_or("Task stopped")
+                    .to_string(),
+            }
+        } else {
+            Desired::Running
+        };
+        Some((
+            host,
+            DesiredTask {
+                task_id: task_id_of_arn(task["taskArn"].as_str().unwrap_or_default()).to_string(),
+                task_definition_arn: arn,
+                overrides: ContainerOverride::list_from_ecs(&task["overrides"]),
+                desired,
+            },
+        ))
+    }
+
+    /// The registered document of a task definition ARN (revisions never change).
+    fn definition_document(&self, arn: &str) -> Option<Value> {
+        let (family, revision) = arn.rsplit_once("task-definition/")?.1.rsplit_once(':')?;
+        let revision: u64 = revision.parse().ok()?;
+        let found = self
+            .store
+            .get(&format!("taskdefs/{family}/{revision:010}"))
+            .ok()??;
+        Some(found.value["document"].clone())
+    }
+
+    /// Publishes the desired set of every host whose set changed.
+    fn publish_dirty(&self) {
+        let mut assignments = self.assignments();
+        let dirty: Vec<String> = assignments.dirty.drain().collect();
+        if dirty.is_empty() {
+            return;
+        }
+        let mut live = self.live();
+        for host in dirty {
+            let set = assignments.by_host.get(&host);
+            let tasks: Vec<DesiredTask> = set
+                .map(|s| s.values().cloned().collect())
+                .unwrap_or_default();
+            let definitions = tasks
+                .iter()
+                .filter_map(|t| {
+                    assignments
+                        .definitions
+                        .get(&t.task_definition_arn)
+                        .map(|d| (t.task_definition_arn.clone(), d.clone()))
+                })
+                .collect();
+            // A host that never joined (or was deregistered) has no one to tell.
+            let Some(entry) = live.get_mut(&host) else {
+                continue;
+            };
+            let generation = entry.desired.borrow().generation + 1;
+            entry
+                .first_sent
+                .retain(|id, _| set.is_some_and(|s| s.contains_key(id)));
+            for task in &tasks {
+                entry
+                    .first_sent
+                    .entry(task.task_id.clone())
+                    .or_insert(generation);
+            }
+            entry.desired.send_replace(Arc::new(DesiredTasks {
+                session: self.session.clone(),
+                generation,
+                tasks,
+                definitions,
+            }));
+        }
+    }
+
+    /// Keeps every host's desired set current from the store's change feed until `shutdown`.
+    pub async fn run_dispatcher(self: Arc<Self>, shutdown: CancellationToken) {
+        use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+        let mut changes = self.store.watch();
+        if let Err(error) = self.rebuild() {
+            tracing::error!(%error, "cannot derive the hosts' desired tasks");
+        }
+        self.publish_dirty();
+        loop {
+            let first = tokio::select! {
+                () = shutdown.cancelled() => return,
+                change = changes.recv() => change,
+            };
+            let mut lagged = false;
+            let mut next = match first {
+                Ok(change) => Some(change),
+                Err(RecvError::Lagged(_)) => {
+                    lagged = true;
+                    None
+                }
+                Err(RecvError::Closed) => return,
+            };
+            // Everything already waiting makes one publication.
+            loop {
+                if let Some(change) = next.take()
+                    && !lagged
+                    && let Some(task_id) = change.key.strip_prefix("tasks/")
+                {
+                    let mut assignments = self.assignments();
+                    self.apply_task(&mut assignments, Some(task_id), change.value.as_ref());
+                }
+                match changes.try_recv() {
+                    Ok(change) => next = Some(change),
+                    Err(TryRecvError::Lagged(_)) => lagged = true,
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Closed) => return,
+                }
+            }
+            if lagged && let Err(error) = self.rebuild() {
+                tracing::error!(%error, "cannot derive the hosts' desired tasks");
+            }
+            self.publish_dirty();
+        }
+    }
+}
