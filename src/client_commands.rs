@@ -296,6 +296,25 @@ async fn resolve_task(client: &Client, cluster: &str, given: &str) -> anyhow::Re
     }
 }
 
+/// The host a task runs on: a FARGATE task's host name (its attachment), else the container
+/// instance's id.
+fn host_name(task: &Value) -> String {
+    let attached = task["attachments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|a| a["details"].as_array().into_iter().flatten())
+        .find(|d| d["name"] == "wasmgateHostName")
+        .and_then(|d| d["value"].as_str());
+    match attached {
+        Some(name) => name.to_string(),
+        None => task["containerInstanceArn"]
+            .as_str()
+            .map(|arn| short_id(arn))
+            .unwrap_or_else(|| "-".to_string()),
+    }
+}
+
 /// `wasmgate tasks`: one line per task.
 pub async fn tasks(
     target: &Target,
@@ -311,6 +330,7 @@ pub async fn tasks(
         "STATUS".to_string(),
         "DESIRED".to_string(),
         "CREATED".to_string(),
+        "HOST".to_string(),
         "STOPPED BECAUSE".to_string(),
     ]];
     for task in &tasks {
@@ -320,6 +340,7 @@ pub async fn tasks(
             text_of(&task["lastStatus"]),
             text_of(&task["desiredStatus"]),
             ago(now, task["createdAt"].as_f64()),
+            host_name(task),
             stop_summary(task),
         ]);
     }
@@ -339,6 +360,7 @@ pub async fn ps(target: &Target, all: bool) -> anyhow::Result<u8> {
         "TASK DEFINITION".to_string(),
         "CREATED".to_string(),
         "STATUS".to_string(),
+        "HOST".to_string(),
     ]];
     for task in &tasks {
         for container in task["containers"].as_array().into_iter().flatten() {
@@ -363,6 +385,7 @@ pub async fn ps(target: &Target, all: bool) -> anyhow::Result<u8> {
                 definition_name(task),
                 ago(now, task["createdAt"].as_f64()),
                 status,
+                host_name(task),
             ]);
         }
     }

@@ -226,6 +226,7 @@ pub async fn run_server(
             desired,
             reports: agent_reports,
             ship_logs: None,
+            running: None,
         };
         let agent = tokio::spawn(crate::agent::run_agent(
             runner,
@@ -467,10 +468,13 @@ pub async fn run_agent_host(
         reports_rx,
         refused.clone(),
     ));
+    let (running_tx, running_rx) = watch::channel(Vec::new());
     if let Some(listener) = forward_listener {
         tasks.spawn(crate::gateway::serve_forwarded(
             listener,
             runner.wasm().http_workers().clone(),
+            running_rx,
+            joined.forward_key.clone(),
             shutdown.clone(),
         ));
     }
@@ -478,6 +482,7 @@ pub async fn run_agent_host(
         desired: desired_rx,
         reports,
         ship_logs: Some(config.task_logs()),
+        running: Some(running_tx),
     };
     let agent = tokio::spawn(crate::agent::run_agent(
         runner,

@@ -1,8 +1,8 @@
 //! Several hosts on one machine, each in a network namespace of its own on a bridge (see
-//! `tests/common/hosts.rs`; needs root and iproute2). For now this checks the harness itself:
-//! HTTP between the root namespace and the hosts and between hosts, a host cut off and
-//! restored. The multi-host scenarios (a controller in the root namespace, agents on the hosts)
-//! will be added to this file.
+//! `tests/common/hosts.rs`; needs root and iproute2): the harness itself (HTTP between the
+//! namespaces, a host cut off and restored), then the real thing: a `wasmgate server
+//! --no-local-agent` in the root namespace and `wasmgate agent`s on the hosts, driven through
+//! boto3, the CLI and the gateway.
 
 mod common;
 
@@ -153,4 +153,614 @@ fn hosts_reach_the_controller_and_each_other() {
             other => Err(format!("fetched {other:?}")),
         }
     });
+}
+
+// ---------------------------------------------------------------------------------------
+// A controller and agents.
+
+/// The join token every test controller takes.
+const TOKEN: &str = "test-join-token-0123456789";
+
+/// A `wasmgate server` in the root namespace on the bridge address, with no agent of its own
+/// and short host timeouts (2 s to disconnected, 5 s to lost).
+struct Controller {
+    _child: Killed,
+    endpoint: String,
+    gateway: String,
+    token_file: std::path::PathBuf,
+    _data: tempfile::TempDir,
+}
+
+fn controller(net: &TestNet) -> Controller {
+    let data = tempfile::tempdir().expect("temp dir");
+    let token_file = data.path().join("token");
+    std::fs::write(&token_file, TOKEN).expect("write the token");
+    let ip = net.controller_ip();
+    let mut child = common::wasmgate(data.path())
+        .args([
+            "server",
+            "--listen",
+            &format!("{ip}:0"),
+            "--gateway",
+            &format!("{ip}:0"),
+        ])
+        .args([
+            "--no-local-agent",
+            "--agent-timeout",
+            "2",
+            "--agent-lost-after",
+            "5",
+        ])
+        .arg("--agent-token-file")
+        .arg(&token_file)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(data.path().join("server.log")).expect("log file"))
+        .spawn()
+        .expect("wasmgate server starts");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    let mut read = |prefix: &str| {
+        line.clear();
+        std::io::BufRead::read_line(&mut stdout, &mut line).expect("the server prints");
+        line.trim()
+            .strip_prefix(prefix)
+            .unwrap_or_else(|| panic!("expected {prefix}, got {line:?}"))
+            .to_string()
+    };
+    let endpoint = read("listening on ");
+    let gateway = read("gateway on http://");
+    // The rest of what it prints is not read; a thread drains it so it never blocks.
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    Controller {
+        _child: Killed(child),
+        endpoint,
+        gateway,
+        token_file,
+        _data: data,
+    }
+}
+
+/// A `wasmgate agent` in host `i`'s namespace, named `host-i`.
+struct Agent {
+    child: Option<Killed>,
+    id: String,
+    data: std::path::PathBuf,
+    /// Its introspection endpoint (`http://IP:8082`).
+    endpoint: String,
+}
+
+/// The data directories of agents; kept for the whole test binary so that a restarted agent
+/// finds its own.
+fn agent_dir(net: &TestNet, i: usize) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("wasmgate-agent-{}-{i}", net.netns(i)));
+    std::fs::create_dir_all(&dir).expect("agent dir");
+    dir
+}
+
+fn start_agent(net: &TestNet, i: usize, controller: &Controller, extra: &[&str]) -> Agent {
+    let data = agent_dir(net, i);
+    let mut child = net
+        .command(i, env!("CARGO_BIN_EXE_wasmgate"))
+        .env("WASMGATE_DATA_DIR", &data)
+        .env_remove("RUST_LOG")
+        .args([
+            "agent",
+            "--controller",
+            &controller.endpoint,
+            "--name",
+            &format!("host-{i}"),
+        ])
+        .arg("--token-file")
+        .arg(&controller.token_file)
+        .args(["--listen", &format!("{}:8082", net.host_ip(i))])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(data.join("agent.log")).expect("log file"))
+        .spawn()
+        .expect("wasmgate agent starts");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).expect("the agent prints");
+    let Some(id) = line.trim().strip_prefix("joined as ") else {
+        let log = std::fs::read_to_string(data.join("agent.log")).unwrap_or_default();
+        panic!("agent {i} did not join: {line:?}\n{log}");
+    };
+    let id = id.to_string();
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    Agent {
+        child: Some(Killed(child)),
+        id,
+        data,
+        endpoint: format!("http://{}:8082", net.host_ip(i)),
+    }
+}
+
+impl Agent {
+    fn kill(&mut self) {
+        self.child.take();
+    }
+
+    /// The ids of the tasks the agent itself says it runs (asked from inside its host).
+    fn running(&self, net: &TestNet, i: usize) -> Result<Vec<String>, String> {
+        let body = fetch(
+            net.command(i, "python3"),
+            &format!("{}/v1/agent/tasks", self.endpoint),
+            Duration::from_secs(2),
+        )?;
+        let value: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+        Ok(value["Running"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect())
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.child.take();
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+}
+
+/// A JSON document from the controller's GET endpoints.
+fn get_json(controller: &Controller, path: &str) -> serde_json::Value {
+    let body = fetch(
+        Command::new("python3"),
+        &format!("{}{path}", controller.endpoint),
+        Duration::from_secs(5),
+    )
+    .expect("the controller answers");
+    serde_json::from_str(&body).expect("JSON")
+}
+
+/// Runs a boto3 script with `SLEEP` (a guest that sleeps forever) and `HTTP` (a wasi:http
+/// component) defined; returns its output.
+fn boto3(controller: &Controller, script: &str) -> String {
+    let sleep = common::guest(common::Wasi::P1, "sleep")
+        .display()
+        .to_string();
+    let http = common::guest(common::Wasi::P2, "http_hello")
+        .display()
+        .to_string();
+    common::aws::boto3(
+        &controller.endpoint,
+        &format!("SLEEP = {sleep:?}\nHTTP = {http:?}\nimport json, time\n{script}"),
+    )
+}
+
+/// The python helper every scenario uses: the host id of each task.
+const HOST_OF: &str = r#"
+def host_of(t):
+    for a in t.get('attachments', []):
+        for d in a['details']:
+            if d['name'] == 'wasmgateHostId':
+                return d['value']
+    return None
+def wait_until(what, f, timeout=60):
+    deadline = time.time() + timeout
+    while True:
+        v = f()
+        if v:
+            return v
+        if time.time() > deadline:
+            raise Exception('timed out waiting for ' + what)
+        time.sleep(0.3)
+ecs.register_task_definition(family='sleepy', memory='64', containerDefinitions=[{'name': 's', 'image': SLEEP, 'stopTimeout': 1}])
+"#;
+
+#[test]
+fn fargate_tasks_and_a_service_run_in_a_new_cluster_across_hosts() {
+    let net = TestNet::new(3);
+    let controller = controller(&net);
+    let agents: Vec<Agent> = (0..3)
+        .map(|i| start_agent(&net, i, &controller, &[]))
+        .collect();
+    let out = boto3(
+        &controller,
+        &format!(
+            "{HOST_OF}
+ecs.create_cluster(clusterName='demo')
+r = ecs.run_task(cluster='demo', taskDefinition='sleepy', count=3)
+print('failures', r['failures'])
+arns = [t['taskArn'] for t in r['tasks']]
+ecs.get_waiter('tasks_running').wait(cluster='demo', tasks=arns, WaiterConfig={{'Delay': 1, 'MaxAttempts': 60}})
+ts = ecs.describe_tasks(cluster='demo', tasks=arns)['tasks']
+print('no instance', all('containerInstanceArn' not in t for t in ts), sorted({{t['launchType'] for t in ts}}))
+print('hosts', len({{host_of(t) for t in ts}}), 'zone', sorted({{t['availabilityZone'] for t in ts}}))
+ecs.create_service(cluster='demo', serviceName='web', taskDefinition='sleepy', desiredCount=3)
+ecs.get_waiter('services_stable').wait(cluster='demo', services=['web'], WaiterConfig={{'Delay': 1, 'MaxAttempts': 60}})
+c = ecs.describe_clusters(clusters=['demo'])['clusters'][0]
+print('counts', c['runningTasksCount'], c['pendingTasksCount'], c['activeServicesCount'], c['registeredContainerInstancesCount'])
+print('listed', len(ecs.list_container_instances(cluster='demo')['containerInstanceArns']))
+"
+        ),
+    );
+    assert!(out.contains("failures []"), "{out}");
+    assert!(out.contains("no instance True ['FARGATE']"), "{out}");
+    assert!(out.contains("hosts 3 zone ['local']"), "{out}");
+    assert!(out.contains("counts 6 0 1 0"), "{out}");
+    assert!(out.contains("listed 0"), "{out}");
+    // wasmgate's own view names the host of every task; each agent runs what it was given.
+    let tasks = get_json(&controller, "/v1/tasks");
+    let names: std::collections::BTreeSet<String> = tasks["Tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["HostName"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        names,
+        ["host-0", "host-1", "host-2"].map(String::from).into(),
+        "{tasks}"
+    );
+    let on_agents: usize = (0..3)
+        .map(|i| agents[i].running(&net, i).unwrap().len())
+        .sum();
+    assert_eq!(on_agents, 6);
+
+    // A wrong join token is refused, with a reason, and the agent exits.
+    let wrong = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(wrong.path(), "not-the-token-at-all-0000").unwrap();
+    let refused = net
+        .command(0, env!("CARGO_BIN_EXE_wasmgate"))
+        .env("WASMGATE_DATA_DIR", tempfile::tempdir().unwrap().path())
+        .args([
+            "agent",
+            "--controller",
+            &controller.endpoint,
+            "--listen",
+            &format!("{}:8083", net.host_ip(0)),
+        ])
+        .arg("--token-file")
+        .arg(wrong.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(stderr.contains("the join token is wrong"), "{stderr}");
+}
+
+#[test]
+fn external_tasks_follow_the_cluster_s_hosts_and_their_placement() {
+    let net = TestNet::new(3);
+    let controller = controller(&net);
+    let zones = ["a", "b", "b"];
+    let _agents: Vec<Agent> = (0..3)
+        .map(|i| {
+            let zone = format!("zone={}", zones[i]);
+            start_agent(
+                &net,
+                i,
+                &controller,
+                &["--cluster", "ext", "--attribute", &zone],
+            )
+        })
+        .collect();
+    let out = boto3(
+        &controller,
+        &format!(
+            "{HOST_OF}
+ecs.create_cluster(clusterName='ext')
+arns = ecs.list_container_instances(cluster='ext')['containerInstanceArns']
+print('instances', len(arns))
+cis = ecs.describe_container_instances(cluster='ext', containerInstances=arns)['containerInstances']
+zone = {{ci['containerInstanceArn']: [a.get('value') for a in ci['attributes'] if a['name'] == 'zone'][0] for ci in cis}}
+print('connected', all(ci['agentConnected'] for ci in cis))
+r = ecs.run_task(cluster='ext', taskDefinition='sleepy', launchType='EXTERNAL', count=4, placementStrategy=[{{'type': 'spread', 'field': 'attribute:zone'}}])
+per_zone = {{}}
+for t in r['tasks']:
+    per_zone[zone[t['containerInstanceArn']]] = per_zone.get(zone[t['containerInstanceArn']], 0) + 1
+print('spread', sorted(per_zone.items()))
+m = ecs.run_task(cluster='ext', taskDefinition='sleepy', launchType='EXTERNAL', count=3, placementConstraints=[{{'type': 'memberOf', 'expression': 'attribute:zone == b'}}])
+print('member of', sorted({{zone[t['containerInstanceArn']] for t in m['tasks']}}), len(m['tasks']))
+f = ecs.run_task(cluster='ext', taskDefinition='sleepy')
+print('fargate', len(f['tasks']), [x['reason'].split(' ')[0] for x in f['failures']])
+ecs.register_task_definition(family='fg', requiresCompatibilities=['FARGATE'], networkMode='awsvpc', cpu='256', memory='512', containerDefinitions=[{{'name': 's', 'image': SLEEP}}])
+try:
+    ecs.run_task(cluster='ext', taskDefinition='fg', launchType='EXTERNAL')
+except Exception as e:
+    print('incompatible', type(e).__name__, e)
+ecs.get_waiter('tasks_running').wait(cluster='ext', tasks=[t['taskArn'] for t in r['tasks'] + m['tasks']], WaiterConfig={{'Delay': 1, 'MaxAttempts': 60}})
+ci = ecs.describe_container_instances(cluster='ext', containerInstances=arns)['containerInstances']
+print('running on instances', sum(c['runningTasksCount'] for c in ci))
+c = ecs.describe_clusters(clusters=['ext'])['clusters'][0]
+print('cluster', c['registeredContainerInstancesCount'], c['runningTasksCount'])
+try:
+    ecs.delete_cluster(cluster='ext')
+except Exception as e:
+    print('delete', type(e).__name__)
+"
+        ),
+    );
+    assert!(out.contains("instances 3"), "{out}");
+    assert!(out.contains("connected True"), "{out}");
+    assert!(out.contains("spread [('a', 2), ('b', 2)]"), "{out}");
+    assert!(out.contains("member of ['b'] 3"), "{out}");
+    assert!(out.contains("fargate 0 ['RESOURCE:NO_HOSTS']"), "{out}");
+    assert!(
+        out.contains("incompatible ClientException")
+            && out.contains("does not support launch_type EXTERNAL"),
+        "{out}"
+    );
+    assert!(out.contains("running on instances 7"), "{out}");
+    assert!(out.contains("cluster 3 7"), "{out}");
+    assert!(
+        out.contains("delete ClusterContainsContainerInstancesException"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_lost_host_s_tasks_are_replaced_and_nothing_runs_twice() {
+    let net = TestNet::new(3);
+    let controller = controller(&net);
+    let mut agents: Vec<Agent> = (0..3)
+        .map(|i| start_agent(&net, i, &controller, &[]))
+        .collect();
+    let setup = boto3(
+        &controller,
+        &format!(
+            "{HOST_OF}
+ecs.create_service(serviceName='keep', taskDefinition='sleepy', desiredCount=3)
+ecs.get_waiter('services_stable').wait(services=['keep'], WaiterConfig={{'Delay': 1, 'MaxAttempts': 60}})
+alone = ecs.run_task(taskDefinition='sleepy', placementConstraints=[{{'type': 'memberOf', 'expression': 'attribute:wasmgate.host-name == host-0'}}])['tasks'][0]['taskArn']
+ecs.get_waiter('tasks_running').wait(tasks=[alone], WaiterConfig={{'Delay': 1, 'MaxAttempts': 60}})
+ts = ecs.describe_tasks(tasks=ecs.list_tasks(serviceName='keep')['taskArns'])['tasks']
+print('service hosts', len({{host_of(t) for t in ts}}))
+print('alone', alone)
+"
+        ),
+    );
+    assert!(setup.contains("service hosts 3"), "{setup}");
+    let alone = setup
+        .lines()
+        .find_map(|l| l.strip_prefix("alone "))
+        .unwrap()
+        .to_string();
+    let (lost0, lost1) = (agents[0].id.clone(), agents[1].id.clone());
+
+    // Kill host 0's agent: within 30 s its service task runs elsewhere, its standalone task
+    // is STOPPED with a reason that names the host.
+    agents[0].kill();
+    let out = boto3(
+        &controller,
+        &format!(
+            "{HOST_OF}
+def moved():
+    ts = ecs.describe_tasks(tasks=ecs.list_tasks(serviceName='keep')['taskArns'])['tasks']
+    return len(ts) == 3 and all(t['lastStatus'] == 'RUNNING' and host_of(t) != '{lost0}' for t in ts)
+start = time.time()
+wait_until('the service to move off host 0', moved, timeout=30)
+print('moved within 30 s', time.time() - start < 30)
+t = ecs.describe_tasks(tasks=['{alone}'])['tasks'][0]
+print('alone', t['lastStatus'], t['stopCode'], '|', t['stoppedReason'])
+"
+        ),
+    );
+    assert!(out.contains("moved within 30 s True"), "{out}");
+    assert!(out.contains("alone STOPPED TerminationNotice"), "{out}");
+    assert!(
+        out.contains(&format!("host host-0 ({lost0}) was lost")),
+        "{out}"
+    );
+
+    // It comes back (same data directory, same id) and runs nothing of before.
+    agents[0] = start_agent(&net, 0, &controller, &[]);
+    assert_eq!(agents[0].id, lost0);
+
+    // Cut host 1 off the network: its task is replaced; once back, its agent stops the
+    // task it still ran, so the service never runs more than it should for long.
+    let before_cut = agents[1].running(&net, 1).unwrap();
+    assert!(!before_cut.is_empty(), "host 1 runs a service task");
+    net.cut(1);
+    let out = boto3(
+        &controller,
+        &format!(
+            "{HOST_OF}
+def moved():
+    ts = ecs.describe_tasks(tasks=ecs.list_tasks(serviceName='keep')['taskArns'])['tasks']
+    return len(ts) == 3 and all(t['lastStatus'] == 'RUNNING' and host_of(t) != '{lost1}' for t in ts)
+wait_until('the service to move off host 1', moved, timeout=30)
+t = ecs.describe_tasks(tasks=['{old}'])['tasks'][0]
+print('cut', t['lastStatus'], '|', t['stoppedReason'])
+",
+            old = before_cut[0]
+        ),
+    );
+    assert!(
+        out.contains(&format!(
+            "cut STOPPED | Task stopped because its host host-1 ({lost1}) was lost"
+        )),
+        "{out}"
+    );
+    net.restore(1);
+    eventually("host 1's agent to stop the task it lost", || {
+        match agents[1].running(&net, 1) {
+            Ok(running) if running.is_empty() => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    let out = boto3(
+        &controller,
+        &format!(
+            "{HOST_OF}
+ts = ecs.describe_tasks(tasks=ecs.list_tasks(serviceName='keep')['taskArns'])['tasks']
+print('service', len(ts), sorted({{t['lastStatus'] for t in ts}}))
+"
+        ),
+    );
+    assert!(out.contains("service 3 ['RUNNING']"), "{out}");
+    let on_agents: usize = (0..3)
+        .map(|i| agents[i].running(&net, i).unwrap().len())
+        .sum();
+    assert_eq!(on_agents, 3, "three service tasks, each run once");
+}
+
+#[test]
+fn draining_moves_service_tasks_off_a_host_and_deregistering_stops_its_agent() {
+    let net = TestNet::new(3);
+    let controller = controller(&net);
+    let mut agents: Vec<Agent> = (0..3)
+        .map(|i| start_agent(&net, i, &controller, &[]))
+        .collect();
+    let host0 = agents[0].id.clone();
+    let hosts = get_json(&controller, "/v1/hosts");
+    let arn0 = hosts["Hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["Id"] == host0.as_str())
+        .map(|h| h["Arn"].as_str().unwrap().to_string())
+        .unwrap();
+    let out = boto3(
+        &controller,
+        &format!(
+            "{HOST_OF}
+ecs.create_service(serviceName='keep', taskDefinition='sleepy', desiredCount=3, deploymentConfiguration={{'minimumHealthyPercent': 50, 'maximumPercent': 200}})
+ecs.get_waiter('services_stable').wait(services=['keep'], WaiterConfig={{'Delay': 1, 'MaxAttempts': 60}})
+d = ecs.update_container_instances_state(containerInstances=['{arn0}'], status='DRAINING')
+print('state', d['containerInstances'][0]['status'])
+def off():
+    ts = ecs.describe_tasks(tasks=ecs.list_tasks(serviceName='keep')['taskArns'])['tasks']
+    return len(ts) == 3 and all(t['lastStatus'] == 'RUNNING' and host_of(t) != '{host0}' for t in ts)
+wait_until('the service to leave the draining host', off)
+r = ecs.run_task(taskDefinition='sleepy', count=4)
+print('new tasks on the draining host', sum(host_of(t) == '{host0}' for t in r['tasks']))
+ecs.update_container_instances_state(containerInstances=['{arn0}'], status='ACTIVE')
+r = ecs.run_task(taskDefinition='sleepy', placementConstraints=[{{'type': 'memberOf', 'expression': 'ec2InstanceId == {host0}'}}])
+print('active again', len(r['tasks']))
+ecs.get_waiter('tasks_running').wait(tasks=[r['tasks'][0]['taskArn']], WaiterConfig={{'Delay': 1, 'MaxAttempts': 60}})
+try:
+    ecs.deregister_container_instance(containerInstance='{arn0}')
+except Exception as e:
+    print('deregister refused', type(e).__name__)
+d = ecs.deregister_container_instance(containerInstance='{arn0}', force=True)
+print('deregistered', d['containerInstance']['status'])
+t = ecs.describe_tasks(tasks=[r['tasks'][0]['taskArn']])['tasks'][0]
+print('its task', t['lastStatus'], '|', t['stoppedReason'])
+"
+        ),
+    );
+    assert!(out.contains("state DRAINING"), "{out}");
+    assert!(out.contains("new tasks on the draining host 0"), "{out}");
+    assert!(out.contains("active again 1"), "{out}");
+    assert!(
+        out.contains("deregister refused InvalidParameterException"),
+        "{out}"
+    );
+    assert!(out.contains("deregistered INACTIVE"), "{out}");
+    assert!(
+        out.contains("its task STOPPED | Task stopped because its container instance host-0"),
+        "{out}"
+    );
+    // Its agent's credential stops working: it stops its tasks and exits.
+    let mut child = agents[0].child.take().unwrap();
+    eventually("the deregistered agent to exit", || {
+        match child.0.try_wait() {
+            Ok(Some(_)) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+}
+
+#[test]
+fn an_http_service_is_served_across_hosts_with_logs_and_stats_from_every_host() {
+    let net = TestNet::new(2);
+    let controller = controller(&net);
+    let _agents: Vec<Agent> = (0..2)
+        .map(|i| start_agent(&net, i, &controller, &[]))
+        .collect();
+    let hello = common::guest(common::Wasi::P1, "hello")
+        .display()
+        .to_string();
+    let spin = common::guest(common::Wasi::P1, "spin")
+        .display()
+        .to_string();
+    let out = boto3(
+        &controller,
+        &format!(
+            "{HOST_OF}
+ecs.register_task_definition(family='web', memory='64', containerDefinitions=[{{'name': 'web', 'image': HTTP, 'dockerLabels': {{'wasmgate.http.path': '/hello', 'wasmgate.http.idle-timeout': '3'}}}}])
+ecs.create_service(serviceName='web', taskDefinition='web', desiredCount=2)
+ecs.get_waiter('services_stable').wait(services=['web'], WaiterConfig={{'Delay': 1, 'MaxAttempts': 60}})
+ts = ecs.describe_tasks(tasks=ecs.list_tasks(serviceName='web')['taskArns'])['tasks']
+print('web hosts', len({{host_of(t) for t in ts}}))
+ecs.register_task_definition(family='hello', memory='64', containerDefinitions=[{{'name': 'hello', 'image': {hello:?}}}])
+h = ecs.run_task(taskDefinition='hello')['tasks'][0]['taskArn']
+ecs.get_waiter('tasks_stopped').wait(tasks=[h], WaiterConfig={{'Delay': 1, 'MaxAttempts': 60}})
+print('hello', h.rsplit('/', 1)[1])
+ecs.register_task_definition(family='spin', memory='64', containerDefinitions=[{{'name': 'spin', 'image': {spin:?}, 'cpu': 256, 'stopTimeout': 1}}])
+s = ecs.run_task(taskDefinition='spin')['tasks'][0]['taskArn']
+ecs.get_waiter('tasks_running').wait(tasks=[s], WaiterConfig={{'Delay': 1, 'MaxAttempts': 60}})
+print('spin', s.rsplit('/', 1)[1])
+"
+        ),
+    );
+    assert!(out.contains("web hosts 2"), "{out}");
+    // Requests through the one gateway reach the workers on both hosts.
+    let mut served_by = std::collections::BTreeSet::new();
+    for _ in 0..20 {
+        let reply = common::http::get(&controller.gateway, "localhost", "/hello/echo");
+        assert_eq!(reply.status, 200, "{} {:?}", reply.text(), reply.headers);
+        if let Some((_, task)) = reply.headers.iter().find(|(n, _)| n == "x-wasmgate-task") {
+            served_by.insert(task.clone());
+        }
+    }
+    assert_eq!(
+        served_by.len(),
+        2,
+        "{served_by:?} {}",
+        get_json(&controller, "/v1/tasks")
+    );
+    // An agent serves forwarded requests of its controller's gateway only.
+    let task = served_by.iter().next().unwrap();
+    let forged = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, urllib.request, urllib.error\n\
+             r = urllib.request.Request(sys.argv[1], headers={'x-wasmgate-forward-task': sys.argv[2], 'x-wasmgate-forward-container': 'web'})\n\
+             try:\n    print(urllib.request.urlopen(r, timeout=5).status)\n\
+             except urllib.error.HTTPError as e:\n    print(e.code)",
+        ])
+        .arg(format!("http://{}:8082/hello", net.host_ip(0)))
+        .arg(task)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&forged.stdout).trim(), "403");
+
+    // Logs of a task that ran on another host, through the CLI.
+    let hello_id = out.lines().find_map(|l| l.strip_prefix("hello ")).unwrap();
+    let logs = common::wasmgate(tempfile::tempdir().unwrap().path())
+        .env("WASMGATE_ENDPOINT", &controller.endpoint)
+        .args(["logs", hello_id])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&logs.stdout);
+    assert!(
+        logs.status.success() && !printed.trim().is_empty(),
+        "{printed} {}",
+        String::from_utf8_lossy(&logs.stderr)
+    );
+
+    // Stats of a task on another host reach /v1/tasks/{id}/stats.
+    let spin_id = out.lines().find_map(|l| l.strip_prefix("spin ")).unwrap();
+    eventually("CPU of the spinning task on a remote host", || {
+        let stats = get_json(&controller, &format!("/v1/tasks/{spin_id}/stats"));
+        match stats["spin"]["cpu_stats"]["cpu_usage"]["total_usage"].as_u64() {
+            Some(cpu) if cpu > 0 => Ok(()),
+            _ => Err(stats.to_string()),
+        }
+    });
+
+    // Idle, the service scales to zero; the next request starts a worker on some host.
+    let out = boto3(
+        &controller,
+        "def zero():\n    s = ecs.describe_services(services=['web'])['services'][0]\n    return s['desiredCount'] == 0 and s['runningCount'] == 0\n\
+         deadline = time.time() + 60\nwhile not zero() and time.time() < deadline: time.sleep(0.5)\nprint('zero', zero())\n",
+    );
+    assert!(out.contains("zero True"), "{out}");
+    let reply = common::http::get(&controller.gateway, "localhost", "/hello/echo");
+    assert_eq!(reply.status, 200, "{}", reply.text());
 }

@@ -36,6 +36,8 @@ pub struct AgentLink {
     /// Task output to ship with the reports (an agent that does not share the controller's
     /// log directory).
     pub ship_logs: Option<crate::logs::LogStore>,
+    /// Where the agent shows the ids of the tasks it runs (its introspection endpoint).
+    pub running: Option<watch::Sender<Vec<String>>>,
 }
 
 /// Runs the agent until `shutdown`: converges on every desired set, reports every task's
@@ -72,6 +74,7 @@ pub async fn run_agent(
                 }
                 let desired = link.desired.borrow_and_update().clone();
                 agent.converge(&desired);
+                agent.show_running(link.running.as_ref());
             }
             Some(event) = events_rx.recv() => {
                 let mut batch = vec![event];
@@ -103,6 +106,7 @@ pub async fn run_agent(
                         event: TaskEvent::Stats { task_id: task_id.clone(), containers: task.stats() },
                     });
                 }
+                agent.show_running(link.running.as_ref());
                 let heartbeat = Heartbeat {
                     session: agent.converged.0.clone(),
                     generation: agent.converged.1,
@@ -150,6 +154,18 @@ struct Agent {
 }
 
 impl Agent {
+    fn show_running(&self, to: Option<&watch::Sender<Vec<String>>>) {
+        if let Some(to) = to {
+            let mut ids: Vec<String> = self.running.keys().cloned().collect();
+            ids.sort();
+            to.send_if_modified(|shown| {
+                let changed = *shown != ids;
+                *shown = ids;
+                changed
+            });
+        }
+    }
+
     /// Moves tasks that ended from `running` to `finished`.
     fn reap(&mut self) {
         let ended: Vec<String> = self

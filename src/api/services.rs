@@ -465,9 +465,18 @@ pub struct ServiceRoute {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RouteTask {
     pub id: String,
-    /// `host:port` of the agent that serves it, when that is another process; `None` for a
-    /// task of this process's own agent (served from its worker registry).
-    pub remote: Option<String>,
+    /// The agent that serves it, when that is another process; `None` for a task of this
+    /// process's own agent (served from its worker registry).
+    pub remote: Option<RemoteAgent>,
+}
+
+/// Where another host's agent takes forwarded requests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteAgent {
+    /// `host:port`.
+    pub authority: String,
+    /// The key the agent expects with each request.
+    pub key: String,
 }
 
 /// The route of a task definition (ARN), if one of its containers declares one.
@@ -517,14 +526,17 @@ pub fn http_routes(api: &Api) -> Result<Vec<ServiceRoute>, ApiError> {
     if routes.is_empty() {
         return Ok(routes);
     }
-    let remote: std::collections::HashMap<String, String> = api
+    let remote: std::collections::HashMap<String, RemoteAgent> = api
         .hosts
         .records()?
         .into_iter()
         .filter(|h| !h.local)
         .filter_map(|h| {
-            let endpoint = h.endpoint?;
-            Some((h.id, endpoint.trim_start_matches("http://").to_string()))
+            let agent = RemoteAgent {
+                authority: h.endpoint?.trim_start_matches("http://").to_string(),
+                key: h.forward_key?,
+            };
+            Some((h.id, agent))
         })
         .collect();
     for (_, found) in api.state.list("tasks/")? {

@@ -50,6 +50,9 @@ pub struct HostRecord {
     /// sha256 of the agent's credential (remote agents).
     #[serde(default)]
     pub credential_sha256: Option<String>,
+    /// What the gateway presents to the agent with each forwarded request (remote agents).
+    #[serde(default)]
+    pub forward_key: Option<String>,
 }
 
 impl HostRecord {
@@ -313,6 +316,7 @@ impl Hosts {
         offer: HostOffer,
         local: bool,
         credential_sha256: Option<String>,
+        forward_key: Option<String>,
     ) -> Result<String, HostError> {
         let record = HostRecord {
             id: id.clone(),
@@ -326,6 +330,7 @@ impl Hosts {
             registered_at: now(),
             local,
             credential_sha256,
+            forward_key,
         };
         let value = serde_json::to_value(&record)
             .map_err(|e| HostError::Invalid(id.clone(), e.to_string()))?;
@@ -355,7 +360,7 @@ impl Hosts {
             Some(id) => id,
             None => crate::agent::new_task_id(),
         };
-        let id = self.register(id, offer, true, None)?;
+        let id = self.register(id, offer, true, None, None)?;
         let desired = self.live_entry(&id);
         Ok((id, desired))
     }
@@ -385,12 +390,20 @@ impl Hosts {
             _ => crate::agent::new_task_id(),
         };
         let secret = random_hex()?;
-        let id = self.register(id, request.offer, false, Some(sha256_hex(&secret)))?;
+        let forward_key = random_hex()?;
+        let id = self.register(
+            id,
+            request.offer,
+            false,
+            Some(sha256_hex(&secret)),
+            Some(forward_key.clone()),
+        )?;
         self.live_entry(&id);
         Ok(Joined {
             credential: format!("{id}.{secret}"),
             instance_id: id,
             heartbeat_millis: self.settings.heartbeat_every.as_millis() as u64,
+            forward_key,
         })
     }
 

@@ -122,8 +122,7 @@ enum Target {
     },
     Remote {
         task_id: String,
-        /// The agent's `host:port`.
-        authority: String,
+        agent: crate::api::services::RemoteAgent,
         in_flight: Arc<AtomicUsize>,
     },
 }
@@ -229,20 +228,19 @@ impl Gateway {
             let Some(route) = table.iter().find(|r| r.key == key) else {
                 return Err(Unavailable::NoTask);
             };
-            let best = route
-                .tasks
-                .iter()
+            // Equally busy tasks take turns: the scan starts one further each request.
+            let turn = self.request_ids.load(Ordering::Relaxed) as usize % route.tasks.len().max(1);
+            let in_turn = || route.tasks[turn..].iter().chain(&route.tasks[..turn]);
+            let best = in_turn()
                 .filter_map(|task| self.workers.get(&task.id, &route.container))
                 .filter(|w| w.in_flight() < route.settings.concurrency)
                 .min_by_key(|w| w.in_flight());
-            let remote = route
-                .tasks
-                .iter()
+            let remote = in_turn()
                 .filter_map(|task| {
-                    let authority = task.remote.as_ref()?;
+                    let agent = task.remote.as_ref()?;
                     let counter = self.remote_counter(&task.id);
                     let load = counter.load(Ordering::Acquire);
-                    (load < route.settings.concurrency).then_some((task, authority, counter, load))
+                    (load < route.settings.concurrency).then_some((task, agent, counter, load))
                 })
                 .min_by_key(|(_, _, _, load)| *load);
             match (best, remote) {
@@ -250,10 +248,10 @@ impl Gateway {
                     return Ok(Target::Wasm(worker));
                 }
                 (Some(worker), None) => return Ok(Target::Wasm(worker)),
-                (_, Some((task, authority, in_flight, _))) => {
+                (_, Some((task, agent, in_flight, _))) => {
                     return Ok(Target::Remote {
                         task_id: task.id.clone(),
-                        authority: authority.clone(),
+                        agent: agent.clone(),
                         in_flight,
                     });
                 }
@@ -397,13 +395,14 @@ impl Gateway {
             }
             Ok(Target::Remote {
                 task_id,
-                authority,
+                agent,
                 in_flight,
             }) => {
                 in_flight.fetch_add(1, Ordering::AcqRel);
                 let slot = RemoteSlot(in_flight);
-                let headers = forward_headers(&task_id, container, settings);
-                let response = proxy(&authority, settings, request, &headers).await;
+                let mut headers = forward_headers(&task_id, container, settings);
+                headers.push((FORWARD_KEY, agent.key.clone()));
+                let response = proxy(&agent.authority, settings, request, &headers).await;
                 drop(slot);
                 self.workers.changed.notify_waiters();
                 return (response, Some(task_id));
@@ -566,6 +565,9 @@ fn forward_headers(
     ]
 }
 
+/// The agent's introspection: the ids of the tasks it runs (`{"Running": [...]}`).
+pub const AGENT_TASKS_PATH: &str = "/v1/agent/tasks";
+const FORWARD_KEY: &str = "x-wasmgate-forward-key";
 const FORWARD_TASK: &str = "x-wasmgate-forward-task";
 const FORWARD_CONTAINER: &str = "x-wasmgate-forward-container";
 const FORWARD_TIMEOUT_MS: &str = "x-wasmgate-forward-timeout-ms";
@@ -578,8 +580,19 @@ const FORWARD_MAX_RESPONSE: &str = "x-wasmgate-forward-max-response-bytes";
 /// or proxied to a container task's port.
 async fn serve_one_forwarded(
     workers: Arc<HttpWorkers>,
+    running: tokio::sync::watch::Receiver<Vec<String>>,
+    key: Arc<str>,
     mut request: Request<Incoming>,
 ) -> Response<GatewayBody> {
+    if request.uri().path() == AGENT_TASKS_PATH && request.headers().get(FORWARD_TASK).is_none() {
+        let body = serde_json::json!({"Running": *running.borrow()}).to_string();
+        let mut response = text(200, body);
+        response.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("application/json"),
+        );
+        return response;
+    }
     let header = |name: &str| {
         request
             .headers()
@@ -587,6 +600,16 @@ async fn serve_one_forwarded(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
+    let given_key = header(FORWARD_KEY).unwrap_or_default();
+    let same = given_key.len() == key.len()
+        && given_key
+            .bytes()
+            .zip(key.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if !same {
+        return text(403, "not a request of this host's controller\n");
+    }
     let (Some(task_id), Some(container)) = (header(FORWARD_TASK), header(FORWARD_CONTAINER)) else {
         return text(400, "not a forwarded request (no task named)\n");
     };
@@ -605,6 +628,7 @@ async fn serve_one_forwarded(
         settings.max_response_bytes = bytes;
     }
     for name in [
+        FORWARD_KEY,
         FORWARD_TASK,
         FORWARD_CONTAINER,
         FORWARD_TIMEOUT_MS,
@@ -646,17 +670,26 @@ async fn serve_one_forwarded(
 pub async fn serve_forwarded(
     listener: TcpListener,
     workers: Arc<HttpWorkers>,
+    running: tokio::sync::watch::Receiver<Vec<String>>,
+    key: String,
     shutdown: CancellationToken,
 ) {
+    let key: Arc<str> = key.into();
     let connections = shutdown.clone();
     crate::net::accept_connections(listener, connections, move |stream| {
         let _ = stream.set_nodelay(true);
         let workers = workers.clone();
+        let running = running.clone();
+        let key = key.clone();
         let shutdown = shutdown.clone();
         async move {
             let service = hyper::service::service_fn(move |request| {
                 let workers = workers.clone();
-                async move { Ok::<_, Infallible>(serve_one_forwarded(workers, request).await) }
+                let running = running.clone();
+                let key = key.clone();
+                async move {
+                    Ok::<_, Infallible>(serve_one_forwarded(workers, running, key, request).await)
+                }
             });
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder

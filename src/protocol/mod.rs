@@ -62,6 +62,9 @@ pub struct Joined {
     pub credential: String,
     /// How often the controller expects a heartbeat, in milliseconds.
     pub heartbeat_millis: u64,
+    /// The key the gateway presents with every request it forwards to this host
+    /// (`x-wasmgate-forward-key`); the agent serves no forwarded request without it.
+    pub forward_key: String,
 }
 
 /// The whole set of tasks a host should run.
