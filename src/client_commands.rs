@@ -310,7 +310,7 @@ fn host_name(task: &Value) -> String {
         Some(name) => name.to_string(),
         None => task["containerInstanceArn"]
             .as_str()
-            .map(|arn| short_id(arn))
+            .map(short_id)
             .unwrap_or_else(|| "-".to_string()),
     }
 }
