@@ -36,6 +36,8 @@ pub struct Client {
     endpoint: String,
     /// `host:port`, as the TCP connection and the `Host` header want it.
     authority: String,
+    /// How to connect (TLS for `https://`, trusting `WASMGATE_CA` or the web roots).
+    connect: crate::tls::Endpoint,
     signing: Option<SigningKey>,
 }
 
@@ -43,28 +45,17 @@ impl Client {
     /// A client of the server at `endpoint` (`http://HOST:PORT`); requests are signed with
     /// `signing` when given.
     pub fn new(endpoint: &str, signing: Option<SigningKey>) -> Result<Self, ClientError> {
-        let bad = |why: &str| ClientError::Endpoint {
-            endpoint: endpoint.to_string(),
-            why: why.to_string(),
-        };
-        let rest = endpoint
-            .strip_prefix("http://")
-            .ok_or_else(|| bad("must start with http:// (wasmgate serves plain HTTP)"))?;
-        let authority = rest.trim_end_matches('/');
-        if authority.is_empty() || authority.contains('/') {
-            return Err(bad("expected http://HOST:PORT"));
-        }
-        let authority = if authority
-            .rsplit_once(':')
-            .is_some_and(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
-        {
-            authority.to_string()
-        } else {
-            format!("{authority}:80")
-        };
+        let ca = std::env::var_os("WASMGATE_CA").filter(|v| !v.is_empty());
+        let connect =
+            crate::tls::Endpoint::parse(endpoint, ca.as_deref().map(std::path::Path::new))
+                .map_err(|why| ClientError::Endpoint {
+                    endpoint: endpoint.to_string(),
+                    why,
+                })?;
         Ok(Self {
             endpoint: endpoint.trim_end_matches('/').to_string(),
-            authority,
+            authority: connect.authority.clone(),
+            connect,
             signing,
         })
     }
@@ -148,13 +139,14 @@ impl Client {
         &self,
         request: hyper::Request<Full<Bytes>>,
     ) -> Result<(hyper::StatusCode, Bytes), ClientError> {
-        let stream = tokio::net::TcpStream::connect(&self.authority)
+        let stream = self
+            .connect
+            .connect()
             .await
             .map_err(|source| ClientError::Connect {
                 endpoint: self.endpoint.clone(),
                 source,
             })?;
-        let _ = stream.set_nodelay(true);
         let (mut sender, connection) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
                 .await
@@ -205,7 +197,7 @@ mod tests {
             Client::new("http://localhost", None).unwrap().authority,
             "localhost:80"
         );
-        assert!(Client::new("https://x:1", None).is_err());
+        assert!(Client::new("ftp://x:1", None).is_err());
         assert!(Client::new("http://x:1/path", None).is_err());
     }
 }

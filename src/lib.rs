@@ -20,3 +20,4 @@ pub mod records;
 pub mod server;
 pub mod store;
 pub mod taskdef;
+pub mod tls;

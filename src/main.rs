@@ -275,6 +275,24 @@ struct HostArgs {
     #[arg(long)]
     no_local_agent: bool,
 
+    /// Serve the API and the agent protocol over TLS with this certificate chain (PEM).
+    #[arg(
+        long,
+        env = "WASMGATE_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    tls_cert: Option<PathBuf>,
+
+    /// The TLS certificate's private key (PEM).
+    #[arg(
+        long,
+        env = "WASMGATE_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    tls_key: Option<PathBuf>,
+
     /// Seconds without a heartbeat after which a host shows agentConnected false and gets no
     /// new tasks.
     #[arg(
@@ -311,6 +329,11 @@ struct AgentArgs {
     /// The file holding the join token (the server's --agent-token-file).
     #[arg(long, env = "WASMGATE_AGENT_TOKEN_FILE", value_name = "FILE")]
     token_file: PathBuf,
+
+    /// For an `https://` controller: trust the certificates in this file (PEM) instead of
+    /// the public web roots.
+    #[arg(long, env = "WASMGATE_CA", value_name = "FILE")]
+    ca: Option<PathBuf>,
 
     /// Register in this cluster (EC2 / EXTERNAL capacity, as ECS Anywhere) instead of the
     /// shared pool that runs FARGATE tasks of every cluster.
@@ -525,6 +548,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                     ..Default::default()
                 },
                 local_agent: !hosts.no_local_agent,
+                tls: hosts.tls_cert.clone().zip(hosts.tls_key.clone()),
             };
             let images = open_images(&config)?;
             wasmgate::server::run_server(&config, images, options, announce_server, ctrl_c())
@@ -540,7 +564,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 .controllers
                 .iter()
                 .map(|url| {
-                    wasmgate::protocol::http::ControllerUrl::parse(url)
+                    wasmgate::protocol::http::ControllerUrl::parse(url, args.ca.as_deref())
                         .map_err(|why| anyhow::anyhow!("--controller {why}"))
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
@@ -610,12 +634,13 @@ async fn ctrl_c() {
 /// started us may have stopped reading stdout.
 fn announce_server(started: &wasmgate::server::Started) {
     let address = started.api;
+    let scheme = if started.tls { "https" } else { "http" };
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "listening on http://{address}");
+    let _ = writeln!(out, "listening on {scheme}://{address}");
     if let Some(gateway) = started.gateway {
         let _ = writeln!(out, "gateway on http://{gateway}");
     }
-    let aws = format!("aws --endpoint-url http://{address} --region us-east-1 ecs");
+    let aws = format!("aws --endpoint-url {scheme}://{address} --region us-east-1 ecs");
     let _ = writeln!(out, "try:");
     let _ = writeln!(out, "  {aws} list-task-definitions");
     for family in &started.registered {

@@ -56,12 +56,16 @@ pub struct ServerOptions {
     pub hosts: HostSettings,
     /// Whether this process runs an agent of its own (a host of the shared pool).
     pub local_agent: bool,
+    /// Serve the API (and the agent protocol) over TLS with this certificate and key.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// Where a started server listens, for whoever started it to announce.
 #[derive(Debug, Clone)]
 pub struct Started {
     pub api: SocketAddr,
+    /// Whether the API speaks TLS.
+    pub tls: bool,
     pub gateway: Option<SocketAddr>,
     /// The families registered from the examples directory.
     pub registered: Vec<String>,
@@ -124,6 +128,13 @@ pub async fn run_server(
     announce: impl FnOnce(&Started),
     stop: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
+    let tls = match &options.tls {
+        Some((cert, key)) => Some(
+            crate::tls::acceptor(cert, key)
+                .map_err(|e| start_error("--tls-cert/--tls-key")(e.to_string()))?,
+        ),
+        None => None,
+    };
     let state_path = config.data_dir.join("state.db");
     let state = crate::store::SqliteStore::open(&state_path).map_err(|e| {
         start_error(format!(
@@ -190,12 +201,18 @@ pub async fn run_server(
     };
     announce(&Started {
         api: address,
+        tls: options.tls.is_some(),
         gateway: gateway_address,
         registered,
     });
 
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(crate::api::serve(listener, api.clone(), shutdown.clone()));
+    tasks.spawn(crate::api::serve(
+        listener,
+        api.clone(),
+        tls,
+        shutdown.clone(),
+    ));
     tasks.spawn(hosts.clone().run_dispatcher(shutdown.clone()));
     if let Some(listener) = gateway_listener {
         let gateway = crate::gateway::Gateway::new(api.clone(), http_workers.clone());

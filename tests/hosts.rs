@@ -172,6 +172,10 @@ struct Controller {
 }
 
 fn controller(net: &TestNet) -> Controller {
+    controller_with(net, &[])
+}
+
+fn controller_with(net: &TestNet, extra: &[&str]) -> Controller {
     let data = tempfile::tempdir().expect("temp dir");
     let token_file = data.path().join("token");
     std::fs::write(&token_file, TOKEN).expect("write the token");
@@ -193,6 +197,7 @@ fn controller(net: &TestNet) -> Controller {
         ])
         .arg("--agent-token-file")
         .arg(&token_file)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(data.path().join("server.log")).expect("log file"))
         .spawn()
@@ -259,14 +264,22 @@ fn start_agent(net: &TestNet, i: usize, controller: &Controller, extra: &[&str])
         .spawn()
         .expect("wasmgate agent starts");
     let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut stdout, &mut line).expect("the agent prints");
+    let (first_line, read) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufRead::read_line(&mut stdout, &mut line);
+        let _ = first_line.send(line);
+        std::io::copy(&mut stdout, &mut std::io::sink())
+    });
+    let line = read
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_default();
     let Some(id) = line.trim().strip_prefix("joined as ") else {
+        let _ = child.kill();
         let log = std::fs::read_to_string(data.join("agent.log")).unwrap_or_default();
-        panic!("agent {i} did not join: {line:?}\n{log}");
+        panic!("agent {i} did not join within 60 s: {line:?}\n{log}");
     };
     let id = id.to_string();
-    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
     Agent {
         child: Some(Killed(child)),
         id,
@@ -763,4 +776,168 @@ print('spin', s.rsplit('/', 1)[1])
     assert!(out.contains("zero True"), "{out}");
     let reply = common::http::get(&controller.gateway, "localhost", "/hello/echo");
     assert_eq!(reply.status, 200, "{}", reply.text());
+}
+
+#[test]
+fn agents_join_over_tls_and_refuse_a_controller_they_cannot_verify() {
+    let net = TestNet::new(2);
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    // A CA, and the controller's certificate signed by it for the controller's address.
+    let ca = certs.path().join("ca.pem");
+    let ca_key = certs.path().join("ca-key.pem");
+    let csr = certs.path().join("server.csr");
+    let ext = certs.path().join("server.ext");
+    std::fs::write(
+        &ext,
+        format!(
+            "subjectAltName=IP:{}\nbasicConstraints=CA:FALSE\n",
+            net.controller_ip()
+        ),
+    )
+    .unwrap();
+    let openssl = |args: &[&std::ffi::OsStr]| {
+        let made = Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+    };
+    let os = |s: &str| std::ffi::OsString::from(s);
+    openssl(&[
+        &os("req"),
+        &os("-x509"),
+        &os("-newkey"),
+        &os("rsa:2048"),
+        &os("-nodes"),
+        &os("-days"),
+        &os("1"),
+        &os("-subj"),
+        &os("/CN=wasmgate test CA"),
+        &os("-keyout"),
+        ca_key.as_os_str(),
+        &os("-out"),
+        ca.as_os_str(),
+    ]);
+    openssl(&[
+        &os("req"),
+        &os("-newkey"),
+        &os("rsa:2048"),
+        &os("-nodes"),
+        &os("-subj"),
+        &os("/CN=wasmgate controller"),
+        &os("-keyout"),
+        key.as_os_str(),
+        &os("-out"),
+        csr.as_os_str(),
+    ]);
+    openssl(&[
+        &os("x509"),
+        &os("-req"),
+        &os("-in"),
+        csr.as_os_str(),
+        &os("-CA"),
+        ca.as_os_str(),
+        &os("-CAkey"),
+        ca_key.as_os_str(),
+        &os("-CAcreateserial"),
+        &os("-days"),
+        &os("1"),
+        &os("-extfile"),
+        ext.as_os_str(),
+        &os("-out"),
+        cert.as_os_str(),
+    ]);
+    let controller = controller_with(
+        &net,
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        controller.endpoint.starts_with("https://"),
+        "{}",
+        controller.endpoint
+    );
+    let _agent = start_agent(&net, 0, &controller, &["--ca", ca.to_str().unwrap()]);
+
+    // The CLI trusts the same CA and runs a task on the agent, over TLS end to end.
+    let hello = common::repo_root().join("examples/hello.json");
+    let cli = |args: &[&str]| {
+        common::wasmgate(certs.path())
+            .env("WASMGATE_ENDPOINT", &controller.endpoint)
+            .env("WASMGATE_CA", &ca)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let registered = cli(&["register", hello.to_str().unwrap()]);
+    assert!(
+        registered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&registered.stderr)
+    );
+    let ran = cli(&["run-task", "hello", "--wait"]);
+    assert!(
+        ran.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+
+    // Without the CA, an agent does not join (it cannot verify the controller), and says why.
+    let data = agent_dir(&net, 1);
+    let mut untrusting = Killed(
+        net.command(1, env!("CARGO_BIN_EXE_wasmgate"))
+            .env("WASMGATE_DATA_DIR", &data)
+            .args([
+                "agent",
+                "--controller",
+                &controller.endpoint,
+                "--listen",
+                &format!("{}:8082", net.host_ip(1)),
+            ])
+            .arg("--token-file")
+            .arg(&controller.token_file)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(data.join("agent.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    eventually("the untrusting agent to say why it cannot join", || {
+        let log = std::fs::read_to_string(data.join("agent.log")).unwrap_or_default();
+        if log.contains("certificate") {
+            Ok(())
+        } else {
+            Err(log)
+        }
+    });
+    assert!(
+        untrusting.0.try_wait().unwrap().is_none(),
+        "it keeps trying"
+    );
+    let hosts = get_json_tls(&controller, &ca);
+    assert_eq!(hosts["Hosts"].as_array().unwrap().len(), 1, "{hosts}");
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+/// `/v1/hosts` of a TLS controller, trusting `ca`.
+fn get_json_tls(controller: &Controller, ca: &Path) -> serde_json::Value {
+    let output = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, ssl, urllib.request\nctx = ssl.create_default_context(cafile=sys.argv[2])\nprint(urllib.request.urlopen(sys.argv[1], context=ctx, timeout=5).read().decode())",
+        ])
+        .arg(format!("{}/v1/hosts", controller.endpoint))
+        .arg(ca)
+        .output()
+        .unwrap();
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&output.stderr)))
 }

@@ -425,32 +425,52 @@ pub fn timestamp() -> f64 {
         .unwrap_or_default()
 }
 
-/// Serves the API on `listener` until `shutdown` is cancelled; each connection is a task owned
-/// by a `JoinSet`, drained on shutdown.
-pub async fn serve(listener: TcpListener, api: Arc<Api>, shutdown: CancellationToken) {
+/// Serves the API on `listener` until `shutdown` is cancelled, over TLS when `tls` is given;
+/// each connection is a task owned by a `JoinSet`, drained on shutdown.
+pub async fn serve(
+    listener: TcpListener,
+    api: Arc<Api>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: CancellationToken,
+) {
     let connections = shutdown.clone();
     crate::net::accept_connections(listener, connections, move |stream| {
         let api = api.clone();
+        let tls = tls.clone();
         let shutdown = shutdown.clone();
         async move {
-            let service = hyper::service::service_fn(move |request| {
-                let api = api.clone();
-                async move { Ok::<_, Infallible>(api.handle(request).await) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            tokio::select! {
-                result = &mut connection => {
-                    if let Err(error) = result {
-                        tracing::debug!(%error, "connection ended with an error");
-                    }
-                }
-                () = shutdown.cancelled() => connection.as_mut().graceful_shutdown(),
+            match tls {
+                None => serve_connection(stream, api, shutdown).await,
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(stream) => serve_connection(stream, api, shutdown).await,
+                    Err(error) => tracing::debug!(%error, "TLS handshake failed"),
+                },
             }
         }
     })
     .await;
+}
+
+/// Serves one connection's requests until it ends or `shutdown` (then gracefully).
+async fn serve_connection<I>(io: I, api: Arc<Api>, shutdown: CancellationToken)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |request| {
+        let api = api.clone();
+        async move { Ok::<_, Infallible>(api.handle(request).await) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .serve_connection(hyper_util::rt::TokioIo::new(io), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        result = &mut connection => {
+            if let Err(error) = result {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        }
+        () = shutdown.cancelled() => connection.as_mut().graceful_shutdown(),
+    }
 }
 
 #[cfg(test)]

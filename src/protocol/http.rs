@@ -174,33 +174,20 @@ pub enum LinkError {
     },
 }
 
-/// One controller as an agent reaches it: `http://HOST:PORT`.
+/// One controller as an agent reaches it: `http://HOST:PORT` or `https://HOST:PORT`.
 #[derive(Debug, Clone)]
 pub struct ControllerUrl {
+    endpoint: crate::tls::Endpoint,
     base: String,
-    authority: String,
 }
 
 impl ControllerUrl {
-    pub fn parse(url: &str) -> Result<Self, String> {
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| format!("{url}: must start with http://"))?;
-        let authority = rest.trim_end_matches('/');
-        if authority.is_empty() || authority.contains('/') {
-            return Err(format!("{url}: expected http://HOST:PORT"));
-        }
-        let authority = if authority
-            .rsplit_once(':')
-            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-        {
-            authority.to_string()
-        } else {
-            format!("{authority}:80")
-        };
+    /// Parses a controller URL; `https` trusts the certificates in `ca` (else the web roots).
+    pub fn parse(url: &str, ca: Option<&std::path::Path>) -> Result<Self, String> {
+        let endpoint = crate::tls::Endpoint::parse(url, ca)?;
         Ok(Self {
-            base: format!("http://{authority}"),
-            authority,
+            base: endpoint.url(),
+            endpoint,
         })
     }
 
@@ -224,10 +211,11 @@ impl ControllerUrl {
             why,
         };
         let exchange = async {
-            let stream = tokio::net::TcpStream::connect(&self.authority)
+            let stream = self
+                .endpoint
+                .connect()
                 .await
                 .map_err(|e| unreachable(e.to_string()))?;
-            let _ = stream.set_nodelay(true);
             let (mut sender, connection) =
                 hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
                     .await
@@ -238,7 +226,7 @@ impl ControllerUrl {
             let mut builder = Request::builder()
                 .method(method)
                 .uri(path_and_query)
-                .header(hyper::header::HOST, &self.authority)
+                .header(hyper::header::HOST, &self.endpoint.authority)
                 .header("content-type", "application/json");
             if let Some(credential) = credential {
                 builder =
