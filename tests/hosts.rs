@@ -695,8 +695,10 @@ fn an_http_service_is_served_across_hosts_with_logs_and_stats_from_every_host() 
         &controller,
         &format!(
             "{HOST_OF}
-ecs.register_task_definition(family='web', memory='64', containerDefinitions=[{{'name': 'web', 'image': HTTP, 'dockerLabels': {{'wasmgate.http.path': '/hello', 'wasmgate.http.idle-timeout': '3'}}}}])
+ecs.register_task_definition(family='web', memory='64', containerDefinitions=[{{'name': 'web', 'image': HTTP, 'dockerLabels': {{'wasmgate.http.path': '/hello'}}}}])
 ecs.create_service(serviceName='web', taskDefinition='web', desiredCount=2)
+ecs.register_task_definition(family='lazy', memory='64', containerDefinitions=[{{'name': 'web', 'image': HTTP, 'dockerLabels': {{'wasmgate.http.path': '/lazy', 'wasmgate.http.idle-timeout': '2'}}}}])
+ecs.create_service(serviceName='lazy', taskDefinition='lazy', desiredCount=1)
 ecs.get_waiter('services_stable').wait(services=['web'], WaiterConfig={{'Delay': 1, 'MaxAttempts': 60}})
 ts = ecs.describe_tasks(tasks=ecs.list_tasks(serviceName='web')['taskArns'])['tasks']
 print('web hosts', len({{host_of(t) for t in ts}}))
@@ -767,14 +769,14 @@ print('spin', s.rsplit('/', 1)[1])
         }
     });
 
-    // Idle, the service scales to zero; the next request starts a worker on some host.
+    // Idle, a service scales to zero; the next request starts a worker on some host.
     let out = boto3(
         &controller,
-        "def zero():\n    s = ecs.describe_services(services=['web'])['services'][0]\n    return s['desiredCount'] == 0 and s['runningCount'] == 0\n\
+        "def zero():\n    s = ecs.describe_services(services=['lazy'])['services'][0]\n    return s['desiredCount'] == 0 and s['runningCount'] == 0\n\
          deadline = time.time() + 60\nwhile not zero() and time.time() < deadline: time.sleep(0.5)\nprint('zero', zero())\n",
     );
     assert!(out.contains("zero True"), "{out}");
-    let reply = common::http::get(&controller.gateway, "localhost", "/hello/echo");
+    let reply = common::http::get(&controller.gateway, "localhost", "/lazy/echo");
     assert_eq!(reply.status, 200, "{}", reply.text());
 }
 

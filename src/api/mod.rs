@@ -9,6 +9,7 @@ pub mod arn;
 mod clusters;
 mod container_instances;
 mod error;
+mod lifecycle;
 mod logs;
 mod observe;
 pub mod services;
@@ -17,7 +18,8 @@ mod task_definitions;
 mod tasks;
 
 pub use clusters::check_cluster_name;
-pub use tasks::{expire_stopped, record_host_lost, record_report, request_stop};
+pub use lifecycle::{expire_stopped, record_host_lost, record_report};
+pub use tasks::request_stop;
 
 /// Starts `count` tasks of a service's deployment (the scheduler's RunTask): placed by the
 /// service's launch type, strategies and constraints, grouped as `service:NAME`, `startedBy`
@@ -71,7 +73,7 @@ pub use arn::ArnScope;
 pub use clusters::DEFAULT_CLUSTER;
 pub use error::{ApiError, ErrorKind};
 pub use observe::MetricsSource;
-pub use sigv4::{Credentials, SigningKey, sign};
+pub use sigv4::{Credentials, SigningKey, same_secret, sign};
 
 use crate::controller::hosts::Hosts;
 use crate::store::Store;

@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::{ContainerOverride, HostResources};
+use crate::api::same_secret;
 use crate::protocol::{
     AgentReport, Desired, DesiredTask, DesiredTasks, HostOffer, JoinRequest, Joined,
 };
@@ -178,15 +179,6 @@ fn random_hex() -> Result<String, HostError> {
 fn sha256_hex(text: &str) -> String {
     use sha2::Digest as _;
     hex::encode(sha2::Sha256::digest(text.as_bytes()))
-}
-
-/// Compares secrets in time independent of where they differ.
-fn same_secret(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
 }
 
 impl Hosts {

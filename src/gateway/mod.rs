@@ -600,14 +600,7 @@ async fn serve_one_forwarded(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
-    let given_key = header(FORWARD_KEY).unwrap_or_default();
-    let same = given_key.len() == key.len()
-        && given_key
-            .bytes()
-            .zip(key.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if !same {
+    if !crate::api::same_secret(&header(FORWARD_KEY).unwrap_or_default(), &key) {
         return text(403, "not a request of this host's controller\n");
     }
     let (Some(task_id), Some(container)) = (header(FORWARD_TASK), header(FORWARD_CONTAINER)) else {
@@ -691,24 +684,7 @@ pub async fn serve_forwarded(
                     Ok::<_, Infallible>(serve_one_forwarded(workers, running, key, request).await)
                 }
             });
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT);
-            let connection =
-                builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            tokio::select! {
-                result = &mut connection => {
-                    if let Err(error) = result {
-                        tracing::debug!(%error, "forwarded connection ended with an error");
-                    }
-                }
-                () = shutdown.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    let _ = connection.await;
-                }
-            }
+            serve_connection(stream, service, shutdown, "forwarded").await;
         }
     })
     .await;
@@ -770,6 +746,43 @@ async fn proxy(
     }
 }
 
+/// Serves one connection's requests (HTTP/1.1 or HTTP/2) with `service` until it ends or
+/// `shutdown` (then gracefully, letting requests in flight finish).
+async fn serve_connection<S>(
+    stream: tokio::net::TcpStream,
+    service: S,
+    shutdown: CancellationToken,
+    what: &'static str,
+) where
+    S: hyper::service::Service<
+            Request<Incoming>,
+            Response = Response<GatewayBody>,
+            Error = Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let mut builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
+    let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        result = &mut connection => {
+            if let Err(error) = result {
+                tracing::debug!(%error, what, "connection ended with an error");
+            }
+        }
+        () = shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
+    }
+}
+
 /// Serves the gateway on `listener` until `shutdown`; keeps the route table current.
 pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: CancellationToken) {
     let refresher = tokio::spawn(keep_routes_current(gateway.clone(), shutdown.clone()));
@@ -783,26 +796,7 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: Cance
                 let gateway = gateway.clone();
                 async move { Ok::<_, Infallible>(gateway.handle(request).await) }
             });
-            let mut builder =
-                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            builder
-                .http1()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT);
-            let connection =
-                builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            tokio::select! {
-                result = &mut connection => {
-                    if let Err(error) = result {
-                        tracing::debug!(%error, "gateway connection ended with an error");
-                    }
-                }
-                () = shutdown.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    let _ = connection.await;
-                }
-            }
+            serve_connection(stream, service, shutdown, "gateway").await;
         }
     })
     .await;
