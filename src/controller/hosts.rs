@@ -661,3 +661,167 @@ impl Hosts {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn offer(name: &str) -> HostOffer {
+        HostOffer {
+            name: name.into(),
+            cluster: None,
+            resources: HostResources {
+                cpu_units: 2048,
+                memory_mib: 1024,
+            },
+            attributes: BTreeMap::new(),
+            endpoint: None,
+            address: None,
+        }
+    }
+
+    fn task(id: &str, host: &str, last: &str, desired: &str) -> Value {
+        json!({
+            "taskArn": format!("arn:aws:ecs:us-east-1:0:task/default/{id}"),
+            "taskDefinitionArn": "arn:aws:ecs:us-east-1:0:task-definition/app:1",
+            "lastStatus": last, "desiredStatus": desired, "stoppedReason": "enough",
+            "wasmgateHost": host, "overrides": {"containerOverrides": [{"name": "app", "command": ["x"]}]},
+        })
+    }
+
+    #[test]
+    fn desired_sets_follow_the_stored_tasks_and_restarts_stop_what_ran_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(crate::store::SqliteStore::open(&dir.path().join("s.db")).unwrap());
+        store
+            .put(
+                "taskdefs/app/0000000001",
+                &json!({"document": {"family": "app"}}),
+                Expect::Absent,
+            )
+            .unwrap();
+        let (reports, _rx) = mpsc::unbounded_channel();
+        let hosts = Hosts::new(store.clone(), HostSettings::default(), reports).unwrap();
+        let (id, desired) = hosts.join_local(None, offer("here")).unwrap();
+        let put = |task_id: &str, value: Value| {
+            store
+                .put(&format!("tasks/{task_id}"), &value, Expect::Any)
+                .unwrap();
+            let mut assignments = hosts.assignments();
+            hosts.apply_task(&mut assignments, Some(task_id), Some(&value));
+            drop(assignments);
+            hosts.publish_dirty();
+            desired.borrow().clone()
+        };
+        let set = put("a", task("a", &id, "PENDING", "RUNNING"));
+        assert_eq!(set.generation, 1);
+        assert_eq!(set.tasks.len(), 1);
+        assert_eq!(set.tasks[0].desired, Desired::Running);
+        assert_eq!(
+            set.tasks[0].overrides[0].command,
+            Some(vec!["x".to_string()])
+        );
+        assert!(
+            set.definitions
+                .contains_key(&set.tasks[0].task_definition_arn)
+        );
+        assert_eq!(hosts.first_sent(&id, "a"), Some(1));
+
+        let set = put("b", task("b", "elsewhere", "PENDING", "RUNNING"));
+        assert_eq!(
+            set.generation, 1,
+            "another host's task changes nothing here"
+        );
+        let set = put("a", task("a", &id, "RUNNING", "STOPPED"));
+        assert_eq!(set.generation, 2);
+        assert_eq!(
+            set.tasks[0].desired,
+            Desired::Stopped {
+                reason: "enough".into()
+            }
+        );
+        assert_eq!(hosts.first_sent(&id, "a"), Some(1), "first sent stays");
+        let set = put("a", task("a", &id, "STOPPED", "STOPPED"));
+        assert!(set.tasks.is_empty());
+        assert_eq!(hosts.first_sent(&id, "a"), None);
+
+        // The same host joining again (a restarted agent) runs nothing of before.
+        put("c", task("c", &id, "RUNNING", "RUNNING"));
+        hosts.join_local(Some(id.clone()), offer("here")).unwrap();
+        let c = store.get("tasks/c").unwrap().unwrap().value;
+        assert_eq!(c["lastStatus"], "STOPPED");
+        assert!(
+            c["stoppedReason"]
+                .as_str()
+                .unwrap()
+                .contains("the agent on host here"),
+            "{c}"
+        );
+    }
+
+    #[test]
+    fn a_silent_host_is_disconnected_then_lost_once_and_found_again_when_it_reports() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(crate::store::SqliteStore::open(&dir.path().join("s.db")).unwrap());
+        let (reports, mut rx) = mpsc::unbounded_channel();
+        let settings = HostSettings {
+            agent_timeout: Duration::ZERO,
+            lost_after: Duration::ZERO,
+            ..HostSettings::default()
+        };
+        let hosts = Hosts::new(store, settings, reports).unwrap();
+        let (id, _desired) = hosts.join_local(None, offer("here")).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(!hosts.connected(&id));
+        assert_eq!(hosts.newly_lost(), vec![id.clone()]);
+        assert!(hosts.newly_lost().is_empty(), "lost once");
+        hosts.report(&id, AgentReport::default());
+        assert!(rx.try_recv().is_ok(), "the report goes on to the recorder");
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(hosts.newly_lost(), vec![id], "lost again after it reported");
+    }
+
+    #[test]
+    fn remote_agents_join_only_with_the_token_and_then_use_their_credential() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(crate::store::SqliteStore::open(&dir.path().join("s.db")).unwrap());
+        let (reports, _rx) = mpsc::unbounded_channel();
+        let settings = HostSettings {
+            join_token: Some("a-token-of-sixteen+".into()),
+            ..HostSettings::default()
+        };
+        let hosts = Hosts::new(store, settings, reports).unwrap();
+        let request = |token: &str| JoinRequest {
+            token: token.into(),
+            instance_id: None,
+            offer: offer("there"),
+        };
+        assert!(matches!(
+            hosts.join(request("wrong")),
+            Err(HostError::BadToken)
+        ));
+        let joined = hosts.join(request("a-token-of-sixteen+")).unwrap();
+        assert_eq!(
+            hosts.authenticate(&joined.credential).unwrap(),
+            joined.instance_id
+        );
+        let forged = format!("{}.{}", joined.instance_id, "0".repeat(32));
+        assert!(matches!(
+            hosts.authenticate(&forged),
+            Err(HostError::BadCredential(_))
+        ));
+        let record = hosts.record(&joined.instance_id).unwrap().unwrap();
+        assert!(
+            !record
+                .credential_sha256
+                .as_deref()
+                .unwrap()
+                .contains(joined.credential.split('.').nth(1).unwrap()),
+            "only a hash is kept"
+        );
+    }
+}
