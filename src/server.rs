@@ -457,7 +457,11 @@ pub async fn run_agent_host(
             address,
         },
     };
-    let (controller, joined) = join_any(&options.controllers, &request, &stop).await?;
+    tokio::pin!(stop);
+    let (controller, joined) = tokio::select! {
+        joined = join_any(&options.controllers, &request) => joined?,
+        () = &mut stop => return Ok(()),
+    };
     let _ = std::fs::write(
         &state_file,
         serde_json::json!({"instanceId": joined.instance_id}).to_string(),
@@ -509,7 +513,7 @@ pub async fn run_agent_host(
         shutdown.clone(),
     ));
     let outcome = tokio::select! {
-        () = stop => Ok(()),
+        () = &mut stop => Ok(()),
         () = refused.cancelled() => Err(ServerError::Refused(
             "its credential no longer works (was this host deregistered?); its tasks are stopped".into(),
         )),
@@ -527,9 +531,7 @@ pub async fn run_agent_host(
 async fn join_any(
     controllers: &[ControllerUrl],
     request: &JoinRequest,
-    stop: &(impl Future<Output = ()> + ?Sized),
 ) -> Result<(ControllerUrl, crate::protocol::Joined), ServerError> {
-    let _ = stop;
     let mut delay = Duration::from_millis(200);
     loop {
         for controller in controllers {
