@@ -18,9 +18,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use crate::capacity::container::ContainerCapacity;
-use crate::capacity::wasm::{WasmCapacity, WasmProgram};
-use crate::capacity::{Capacity, ContainerLog, ContainerSpec, Tee};
+use crate::capacity::{CheckCommand, ContainerSpec, PreparedImage};
 use crate::taskdef::HealthCheck;
 
 /// ECS's container and task `healthStatus`.
@@ -138,57 +136,10 @@ impl HealthState {
     }
 }
 
-/// Runs one check: a fresh instance of `program` with the probe's arguments.
-async fn check_once(
-    wasm: &WasmCapacity,
-    program: &Arc<WasmProgram>,
-    container: &ContainerSpec,
-    probe: &HealthProbe,
-) -> CheckResult {
-    let log = Arc::new(ContainerLog::new(4096, Tee::None));
-    let spec = ContainerSpec {
-        argv: std::iter::once(container.name.clone())
-            .chain(probe.args.iter().cloned())
-            .collect(),
-        log: log.clone(),
-        ..container.clone()
-    };
-    let handle = match wasm.start(program, spec) {
-        Ok(handle) => handle,
-        Err(error) => return CheckResult::Fail(format!("the check could not start: {error}")),
-    };
-    match tokio::time::timeout(probe.timeout, handle.wait()).await {
-        Ok(exit) if exit.exit_code == 0 => CheckResult::Pass,
-        Ok(exit) => CheckResult::Fail(format!(
-            "exit {}{}",
-            exit.exit_code,
-            log.last_stderr_line()
-                .map(|line| format!(": {line}"))
-                .unwrap_or_default()
-        )),
-        Err(_) => {
-            handle.stop(Duration::ZERO);
-            handle.wait().await;
-            CheckResult::Fail(format!("no answer within {}s", probe.timeout.as_secs()))
-        }
-    }
-}
-
-/// Where a check runs.
-pub enum CheckTarget {
-    /// A fresh instance of the Wasm container's program.
-    Wasm {
-        wasm: Arc<WasmCapacity>,
-        program: Arc<WasmProgram>,
-    },
-    /// `runc exec` inside the running container.
-    Container(Arc<ContainerCapacity>),
-}
-
 /// Checks container `index` until aborted, sending every change of its status.
 pub async fn watch(
     index: usize,
-    target: CheckTarget,
+    target: Arc<dyn PreparedImage>,
     container: ContainerSpec,
     probe: HealthProbe,
     changes: mpsc::UnboundedSender<(usize, HealthStatus)>,
@@ -196,24 +147,14 @@ pub async fn watch(
     let started = Instant::now();
     let mut state = HealthState::default();
     loop {
-        let result = match &target {
-            CheckTarget::Wasm { wasm, program } => {
-                check_once(wasm, program, &container, &probe).await
-            }
-            CheckTarget::Container(capacity) => {
-                match capacity
-                    .exec(
-                        &container.task_id,
-                        &container.name,
-                        &probe.exec,
-                        probe.timeout,
-                    )
-                    .await
-                {
-                    Ok(()) => CheckResult::Pass,
-                    Err(why) => CheckResult::Fail(why),
-                }
-            }
+        let command = CheckCommand {
+            args: &probe.args,
+            exec: &probe.exec,
+            timeout: probe.timeout,
+        };
+        let result = match target.check(&container, command).await {
+            Ok(()) => CheckResult::Pass,
+            Err(why) => CheckResult::Fail(why),
         };
         let before = state.status;
         state.record(&result, &probe, started.elapsed());

@@ -12,11 +12,11 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::capacity::container::{ContainerCapacity, ContainerProgram};
-use crate::capacity::wasm::{WasmCapacity, WasmProgram};
+use crate::capacity::container::{ContainerCapacity, ContainerProgram, PreparedContainer};
+use crate::capacity::wasm::{PreparedWasm, WasmCapacity};
 use crate::capacity::{
     Capacity, ContainerExit, ContainerHandle, ContainerLog, ContainerSpec, ContainerStats,
-    CpuBudget, Mount, Tee,
+    CpuBudget, Mount, PreparedImage, Tee,
 };
 use crate::image::{ImageContent, Images};
 use crate::taskdef::{ContainerCondition, ContainerDefinition, TaskDefinition};
@@ -438,16 +438,7 @@ impl TaskRunner {
             },
         );
         tracing::info!(containers = containers.len(), "task starting");
-        let outcome = Launch::new(
-            &request,
-            self.wasm.clone(),
-            self.containers.clone(),
-            prepared,
-            logs,
-            live,
-        )
-        .run(stop)
-        .await;
+        let outcome = Launch::new(&request, prepared, logs, live).run(stop).await;
         emit(
             &request,
             TaskEvent::ExecutionStopped {
@@ -516,7 +507,15 @@ impl TaskRunner {
                         container,
                         overrides,
                     );
-                    prepared.push((Program::Container(program), spec, image.digest));
+                    let Some(capacity) = self.containers.clone() else {
+                        return Err(StartFailure::new(
+                            &container.name,
+                            "CannotStartContainerError: no OCI runtime on this host".into(),
+                        ));
+                    };
+                    let program: Arc<dyn PreparedImage> =
+                        Arc::new(PreparedContainer { capacity, program });
+                    prepared.push((program, spec, image.digest));
                     continue;
                 }
             };
@@ -546,7 +545,11 @@ impl TaskRunner {
                 task_cpu.clone(),
                 logs[index].clone(),
             );
-            prepared.push((Program::Wasm(program), spec, image.digest));
+            let program: Arc<dyn PreparedImage> = Arc::new(PreparedWasm {
+                capacity: self.wasm.clone(),
+                program,
+            });
+            prepared.push((program, spec, image.digest));
         }
         Ok(prepared)
     }
@@ -589,24 +592,7 @@ impl TaskRunner {
     }
 }
 
-/// What a container runs: a Wasm program, or a container image's unpacked root.
-#[derive(Clone)]
-enum Program {
-    Wasm(Arc<WasmProgram>),
-    Container(Arc<ContainerProgram>),
-}
-
-impl Program {
-    fn digest(&self) -> &str {
-        match self {
-            Self::Wasm(program) => &program.digest,
-            Self::Container(program) => &program.digest,
-        }
-    }
-}
-
-/// A container ready to start: its program, its spec, and the digest of its image.
-type Prepared = (Program, ContainerSpec, String);
+type Prepared = (Arc<dyn PreparedImage>, ContainerSpec, String);
 
 /// A container image's process: `entryPoint` replaces the image's Entrypoint and `command` its
 /// Cmd (as Docker and ECS do); the image's Env comes first; its WorkingDir and User apply unless
@@ -856,8 +842,7 @@ enum Readiness {
 /// The containers of one task, launched in dependency order and supervised until all stop.
 struct Launch<'a> {
     request: &'a TaskRequest,
-    wasm: Arc<WasmCapacity>,
-    containers: Option<Arc<ContainerCapacity>>,
+    /// Each container's image, prepared on its capacity (the launch loop knows no kinds).
     prepared: Vec<Prepared>,
     logs: Vec<Arc<ContainerLog>>,
     slots: Vec<Slot>,
@@ -874,8 +859,6 @@ struct Launch<'a> {
 impl<'a> Launch<'a> {
     fn new(
         request: &'a TaskRequest,
-        wasm: Arc<WasmCapacity>,
-        containers: Option<Arc<ContainerCapacity>>,
         prepared: Vec<Prepared>,
         logs: Vec<Arc<ContainerLog>>,
         live: LiveContainers,
@@ -887,8 +870,6 @@ impl<'a> Launch<'a> {
         Self {
             live,
             request,
-            wasm,
-            containers,
             prepared,
             logs,
             slots,
@@ -1032,32 +1013,12 @@ impl<'a> Launch<'a> {
     ) {
         let (program, spec, _) = &self.prepared[index];
         tracing::info!(container = %spec.name, digest = %program.digest(), "starting container");
-        let started = match program {
-            Program::Wasm(program) => self.wasm.start(program, spec.clone()),
-            Program::Container(program) => match &self.containers {
-                Some(containers) => containers.start(program, spec.clone()),
-                None => Err(crate::capacity::CapacityError::Start(
-                    "no OCI runtime on this host".into(),
-                )),
-            },
-        };
-        match started {
+        match program.start(spec.clone()) {
             Ok(handle) => {
-                let target = match program {
-                    Program::Wasm(program) => Some(health::CheckTarget::Wasm {
-                        wasm: self.wasm.clone(),
-                        program: program.clone(),
-                    }),
-                    Program::Container(_) => {
-                        self.containers.clone().map(health::CheckTarget::Container)
-                    }
-                };
-                if let (Some(check), Some(target)) =
-                    (&self.definitions()[index].health_check, target)
-                {
+                if let Some(check) = &self.definitions()[index].health_check {
                     let checker = health::watch(
                         index,
-                        target,
+                        program.clone(),
                         spec.clone(),
                         HealthProbe::from_definition(check),
                         self.health_tx.clone(),

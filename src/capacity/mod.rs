@@ -114,3 +114,33 @@ pub trait Capacity: Send + Sync + 'static {
         spec: ContainerSpec,
     ) -> Result<ContainerHandle, CapacityError>;
 }
+
+/// A boxed future, as object-safe traits return them.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A health check's command in the forms capacities run it: the arguments of a fresh instance
+/// of the program (a Wasm image has no shell), and an argv to run inside the running
+/// container (`CMD` arguments, or `/bin/sh -c` for `CMD-SHELL`).
+#[derive(Debug, Clone, Copy)]
+pub struct CheckCommand<'a> {
+    pub args: &'a [String],
+    pub exec: &'a [String],
+    pub timeout: std::time::Duration,
+}
+
+/// An image made ready on the capacity that runs it. The one seam through which the agent
+/// starts containers and the health checks probe them: neither branches on the kind.
+pub trait PreparedImage: Send + Sync + 'static {
+    /// The digest of the image it was prepared from.
+    fn digest(&self) -> &str;
+    fn kind(&self) -> CapacityKind;
+    /// Starts one container of it.
+    fn start(&self, spec: ContainerSpec) -> Result<ContainerHandle, CapacityError>;
+    /// Runs a health check against the container `spec` describes; `Ok` when it exits 0,
+    /// else why not.
+    fn check<'a>(
+        &'a self,
+        spec: &'a ContainerSpec,
+        command: CheckCommand<'a>,
+    ) -> BoxFuture<'a, Result<(), String>>;
+}

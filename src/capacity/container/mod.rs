@@ -560,3 +560,37 @@ impl Cgroups {
         })
     }
 }
+
+/// A container image's unpacked root as a [`PreparedImage`](crate::capacity::PreparedImage):
+/// containers run through the OCI runtime, health checks with `exec` inside them.
+pub struct PreparedContainer {
+    pub capacity: Arc<ContainerCapacity>,
+    pub program: Arc<ContainerProgram>,
+}
+
+impl crate::capacity::PreparedImage for PreparedContainer {
+    fn digest(&self) -> &str {
+        &self.program.digest
+    }
+
+    fn kind(&self) -> crate::capacity::CapacityKind {
+        crate::capacity::CapacityKind::Container
+    }
+
+    fn start(&self, spec: ContainerSpec) -> Result<ContainerHandle, CapacityError> {
+        self.capacity.start(&self.program, spec)
+    }
+
+    fn check<'a>(
+        &'a self,
+        container: &'a ContainerSpec,
+        command: crate::capacity::CheckCommand<'a>,
+    ) -> crate::capacity::BoxFuture<'a, Result<(), String>> {
+        Box::pin(self.capacity.exec(
+            &container.task_id,
+            &container.name,
+            command.exec,
+            command.timeout,
+        ))
+    }
+}

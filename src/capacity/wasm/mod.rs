@@ -251,3 +251,63 @@ impl Capacity for WasmCapacity {
         run::spawn_guest(self.shared.engine.clone(), program.clone(), spec)
     }
 }
+
+/// A Wasm program as a [`PreparedImage`](crate::capacity::PreparedImage): containers are
+/// instances of it, and a health check is one more instance given the check's arguments.
+pub struct PreparedWasm {
+    pub capacity: Arc<WasmCapacity>,
+    pub program: Arc<WasmProgram>,
+}
+
+impl crate::capacity::PreparedImage for PreparedWasm {
+    fn digest(&self) -> &str {
+        &self.program.digest
+    }
+
+    fn kind(&self) -> crate::capacity::CapacityKind {
+        crate::capacity::CapacityKind::Wasm
+    }
+
+    fn start(&self, spec: ContainerSpec) -> Result<ContainerHandle, CapacityError> {
+        self.capacity.start(&self.program, spec)
+    }
+
+    fn check<'a>(
+        &'a self,
+        container: &'a ContainerSpec,
+        command: crate::capacity::CheckCommand<'a>,
+    ) -> crate::capacity::BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let log = Arc::new(crate::capacity::ContainerLog::new(
+                4096,
+                crate::capacity::Tee::None,
+            ));
+            let spec = ContainerSpec {
+                argv: std::iter::once(container.name.clone())
+                    .chain(command.args.iter().cloned())
+                    .collect(),
+                log: log.clone(),
+                ..container.clone()
+            };
+            let handle = self
+                .capacity
+                .start(&self.program, spec)
+                .map_err(|error| format!("the check could not start: {error}"))?;
+            match tokio::time::timeout(command.timeout, handle.wait()).await {
+                Ok(exit) if exit.exit_code == 0 => Ok(()),
+                Ok(exit) => Err(format!(
+                    "exit {}{}",
+                    exit.exit_code,
+                    log.last_stderr_line()
+                        .map(|line| format!(": {line}"))
+                        .unwrap_or_default()
+                )),
+                Err(_) => {
+                    handle.stop(std::time::Duration::ZERO);
+                    handle.wait().await;
+                    Err(format!("no answer within {}s", command.timeout.as_secs()))
+                }
+            }
+        })
+    }
+}
