@@ -315,6 +315,50 @@ fn host_name(task: &Value) -> String {
     }
 }
 
+/// `wasmgate hosts`: one line per host (`WasmgateV1.ListHosts`).
+pub async fn hosts(target: &Target) -> anyhow::Result<u8> {
+    let client = target.client()?;
+    let answer = client
+        .call("WasmgateV1.ListHosts", serde_json::json!({}))
+        .await?;
+    let mut rows = vec![[
+        "HOST ID".to_string(),
+        "NAME".to_string(),
+        "CLUSTER".to_string(),
+        "STATUS".to_string(),
+        "CONNECTED".to_string(),
+        "CPU LEFT".to_string(),
+        "MEMORY LEFT".to_string(),
+        "TASKS".to_string(),
+    ]];
+    for host in answer["Hosts"].as_array().into_iter().flatten() {
+        let number = |field: &str| host[field].as_u64().unwrap_or(0);
+        rows.push([
+            short_id(&text_of(&host["Id"])),
+            text_of(&host["Name"]),
+            host["Cluster"]
+                .as_str()
+                .map_or_else(|| "(pool)".to_string(), str::to_string),
+            text_of(&host["Status"]),
+            if host["AgentConnected"] == true {
+                "yes"
+            } else {
+                "no"
+            }
+            .to_string(),
+            format!("{}/{}", number("CpuUnitsRemaining"), number("CpuUnits")),
+            format!(
+                "{}/{} MiB",
+                number("MemoryMiBRemaining"),
+                number("MemoryMiB")
+            ),
+            (number("RunningTasks") + number("PendingTasks")).to_string(),
+        ]);
+    }
+    print_table(&rows);
+    Ok(0)
+}
+
 /// `wasmgate tasks`: one line per task.
 pub async fn tasks(
     target: &Target,

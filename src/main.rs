@@ -254,6 +254,12 @@ enum Command {
         target: client_commands::Target,
     },
 
+    /// List the capacity hosts: the shared pool's and every cluster's, with what each has left.
+    Hosts {
+        #[command(flatten)]
+        target: client_commands::Target,
+    },
+
     /// Live memory and CPU of the running tasks, like `docker stats`.
     Stats {
         /// Print once and exit.
@@ -489,6 +495,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         } => client_commands::stop(&target, &tasks, reason.as_deref()).await,
         Command::Logs { args, target } => client_commands::logs(&target, args).await,
         Command::Stats { no_stream, target } => client_commands::stats(&target, no_stream).await,
+        Command::Hosts { target } => client_commands::hosts(&target).await,
         Command::Server {
             listen,
             memory_reserve,

@@ -413,6 +413,24 @@ print('listed', len(ecs.list_container_instances(cluster='demo')['containerInsta
         .sum();
     assert_eq!(on_agents, 6);
 
+    // `wasmgate hosts` lists the pool's hosts through the API.
+    let listed = common::wasmgate(tempfile::tempdir().unwrap().path())
+        .env("WASMGATE_ENDPOINT", &controller.endpoint)
+        .arg("hosts")
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&listed.stdout);
+    for i in 0..3 {
+        let line = table
+            .lines()
+            .find(|l| l.contains(&format!("host-{i}")))
+            .unwrap_or_else(|| panic!("{table}"));
+        assert!(
+            line.contains("(pool)") && line.contains("ACTIVE") && line.contains("yes"),
+            "{table}"
+        );
+    }
+
     // A wrong join token is refused, with a reason, and the agent exits.
     let wrong = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(wrong.path(), "not-the-token-at-all-0000").unwrap();

@@ -194,6 +194,7 @@ impl Api {
             "DeregisterContainerInstance" => container_instances::deregister(self, body),
             "WasmgateV1.GetTaskLogs" => logs::get_task_logs(self, body),
             "WasmgateV1.GetTaskStats" => logs::get_task_stats(self, body),
+            "WasmgateV1.ListHosts" => observe::hosts(self),
             other => Err(ApiError::new(
                 ErrorKind::UnknownOperationException,
                 format!("Unknown or unsupported operation: {other}"),
