@@ -1,26 +1,29 @@
 #!/usr/bin/env bash
 # Multi-host figures: a `wasmgate server --no-local-agent` (release build) on a Linux bridge and
 # three `wasmgate agent`s, each in a network namespace of its own (a veth to the bridge), driven
-# by boto3 on the same machine (needs root and iproute2):
-#   a) a service of N tiny idle Wasm tasks (default 3000) spread over the 3 hosts:
+# by boto3 on the same machine (needs root and iproute2). The whole run uses --agent-timeout 2
+# --agent-lost-after 5 on the controller.
+#   a) a service of TASKS tiny idle Wasm tasks (default 3000) spread over the 3 hosts:
 #      CreateService → steady state (runningCount == N, one deployment): how long, tasks/s;
 #      the controller's and every agent's memory (RSS) while they hold them, and per task;
 #      desiredCount 0 → every task stopped: how long;
-#   b) lost-host recovery (default 5 rounds): a service of 30 tasks, kill -9 the agent that runs
-#      the most of them; time from the kill until the service again has all its tasks RUNNING
-#      and none on the dead host (p50, p99 = max for few rounds). It includes the controller's
-#      --agent-lost-after delay (5 s here: the whole run uses --agent-timeout 2
-#      --agent-lost-after 5). The agent is restarted (same data dir) before the next round;
-#   c) RunTask → RUNNING latency of hello (startedAt - createdAt, as the server recorded them),
-#      for RUNS tasks (default 200) on the remote agents, and the same against a second
-#      controller run the default way (its own local agent, no remote agent, on 127.0.0.1):
-#      once submitted as runtask.sh does (RunTask calls of 10, as fast as the API answers) and
-#      once one at a time (each RunTask after the previous task stopped). Measured first, on a
-#      fresh controller, so that it compares with the fresh local one.
+#   b) lost-host recovery (ROUNDS, default 5): a service of LOST_TASKS (30) tasks; kill -9 the
+#      agent that runs the most of them; time from the kill until the service again has all its
+#      tasks RUNNING and none on the dead host (p50, p99 = max for few rounds). It includes the
+#      5 s --agent-lost-after. The agent is restarted (same data dir) before the next round;
+#   c) RunTask → RUNNING latency of hello for RUNS tasks (default 200) on the remote agents, and
+#      the same against a second controller run the default way (its own local agent, no remote
+#      agent, on 127.0.0.1): startedAt - createdAt as the server recorded them (startedAt comes
+#      from the agent's clock), submitted as runtask.sh does (RunTask calls of 10, as fast as the
+#      API answers) and one at a time; one at a time also as the client sees it (RunTask call →
+#      DescribeTasks shows startedAt).
+# Measured in the order c, b, a: c on a fresh controller, like the local one; b before the
+# TASKS stopped tasks of a are kept (--stopped-task-retention 86400) and slow every pass.
 # Progress is printed every second; every figure is summed up at the end. On failure the logs
 # (the controllers' and agents' stderr) are kept in the temp dir, whose path is printed.
-# Settings: TASKS (default 3000), ROUNDS (5), LOST_TASKS (30), RUNS (200); KEEP=1 keeps the
-# temp dir (logs) after a run that succeeded too.
+# Settings: TASKS, ROUNDS, LOST_TASKS, RUNS as above; AGENT_POOLING=auto|on|off passes
+# --pooling to the agents (default: none, the agent's default, off); KEEP=1 keeps the temp dir
+# after a run that succeeded too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "benches/hosts.sh needs root (network namespaces, a bridge)" >&2; exit 1; }
@@ -154,7 +157,8 @@ wait_for "$tmp/controller.out" '^listening on ' 10 "the controller to listen"
 endpoint=$(sed -n 's/^listening on //p' "$tmp/controller.out" | head -n 1)
 for i in 0 1 2; do
   mkdir -p "$tmp/agent-$i"
-  ip netns exec "${nss[$i]}" "$exe" --data-dir "$tmp/agent-$i" agent --controller "$endpoint" \
+  ip netns exec "${nss[$i]}" "$exe" --data-dir "$tmp/agent-$i" ${AGENT_POOLING:+--pooling "$AGENT_POOLING"} \
+    agent --controller "$endpoint" \
     --token-file "$token" --listen "${hostips[$i]}:8082" --name "host-$i" \
     > "$tmp/agent-$i.out" 2>> "$tmp/agent-$i.err" < /dev/null &
   # `ip netns exec` execs the program: this is the agent's own pid. (Disowned: bash says
@@ -292,12 +296,16 @@ def warm(ecs, family, want_hosts, until):
 
 
 def runtask_latency(ecs, runs, label):
-    """RunTask -> RUNNING (startedAt - createdAt) of `runs` hello tasks, submitted in calls of
-    10 as fast as the API answers (as runtask.sh does), then one at a time."""
+    """RunTask -> RUNNING of `runs` hello tasks: startedAt - createdAt as the server recorded
+    them (startedAt is the agent's clock), submitted in calls of 10 as fast as the API answers
+    (as runtask.sh does), then one at a time; one at a time, also as a client sees it: from the
+    RunTask call until DescribeTasks shows a startedAt."""
     out = {}
     for mode in ('burst', 'serial'):
-        arns, failures, started, shown = [], 0, time.time(), time.time()
+        arns, failures, seen = [], 0, []
+        started = shown = time.time()
         while len(arns) < runs:
+            called = time.time()
             r = ecs.run_task(taskDefinition='hello',
                              count=min(10, runs - len(arns)) if mode == 'burst' else 1)
             new = [t['taskArn'] for t in r['tasks']]
@@ -306,9 +314,14 @@ def runtask_latency(ecs, runs, label):
                 failures += len(r['failures'])
                 print('  failures:', r['failures'][:1], flush=True)
                 time.sleep(0.05)
-            if mode == 'serial':
-                while new and ecs.describe_tasks(tasks=new)['tasks'][0]['lastStatus'] != 'STOPPED':
+            if mode == 'serial' and new:
+                while 'startedAt' not in (t := ecs.describe_tasks(tasks=new)['tasks'][0]) \
+                        and t['lastStatus'] != 'STOPPED':
+                    time.sleep(0.005)
+                seen.append((time.time() - called) * 1000)
+                while t['lastStatus'] != 'STOPPED':
                     time.sleep(0.02)
+                    t = ecs.describe_tasks(tasks=new)['tasks'][0]
             if time.time() - shown >= 1:
                 shown = time.time()
                 print(f'  {label}, {mode}: submitted {len(arns)}/{runs} ({shown - started:.1f} s)', flush=True)
@@ -323,10 +336,13 @@ def runtask_latency(ecs, runs, label):
         hosts = {}
         for t in tasks:
             hosts[host_of(t)] = hosts.get(host_of(t), 0) + 1
-        out[mode] = {'n': len(tasks), 'ok': ok, 'failures': failures, 'p50': pct(lat, 0.5),
-                     'p99': pct(lat, 0.99), 'max': max(lat), 'hosts': len(hosts)}
-        print(f'  {label}, {mode}: {len(tasks)} tasks ({ok} exited 0, on {len(hosts)} hosts): '
-              f'RunTask -> RUNNING p50 {out[mode]["p50"]:.1f} ms, p99 {out[mode]["p99"]:.1f} ms', flush=True)
+        m = out[mode] = {'n': len(tasks), 'ok': ok, 'failures': failures, 'p50': pct(lat, 0.5),
+                         'p99': pct(lat, 0.99), 'max': max(lat), 'hosts': len(hosts)}
+        text = f'RunTask -> RUNNING p50 {m["p50"]:.1f} ms, p99 {m["p99"]:.1f} ms'
+        if seen:
+            m['seen_p50'], m['seen_p99'] = pct(seen, 0.5), pct(seen, 0.99)
+            text += f'; seen by the client p50 {m["seen_p50"]:.1f} ms, p99 {m["seen_p99"]:.1f} ms'
+        print(f'  {label}, {mode}: {len(tasks)} tasks ({ok} exited 0, on {len(hosts)} hosts): {text}', flush=True)
     return out
 
 
@@ -339,8 +355,9 @@ def start_agent(i):
     ns, ip = env['NSS'].split()[i], env['HOST_IPS'].split()[i]
     out = os.path.join(tmp, f'agent-{i}.out')
     proc = subprocess.Popen(
-        ['ip', 'netns', 'exec', ns, env['EXE'], '--data-dir', os.path.join(tmp, f'agent-{i}'),
-         'agent', '--controller', env['ENDPOINT'], '--token-file', env['TOKEN_FILE'],
+        ['ip', 'netns', 'exec', ns, env['EXE'], '--data-dir', os.path.join(tmp, f'agent-{i}')]
+        + (['--pooling', env['AGENT_POOLING']] if env.get('AGENT_POOLING') else [])
+        + ['agent', '--controller', env['ENDPOINT'], '--token-file', env['TOKEN_FILE'],
          '--listen', f'{ip}:8082', '--name', f'host-{i}'],
         stdin=subprocess.DEVNULL, stdout=open(out, 'w'),
         stderr=open(os.path.join(tmp, f'agent-{i}.err'), 'a'), start_new_session=True)
@@ -367,53 +384,30 @@ def remote():
         comm = open(f'/proc/{agent_pid(i)}/comm').read().strip()
         assert comm == 'wasmgate', f'pid {agent_pid(i)} is {comm}, not the agent'
 
-    # c) RunTask latency on the remote agents, first, on a fresh controller.
+    # c) RunTask latency on the remote agents, first, on a fresh controller (the local one
+    # is fresh too).
     print(f'== c) RunTask -> RUNNING, {env["RUNS"]} hello tasks, remote agents', flush=True)
     ecs.register_task_definition(family='hello', memory='16', cpu='1',
                                  containerDefinitions=[{'name': 'hello', 'image': env['HELLO']}])
     warm(ecs, 'hello', list(ids.values()), ('STOPPED',))
     save('runtask_remote', runtask_latency(ecs, int(env['RUNS']), 'remote'))
 
-    # a) A big service of idle tasks.
-    total = int(env['TASKS'])
-    print(f'== a) a service of {total} idle tasks on 3 remote hosts', flush=True)
+    # b) Lost hosts, before a): stopped tasks are kept (--stopped-task-retention), and every
+    # scheduler pass reads them all; after a) there would be TASKS more of them.
+    count, rounds = int(env['LOST_TASKS']), int(env['ROUNDS'])
+    print(f'== b) lost host: a service of {count} tasks, kill -9 an agent, {rounds} rounds', flush=True)
     ecs.register_task_definition(family='idle', memory='8',
                                  containerDefinitions=[{'name': 'idle', 'image': env['GRACEFUL']}])
     warm(ecs, 'idle', list(ids.values()), ('RUNNING', 'STOPPED'))
-    time.sleep(1)
-    idle = {'controller': rss_kib(controller)[0]}
-    for i in range(3):
-        idle[f'host-{i}'] = rss_kib(agent_pid(i))[0]
-    ecs.create_service(serviceName='idle', taskDefinition='idle', desiredCount=total)
-    up = wait('scaling up', steady(ecs, 'idle', total), max(120, total / 10))
-    rss = {'controller': rss_kib(controller)}
-    for i in range(3):
-        rss[f'host-{i}'] = rss_kib(agent_pid(i))
-    per_host = {index_of[h['Id']]: h['RunningTasks'] for h in get_json(env['ENDPOINT'], '/v1/hosts')['Hosts']}
-    a = {'tasks': total, 'up_s': up, 'per_host': [per_host.get(i, 0) for i in range(3)], 'rss': {}}
-    print(f'{total} tasks: CreateService -> steady state in {up:.2f} s ({total / up:.0f} tasks/s); '
-          f'per host {a["per_host"]}')
-    for who, (now, peak) in rss.items():
-        n = total if who == 'controller' else per_host.get(int(who[-1]), 0)
-        per_task = (now - idle[who]) / n if n else 0
-        a['rss'][who] = {'mib': now / 1024, 'idle_mib': idle[who] / 1024, 'peak_mib': peak / 1024,
-                         'tasks': n, 'kib_per_task': per_task}
-        print(f'  {who} RSS: {now / 1024:.0f} MiB (idle {idle[who] / 1024:.0f} MiB, peak '
-              f'{peak / 1024:.0f} MiB) holding {n} tasks: {per_task:.0f} KiB per task', flush=True)
-    a['down_s'] = scale_to_zero_and_delete(ecs, 'idle', max(120, total / 10))
-    print(f'desiredCount 0 -> no task running in {a["down_s"]:.2f} s', flush=True)
-    save('service', a)
-
-    # b) Lost hosts.
-    count, rounds = int(env['LOST_TASKS']), int(env['ROUNDS'])
-    print(f'== b) lost host: a service of {count} tasks, kill -9 an agent, {rounds} rounds', flush=True)
     ecs.create_service(serviceName='lost', taskDefinition='idle', desiredCount=count)
-    wait('lost: scaling up', steady(ecs, 'lost', count), 120)
-    b = []
+    first_up = wait('lost: scaling up', steady(ecs, 'lost', count), 120)
+    b, last_killed = [], {}
     for r in range(rounds):
         tasks = service_tasks(ecs, 'lost')
         on = {i: sum(host_of(t) == ids[i] for t in tasks) for i in range(3)}
-        victim = max(on, key=lambda i: on[i])
+        # The host with the most of the tasks; of those, the one killed longest ago.
+        victim = max(on, key=lambda i: (on[i], -last_killed.get(i, -1)))
+        last_killed[victim] = r
         dead = ids[victim]
         os.kill(agent_pid(victim), signal.SIGKILL)
         killed = time.time()
@@ -427,9 +421,8 @@ def remote():
             return (len(ts) == count and running == count,
                     f'{running}/{count} running elsewhere, {on_dead} still on host-{victim}')
         took = wait(f'round {r + 1}: host-{victim} killed ({on[victim]} tasks)', recovered, 120)
-        connected = {h['Id']: h['AgentConnected'] for h in get_json(env['ENDPOINT'], '/v1/hosts')['Hosts']}
         b.append({'victim': victim, 'moved': on[victim], 'recovery_s': took,
-                  'lost_s': marks.get('lost', took), 'dead_connected': connected.get(dead)})
+                  'lost_s': marks.get('lost', took)})
         print(f'round {r + 1}: host-{victim} killed with {on[victim]} of the tasks: all {count} RUNNING '
               f'elsewhere {took:.2f} s after the kill (its tasks gone after {b[-1]["lost_s"]:.2f} s)',
               flush=True)
@@ -443,8 +436,45 @@ def remote():
             h['Id'] == ids[victim] and h['AgentConnected']
             for h in get_json(env['ENDPOINT'], '/v1/hosts')['Hosts']), ''), 30)
         wait('lost: steady', steady(ecs, 'lost', count), 60)
-    save('lost', b)
+    save('lost', {'rounds': b, 'first_up_s': first_up})
     scale_to_zero_and_delete(ecs, 'lost', 60)
+
+    # a) A big service of idle tasks.
+    total = int(env['TASKS'])
+    print(f'== a) a service of {total} idle tasks on 3 remote hosts', flush=True)
+    time.sleep(1)
+    idle = {'controller': rss_kib(controller)[0]}
+    for i in range(3):
+        idle[f'host-{i}'] = rss_kib(agent_pid(i))[0]
+    ecs.create_service(serviceName='idle', taskDefinition='idle', desiredCount=total)
+    created = time.time()
+    launched = {}
+    check_steady = steady(ecs, 'idle', total)
+    def up_check():
+        done, text = check_steady()
+        # The service's counts are written at the end of the scheduler pass that launched them.
+        if 'launched' not in launched and not text.startswith('running 0, pending 0,'):
+            launched['launched'] = time.time() - created
+        return done, text
+    up = wait('scaling up', up_check, max(120, total / 10))
+    rss = {'controller': rss_kib(controller)}
+    for i in range(3):
+        rss[f'host-{i}'] = rss_kib(agent_pid(i))
+    per_host = {index_of[h['Id']]: h['RunningTasks'] for h in get_json(env['ENDPOINT'], '/v1/hosts')['Hosts']}
+    a = {'tasks': total, 'up_s': up, 'launched_s': launched.get('launched', up),
+         'per_host': [per_host.get(i, 0) for i in range(3)], 'rss': {}}
+    print(f'{total} tasks: CreateService -> steady state in {up:.2f} s ({total / up:.0f} tasks/s); '
+          f'per host {a["per_host"]}; the service first showed them after {a["launched_s"]:.2f} s')
+    for who, (now, peak) in rss.items():
+        n = total if who == 'controller' else per_host.get(int(who[-1]), 0)
+        per_task = (now - idle[who]) / n if n else 0
+        a['rss'][who] = {'mib': now / 1024, 'idle_mib': idle[who] / 1024, 'peak_mib': peak / 1024,
+                         'tasks': n, 'kib_per_task': per_task}
+        print(f'  {who} RSS: {now / 1024:.0f} MiB (idle {idle[who] / 1024:.0f} MiB, peak '
+              f'{peak / 1024:.0f} MiB) holding {n} tasks: {per_task:.0f} KiB per task', flush=True)
+    a['down_s'] = scale_to_zero_and_delete(ecs, 'idle', max(120, total / 10))
+    print(f'desiredCount 0 -> no task running in {a["down_s"]:.2f} s', flush=True)
+    save('service', a)
 
 
 def local():
@@ -458,7 +488,8 @@ def local():
 
 def summary():
     r = load()
-    a, b = r.get('service'), r.get('lost')
+    a, lost = r.get('service'), r.get('lost')
+    b = lost and lost['rounds']
     print()
     print('== summary: wasmgate on 3 hosts (network namespaces on a bridge, one machine, '
           f'{os.cpu_count()} cores); controller --no-local-agent --agent-timeout 2 --agent-lost-after 5')
@@ -466,22 +497,26 @@ def summary():
         print(f'a) service of {a["tasks"]} idle tasks (graceful.wasm, memory 8): CreateService -> steady '
               f'{a["up_s"]:.2f} s ({a["tasks"] / a["up_s"]:.0f} tasks/s), per host {a["per_host"]}; '
               f'desiredCount 0 -> stopped {a["down_s"]:.2f} s')
+        print(f'   (DescribeServices showed no task, running or pending, for the first {a["launched_s"]:.2f} s: '
+              f'the scheduler pass that launches them all)')
         for who, m in a['rss'].items():
             print(f'   {who + " RSS":<16} {m["mib"]:6.0f} MiB (idle {m["idle_mib"]:.0f}, peak {m["peak_mib"]:.0f}) '
                   f'for {m["tasks"]} tasks: {m["kib_per_task"]:.0f} KiB per task')
     if b:
         rec = [x['recovery_s'] for x in b]
-        lost = [x['lost_s'] for x in b]
+        gone = [x['lost_s'] for x in b]
         after = [x['recovery_s'] - x['lost_s'] for x in b]
         print(f'b) lost host ({len(b)} rounds, kill -9 the agent with the most of a {env["LOST_TASKS"]}-task service):'
               f' recovery p50 {pct(rec, 0.5):.2f} s, p99 {pct(rec, 0.99):.2f} s (max; includes the 5 s '
               f'--agent-lost-after)')
-        print(f'   kill -> its tasks recorded STOPPED: p50 {pct(lost, 0.5):.2f} s, max {max(lost):.2f} s; '
+        print(f'   kill -> its tasks recorded STOPPED: p50 {pct(gone, 0.5):.2f} s, max {max(gone):.2f} s; '
               f'then -> replacements RUNNING: p50 {pct(after, 0.5):.2f} s, max {max(after):.2f} s')
         print('   rounds: ' + ', '.join(f'host-{x["victim"]} {x["moved"]} tasks {x["recovery_s"]:.2f} s' for x in b))
+        print(f'   (the {env["LOST_TASKS"]}-task service reached its first steady state in {lost["first_up_s"]:.2f} s)')
     rem, loc = r.get('runtask_remote'), r.get('runtask_local')
     if rem or loc:
-        print(f'c) RunTask -> RUNNING (startedAt - createdAt), {env["RUNS"]} hello tasks each:')
+        print(f'c) RunTask -> RUNNING, {env["RUNS"]} hello tasks each (startedAt - createdAt as recorded, '
+              'but for the last row):')
         print(f'   {"":34} {"remote agents (3 hosts)":>26}   {"local agent (127.0.0.1)":>26}')
         for mode, label in (('burst', 'in RunTask calls of 10, no wait'), ('serial', 'one at a time')):
             cells = []
@@ -489,6 +524,13 @@ def summary():
                 m = (side or {}).get(mode)
                 cells.append(f'p50 {m["p50"]:6.1f} ms, p99 {m["p99"]:6.1f} ms' if m else 'n/a')
             print(f'   {label:<34} {cells[0]:>26}   {cells[1]:>26}')
+        cells = []
+        for side in (rem, loc):
+            m = (side or {}).get('serial')
+            cells.append(f'p50 {m["seen_p50"]:6.1f} ms, p99 {m["seen_p99"]:6.1f} ms' if m and 'seen_p50' in m else 'n/a')
+        print(f'   {"one at a time, seen by the client":<34} {cells[0]:>26}   {cells[1]:>26}')
+        print(f'   (agents: --pooling {env.get("AGENT_POOLING") or "off, the agent default"}; '
+              'the local agent: the server default, auto)')
         for name, side in (('remote', rem), ('local', loc)):
             for mode, m in (side or {}).items():
                 if m['ok'] != m['n'] or m['failures']:
