@@ -455,7 +455,7 @@ fn init_tracing(verbose: u8) {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     let default_pooling = match cli.command {
-        Command::Server { .. } => Pooling::Auto,
+        Command::Server { .. } | Command::Agent(_) => Pooling::Auto,
         _ => Pooling::Off,
     };
     let config = Config {

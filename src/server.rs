@@ -108,6 +108,17 @@ pub fn with_containers(runner: TaskRunner, config: &Config) -> TaskRunner {
     }
 }
 
+/// What this host offers: its cores and memory, and, with the instance pool on, at most as
+/// many tasks as the pool has slots, so that placement never sends a task that could not get
+/// an instance. (HTTP requests' and health checks' instances share the pool.)
+pub fn host_resources(config: &Config, runner: &TaskRunner) -> HostResources {
+    let mut resources = HostResources::of_this_host(config.memory_reserve_mib);
+    if runner.wasm().engine().pooling {
+        resources.max_tasks = Some(config.pool_slots);
+    }
+    resources
+}
+
 /// The host's name as people see it.
 pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -158,7 +169,7 @@ pub async fn run_server(
 
     let local = if options.local_agent {
         let runner = task_runner(config, images)?;
-        let resources = HostResources::of_this_host(config.memory_reserve_mib);
+        let resources = host_resources(config, &runner);
         let instance_id = local_instance_id(&api);
         let offer = HostOffer {
             name: hostname(),
@@ -445,7 +456,7 @@ pub async fn run_agent_host(
         offer: HostOffer {
             name: options.name.clone(),
             cluster: options.cluster.clone(),
-            resources: HostResources::of_this_host(config.memory_reserve_mib),
+            resources: host_resources(config, &runner),
             attributes: options.attributes.clone(),
             endpoint: forward_address.map(|a| {
                 let host = options

@@ -7,6 +7,10 @@
 pub struct HostResources {
     pub cpu_units: u32,
     pub memory_mib: u32,
+    /// The most tasks it can hold at once, when something other than CPU and memory bounds
+    /// it (the Wasm instance pool's slots); `None`: no such bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tasks: Option<u32>,
 }
 
 impl HostResources {
@@ -27,6 +31,7 @@ impl HostResources {
             cpu_units: u32::try_from(cores * 1024).unwrap_or(u32::MAX),
             memory_mib: u32::try_from(total_mib.saturating_sub(u64::from(reserve_mib)))
                 .unwrap_or(u32::MAX),
+            max_tasks: None,
         }
     }
 }

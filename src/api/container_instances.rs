@@ -154,6 +154,7 @@ pub fn candidates(
             arn: host_arn(api, &host),
             free_cpu: u64::from(host.resources.cpu_units),
             free_memory: u64::from(host.resources.memory_mib),
+            free_tasks: host.resources.max_tasks.map_or(u64::MAX, u64::from),
             group_tasks: 0,
             attributes: attributes_of(&host),
         })
@@ -171,6 +172,7 @@ pub fn candidates(
         let (cpu, memory) = needs_of(&task);
         candidate.free_cpu = candidate.free_cpu.saturating_sub(cpu);
         candidate.free_memory = candidate.free_memory.saturating_sub(memory);
+        candidate.free_tasks = candidate.free_tasks.saturating_sub(1);
         if task["group"] == group {
             candidate.group_tasks += 1;
         }

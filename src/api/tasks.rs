@@ -239,6 +239,7 @@ pub(crate) fn launch(api: &Api, request: Launch<'_>) -> Result<(Vec<Value>, Vec<
         let candidate = &mut candidates[chosen];
         candidate.free_cpu -= cpu;
         candidate.free_memory -= memory;
+        candidate.free_tasks = candidate.free_tasks.saturating_sub(1);
         candidate.group_tasks += 1;
         let host = api.hosts.record(&candidate.id)?;
         let task_id = new_task_id();

@@ -674,6 +674,7 @@ mod tests {
             resources: HostResources {
                 cpu_units: 2048,
                 memory_mib: 1024,
+                max_tasks: None,
             },
             attributes: BTreeMap::new(),
             endpoint: None,

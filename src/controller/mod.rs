@@ -233,6 +233,7 @@ fn note_placement_failure(service: &mut Service, failure: &Value, now: f64) {
     let why = match failure["reason"].as_str().unwrap_or_default() {
         "RESOURCE:CPU" => "has insufficient CPU units available".to_string(),
         "RESOURCE:MEMORY" => "has insufficient memory available".to_string(),
+        "RESOURCE:TASKS" => "holds as many tasks as it can".to_string(),
         other => format!("does not satisfy the placement ({other})"),
     };
     let message = format!(

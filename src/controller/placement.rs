@@ -47,6 +47,8 @@ pub struct Candidate {
     pub arn: String,
     pub free_cpu: u64,
     pub free_memory: u64,
+    /// How many more tasks it can hold (`u64::MAX` when only CPU and memory bound it).
+    pub free_tasks: u64,
     /// Tasks of the group being placed (the service's, or RunTask's `group`) already on it.
     pub group_tasks: u32,
     /// Its attributes (name, value; empty when it has none), as memberOf and spread see them.
@@ -196,7 +198,8 @@ impl Clause {
 /// Why a task fits nowhere, as ECS words placement failures.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NoFit {
-    /// `RESOURCE:MEMORY`, `RESOURCE:CPU` or `CONSTRAINT:distinctInstance`.
+    /// `RESOURCE:MEMORY`, `RESOURCE:CPU`, `RESOURCE:TASKS` (the host holds all the tasks it
+    /// can), `CONSTRAINT:memberOf` or `CONSTRAINT:distinctInstance`.
     pub reason: &'static str,
     /// The candidate that came closest, if any.
     pub closest: Option<String>,
@@ -290,6 +293,11 @@ pub fn choose(
                 reason: "RESOURCE:CPU",
                 closest: Some(candidate.arn.clone()),
             };
+        } else if candidate.free_tasks == 0 {
+            failure = NoFit {
+                reason: "RESOURCE:TASKS",
+                closest: Some(candidate.arn.clone()),
+            };
         } else if !member_of
             .iter()
             .all(|e| e.matches(&candidate.id, &candidate.attributes))
@@ -368,6 +376,7 @@ mod tests {
             arn: name.into(),
             free_cpu: cpu,
             free_memory: memory,
+            free_tasks: u64::MAX,
             group_tasks,
             attributes: vec![("zone".into(), format!("z-{}", name.len() % 2))],
         }
@@ -501,6 +510,18 @@ mod tests {
         );
         let e = Expression::parse("attribute:tier exists").unwrap();
         assert!(!e.matches("a", &hosts[0].attributes) && e.matches("b", &hosts[1].attributes));
+    }
+
+    #[test]
+    fn a_host_that_holds_all_the_tasks_it_can_gets_no_more() {
+        let mut hosts = [candidate("a", 4096, 8000, 0), candidate("b", 4096, 8000, 0)];
+        hosts[0].free_tasks = 0;
+        assert_eq!(choose(&hosts, 1, 1, &[], &[], 0), Ok(1));
+        hosts[1].free_tasks = 0;
+        assert_eq!(
+            choose(&hosts, 1, 1, &[], &[], 0).unwrap_err().reason,
+            "RESOURCE:TASKS"
+        );
     }
 
     #[test]
