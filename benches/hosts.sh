@@ -22,7 +22,7 @@
 # Progress is printed every second; every figure is summed up at the end. On failure the logs
 # (the controllers' and agents' stderr) are kept in the temp dir, whose path is printed.
 # Settings: TASKS, ROUNDS, LOST_TASKS, RUNS as above; AGENT_POOLING=auto|on|off passes
-# --pooling to the agents (default: none, the agent's default, off); KEEP=1 keeps the temp dir
+# --pooling to the agents (default: none, the agent's default, auto); KEEP=1 keeps the temp dir
 # after a run that succeeded too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,7 +40,7 @@ export TASKS=${TASKS:-3000} ROUNDS=${ROUNDS:-5} LOST_TASKS=${LOST_TASKS:-30} RUN
 export BENCH_TMP=$tmp
 tag=$(printf '%x' $$)
 bridge=wgb$tag
-nss=() veths=() hostips=() made_etc_netns=""
+nss=() veths=() hostips=() made_etc_netns="" made_bridge=""
 
 cleanup() {
   local rc=$?
@@ -60,7 +60,7 @@ cleanup() {
   done
   wait 2>/dev/null
   for veth in "${veths[@]}"; do ip link del "$veth" 2>/dev/null; done
-  ip link del "$bridge" 2>/dev/null
+  [ -n "$made_bridge" ] && ip link del "$bridge" 2>/dev/null
   for ns in "${nss[@]}"; do ip netns del "$ns" 2>/dev/null; rm -rf "/etc/netns/$ns"; done
   [ -n "$made_etc_netns" ] && rmdir /etc/netns 2>/dev/null
   if [ "$rc" -ne 0 ]; then
@@ -118,17 +118,20 @@ PY
 )
 controller_ip=$subnet.1
 ip link add "$bridge" type bridge forward_delay 0
+made_bridge=1
 ip addr add "$controller_ip/24" dev "$bridge"
 ip link set "$bridge" up
 if [ -d /run/wasmgate-testnet ]; then flock -u 9; exec 9>&-; fi
 [ -d /etc/netns ] || { mkdir -p /etc/netns; made_etc_netns=1; }
 for i in 0 1 2; do
   ns=wgbench-$tag-$i veth=wgv$tag-$i
-  nss+=("$ns"); hostips+=("$subnet.$((10 + i))")
-  # No DNS server is reachable from a host: lookups are refused at once instead of waiting.
+  hostips+=("$subnet.$((10 + i))")
+  ip netns add "$ns"
+  nss+=("$ns")
+  # No DNS server is reachable from a host: lookups are refused at once instead of waiting
+  # (`ip netns exec` mounts this over /etc/resolv.conf).
   mkdir -p "/etc/netns/$ns"
   printf 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n' > "/etc/netns/$ns/resolv.conf"
-  ip netns add "$ns"
   ip link add "$veth" type veth peer name eth0 netns "$ns"
   veths+=("$veth")
   ip link set "$veth" master "$bridge" up
@@ -529,7 +532,7 @@ def summary():
             m = (side or {}).get('serial')
             cells.append(f'p50 {m["seen_p50"]:6.1f} ms, p99 {m["seen_p99"]:6.1f} ms' if m and 'seen_p50' in m else 'n/a')
         print(f'   {"one at a time, seen by the client":<34} {cells[0]:>26}   {cells[1]:>26}')
-        print(f'   (agents: --pooling {env.get("AGENT_POOLING") or "off, the agent default"}; '
+        print(f'   (agents: --pooling {env.get("AGENT_POOLING") or "auto, the agent default"}; '
               'the local agent: the server default, auto)')
         for name, side in (('remote', rem), ('local', loc)):
             for mode, m in (side or {}).items():
