@@ -9,6 +9,8 @@
 
 pub mod health;
 mod host;
+mod launch;
+mod prepare;
 mod service;
 mod task;
 
