@@ -497,6 +497,19 @@ impl Hosts {
             }
             (None, None) => return,
         };
+        // Most changes of a task (its status moving on) leave its desired entry as it was:
+        // those publish nothing.
+        if let (Some((host, desired)), Some(old_host)) =
+            (&entry, assignments.host_of_task.get(&task_id))
+            && old_host == host
+            && assignments
+                .by_host
+                .get(host)
+                .and_then(|set| set.get(&task_id))
+                == Some(desired)
+        {
+            return;
+        }
         if let Some(old_host) = assignments.host_of_task.remove(&task_id) {
             if let Some(set) = assignments.by_host.get_mut(&old_host) {
                 set.remove(&task_id);
