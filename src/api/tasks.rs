@@ -309,6 +309,7 @@ pub(crate) fn launch(api: &Api, request: Launch<'_>) -> Result<(Vec<Value>, Vec<
             task["wasmgateHealthChecked"] = json!(true);
         }
         api.state.put(&key(&task_id), &task, Expect::Absent)?;
+        api.hosts.note_task(&task);
         tasks.push(shape(task));
     }
     Ok((tasks, failures))

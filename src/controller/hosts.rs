@@ -148,8 +148,29 @@ struct Live {
 struct Assignments {
     by_host: HashMap<String, BTreeMap<String, DesiredTask>>,
     host_of_task: HashMap<String, String>,
+    /// What each task placed on a host and not stopped holds there: CPU units, MiB, group.
+    holds: HashMap<String, Held>,
     definitions: HashMap<String, Arc<Value>>,
     dirty: HashSet<String>,
+}
+
+/// What a placed task holds on its host.
+#[derive(Debug, Clone, PartialEq)]
+struct Held {
+    host: String,
+    cpu: u64,
+    memory: u64,
+    group: String,
+}
+
+/// What a host holds, as placement counts it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Holding {
+    pub cpu: u64,
+    pub memory: u64,
+    pub tasks: u64,
+    /// Tasks of the group asked about.
+    pub group_tasks: u32,
 }
 
 /// Every host, their desired sets and liveness.
@@ -468,6 +489,30 @@ impl Hosts {
         self.assignments.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Takes a task the caller just wrote into account at once (placement counts it before
+    /// the change feed brings it).
+    pub fn note_task(&self, task: &Value) {
+        let mut assignments = self.assignments();
+        self.apply_task(&mut assignments, None, Some(task));
+    }
+
+    /// What every host holds, from the tasks placed and not stopped; `group_tasks` counts the
+    /// tasks of `group`. Kept in memory, so placement never reads the store's tasks.
+    pub fn holdings(&self, group: &str) -> HashMap<String, Holding> {
+        let assignments = self.assignments();
+        let mut holdings: HashMap<String, Holding> = HashMap::new();
+        for held in assignments.holds.values() {
+            let holding = holdings.entry(held.host.clone()).or_default();
+            holding.cpu += held.cpu;
+            holding.memory += held.memory;
+            holding.tasks += 1;
+            if held.group == group {
+                holding.group_tasks += 1;
+            }
+        }
+        holdings
+    }
+
     /// Derives every desired set again from a full list of the stored tasks.
     fn rebuild(&self) -> Result<(), HostError> {
         let tasks = self.store.list("tasks/")?;
@@ -475,6 +520,7 @@ impl Hosts {
         let previous: Vec<String> = assignments.by_host.keys().cloned().collect();
         assignments.by_host.clear();
         assignments.host_of_task.clear();
+        assignments.holds.clear();
         assignments.dirty.extend(previous);
         for (_, found) in tasks {
             self.apply_task(&mut assignments, None, Some(&found.value));
@@ -497,6 +543,26 @@ impl Hosts {
             }
             (None, None) => return,
         };
+        match (&entry, task) {
+            (Some((host, _)), Some(task)) => {
+                let number = |field: &str| {
+                    task[field]
+                        .as_str()
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(0)
+                };
+                let held = Held {
+                    host: host.clone(),
+                    cpu: number("cpu"),
+                    memory: number("memory"),
+                    group: task["group"].as_str().unwrap_or_default().to_string(),
+                };
+                assignments.holds.insert(task_id.clone(), held);
+            }
+            _ => {
+                assignments.holds.remove(&task_id);
+            }
+        }
         // Most changes of a task (its status moving on) leave its desired entry as it was:
         // those publish nothing.
         if let (Some((host, desired)), Some(old_host)) =
