@@ -132,8 +132,8 @@ fn shape(api: &Api, host: &HostRecord, usage: Usage) -> Value {
 }
 
 /// The hosts a task of `launch_type` in `cluster` may go to (ACTIVE, agent connected), with
-/// what each has left and how many tasks of `group` it holds, from one scan of the stored
-/// tasks. The caller holds the placement lock and records what it places before releasing it.
+/// what each has left and how many tasks of `group` it holds. The caller holds the placement
+/// lock and records (and notes to the hosts) what it places before releasing it.
 pub fn candidates(
     api: &Api,
     cluster: &str,
@@ -159,22 +159,16 @@ pub fn candidates(
             attributes: attributes_of(&host),
         })
         .collect();
-    for (_, found) in api.state.list("tasks/")? {
-        let task = found.value;
-        if is_stopped(&task) {
-            continue;
-        }
-        let Some(candidate) =
-            host_of(&task).and_then(|id| candidates.iter_mut().find(|c| c.id == id))
-        else {
-            continue;
-        };
-        let (cpu, memory) = needs_of(&task);
-        candidate.free_cpu = candidate.free_cpu.saturating_sub(cpu);
-        candidate.free_memory = candidate.free_memory.saturating_sub(memory);
-        candidate.free_tasks = candidate.free_tasks.saturating_sub(1);
-        if task["group"] == group {
-            candidate.group_tasks += 1;
+    // What each holds comes from the hosts' in-memory view of the placed tasks (kept from the
+    // store's change feed, and told at once of every task placed), not from a scan of every
+    // stored task.
+    let holdings = api.hosts.holdings(group);
+    for candidate in &mut candidates {
+        if let Some(held) = holdings.get(&candidate.id) {
+            candidate.free_cpu = candidate.free_cpu.saturating_sub(held.cpu);
+            candidate.free_memory = candidate.free_memory.saturating_sub(held.memory);
+            candidate.free_tasks = candidate.free_tasks.saturating_sub(held.tasks);
+            candidate.group_tasks = held.group_tasks;
         }
     }
     Ok(candidates)
