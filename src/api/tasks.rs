@@ -202,6 +202,13 @@ pub(crate) fn launch(api: &Api, request: Launch<'_>) -> Result<(Vec<Value>, Vec<
     // One scan of the stored tasks for the whole batch; each placement is then subtracted.
     let mut candidates =
         container_instances::candidates(api, cluster, request.launch_type, &request.group)?;
+    // Read once per call: every task placed names its host's zone and address.
+    let hosts: std::collections::HashMap<String, crate::controller::hosts::HostRecord> = api
+        .hosts
+        .records()?
+        .into_iter()
+        .map(|h| (h.id.clone(), h))
+        .collect();
     if candidates.is_empty() {
         let reason = match request.launch_type {
             LaunchType::Fargate => {
@@ -241,7 +248,7 @@ pub(crate) fn launch(api: &Api, request: Launch<'_>) -> Result<(Vec<Value>, Vec<
         candidate.free_memory -= memory;
         candidate.free_tasks = candidate.free_tasks.saturating_sub(1);
         candidate.group_tasks += 1;
-        let host = api.hosts.record(&candidate.id)?;
+        let host = hosts.get(&candidate.id);
         let task_id = new_task_id();
         let task_arn = api.arns.task(cluster, &task_id);
         let containers: Vec<Value> = definition
@@ -278,7 +285,7 @@ pub(crate) fn launch(api: &Api, request: Launch<'_>) -> Result<(Vec<Value>, Vec<
             "version": 1,
             "wasmgateHost": candidate.id,
         });
-        if let Some(host) = &host {
+        if let Some(host) = host {
             task["availabilityZone"] = json!(host.availability_zone());
             task["attributes"] =
                 json!([{"name": "ecs.cpu-architecture", "value": std::env::consts::ARCH}]);
@@ -287,7 +294,7 @@ pub(crate) fn launch(api: &Api, request: Launch<'_>) -> Result<(Vec<Value>, Vec<
             // Like a Fargate task: no container instance; where it runs is an attachment.
             LaunchType::Fargate => {
                 let mut details = vec![json!({"name": "wasmgateHostId", "value": candidate.id})];
-                if let Some(host) = &host {
+                if let Some(host) = host {
                     details.push(json!({"name": "wasmgateHostName", "value": host.name}));
                     if let Some(address) = &host.address {
                         details.push(json!({"name": "privateIPv4Address", "value": address}));
