@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use wasmgate::capacity::wasm::{WasmCapacity, WasmCapacityConfig};
-use wasmgate::capacity::{Capacity, ContainerLog, ContainerSpec, Tee};
+use wasmgate::capacity::{ContainerLog, ContainerSpec, Tee};
 
 fn guest(target: &str) -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))

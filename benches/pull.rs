@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use wasmgate::capacity::wasm::{WasmCapacity, WasmCapacityConfig};
-use wasmgate::capacity::{Capacity, ContainerLog, ContainerSpec, Tee};
+use wasmgate::capacity::{ContainerLog, ContainerSpec, Tee};
 use wasmgate::image::{ImageContent, ImageSettings, Images, RegistrySettings};
 
 fn spec() -> ContainerSpec {

@@ -7,9 +7,11 @@
 
 pub mod agent;
 pub mod api;
+pub mod arn;
 pub mod capacity;
 pub mod client;
 pub mod config;
+pub mod control;
 pub mod controller;
 pub mod gateway;
 pub mod image;

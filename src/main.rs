@@ -548,7 +548,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 examples: register_examples,
                 credentials,
                 scheduler,
-                hosts: wasmgate::controller::hosts::HostSettings {
+                hosts: wasmgate::control::hosts::HostSettings {
                     agent_timeout: seconds(hosts.agent_timeout, "--agent-timeout")?,
                     lost_after: seconds(hosts.agent_lost_after, "--agent-lost-after")?,
                     join_token,

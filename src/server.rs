@@ -21,7 +21,8 @@ use crate::agent::{AgentLink, HostResources, TaskRunner};
 use crate::api::{Api, ArnScope, Credentials};
 use crate::capacity::wasm::WasmCapacity;
 use crate::config::Config;
-use crate::controller::hosts::{HostSettings, Hosts};
+use crate::control::Control;
+use crate::control::hosts::{HostSettings, Hosts};
 use crate::controller::plan::SchedulerSettings;
 use crate::image::Images;
 use crate::protocol::http::{ControllerUrl, LinkError};
@@ -97,7 +98,7 @@ pub fn with_containers(runner: TaskRunner, config: &Config) -> TaskRunner {
         crate::capacity::container::ContainerCapacityConfig {
             dir: config.data_dir.join("containers"),
             runtime: runtime.clone(),
-            http: Some(runner.wasm().http_workers().clone()),
+            http: Some(runner.wasm().http_endpoints().clone()),
         },
     ) {
         Ok(containers) => runner.with_containers(Arc::new(containers)),
@@ -157,10 +158,12 @@ pub async fn run_server(
     let (reports, mut reports_rx) = mpsc::unbounded_channel::<(String, AgentReport)>();
     let hosts = Hosts::new(state.clone(), options.hosts.clone(), reports)
         .map_err(|e| start_error("cannot load the hosts")(e.to_string()))?;
-    let mut api = Api::new(state, ArnScope::default(), hosts.clone())
-        .map_err(|e| start_error("cannot initialise the API")(e.to_string()))?
+    let control = Control::new(state, ArnScope::default(), hosts.clone())
         .with_logs(config.task_logs())
         .map_err(|e| start_error("cannot open the task logs")(e.to_string()))?;
+    let control = Arc::new(control);
+    let mut api = Api::new(control.clone())
+        .map_err(|e| start_error("cannot initialise the API")(e.to_string()))?;
     if let Some(keys) = options.credentials.clone() {
         api = api.with_credentials(keys);
     }
@@ -170,7 +173,7 @@ pub async fn run_server(
     let local = if options.local_agent {
         let runner = task_runner(config, images)?;
         let resources = host_resources(config, &runner);
-        let instance_id = local_instance_id(&api);
+        let instance_id = local_instance_id(&control);
         let offer = HostOffer {
             name: hostname(),
             cluster: None,
@@ -182,15 +185,15 @@ pub async fn run_server(
         let (id, desired) = hosts
             .join_local(instance_id, offer)
             .map_err(|e| start_error("cannot register the agent")(e.to_string()))?;
-        remember_local_instance(&api, &id);
+        remember_local_instance(&control, &id);
         tracing::info!(instance = %id, cpu = resources.cpu_units, memory_mib = resources.memory_mib, "agent registered");
         Some((id, desired, runner))
     } else {
         None
     };
-    let http_workers = local
+    let http_endpoints = local
         .as_ref()
-        .map(|(_, _, runner)| runner.wasm().http_workers().clone())
+        .map(|(_, _, runner)| runner.wasm().http_endpoints().clone())
         .unwrap_or_default();
 
     let listener = tokio::net::TcpListener::bind(options.listen)
@@ -226,17 +229,18 @@ pub async fn run_server(
     ));
     tasks.spawn(hosts.clone().run_dispatcher(shutdown.clone()));
     if let Some(listener) = gateway_listener {
-        let gateway = crate::gateway::Gateway::new(api.clone(), http_workers.clone());
+        let gateway = crate::gateway::Gateway::new(control.clone(), http_endpoints.clone());
+        api.add_metrics_source(gateway.metrics.clone());
         tasks.spawn(crate::gateway::serve(listener, gateway, shutdown.clone()));
     }
     tasks.spawn(crate::controller::run_scheduler(
-        api.clone(),
+        control.clone(),
         options.scheduler.clone(),
         shutdown.clone(),
     ));
-    tasks.spawn(watch_for_lost_hosts(api.clone(), shutdown.clone()));
+    tasks.spawn(watch_for_lost_hosts(control.clone(), shutdown.clone()));
     tasks.spawn(sweep_stopped_tasks(
-        api.clone(),
+        control.clone(),
         options.retention,
         shutdown.clone(),
     ));
@@ -267,12 +271,12 @@ pub async fn run_server(
     });
     // Every agent's reports become state, in the order each agent sent them.
     let recorder = tokio::spawn({
-        let api = api.clone();
+        let control = control.clone();
         async move {
             while let Some((host, report)) = reports_rx.recv().await {
-                let api = api.clone();
+                let control = control.clone();
                 let recorded = tokio::task::spawn_blocking(move || {
-                    crate::api::record_report(&api, &host, &report)
+                    crate::control::record_report(&control, &host, &report)
                 })
                 .await;
                 match recorded {
@@ -292,8 +296,9 @@ pub async fn run_server(
         let _ = agent.await;
         let _ = forward.await;
     }
-    // The recorder ends when the last sender (the hosts, held by the API) is gone.
+    // The recorder ends when the last sender (the hosts, held by the control plane) is gone.
     drop(api);
+    drop(control);
     drop(hosts);
     let _ = recorder.await;
     Ok(())
@@ -302,15 +307,15 @@ pub async fn run_server(
 /// The key remembering this server's own host id across restarts.
 const LOCAL_HOST_KEY: &str = "agent/self";
 
-fn local_instance_id(api: &Api) -> Option<String> {
-    let found = api.state.get(LOCAL_HOST_KEY).ok()??;
+fn local_instance_id(control: &Control) -> Option<String> {
+    let found = control.store.get(LOCAL_HOST_KEY).ok()??;
     found.value["id"].as_str().map(str::to_string)
 }
 
-fn remember_local_instance(api: &Api, id: &str) {
+fn remember_local_instance(control: &Control, id: &str) {
     let value = serde_json::json!({"id": id});
-    if let Err(error) = api
-        .state
+    if let Err(error) = control
+        .store
         .put(LOCAL_HOST_KEY, &value, crate::store::Expect::Any)
     {
         tracing::warn!(%error, "cannot remember the agent's host id");
@@ -318,17 +323,17 @@ fn remember_local_instance(api: &Api, id: &str) {
 }
 
 /// Records the tasks of hosts silent past `--agent-lost-after` as stopped, once a second.
-async fn watch_for_lost_hosts(api: Arc<Api>, shutdown: CancellationToken) {
+async fn watch_for_lost_hosts(control: Arc<Control>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        for host in api.hosts.newly_lost() {
-            let api = api.clone();
+        for host in control.hosts.newly_lost() {
+            let control = control.clone();
             let stopped = tokio::task::spawn_blocking(move || {
-                crate::api::record_host_lost(&api, &host).map(|n| (host, n))
+                crate::control::record_host_lost(&control, &host).map(|n| (host, n))
             })
             .await;
             match stopped {
@@ -343,15 +348,19 @@ async fn watch_for_lost_hosts(api: Arc<Api>, shutdown: CancellationToken) {
 }
 
 /// Forgets stopped tasks after the retention; swept often enough to keep it roughly.
-async fn sweep_stopped_tasks(api: Arc<Api>, retention: Duration, shutdown: CancellationToken) {
+async fn sweep_stopped_tasks(
+    control: Arc<Control>,
+    retention: Duration,
+    shutdown: CancellationToken,
+) {
     let every = (retention / 2).clamp(Duration::from_secs(1), Duration::from_secs(60));
     let mut tick = tokio::time::interval(every);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {
-                let api = api.clone();
-                let swept = tokio::task::spawn_blocking(move || crate::api::expire_stopped(&api, retention)).await;
+                let control = control.clone();
+                let swept = tokio::task::spawn_blocking(move || crate::control::expire_stopped(&control, retention)).await;
                 if let Ok(Err(error)) = swept {
                     tracing::warn!(%error, "cannot expire stopped tasks");
                 }
@@ -504,7 +513,7 @@ pub async fn run_agent_host(
     if let Some(listener) = forward_listener {
         tasks.spawn(crate::gateway::serve_forwarded(
             listener,
-            runner.wasm().http_workers().clone(),
+            runner.wasm().http_endpoints().clone(),
             running_rx,
             joined.forward_key.clone(),
             shutdown.clone(),

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use common::{BOTH, Host, Wasi, guest, single};
 use serde_json::json;
 use wasmgate::agent::StopCode;
+use wasmgate::capacity::LogStream;
 use wasmgate::capacity::wasm::{CacheOutcome, WasmCapacity};
-use wasmgate::capacity::{Capacity, LogStream};
 use wasmgate::config::Config;
 
 #[tokio::test(flavor = "multi_thread")]

@@ -21,24 +21,8 @@ use tokio::sync::mpsc;
 use crate::capacity::{CheckCommand, ContainerSpec, PreparedImage};
 use crate::taskdef::HealthCheck;
 
-/// ECS's container and task `healthStatus`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum HealthStatus {
-    Unknown,
-    Healthy,
-    Unhealthy,
-}
-
-impl HealthStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Unknown => "UNKNOWN",
-            Self::Healthy => "HEALTHY",
-            Self::Unhealthy => "UNHEALTHY",
-        }
-    }
-}
+/// Health as ECS words it (one enum for the agent and the records).
+pub use crate::records::HealthStatus;
 
 /// A container's health check, as run.
 #[derive(Debug, Clone)]

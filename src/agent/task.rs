@@ -10,12 +10,13 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use crate::capacity::container::{ContainerCapacity, ContainerProgram, PreparedContainer};
-use crate::capacity::wasm::{PreparedWasm, WasmCapacity};
+use crate::capacity::container::ContainerCapacity;
+use crate::capacity::wasm::WasmCapacity;
 use crate::capacity::{
-    Capacity, ContainerHandle, ContainerLog, ContainerStats, CpuBudget, PreparedImage, Tee,
+    Capacity, CapacityKind, ContainerHandle, ContainerLog, ContainerStats, CpuBudget, ImageSource,
+    Tee,
 };
-use crate::image::{ImageContent, Images};
+use crate::image::{Image, ImageContent, Images};
 use crate::taskdef::TaskDefinition;
 
 use super::health::HealthStatus;
@@ -40,11 +41,12 @@ pub struct TaskRunnerConfig {
     pub serves_http: bool,
 }
 
-/// Starts tasks on this host's capacity.
+/// Starts tasks on this host's capacities.
 pub struct TaskRunner {
     wasm: Arc<WasmCapacity>,
-    /// Runs container images (runc); `None` where no runtime is available.
-    containers: Option<Arc<ContainerCapacity>>,
+    /// Every capacity of this host: Wasm, and container images where an OCI runtime is
+    /// available. An image goes to the one of its kind.
+    capacities: Vec<Arc<dyn Capacity>>,
     images: Arc<Images>,
     config: TaskRunnerConfig,
 }
@@ -171,23 +173,8 @@ impl ContainerOverride {
     }
 }
 
-/// Why a task stopped, as ECS's `stopCode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum StopCode {
-    TaskFailedToStart,
-    EssentialContainerExited,
-    UserInitiated,
-}
-
-impl StopCode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::TaskFailedToStart => "TaskFailedToStart",
-            Self::EssentialContainerExited => "EssentialContainerExited",
-            Self::UserInitiated => "UserInitiated",
-        }
-    }
-}
+/// Why a task stopped, as ECS's `stopCode` (one enum for the agent and the records).
+pub use crate::records::StopCode;
 
 /// How one container of a stopped task ended.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -329,9 +316,10 @@ pub fn new_task_id() -> String {
 
 impl TaskRunner {
     pub fn new(wasm: Arc<WasmCapacity>, images: Arc<Images>, config: TaskRunnerConfig) -> Self {
+        let capacities: Vec<Arc<dyn Capacity>> = vec![wasm.clone()];
         Self {
             wasm,
-            containers: None,
+            capacities,
             images,
             config,
         }
@@ -339,7 +327,7 @@ impl TaskRunner {
 
     /// Also runs container images, on `containers`.
     pub fn with_containers(mut self, containers: Arc<ContainerCapacity>) -> Self {
-        self.containers = Some(containers);
+        self.capacities.push(containers);
         self
     }
 
@@ -483,48 +471,20 @@ impl TaskRunner {
                     StartFailure::new(&container.name, format!("CannotPullContainerError: {e}"))
                 })?;
             let overrides = request.overrides.iter().find(|o| o.name == container.name);
-            let bytes = match &image.content {
-                ImageContent::Wasm(bytes) => bytes.clone(),
-                ImageContent::Container { config, layers } => {
-                    let program = self
-                        .prepare_container(&container.image, &image.digest, config, layers)
-                        .await
-                        .map_err(|why| StartFailure::new(&container.name, why))?;
-                    let mut spec = container_spec(
-                        &request.task_id,
-                        definition,
-                        container,
-                        overrides,
-                        &volumes,
-                        None,
-                        logs[index].clone(),
-                    );
-                    apply_image_config(
-                        &mut spec,
-                        &program.config,
-                        definition,
-                        container,
-                        overrides,
-                    );
-                    let Some(capacity) = self.containers.clone() else {
-                        return Err(StartFailure::new(
-                            &container.name,
-                            "CannotStartContainerError: no OCI runtime on this host".into(),
-                        ));
-                    };
-                    let program: Arc<dyn PreparedImage> =
-                        Arc::new(PreparedContainer { capacity, program });
-                    prepared.push((program, spec, image.digest));
-                    continue;
-                }
-            };
-            let program = self.wasm.prepare(bytes).await.map_err(|e| {
-                StartFailure::new(
-                    &container.name,
-                    format!("CannotStartContainerError: {}: {e}", container.image),
-                )
-            })?;
-            if program.serves_http() && !self.config.serves_http {
+            let source = self
+                .image_source(&container.image, &image)
+                .map_err(|why| StartFailure::new(&container.name, why))?;
+            let capacity = self.capacity_for(&container.name, &container.image, &image, &source)?;
+            let program = capacity
+                .prepare(image.digest.clone(), source)
+                .await
+                .map_err(|e| {
+                    StartFailure::new(
+                        &container.name,
+                        format!("{}: {}: {e}", e.ecs_class(), container.image),
+                    )
+                })?;
+            if program.per_request() && !self.config.serves_http {
                 return Err(StartFailure::new(
                     &container.name,
                     format!(
@@ -535,7 +495,7 @@ impl TaskRunner {
                     ),
                 ));
             }
-            let spec = container_spec(
+            let mut spec = container_spec(
                 &request.task_id,
                 definition,
                 container,
@@ -544,49 +504,68 @@ impl TaskRunner {
                 task_cpu.clone(),
                 logs[index].clone(),
             );
-            let program: Arc<dyn PreparedImage> = Arc::new(PreparedWasm {
-                capacity: self.wasm.clone(),
-                program,
-            });
+            if let Some(config) = program.image_config() {
+                apply_image_config(&mut spec, config, definition, container, overrides);
+            }
             prepared.push((program, spec, image.digest));
         }
         Ok(prepared)
     }
 
-    /// Unpacks a container image's layers from the content store (once per image).
-    async fn prepare_container(
+    /// The capacity of this host that runs `source`'s kind.
+    fn capacity_for(
         &self,
+        container: &str,
         reference: &str,
-        digest: &str,
-        config: &crate::image::media::Descriptor,
-        layers: &[crate::image::media::Descriptor],
-    ) -> Result<Arc<ContainerProgram>, String> {
-        let Some(containers) = &self.containers else {
-            return Err(format!(
+        image: &Image,
+        source: &ImageSource,
+    ) -> Result<Arc<dyn Capacity>, StartFailure> {
+        let kind = source.kind();
+        if let Some(capacity) = self.capacities.iter().find(|c| c.kind() == kind) {
+            return Ok(capacity.clone());
+        }
+        let why = match (kind, &image.content) {
+            (CapacityKind::Container, ImageContent::Container { layers, .. }) => format!(
                 "CannotStartContainerError: {reference}: is a container image ({} layers, \
-                 {digest}); this host has no OCI runtime (install runc, or pass --runtime)",
-                layers.len()
-            ));
+                 {}); this host has no OCI runtime (install runc, or pass --runtime)",
+                layers.len(),
+                image.digest
+            ),
+            _ => format!(
+                "CannotStartContainerError: {reference}: this host cannot run {} images",
+                kind.as_str()
+            ),
         };
-        let store = self.images.store();
-        let blob = |digest: &str| {
-            store
-                .blob_path(digest)
-                .map_err(|e| format!("CannotPullContainerError: {reference}: {e}"))
-        };
-        let layers = layers
-            .iter()
-            .map(|layer| {
-                Ok(crate::image::rootfs::Layer {
-                    path: blob(&layer.digest)?,
-                    digest: layer.digest.clone(),
-                    media_type: layer.media_type.clone(),
+        Err(StartFailure::new(container, why))
+    }
+
+    /// What a capacity is given of a resolved image: a Wasm image's bytes, or a container
+    /// image's config and layers as files of the content store.
+    fn image_source(&self, reference: &str, image: &Image) -> Result<ImageSource, String> {
+        match &image.content {
+            ImageContent::Wasm(bytes) => Ok(ImageSource::Wasm(bytes.clone())),
+            ImageContent::Container { config, layers } => {
+                let store = self.images.store();
+                let blob = |digest: &str| {
+                    store
+                        .blob_path(digest)
+                        .map_err(|e| format!("CannotPullContainerError: {reference}: {e}"))
+                };
+                let layers = layers
+                    .iter()
+                    .map(|layer| {
+                        Ok(crate::image::rootfs::Layer {
+                            path: blob(&layer.digest)?,
+                            digest: layer.digest.clone(),
+                            media_type: layer.media_type.clone(),
+                        })
+                    })
+                    .collect::<Result<Vec<_>, String>>()?;
+                Ok(ImageSource::Container {
+                    config_blob: blob(&config.digest)?,
+                    layers,
                 })
-            })
-            .collect::<Result<Vec<_>, String>>()?;
-        containers
-            .prepare(digest, &blob(&config.digest)?, layers)
-            .await
-            .map_err(|e| format!("CannotPullContainerError: {reference}: {e}"))
+            }
+        }
     }
 }

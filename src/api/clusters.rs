@@ -49,29 +49,25 @@ struct Counts {
 /// The figures of every cluster, by ARN, from one scan of hosts, tasks and services.
 fn counts(api: &Api) -> Result<std::collections::HashMap<String, Counts>, ApiError> {
     let mut counts: std::collections::HashMap<String, Counts> = Default::default();
-    for host in api.hosts.records()? {
+    for host in api.control.hosts.records()? {
         if let Some(cluster) = &host.cluster
-            && host.status != crate::controller::hosts::HostStatus::Inactive
+            && host.status != crate::control::hosts::HostStatus::Inactive
         {
             counts
-                .entry(api.arns.cluster(cluster))
+                .entry(api.control.arns.cluster(cluster))
                 .or_default()
                 .instances += 1;
         }
     }
-    for (_, found) in api.state.list("tasks/")? {
-        let task = &found.value;
-        let Some(cluster) = task["clusterArn"].as_str() else {
-            continue;
-        };
-        let entry = counts.entry(cluster.to_string()).or_default();
-        match task["lastStatus"].as_str() {
-            Some("RUNNING") => entry.running += 1,
-            Some("STOPPED") | None => {}
-            Some(_) => entry.pending += 1,
+    for task in crate::records::tasks(api.control.store.as_ref())? {
+        let entry = counts.entry(task.cluster_arn.clone()).or_default();
+        match task.last_status {
+            crate::records::TaskStatus::Running => entry.running += 1,
+            crate::records::TaskStatus::Stopped => {}
+            _ => entry.pending += 1,
         }
     }
-    for (_, found) in api.state.list("services/")? {
+    for (_, found) in api.control.store.list("services/")? {
         if found.value["status"] == "ACTIVE"
             && let Some(cluster) = found.value["clusterArn"].as_str()
         {
@@ -85,7 +81,7 @@ fn counts(api: &Api) -> Result<std::collections::HashMap<String, Counts>, ApiErr
 fn shape(api: &Api, record: &Value, counts: Counts) -> Value {
     let name = record["clusterName"].as_str().unwrap_or_default();
     json!({
-        "clusterArn": api.arns.cluster(name),
+        "clusterArn": api.control.arns.cluster(name),
         "clusterName": name,
         "status": record["status"],
         "registeredContainerInstancesCount": counts.instances,
@@ -103,7 +99,7 @@ fn shape(api: &Api, record: &Value, counts: Counts) -> Value {
 /// Creates `name` unless it exists and is active; returns its record.
 pub fn ensure(api: &Api, name: &str, tags: Value, settings: Value) -> Result<Value, ApiError> {
     check_name(name)?;
-    let existing = api.state.get(&key(name))?;
+    let existing = api.control.store.get(&key(name))?;
     if let Some(found) = &existing
         && found.value["status"] == "ACTIVE"
     {
@@ -117,14 +113,14 @@ pub fn ensure(api: &Api, name: &str, tags: Value, settings: Value) -> Result<Val
         "settings": settings,
     });
     let expected = existing.map_or(Expect::Absent, |e| Expect::Revision(e.revision));
-    api.state.put(&key(name), &record, expected)?;
+    api.control.store.put(&key(name), &record, expected)?;
     Ok(record)
 }
 
 /// The active cluster a call names (by name or ARN; `default` when absent).
 pub fn require_active(api: &Api, cluster: Option<&str>) -> Result<String, ApiError> {
     let name = arn::resource_name(cluster.unwrap_or(DEFAULT_CLUSTER), "cluster").to_string();
-    match api.state.get(&key(&name))? {
+    match api.control.store.get(&key(&name))? {
         Some(found) if found.value["status"] == "ACTIVE" => Ok(name),
         _ => Err(ApiError::new(
             ErrorKind::ClusterNotFoundException,
@@ -155,7 +151,7 @@ pub fn create(api: &Api, body: Value) -> Result<Value, ApiError> {
         request.settings.unwrap_or(json!([])),
     )?;
     let counts = counts(api)?
-        .get(&api.arns.cluster(&name))
+        .get(&api.control.arns.cluster(&name))
         .copied()
         .unwrap_or_default();
     Ok(json!({"cluster": shape(api, &record, counts)}))
@@ -177,16 +173,18 @@ pub fn describe(api: &Api, body: Value) -> Result<Value, ApiError> {
     let counts = counts(api)?;
     for given in wanted {
         let name = arn::resource_name(&given, "cluster");
-        match api.state.get(&key(name))? {
+        match api.control.store.get(&key(name))? {
             Some(found) => clusters.push(shape(
                 api,
                 &found.value,
                 counts
-                    .get(&api.arns.cluster(name))
+                    .get(&api.control.arns.cluster(name))
                     .copied()
                     .unwrap_or_default(),
             )),
-            None => failures.push(json!({"arn": api.arns.cluster(name), "reason": "MISSING"})),
+            None => {
+                failures.push(json!({"arn": api.control.arns.cluster(name), "reason": "MISSING"}))
+            }
         }
     }
     Ok(json!({"clusters": clusters, "failures": failures}))
@@ -194,13 +192,15 @@ pub fn describe(api: &Api, body: Value) -> Result<Value, ApiError> {
 
 pub fn list(api: &Api, body: Value) -> Result<Value, ApiError> {
     let arns: Vec<Value> = api
-        .state
+        .control
+        .store
         .list("clusters/")?
         .into_iter()
         .filter(|(_, v)| v.value["status"] == "ACTIVE")
         .map(|(_, v)| {
             json!(
-                api.arns
+                api.control
+                    .arns
                     .cluster(v.value["clusterName"].as_str().unwrap_or_default())
             )
         })
@@ -219,11 +219,12 @@ pub fn delete(api: &Api, body: Value) -> Result<Value, ApiError> {
     let request: DeleteCluster = parse(body)?;
     let name = require_active(api, Some(&request.cluster))?;
     let found = api
-        .state
+        .control
+        .store
         .get(&key(&name))?
         .ok_or_else(|| ApiError::client("cluster vanished"))?;
     let figures = counts(api)?
-        .get(&api.arns.cluster(&name))
+        .get(&api.control.arns.cluster(&name))
         .copied()
         .unwrap_or_default();
     if figures.instances > 0 {
@@ -246,7 +247,8 @@ pub fn delete(api: &Api, body: Value) -> Result<Value, ApiError> {
     }
     let mut record = found.value;
     record["status"] = json!("INACTIVE");
-    api.state
+    api.control
+        .store
         .put(&key(&name), &record, Expect::Revision(found.revision))?;
     Ok(json!({"cluster": shape(api, &record, Counts::default())}))
 }

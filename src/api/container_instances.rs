@@ -14,27 +14,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Api, ApiError, arn, clusters, page, paged, parse};
-use crate::controller::hosts::{HostRecord, HostStatus};
-use crate::controller::placement::{Candidate, LaunchType};
-use crate::records::{host_of, is_stopped, stop_tasks_of_host};
+use crate::control::hosts::{HostRecord, HostStatus};
+use crate::records::{TaskStatus, stop_tasks_of_host};
 
 /// The ARN of a host.
 pub fn host_arn(api: &Api, host: &HostRecord) -> String {
-    match &host.cluster {
-        Some(cluster) => api.arns.container_instance(cluster, &host.id),
-        None => api.arns.pool_container_instance(&host.id),
-    }
-}
-
-/// CPU units and MiB a task record holds while it is not stopped.
-pub fn needs_of(task: &Value) -> (u64, u64) {
-    let number = |field: &str| {
-        task[field]
-            .as_str()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0)
-    };
-    (number("cpu"), number("memory"))
+    host.arn(&api.control.arns)
 }
 
 /// What a host holds now.
@@ -49,17 +34,16 @@ pub struct Usage {
 /// What every host holds, by host id, from one scan of the stored tasks.
 pub fn usage_by_host(api: &Api) -> Result<std::collections::HashMap<String, Usage>, ApiError> {
     let mut usage: std::collections::HashMap<String, Usage> = Default::default();
-    for (_, found) in api.state.list("tasks/")? {
-        let task = &found.value;
-        let Some(host) = host_of(task) else { continue };
-        if is_stopped(task) {
+    for task in crate::records::tasks(api.control.store.as_ref())? {
+        let Some(host) = &task.host else { continue };
+        if task.is_stopped() {
             continue;
         }
-        let (cpu, memory) = needs_of(task);
-        let entry = usage.entry(host.to_string()).or_default();
+        let (cpu, memory) = task.needs();
+        let entry = usage.entry(host.clone()).or_default();
         entry.cpu += cpu;
         entry.memory += memory;
-        if task["lastStatus"] == "RUNNING" {
+        if task.last_status == TaskStatus::Running {
             entry.running += 1;
         } else {
             entry.pending += 1;
@@ -75,34 +59,13 @@ fn resources(cpu: u64, memory: u64) -> Value {
     ])
 }
 
-/// The attributes placement sees on a host: ECS's own, then the host's.
-pub fn attributes_of(host: &HostRecord) -> Vec<(String, String)> {
-    let mut attributes = vec![
-        ("ecs.capability.wasm".to_string(), String::new()),
-        ("ecs.os-type".to_string(), "linux".to_string()),
-        (
-            "ecs.cpu-architecture".to_string(),
-            std::env::consts::ARCH.to_string(),
-        ),
-        (
-            "ecs.availability-zone".to_string(),
-            host.availability_zone().to_string(),
-        ),
-        ("wasmgate.host-name".to_string(), host.name.clone()),
-    ];
-    for (name, value) in &host.attributes {
-        attributes.retain(|(n, _)| n != name);
-        attributes.push((name.clone(), value.clone()));
-    }
-    attributes
-}
-
 fn shape(api: &Api, host: &HostRecord, usage: Usage) -> Value {
     let (cpu, memory) = (
         u64::from(host.resources.cpu_units),
         u64::from(host.resources.memory_mib),
     );
-    let attributes: Vec<Value> = attributes_of(host)
+    let attributes: Vec<Value> = host
+        .all_attributes()
         .into_iter()
         .map(|(name, value)| {
             if value.is_empty() {
@@ -118,7 +81,7 @@ fn shape(api: &Api, host: &HostRecord, usage: Usage) -> Value {
         "version": 1,
         "versionInfo": {"agentVersion": env!("CARGO_PKG_VERSION"), "agentHash": "wasmgate"},
         "status": host.status.as_str(),
-        "agentConnected": api.hosts.connected(&host.id),
+        "agentConnected": api.control.hosts.connected(&host.id),
         "registeredAt": host.registered_at,
         "registeredResources": resources(cpu, memory),
         "remainingResources": resources(cpu.saturating_sub(usage.cpu), memory.saturating_sub(usage.memory)),
@@ -131,54 +94,12 @@ fn shape(api: &Api, host: &HostRecord, usage: Usage) -> Value {
     })
 }
 
-/// The hosts a task of `launch_type` in `cluster` may go to (ACTIVE, agent connected), with
-/// what each has left and how many tasks of `group` it holds. The caller holds the placement
-/// lock and records (and notes to the hosts) what it places before releasing it.
-pub fn candidates(
-    api: &Api,
-    cluster: &str,
-    launch_type: LaunchType,
-    group: &str,
-) -> Result<Vec<Candidate>, ApiError> {
-    let mut candidates: Vec<Candidate> = api
-        .hosts
-        .records()?
-        .into_iter()
-        .filter(|host| host.status == HostStatus::Active && api.hosts.connected(&host.id))
-        .filter(|host| match launch_type {
-            LaunchType::Fargate => host.cluster.is_none(),
-            LaunchType::Ec2 | LaunchType::External => host.cluster.as_deref() == Some(cluster),
-        })
-        .map(|host| Candidate {
-            id: host.id.clone(),
-            arn: host_arn(api, &host),
-            free_cpu: u64::from(host.resources.cpu_units),
-            free_memory: u64::from(host.resources.memory_mib),
-            free_tasks: host.resources.max_tasks.map_or(u64::MAX, u64::from),
-            group_tasks: 0,
-            attributes: attributes_of(&host),
-        })
-        .collect();
-    // What each holds comes from the hosts' in-memory view of the placed tasks (kept from the
-    // store's change feed, and told at once of every task placed), not from a scan of every
-    // stored task.
-    let holdings = api.hosts.holdings(group);
-    for candidate in &mut candidates {
-        if let Some(held) = holdings.get(&candidate.id) {
-            candidate.free_cpu = candidate.free_cpu.saturating_sub(held.cpu);
-            candidate.free_memory = candidate.free_memory.saturating_sub(held.memory);
-            candidate.free_tasks = candidate.free_tasks.saturating_sub(held.tasks);
-            candidate.group_tasks = held.group_tasks;
-        }
-    }
-    Ok(candidates)
-}
-
 /// The host an ARN or id names, if `cluster` may speak of it (its own, or a pool host).
 fn find(api: &Api, cluster: &str, given: &str) -> Result<Option<HostRecord>, ApiError> {
     let name = arn::resource_name(given, "container-instance");
     let id = name.rsplit('/').next().unwrap_or(name);
     Ok(api
+        .control
         .hosts
         .record(id)?
         .filter(|host| host.cluster.is_none() || host.cluster.as_deref() == Some(cluster)))
@@ -207,10 +128,11 @@ pub fn list(api: &Api, body: Value) -> Result<Value, ApiError> {
     let filter = request
         .filter
         .as_deref()
-        .map(crate::controller::placement::Expression::parse)
+        .map(crate::control::placement::Expression::parse)
         .transpose()
         .map_err(|why| ApiError::invalid(format!("filter: {why}")))?;
     let arns: Vec<Value> = api
+        .control
         .hosts
         .records()?
         .into_iter()
@@ -222,7 +144,7 @@ pub fn list(api: &Api, body: Value) -> Result<Value, ApiError> {
         .filter(|host| {
             filter
                 .as_ref()
-                .is_none_or(|f| f.matches(&host.id, &attributes_of(host)))
+                .is_none_or(|f| f.matches(&host.id, &host.all_attributes()))
         })
         .map(|host| json!(host_arn(api, &host)))
         .collect();
@@ -280,7 +202,9 @@ pub fn update_state(api: &Api, body: Value) -> Result<Value, ApiError> {
     for given in &request.container_instances {
         match find(api, &cluster, given)? {
             Some(host) if host.status != HostStatus::Inactive => {
-                api.hosts.update_record(&host.id, |r| r.status = status)?;
+                api.control
+                    .hosts
+                    .update_record(&host.id, |r| r.status = status)?;
             }
             Some(_) => failures.push(json!({"arn": given, "reason": "INACTIVE"})),
             None => failures.push(json!({"arn": given, "reason": "MISSING"})),
@@ -295,7 +219,7 @@ pub fn update_state(api: &Api, body: Value) -> Result<Value, ApiError> {
             instances.push(shape(api, &host, used));
         }
     }
-    api.wake_scheduler();
+    api.control.wake_scheduler();
     Ok(json!({"containerInstances": instances, "failures": failures}))
 }
 
@@ -331,15 +255,21 @@ pub fn deregister(api: &Api, body: Value) -> Result<Value, ApiError> {
         )));
     }
     let host = api
+        .control
         .hosts
         .update_record(&host.id, |r| r.status = HostStatus::Inactive)?;
     let reason = format!(
         "Task stopped because its container instance {} ({}) was deregistered",
         host.name, host.id
     );
-    stop_tasks_of_host(api.state.as_ref(), &host.id, &reason, super::timestamp())?;
-    api.hosts.forget(&host.id);
-    api.wake_scheduler();
+    stop_tasks_of_host(
+        api.control.store.as_ref(),
+        &host.id,
+        &reason,
+        super::timestamp(),
+    )?;
+    api.control.hosts.forget(&host.id);
+    api.control.wake_scheduler();
     Ok(json!({"containerInstance": shape(api, &host, Usage::default())}))
 }
 
@@ -350,7 +280,7 @@ pub type InstanceResources = (String, (u64, u64), (u64, u64));
 pub fn resources_by_instance(api: &Api) -> Result<Vec<InstanceResources>, ApiError> {
     let usage = usage_by_host(api)?;
     let mut out = Vec::new();
-    for host in api.hosts.records()? {
+    for host in api.control.hosts.records()? {
         if host.status == HostStatus::Inactive {
             continue;
         }

@@ -90,12 +90,24 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl From<crate::controller::hosts::HostError> for ApiError {
-    fn from(error: crate::controller::hosts::HostError) -> Self {
-        use crate::controller::hosts::HostError;
+impl From<crate::control::hosts::HostError> for ApiError {
+    fn from(error: crate::control::hosts::HostError) -> Self {
+        use crate::control::hosts::HostError;
         match error {
             HostError::Store(store) => store.into(),
             other => Self::new(ErrorKind::ClientException, other.to_string()),
+        }
+    }
+}
+
+impl From<crate::control::ControlError> for ApiError {
+    fn from(error: crate::control::ControlError) -> Self {
+        use crate::control::ControlError;
+        match error {
+            ControlError::Store(store) => store.into(),
+            ControlError::Hosts(hosts) => hosts.into(),
+            ControlError::NotFound(message) => Self::client(message),
+            ControlError::Invalid(message) => Self::invalid(message),
         }
     }
 }

@@ -26,12 +26,13 @@ pub fn get_task_logs(api: &Api, body: Value) -> Result<Value, ApiError> {
     let cluster = clusters::require_active(api, request.cluster.as_deref())?;
     let task = super::tasks::find(api, &cluster, &request.task)?;
     let store = api
+        .control
         .logs
         .as_ref()
         .ok_or_else(|| ApiError::client("this server keeps no task logs"))?;
     // Read the status first: once it says STOPPED, every record is already in the file, so a
     // follower that sees `stopped` after reading has everything.
-    let stopped = task["lastStatus"] == "STOPPED";
+    let stopped = task.is_stopped();
     let task_id = super::tasks::task_id_of(&request.task);
     let page = match store.read(task_id, request.after) {
         Ok(page) => page,
@@ -67,8 +68,8 @@ pub fn get_task_logs(api: &Api, body: Value) -> Result<Value, ApiError> {
         })
         .collect();
     Ok(json!({
-        "taskArn": task["taskArn"],
-        "lastStatus": task["lastStatus"],
+        "taskArn": task.task_arn,
+        "lastStatus": task.last_status.as_str(),
         "events": events,
         "next": page.next,
         "truncated": page.truncated,
@@ -85,19 +86,14 @@ struct GetTaskStats {
 pub fn get_task_stats(api: &Api, body: Value) -> Result<Value, ApiError> {
     let request: GetTaskStats = parse(body)?;
     let cluster = clusters::require_active(api, request.cluster.as_deref())?;
-    let cluster_arn = api.arns.cluster(&cluster);
+    let cluster_arn = api.control.arns.cluster(&cluster);
     let mut tasks = Vec::new();
-    for (_, found) in api.state.list("tasks/")? {
-        let task = found.value;
-        if task["clusterArn"] != cluster_arn.as_str() || task["lastStatus"] == "STOPPED" {
+    for task in crate::records::tasks(api.control.store.as_ref())? {
+        if task.cluster_arn != cluster_arn || task.is_stopped() {
             continue;
         }
-        let id = super::tasks::task_id_of(task["taskArn"].as_str().unwrap_or_default()).to_string();
-        let usage = api.usage.get(&id);
-        let memory_limit = task["memory"]
-            .as_str()
-            .and_then(|m| m.parse::<u64>().ok())
-            .map(|mib| mib << 20);
+        let usage = api.control.usage.get(task.id());
+        let memory_limit = task.memory.parse::<u64>().ok().map(|mib| mib << 20);
         let containers: Vec<Value> = usage
             .as_ref()
             .map(|u| u.containers())
@@ -114,9 +110,9 @@ pub fn get_task_stats(api: &Api, body: Value) -> Result<Value, ApiError> {
             })
             .collect();
         tasks.push(json!({
-            "taskArn": task["taskArn"],
-            "taskDefinitionArn": task["taskDefinitionArn"],
-            "lastStatus": task["lastStatus"],
+            "taskArn": task.task_arn,
+            "taskDefinitionArn": task.task_definition_arn,
+            "lastStatus": task.last_status.as_str(),
             "memoryLimitBytes": memory_limit,
             "read": usage.as_ref().map(|u| u.read),
             "containers": containers,

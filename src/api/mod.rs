@@ -5,11 +5,10 @@
 //! Architecture invariant: the API layer owns every ECS shape; below it (store, agent,
 //! capacity) nothing knows ECS JSON. Every request runs under a span with its action and id.
 
-pub mod arn;
+pub use crate::arn;
 mod clusters;
 mod container_instances;
 mod error;
-mod lifecycle;
 mod logs;
 mod observe;
 pub mod services;
@@ -18,42 +17,6 @@ mod task_definitions;
 mod tasks;
 
 pub use clusters::check_cluster_name;
-pub use lifecycle::{expire_stopped, record_host_lost, record_report};
-pub use tasks::request_stop;
-
-/// Starts `count` tasks of a service's deployment (the scheduler's RunTask): placed by the
-/// service's launch type, strategies and constraints, grouped as `service:NAME`, `startedBy`
-/// the deployment.
-pub fn launch_for_service(
-    api: &Api,
-    cluster: &str,
-    service: &crate::controller::model::Service,
-    deployment: &str,
-    task_definition: &str,
-    count: u32,
-) -> Result<(Vec<Value>, Vec<Value>), ApiError> {
-    let (record, _) = task_definitions::find(api, task_definition)?;
-    let definition = crate::taskdef::TaskDefinition::from_value(record["document"].clone())
-        .map_err(|e| ApiError::client(format!("{task_definition} no longer validates: {e}")))?;
-    let launch_type = crate::controller::placement::LaunchType::parse(&service.launch_type)
-        .unwrap_or(crate::controller::placement::LaunchType::Fargate);
-    tasks::launch(
-        api,
-        tasks::Launch {
-            cluster,
-            record: &record,
-            definition: &definition,
-            count,
-            started_by: Some(deployment.to_string()),
-            group: format!("service:{}", service.service_name),
-            launch_type,
-            overrides_shape: json!({}),
-            tags: json!([]),
-            strategies: &service.placement_strategy,
-            constraints: &service.placement_constraints,
-        },
-    )
-}
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -69,14 +32,14 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-pub use arn::ArnScope;
+pub use crate::arn::ArnScope;
+pub use crate::records::timestamp;
 pub use clusters::DEFAULT_CLUSTER;
 pub use error::{ApiError, ErrorKind};
 pub use observe::MetricsSource;
 pub use sigv4::{Credentials, SigningKey, same_secret, sign};
 
-use crate::controller::hosts::Hosts;
-use crate::store::Store;
+use crate::control::Control;
 
 /// The prefix of every ECS `X-Amz-Target`.
 const TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113.";
@@ -88,47 +51,25 @@ pub const MAX_REQUEST_BYTES: usize = 1 << 20;
 /// `maxResults` when a list call gives none (ECS's default).
 const DEFAULT_PAGE: usize = 100;
 
-/// The API's state and settings.
+/// The ECS API over the control plane: it translates ECS shapes, nothing more.
 pub struct Api {
-    pub state: Arc<dyn Store>,
-    pub arns: ArnScope,
-    /// The capacity hosts: their records, desired sets and liveness.
-    pub hosts: Arc<Hosts>,
+    pub control: Arc<Control>,
     request_ids: AtomicU64,
-    /// Held from choosing an instance until the task is recorded on it, so two RunTasks never
-    /// spend the same capacity.
-    placement: std::sync::Mutex<()>,
-    /// The agent's latest memory and CPU reports per task.
-    pub usage: observe::UsageBoard,
     /// When set, every request must carry a valid SigV4 signature by one of these keys.
     credentials: Option<Credentials>,
     requests: observe::RequestMetrics,
-    /// Where the agent keeps task output; `None` for an API without an agent.
-    pub logs: Option<crate::logs::LogStore>,
-    /// Held by every write of a service record (API and scheduler), so a scheduler pass never
-    /// decides on a service the API is changing.
-    pub services_lock: std::sync::Mutex<()>,
-    /// Wakes the scheduler at once (a service was created or changed).
-    pub scheduler_wake: tokio::sync::Notify,
     /// Other figures `/metrics` shows (the gateway's).
     metrics_sources: std::sync::Mutex<Vec<Arc<dyn MetricsSource>>>,
 }
 
 impl Api {
-    /// The API over `state` and its `hosts`; makes sure the `default` cluster exists.
-    pub fn new(state: Arc<dyn Store>, arns: ArnScope, hosts: Arc<Hosts>) -> Result<Self, ApiError> {
+    /// The API over `control`; makes sure the `default` cluster exists.
+    pub fn new(control: Arc<Control>) -> Result<Self, ApiError> {
         let api = Self {
-            state,
-            arns,
-            hosts,
+            control,
             request_ids: AtomicU64::new(1),
-            placement: std::sync::Mutex::new(()),
-            usage: observe::UsageBoard::default(),
             credentials: None,
             requests: observe::RequestMetrics::default(),
-            logs: None,
-            services_lock: std::sync::Mutex::new(()),
-            scheduler_wake: tokio::sync::Notify::new(),
             metrics_sources: std::sync::Mutex::new(Vec::new()),
         };
         clusters::ensure(&api, DEFAULT_CLUSTER, json!([]), json!([]))?;
@@ -141,29 +82,12 @@ impl Api {
         self
     }
 
-    /// Serves task output from `logs`; deletes the logs of tasks the store no longer has (they
-    /// were forgotten while the server was down).
-    pub fn with_logs(mut self, logs: crate::logs::LogStore) -> Result<Self, ApiError> {
-        for task_id in logs.task_ids() {
-            if self.state.get(&format!("tasks/{task_id}"))?.is_none() {
-                logs.remove(&task_id);
-            }
-        }
-        self.logs = Some(logs);
-        Ok(self)
-    }
-
     /// Adds figures to `/metrics`.
     pub fn add_metrics_source(&self, source: Arc<dyn MetricsSource>) {
         self.metrics_sources
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(source);
-    }
-
-    /// Asks the scheduler for a pass now.
-    pub fn wake_scheduler(&self) {
-        self.scheduler_wake.notify_one();
     }
 
     /// Runs one action on a JSON body.
@@ -244,7 +168,7 @@ impl Api {
             .path()
             .starts_with(crate::protocol::http::AGENT_PATH)
         {
-            return crate::protocol::http::serve_agent(&self.hosts, request).await;
+            return crate::protocol::http::serve_agent(&self.control.hosts, request).await;
         }
         if request.method() == hyper::Method::GET {
             return self.handle_get(request.uri().path());
@@ -418,14 +342,6 @@ pub(crate) fn paged(field: &str, items: Vec<Value>, next: Option<String>) -> Val
         response["nextToken"] = json!(next);
     }
     response
-}
-
-/// Now, as ECS timestamps go on the wire: epoch seconds.
-pub fn timestamp() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| (d.as_millis() as f64) / 1000.0)
-        .unwrap_or_default()
 }
 
 /// Serves the API on `listener` until `shutdown` is cancelled, over TLS when `tls` is given;

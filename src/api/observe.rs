@@ -3,7 +3,7 @@
 //! latencies, and the GET endpoints that serve them: ECS-agent-style introspection
 //! (`/v1/metadata`, `/v1/tasks`, `/v1/tasks/{id}/stats`) and Prometheus text at `/metrics`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -11,109 +11,11 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::{Api, ApiError, DEFAULT_CLUSTER, container_instances, timestamp};
-use crate::capacity::ContainerStats;
 
 /// Something else in the process with figures for `/metrics` (the gateway).
 pub trait MetricsSource: Send + Sync {
     /// Appends Prometheus text.
     fn render(&self, out: &mut String);
-}
-
-/// One report: when (epoch seconds), and each container's stats.
-type Report = (f64, Vec<(String, ContainerStats)>);
-
-/// The latest stats of each task's containers, and the report before (for CPU rates).
-#[derive(Default)]
-pub struct UsageBoard {
-    tasks: Mutex<HashMap<String, TaskUsage>>,
-}
-
-/// A task's latest report and the one before it.
-#[derive(Debug, Clone)]
-pub struct TaskUsage {
-    /// When the latest report was made.
-    pub read: f64,
-    latest: Vec<(String, ContainerStats)>,
-    previous: Option<Report>,
-}
-
-/// One container's figures, as tools show them.
-#[derive(Debug, Clone)]
-pub struct ContainerUsage {
-    pub name: String,
-    pub memory_bytes: u64,
-    pub memory_peak_bytes: u64,
-    pub cpu_seconds: f64,
-    /// CPU time over wall time between the last two reports, in percent of one core; `None`
-    /// until there are two.
-    pub cpu_percent: Option<f64>,
-    pub stats: ContainerStats,
-    /// The container's stats in the report before the latest.
-    pub previous: Option<ContainerStats>,
-}
-
-impl TaskUsage {
-    pub fn containers(&self) -> Vec<ContainerUsage> {
-        self.latest
-            .iter()
-            .map(|(name, stats)| {
-                let previous = self.previous.as_ref().and_then(|(at, containers)| {
-                    let (_, before) = containers.iter().find(|(n, _)| n == name)?;
-                    Some((*at, *before))
-                });
-                let cpu_percent = previous.and_then(|(at, before)| {
-                    let wall = self.read - at;
-                    (wall > 0.0).then(|| {
-                        let cpu = stats.cpu_time.saturating_sub(before.cpu_time).as_secs_f64();
-                        100.0 * cpu / wall
-                    })
-                });
-                ContainerUsage {
-                    name: name.clone(),
-                    memory_bytes: stats.memory_bytes,
-                    memory_peak_bytes: stats.memory_peak_bytes,
-                    cpu_seconds: stats.cpu_time.as_secs_f64(),
-                    cpu_percent,
-                    stats: *stats,
-                    previous: previous.map(|(_, before)| before),
-                }
-            })
-            .collect()
-    }
-}
-
-impl UsageBoard {
-    pub fn update(&self, task_id: &str, containers: Vec<(String, ContainerStats)>) {
-        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
-        let now = timestamp();
-        let previous = tasks
-            .remove(task_id)
-            .map(|usage| (usage.read, usage.latest));
-        tasks.insert(
-            task_id.to_string(),
-            TaskUsage {
-                read: now,
-                latest: containers,
-                previous,
-            },
-        );
-    }
-
-    pub fn get(&self, task_id: &str) -> Option<TaskUsage> {
-        self.tasks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(task_id)
-            .cloned()
-    }
-
-    /// Forgets a task (it was forgotten by the store).
-    pub fn remove(&self, task_id: &str) {
-        self.tasks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(task_id);
-    }
 }
 
 /// (action, outcome).
@@ -136,25 +38,9 @@ impl RequestMetrics {
     }
 }
 
-fn stored_tasks(api: &Api) -> Result<Vec<Value>, ApiError> {
-    Ok(api
-        .state
-        .list("tasks/")?
-        .into_iter()
-        .map(|(_, v)| v.value)
-        .collect())
-}
-
-fn task_id(task: &Value) -> &str {
-    task["taskArn"]
-        .as_str()
-        .and_then(|a| a.rsplit('/').next())
-        .unwrap_or_default()
-}
-
 /// `GET /v1/metadata`: this controller and its own (in-process) agent's host.
 pub fn metadata(api: &Api) -> Result<Value, ApiError> {
-    let local = api.hosts.records()?.into_iter().find(|h| h.local);
+    let local = api.control.hosts.records()?.into_iter().find(|h| h.local);
     Ok(json!({
         "Cluster": DEFAULT_CLUSTER,
         "ContainerInstanceArn": local.as_ref().map(|h| container_instances::host_arn(api, h)),
@@ -165,30 +51,30 @@ pub fn metadata(api: &Api) -> Result<Value, ApiError> {
 /// `GET /v1/tasks`: the tasks that have not stopped, on every host, with the host each runs on.
 pub fn tasks(api: &Api) -> Result<Value, ApiError> {
     let names: std::collections::HashMap<String, String> = api
+        .control
         .hosts
         .records()?
         .into_iter()
         .map(|h| (h.id, h.name))
         .collect();
-    let tasks: Vec<Value> = stored_tasks(api)?
+    let tasks: Vec<Value> = crate::records::tasks(api.control.store.as_ref())?
         .into_iter()
-        .filter(|t| t["lastStatus"] != "STOPPED")
+        .filter(|t| !t.is_stopped())
         .map(|t| {
-            let containers: Vec<Value> = t["containers"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|c| json!({"Name": c["name"], "DockerId": format!("{}-{}", task_id(&t), c["name"].as_str().unwrap_or_default())}))
+            let containers: Vec<Value> = t
+                .containers
+                .iter()
+                .map(|c| json!({"Name": c.name, "DockerId": format!("{}-{}", t.id(), c.name)}))
                 .collect();
-            let host = crate::records::host_of(&t).unwrap_or_default();
+            let host = t.host.clone().unwrap_or_default();
             json!({
-                "Arn": t["taskArn"],
-                "DesiredStatus": t["desiredStatus"],
-                "KnownStatus": t["lastStatus"],
-                "Family": t["taskDefinitionArn"].as_str().and_then(|a| a.rsplit('/').next()).and_then(|f| f.split(':').next()),
-                "LaunchType": t["launchType"],
+                "Arn": t.task_arn,
+                "DesiredStatus": t.desired_status.as_str(),
+                "KnownStatus": t.last_status.as_str(),
+                "Family": t.family(),
+                "LaunchType": t.launch_type.as_str(),
+                "HostName": names.get(&host),
                 "HostId": host,
-                "HostName": names.get(host),
                 "Containers": containers,
             })
         })
@@ -200,10 +86,11 @@ pub fn tasks(api: &Api) -> Result<Value, ApiError> {
 pub fn hosts(api: &Api) -> Result<Value, ApiError> {
     let usage = container_instances::usage_by_host(api)?;
     let hosts: Vec<Value> = api
+        .control
         .hosts
         .records()?
         .into_iter()
-        .filter(|h| h.status != crate::controller::hosts::HostStatus::Inactive)
+        .filter(|h| h.status != crate::control::hosts::HostStatus::Inactive)
         .map(|h| {
             let used = usage.get(&h.id).copied().unwrap_or_default();
             json!({
@@ -212,7 +99,7 @@ pub fn hosts(api: &Api) -> Result<Value, ApiError> {
                 "Arn": container_instances::host_arn(api, &h),
                 "Cluster": h.cluster,
                 "Status": h.status.as_str(),
-                "AgentConnected": api.hosts.connected(&h.id),
+                "AgentConnected": api.control.hosts.connected(&h.id),
                 "Local": h.local,
                 "Endpoint": h.endpoint,
                 "Address": h.address,
@@ -232,15 +119,11 @@ pub fn hosts(api: &Api) -> Result<Value, ApiError> {
 /// `GET /v1/tasks/{id}/stats`: per container, in Docker's stats shape (as the ECS task metadata
 /// endpoint serves it).
 pub fn task_stats(api: &Api, id: &str) -> Result<Option<Value>, ApiError> {
-    let Some(found) = api.state.get(&format!("tasks/{id}"))? else {
+    let Some(task) = crate::records::task(api.control.store.as_ref(), id)? else {
         return Ok(None);
     };
-    let limit = found.value["memory"]
-        .as_str()
-        .and_then(|m| m.parse::<u64>().ok())
-        .unwrap_or(0)
-        << 20;
-    let usage = api.usage.get(id);
+    let limit = task.needs().1 << 20;
+    let usage = api.control.usage.get(id);
     let read = usage.as_ref().map_or_else(timestamp, |u| u.read);
     let mut stats = serde_json::Map::new();
     for container in usage.map(|u| u.containers()).unwrap_or_default() {
@@ -265,7 +148,7 @@ fn label(value: &str) -> String {
 /// `GET /metrics`: Prometheus text.
 pub fn metrics(api: &Api) -> Result<String, ApiError> {
     let mut out = String::new();
-    let tasks = stored_tasks(api)?;
+    let tasks = crate::records::tasks(api.control.store.as_ref())?;
     out.push_str("# HELP wasmgate_task_memory_bytes Memory a container holds now (Wasm: linear memories and tables).\n# TYPE wasmgate_task_memory_bytes gauge\n");
     let mut peak = String::from(
         "# HELP wasmgate_task_memory_peak_bytes The most memory a container has held.\n# TYPE wasmgate_task_memory_peak_bytes gauge\n",
@@ -276,17 +159,19 @@ pub fn metrics(api: &Api) -> Result<String, ApiError> {
     let mut by_status: BTreeMap<String, u64> = BTreeMap::new();
     for task in &tasks {
         *by_status
-            .entry(task["lastStatus"].as_str().unwrap_or_default().to_string())
+            .entry(task.last_status.as_str().to_string())
             .or_default() += 1;
-        if task["lastStatus"] == "STOPPED" {
+        if task.is_stopped() {
             continue;
         }
-        let id = task_id(task);
-        let family = task["taskDefinitionArn"]
-            .as_str()
-            .and_then(|a| a.rsplit('/').next())
+        let id = task.id();
+        let family = task
+            .task_definition_arn
+            .rsplit('/')
+            .next()
             .unwrap_or_default();
         for usage in api
+            .control
             .usage
             .get(id)
             .map(|u| u.containers())

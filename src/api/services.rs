@@ -8,15 +8,15 @@ use serde_json::{Value, json};
 use super::{
     Api, ApiError, ErrorKind, arn, clusters, page, paged, parse, task_definitions, timestamp,
 };
-use crate::controller::model::{
-    CircuitBreaker, Deployment, DeploymentConfiguration, PlacementConstraint, PlacementStrategy,
-    SchedulerState, Service, new_deployment_id,
+use crate::control::routes::{http_routes, route_of};
+use crate::records::LaunchType;
+use crate::records::service::{
+    CircuitBreaker, Deployment, DeploymentConfiguration, DeploymentStatus, PlacementConstraint,
+    PlacementStrategy, RolloutState, SchedulerState, Service, ServiceStatus, new_deployment_id,
 };
 use crate::store::Expect;
 
-pub(crate) fn key(cluster: &str, name: &str) -> String {
-    format!("services/{cluster}/{name}")
-}
+use crate::control::routes::service_key as key;
 
 /// Members of CreateService that are kept and returned but not acted on.
 const KEPT_MEMBERS: &[&str] = &[
@@ -129,17 +129,22 @@ fn resolve_task_definition(api: &Api, given: &str) -> Result<(String, Value), Ap
             "TaskDefinition is inactive: {given}"
         )));
     }
-    let arn = api.arns.task_definition(
+    let arn = api.control.arns.task_definition(
         record["family"].as_str().unwrap_or_default(),
         record["revision"].as_u64().unwrap_or_default(),
     );
     Ok((arn, record))
 }
 
-fn new_deployment(task_definition: &str, desired: u32, now: f64, launch_type: &str) -> Deployment {
+fn new_deployment(
+    task_definition: &str,
+    desired: u32,
+    now: f64,
+    launch_type: LaunchType,
+) -> Deployment {
     Deployment {
         id: new_deployment_id(),
-        status: "PRIMARY".into(),
+        status: DeploymentStatus::Primary,
         task_definition: task_definition.to_string(),
         desired_count: desired,
         pending_count: 0,
@@ -147,8 +152,8 @@ fn new_deployment(task_definition: &str, desired: u32, now: f64, launch_type: &s
         failed_tasks: 0,
         created_at: now,
         updated_at: now,
-        launch_type: launch_type.into(),
-        rollout_state: "IN_PROGRESS".into(),
+        launch_type,
+        rollout_state: RolloutState::InProgress,
         rollout_state_reason: "ECS deployment in progress.".into(),
     }
 }
@@ -199,29 +204,24 @@ pub fn create(api: &Api, body: Value) -> Result<Value, ApiError> {
     check_route(api, &cluster, &request.service_name, &task_definition)?;
     let desired = request.desired_count.unwrap_or(0);
     let config = deployment_configuration(request.deployment_configuration, &Default::default())?;
-    crate::controller::placement::validate(
+    crate::control::placement::validate(
         &request.placement_strategy,
         &request.placement_constraints,
     )
     .map_err(ApiError::invalid)?;
     let now = timestamp();
     let service = Service {
-        service_arn: api.arns.service(&cluster, &request.service_name),
+        service_arn: api.control.arns.service(&cluster, &request.service_name),
         service_name: request.service_name.clone(),
-        cluster_arn: api.arns.cluster(&cluster),
-        status: "ACTIVE".into(),
+        cluster_arn: api.control.arns.cluster(&cluster),
+        status: ServiceStatus::Active,
         desired_count: desired,
         running_count: 0,
         pending_count: 0,
-        launch_type: launch_type.as_str().into(),
+        launch_type,
         task_definition: task_definition.clone(),
         deployment_configuration: config,
-        deployments: vec![new_deployment(
-            &task_definition,
-            desired,
-            now,
-            launch_type.as_str(),
-        )],
+        deployments: vec![new_deployment(&task_definition, desired, now, launch_type)],
         events: Vec::new(),
         created_at: now,
         placement_constraints: request.placement_constraints,
@@ -232,17 +232,19 @@ pub fn create(api: &Api, body: Value) -> Result<Value, ApiError> {
         kept,
         scheduler: SchedulerState::default(),
     };
-    let _guard = api.services_lock.lock().unwrap_or_else(|p| p.into_inner());
+    let _guard = api.control.lock_services();
     let key = key(&cluster, &request.service_name);
-    let expected = match api.state.get(&key)? {
+    let expected = match api.control.store.get(&key)? {
         Some(found) if found.value["status"] == "INACTIVE" => Expect::Revision(found.revision),
         Some(_) => {
             return Err(ApiError::invalid("Creation of service was not idempotent."));
         }
         None => Expect::Absent,
     };
-    api.state.put(&key, &to_value(&service)?, expected)?;
-    api.wake_scheduler();
+    api.control
+        .store
+        .put(&key, &to_value(&service)?, expected)?;
+    api.control.wake_scheduler();
     Ok(json!({"service": service.to_shape()}))
 }
 
@@ -254,19 +256,19 @@ fn to_value(service: &Service) -> Result<Value, ApiError> {
 /// Writes a service the caller read at `revision` (under `services_lock`) and wakes the
 /// scheduler.
 fn save(api: &Api, cluster: &str, service: &Service, revision: u64) -> Result<(), ApiError> {
-    api.state.put(
+    api.control.store.put(
         &key(cluster, &service.service_name),
         &to_value(service)?,
         Expect::Revision(revision),
     )?;
-    api.wake_scheduler();
+    api.control.wake_scheduler();
     Ok(())
 }
 
 /// The ACTIVE service `given` names, with its revision (ServiceNotActiveException otherwise).
 fn find_active(api: &Api, cluster: &str, given: &str) -> Result<(Service, u64), ApiError> {
     let (service, revision) = find(api, cluster, given)?;
-    if service.status != "ACTIVE" {
+    if service.status != ServiceStatus::Active {
         return Err(ApiError::new(
             ErrorKind::ServiceNotActiveException,
             format!("Service was not ACTIVE: {}", service.service_name),
@@ -279,7 +281,7 @@ fn find_active(api: &Api, cluster: &str, given: &str) -> Result<(Service, u64), 
 fn find(api: &Api, cluster: &str, given: &str) -> Result<(Service, u64), ApiError> {
     let name = arn::resource_name(given, "service");
     let name = name.rsplit('/').next().unwrap_or(name);
-    let found = api.state.get(&key(cluster, name))?.ok_or_else(|| {
+    let found = api.control.store.get(&key(cluster, name))?.ok_or_else(|| {
         ApiError::new(
             ErrorKind::ServiceNotFoundException,
             format!("Service not found: {given}"),
@@ -312,7 +314,7 @@ struct UpdateService {
 pub fn update(api: &Api, body: Value) -> Result<Value, ApiError> {
     let request: UpdateService = parse(body)?;
     let cluster = clusters::require_active(api, request.cluster.as_deref())?;
-    let _guard = api.services_lock.lock().unwrap_or_else(|p| p.into_inner());
+    let _guard = api.control.lock_services();
     let (mut service, revision) = find_active(api, &cluster, &request.service)?;
     let now = timestamp();
     if let Some(desired) = request.desired_count {
@@ -331,7 +333,7 @@ pub fn update(api: &Api, body: Value) -> Result<Value, ApiError> {
     if let Some(strategy) = request.placement_strategy {
         service.placement_strategy = strategy;
     }
-    crate::controller::placement::validate(
+    crate::control::placement::validate(
         &service.placement_strategy,
         &service.placement_constraints,
     )
@@ -345,7 +347,7 @@ pub fn update(api: &Api, body: Value) -> Result<Value, ApiError> {
     }
     if task_definition != service.task_definition || request.force_new_deployment {
         for deployment in &mut service.deployments {
-            deployment.status = "ACTIVE".into();
+            deployment.status = DeploymentStatus::Active;
             deployment.updated_at = now;
         }
         service.deployments.insert(
@@ -354,7 +356,7 @@ pub fn update(api: &Api, body: Value) -> Result<Value, ApiError> {
                 &task_definition,
                 service.desired_count,
                 now,
-                &service.launch_type,
+                service.launch_type,
             ),
         );
         service.task_definition = task_definition;
@@ -379,14 +381,14 @@ struct DeleteService {
 pub fn delete(api: &Api, body: Value) -> Result<Value, ApiError> {
     let request: DeleteService = parse(body)?;
     let cluster = clusters::require_active(api, request.cluster.as_deref())?;
-    let _guard = api.services_lock.lock().unwrap_or_else(|p| p.into_inner());
+    let _guard = api.control.lock_services();
     let (mut service, revision) = find_active(api, &cluster, &request.service)?;
     if service.desired_count > 0 && !request.force {
         return Err(ApiError::invalid(
             "The service cannot be stopped while it is scaled above 0.",
         ));
     }
-    service.status = "DRAINING".into();
+    service.status = ServiceStatus::Draining;
     service.desired_count = 0;
     service.scheduler.steady = false;
     save(api, &cluster, &service, revision)?;
@@ -417,7 +419,7 @@ pub fn describe(api: &Api, body: Value) -> Result<Value, ApiError> {
                 let arn = if given.starts_with("arn:") {
                     given
                 } else {
-                    api.arns.service(&cluster, &given)
+                    api.control.arns.service(&cluster, &given)
                 };
                 failures.push(json!({"arn": arn, "reason": "MISSING"}));
             }
@@ -437,7 +439,8 @@ pub fn list(api: &Api, body: Value) -> Result<Value, ApiError> {
     let request: ListServices = parse(body.clone())?;
     let cluster = clusters::require_active(api, request.cluster.as_deref())?;
     let arns: Vec<Value> = api
-        .state
+        .control
+        .store
         .list(&format!("services/{cluster}/"))?
         .into_iter()
         .filter(|(_, found)| found.value["status"] != "INACTIVE")
@@ -447,130 +450,6 @@ pub fn list(api: &Api, body: Value) -> Result<Value, ApiError> {
     Ok(paged("serviceArns", items, next))
 }
 
-/// A service that serves HTTP, as the gateway routes to it.
-#[derive(Debug, Clone)]
-pub struct ServiceRoute {
-    pub cluster: String,
-    pub service_name: String,
-    /// The container of the task definition that declares the route.
-    pub container: String,
-    pub settings: crate::taskdef::http::HttpSettings,
-    pub desired_count: u32,
-    /// Its tasks that are meant to run and have not failed their health checks (any
-    /// deployment). Some may not serve yet: the gateway asks the workers.
-    pub running_tasks: Vec<RouteTask>,
-}
-
-/// A task of a route and where it serves.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RouteTask {
-    pub id: String,
-    /// The agent that serves it, when that is another process; `None` for a task of this
-    /// process's own agent (served from its worker registry).
-    pub remote: Option<RemoteAgent>,
-}
-
-/// Where another host's agent takes forwarded requests.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RemoteAgent {
-    /// `host:port`.
-    pub authority: String,
-    /// The key the agent expects with each request.
-    pub key: String,
-}
-
-/// The route of a task definition (ARN), if one of its containers declares one.
-fn route_of(
-    api: &Api,
-    task_definition: &str,
-) -> Result<Option<(String, crate::taskdef::http::HttpSettings)>, ApiError> {
-    let (record, _) = task_definitions::find(api, task_definition)?;
-    let Ok(definition) = crate::taskdef::TaskDefinition::from_value(record["document"].clone())
-    else {
-        return Ok(None);
-    };
-    Ok(definition
-        .spec
-        .container_definitions
-        .iter()
-        .find_map(|c| c.http_settings().map(|s| (c.name.clone(), s))))
-}
-
-/// Every ACTIVE service that declares an HTTP route, with its running tasks.
-pub fn http_routes(api: &Api) -> Result<Vec<ServiceRoute>, ApiError> {
-    let mut routes = Vec::new();
-    for (_, found) in api.state.list("services/")? {
-        let service = &found.value;
-        if service["status"] != "ACTIVE" {
-            continue;
-        }
-        let Some(task_definition) = service["taskDefinition"].as_str() else {
-            continue;
-        };
-        let Some((container, settings)) = route_of(api, task_definition)? else {
-            continue;
-        };
-        let cluster_arn = service["clusterArn"].as_str().unwrap_or_default();
-        routes.push(ServiceRoute {
-            cluster: arn::resource_name(cluster_arn, "cluster").to_string(),
-            service_name: service["serviceName"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-            container,
-            settings,
-            desired_count: service["desiredCount"].as_u64().unwrap_or(0) as u32,
-            running_tasks: Vec::new(),
-        });
-    }
-    if routes.is_empty() {
-        return Ok(routes);
-    }
-    let remote: std::collections::HashMap<String, RemoteAgent> = api
-        .hosts
-        .records()?
-        .into_iter()
-        .filter(|h| !h.local)
-        .filter_map(|h| {
-            let agent = RemoteAgent {
-                authority: h.endpoint?.trim_start_matches("http://").to_string(),
-                key: h.forward_key?,
-            };
-            Some((h.id, agent))
-        })
-        .collect();
-    for (_, found) in api.state.list("tasks/")? {
-        let task = &found.value;
-        // Tasks not yet RUNNING are listed too: their worker serves as soon as it starts,
-        // before the store hears of it.
-        if task["lastStatus"] == "STOPPED"
-            || task["desiredStatus"] != "RUNNING"
-            || task["healthStatus"] == "UNHEALTHY"
-        {
-            continue;
-        }
-        let Some(name) = task["group"]
-            .as_str()
-            .and_then(|g| g.strip_prefix("service:"))
-        else {
-            continue;
-        };
-        let cluster_arn = task["clusterArn"].as_str().unwrap_or_default();
-        let cluster = arn::resource_name(cluster_arn, "cluster");
-        if let Some(route) = routes
-            .iter_mut()
-            .find(|r| r.service_name == name && r.cluster == cluster)
-        {
-            let task_arn = task["taskArn"].as_str().unwrap_or_default();
-            route.running_tasks.push(RouteTask {
-                id: crate::records::task_id_of_arn(task_arn).to_string(),
-                remote: crate::records::host_of(task).and_then(|h| remote.get(h).cloned()),
-            });
-        }
-    }
-    Ok(routes)
-}
-
 /// Refuses a route (of `task_definition`) that another ACTIVE service already serves.
 fn check_route(
     api: &Api,
@@ -578,10 +457,10 @@ fn check_route(
     name: &str,
     task_definition: &str,
 ) -> Result<(), ApiError> {
-    let Some((_, mine)) = route_of(api, task_definition)? else {
+    let Some((_, mine)) = route_of(&api.control, task_definition)? else {
         return Ok(());
     };
-    for other in http_routes(api)? {
+    for other in http_routes(&api.control)? {
         if other.service_name == name && other.cluster == cluster {
             continue;
         }
@@ -596,29 +475,4 @@ fn check_route(
         }
     }
     Ok(())
-}
-
-/// Sets a service's desiredCount without a new deployment (the gateway scaling an idle
-/// service to zero and back); notes why in its events. Returns whether it changed.
-pub fn set_desired_count(
-    api: &Api,
-    cluster: &str,
-    name: &str,
-    desired: u32,
-    why: &str,
-) -> Result<bool, ApiError> {
-    let _guard = api.services_lock.lock().unwrap_or_else(|p| p.into_inner());
-    let (mut service, revision) = find(api, cluster, name)?;
-    if service.status != "ACTIVE" || service.desired_count == desired {
-        return Ok(false);
-    }
-    service.desired_count = desired;
-    service.scheduler.steady = false;
-    let now = timestamp();
-    service.add_event(
-        now,
-        format!("(service {name}) desiredCount set to {desired}: {why}."),
-    );
-    save(api, cluster, &service, revision)?;
-    Ok(true)
 }

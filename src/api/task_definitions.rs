@@ -12,9 +12,7 @@ use super::{Api, ApiError, arn, page, paged, parse, timestamp};
 use crate::store::Expect;
 use crate::taskdef::TaskDefinition;
 
-fn key(family: &str, revision: u64) -> String {
-    format!("taskdefs/{family}/{revision:010}")
-}
+use crate::control::definitions::key;
 
 fn family_key(family: &str) -> String {
     format!("taskdef-families/{family}")
@@ -25,7 +23,7 @@ fn shape(api: &Api, record: &Value) -> Value {
     let mut shape = record["document"].clone();
     let family = record["family"].as_str().unwrap_or_default();
     let revision = record["revision"].as_u64().unwrap_or_default();
-    shape["taskDefinitionArn"] = json!(api.arns.task_definition(family, revision));
+    shape["taskDefinitionArn"] = json!(api.control.arns.task_definition(family, revision));
     shape["revision"] = json!(revision);
     shape["status"] = record["status"].clone();
     shape["registeredAt"] = record["registeredAt"].clone();
@@ -55,14 +53,14 @@ pub fn register(api: &Api, body: Value) -> Result<Value, ApiError> {
     let family = definition.spec.family.clone();
     // Hand out the next revision; a concurrent registration makes this retry.
     let revision = loop {
-        let counter = api.state.get(&family_key(&family))?;
+        let counter = api.control.store.get(&family_key(&family))?;
         let next = counter
             .as_ref()
             .and_then(|c| c.value["lastRevision"].as_u64())
             .unwrap_or(0)
             + 1;
         let expected = counter.map_or(Expect::Absent, |c| Expect::Revision(c.revision));
-        match api.state.put(
+        match api.control.store.put(
             &family_key(&family),
             &json!({"lastRevision": next}),
             expected,
@@ -97,7 +95,8 @@ pub fn register(api: &Api, body: Value) -> Result<Value, ApiError> {
         "document": document,
         "tags": tags,
     });
-    api.state
+    api.control
+        .store
         .put(&key(&family, revision), &record, Expect::Absent)?;
     Ok(json!({"taskDefinition": shape(api, &record), "tags": tags}))
 }
@@ -105,30 +104,10 @@ pub fn register(api: &Api, body: Value) -> Result<Value, ApiError> {
 /// The stored record a `taskDefinition` member names: `family` (latest ACTIVE revision),
 /// `family:revision`, or an ARN.
 pub fn find(api: &Api, given: &str) -> Result<(Value, u64), ApiError> {
-    let name = arn::resource_name(given, "task-definition");
-    let not_found = || ApiError::client(format!("Unable to describe task definition: {given}"));
-    match name.rsplit_once(':') {
-        Some((family, revision)) => {
-            let revision: u64 = revision.parse().map_err(|_| {
-                ApiError::invalid(format!(
-                    "taskDefinition: \"{given}\" is not family, family:revision or an ARN"
-                ))
-            })?;
-            let found = api
-                .state
-                .get(&key(family, revision))?
-                .ok_or_else(not_found)?;
-            Ok((found.value, found.revision))
-        }
-        None => api
-            .state
-            .list(&format!("taskdefs/{name}/"))?
-            .into_iter()
-            .rev()
-            .find(|(_, v)| v.value["status"] == "ACTIVE")
-            .map(|(_, v)| (v.value, v.revision))
-            .ok_or_else(not_found),
-    }
+    Ok(crate::control::definitions::find(
+        api.control.store.as_ref(),
+        given,
+    )?)
 }
 
 #[derive(Deserialize)]
@@ -161,7 +140,8 @@ pub fn list(api: &Api, body: Value) -> Result<Value, ApiError> {
     let request: ListTaskDefinitions = parse(body.clone())?;
     let status = request.status.unwrap_or_else(|| "ACTIVE".into());
     let mut arns: Vec<Value> = api
-        .state
+        .control
+        .store
         .list("taskdefs/")?
         .into_iter()
         .map(|(_, v)| v.value)
@@ -173,7 +153,7 @@ pub fn list(api: &Api, body: Value) -> Result<Value, ApiError> {
                 .is_none_or(|p| r["family"].as_str().unwrap_or_default().starts_with(p))
         })
         .map(|r| {
-            json!(api.arns.task_definition(
+            json!(api.control.arns.task_definition(
                 r["family"].as_str().unwrap_or_default(),
                 r["revision"].as_u64().unwrap_or_default()
             ))
@@ -190,7 +170,7 @@ pub fn list_families(api: &Api, body: Value) -> Result<Value, ApiError> {
     let request: ListTaskDefinitions = parse(body.clone())?;
     let status = request.status.unwrap_or_else(|| "ACTIVE".into());
     let mut families: Vec<String> = Vec::new();
-    for (_, v) in api.state.list("taskdefs/")? {
+    for (_, v) in api.control.store.list("taskdefs/")? {
         let family = v.value["family"].as_str().unwrap_or_default().to_string();
         let matches = status == "ALL" || v.value["status"] == status.as_str();
         let prefixed = request
@@ -225,7 +205,8 @@ pub fn deregister(api: &Api, body: Value) -> Result<Value, ApiError> {
         record["deregisteredAt"] = json!(timestamp());
         let family = record["family"].as_str().unwrap_or_default().to_string();
         let number = record["revision"].as_u64().unwrap_or_default();
-        api.state
+        api.control
+            .store
             .put(&key(&family, number), &record, Expect::Revision(revision))?;
     }
     Ok(json!({"taskDefinition": shape(api, &record)}))
@@ -247,7 +228,7 @@ pub fn delete(api: &Api, body: Value) -> Result<Value, ApiError> {
                 record["deleteRequestedAt"] = json!(timestamp());
                 let family = record["family"].as_str().unwrap_or_default().to_string();
                 let number = record["revision"].as_u64().unwrap_or_default();
-                api.state.put(&key(&family, number), &record, Expect::Revision(revision))?;
+                api.control.store.put(&key(&family, number), &record, Expect::Revision(revision))?;
                 deleted.push(shape(api, &record));
             }
             Ok(_) => failures.push(json!({"arn": given, "reason": "The specified task definition is still in ACTIVE status. Deregister it first."})),

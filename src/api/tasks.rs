@@ -1,23 +1,16 @@
-//! RunTask (placement on a host), DescribeTasks, ListTasks, StopTask. A task is stored under
-//! `tasks/ID` in ECS's `Task` shape; its life as hosts report it is recorded in `lifecycle`.
+//! RunTask, DescribeTasks, ListTasks, StopTask: ECS's shapes over the control plane, which
+//! places and records tasks (`control::launch`) and records their life as hosts report it
+//! (`control::recorder`).
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{
-    Api, ApiError, arn, clusters, container_instances, page, paged, parse, task_definitions,
-    timestamp,
-};
-use crate::agent::{ContainerOverride, new_task_id};
-use crate::controller::model::{PlacementConstraint, PlacementStrategy};
-use crate::controller::placement::{LaunchType, choose};
-use crate::records::update_task;
-use crate::store::Expect;
+use super::{Api, ApiError, arn, clusters, page, paged, parse, task_definitions};
+use crate::agent::ContainerOverride;
+use crate::control::{Launch, Launched, PlacementFailure};
+use crate::records::service::{PlacementConstraint, PlacementStrategy};
+use crate::records::{DesiredStatus, LaunchType, StopCode, TaskRecord};
 use crate::taskdef::{Compatibility, TaskDefinition};
-
-fn key(task_id: &str) -> String {
-    format!("tasks/{task_id}")
-}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -138,7 +131,7 @@ pub fn run(api: &Api, body: Value) -> Result<Value, ApiError> {
             )));
         }
     }
-    crate::controller::placement::validate(
+    crate::control::placement::validate(
         &request.placement_strategy,
         &request.placement_constraints,
     )
@@ -148,8 +141,8 @@ pub fn run(api: &Api, body: Value) -> Result<Value, ApiError> {
         .group
         .clone()
         .unwrap_or_else(|| format!("family:{family}"));
-    let (tasks, failures) = launch(
-        api,
+    let launched = crate::control::launch(
+        &api.control,
         Launch {
             cluster: &cluster,
             record: &record,
@@ -158,195 +151,24 @@ pub fn run(api: &Api, body: Value) -> Result<Value, ApiError> {
             started_by: request.started_by,
             group,
             launch_type,
-            overrides_shape,
+            overrides: overrides_shape,
             tags: request.tags.clone().unwrap_or(json!([])),
             strategies: &request.placement_strategy,
             constraints: &request.placement_constraints,
         },
     )?;
-    Ok(json!({"tasks": tasks, "failures": failures}))
+    Ok(launched_shape(&launched))
 }
 
-/// What to start: `count` tasks of one task definition, in one group, placed as asked.
-pub(crate) struct Launch<'a> {
-    pub cluster: &'a str,
-    /// The stored task definition record.
-    pub record: &'a Value,
-    pub definition: &'a TaskDefinition,
-    pub count: u32,
-    pub started_by: Option<String>,
-    /// `service:NAME` or `family:FAMILY` (or RunTask's own).
-    pub group: String,
-    pub launch_type: LaunchType,
-    /// ECS's `overrides` as given (the agent reads its `containerOverrides`).
-    pub overrides_shape: Value,
-    pub tags: Value,
-    pub strategies: &'a [PlacementStrategy],
-    pub constraints: &'a [PlacementConstraint],
+/// RunTask's answer: the tasks started and the failures, in ECS's shapes.
+fn launched_shape(launched: &Launched) -> Value {
+    let tasks: Vec<Value> = launched.tasks.iter().map(TaskRecord::to_shape).collect();
+    let failures: Vec<Value> = launched.failures.iter().map(failure_shape).collect();
+    json!({"tasks": tasks, "failures": failures})
 }
 
-/// Places and records tasks; the hosts hear of them from the store. Returns the tasks started
-/// (ECS shape) and a failure for each that fit nowhere.
-pub(crate) fn launch(api: &Api, request: Launch<'_>) -> Result<(Vec<Value>, Vec<Value>), ApiError> {
-    let cluster = request.cluster;
-    let definition = request.definition;
-    let family = request.record["family"].as_str().unwrap_or_default();
-    let revision = request.record["revision"].as_u64().unwrap_or_default();
-    let (cpu, memory) = task_needs(definition);
-    let health_checked = definition
-        .essential_containers()
-        .any(|c| c.health_check.is_some());
-    let mut tasks = Vec::new();
-    let mut failures = Vec::new();
-    let _placing = api.placement.lock().unwrap_or_else(|p| p.into_inner());
-    // One scan of the stored tasks for the whole batch; each placement is then subtracted.
-    let mut candidates =
-        container_instances::candidates(api, cluster, request.launch_type, &request.group)?;
-    // Read once per call: every task placed names its host's zone and address.
-    let hosts: std::collections::HashMap<String, crate::controller::hosts::HostRecord> = api
-        .hosts
-        .records()?
-        .into_iter()
-        .map(|h| (h.id.clone(), h))
-        .collect();
-    if candidates.is_empty() {
-        let reason = match request.launch_type {
-            LaunchType::Fargate => {
-                "RESOURCE:NO_HOSTS (no capacity host of the shared pool is connected)".to_string()
-            }
-            other => format!(
-                "No Container Instances were found in your cluster (launch type {})",
-                other.as_str()
-            ),
-        };
-        for _ in 0..request.count {
-            failures.push(json!({"arn": api.arns.cluster(cluster), "reason": reason}));
-        }
-        return Ok((tasks, failures));
-    }
-    for _ in 0..request.count {
-        let seed = u64::from_str_radix(&new_task_id()[..12], 16).unwrap_or_default();
-        let chosen = match choose(
-            &candidates,
-            cpu,
-            memory,
-            request.strategies,
-            request.constraints,
-            seed,
-        ) {
-            Ok(index) => index,
-            Err(no_fit) => {
-                failures.push(json!({
-                    "arn": no_fit.closest.unwrap_or_else(|| api.arns.cluster(cluster)),
-                    "reason": no_fit.reason,
-                }));
-                continue;
-            }
-        };
-        let candidate = &mut candidates[chosen];
-        candidate.free_cpu -= cpu;
-        candidate.free_memory -= memory;
-        candidate.free_tasks = candidate.free_tasks.saturating_sub(1);
-        candidate.group_tasks += 1;
-        let host = hosts.get(&candidate.id);
-        let task_id = new_task_id();
-        let task_arn = api.arns.task(cluster, &task_id);
-        let containers: Vec<Value> = definition
-            .spec
-            .container_definitions
-            .iter()
-            .map(|c| {
-                json!({
-                    "containerArn": format!("{task_arn}/{}", c.name),
-                    "taskArn": task_arn,
-                    "name": c.name,
-                    "image": c.image,
-                    "lastStatus": "PENDING",
-                    "healthStatus": "UNKNOWN",
-                })
-            })
-            .collect();
-        let mut task = json!({
-            "taskArn": task_arn,
-            "clusterArn": api.arns.cluster(cluster),
-            "taskDefinitionArn": api.arns.task_definition(family, revision),
-            "lastStatus": "PROVISIONING",
-            "desiredStatus": "RUNNING",
-            "createdAt": timestamp(),
-            "startedBy": request.started_by,
-            "group": request.group,
-            "launchType": request.launch_type.as_str(),
-            "cpu": cpu.to_string(),
-            "memory": memory.to_string(),
-            "containers": containers,
-            "overrides": request.overrides_shape,
-            "tags": request.tags,
-            "healthStatus": "UNKNOWN",
-            "version": 1,
-            "wasmgateHost": candidate.id,
-        });
-        if let Some(host) = host {
-            task["availabilityZone"] = json!(host.availability_zone());
-            task["attributes"] =
-                json!([{"name": "ecs.cpu-architecture", "value": std::env::consts::ARCH}]);
-        }
-        match request.launch_type {
-            // Like a Fargate task: no container instance; where it runs is an attachment.
-            LaunchType::Fargate => {
-                let mut details = vec![json!({"name": "wasmgateHostId", "value": candidate.id})];
-                if let Some(host) = host {
-                    details.push(json!({"name": "wasmgateHostName", "value": host.name}));
-                    if let Some(address) = &host.address {
-                        details.push(json!({"name": "privateIPv4Address", "value": address}));
-                    }
-                }
-                task["attachments"] = json!([{
-                    "id": format!("{}-{}-{}-{}-{}", &task_id[..8], &task_id[8..12], &task_id[12..16], &task_id[16..20], &task_id[20..32]),
-                    "type": "wasmgate.host",
-                    "status": "ATTACHED",
-                    "details": details,
-                }]);
-            }
-            LaunchType::Ec2 | LaunchType::External => {
-                task["containerInstanceArn"] = json!(candidate.arn);
-            }
-        }
-        if health_checked {
-            // Not ECS's: tells the scheduler that only HEALTHY counts as healthy for this task.
-            task["wasmgateHealthChecked"] = json!(true);
-        }
-        api.state.put(&key(&task_id), &task, Expect::Absent)?;
-        api.hosts.note_task(&task);
-        tasks.push(shape(task));
-    }
-    Ok((tasks, failures))
-}
-
-/// CPU units and MiB a task holds on its instance: the task-level values, else the sum of its
-/// containers' (`memory`, else `memoryReservation`).
-fn task_needs(definition: &TaskDefinition) -> (u64, u64) {
-    let containers = &definition.spec.container_definitions;
-    let cpu = definition
-        .cpu_units
-        .map(u64::from)
-        .unwrap_or_else(|| containers.iter().filter_map(|c| c.cpu).map(u64::from).sum());
-    let memory = definition.memory_mib.map(u64::from).unwrap_or_else(|| {
-        containers
-            .iter()
-            .filter_map(|c| c.memory.or(c.memory_reservation))
-            .map(u64::from)
-            .sum()
-    });
-    (cpu, memory)
-}
-
-/// The ECS `Task` shape of a stored task: null members dropped, as ECS omits absent ones
-/// (wasmgate's own members stay: clients ignore members they do not know).
-pub(super) fn shape(mut value: Value) -> Value {
-    if let Some(object) = value.as_object_mut() {
-        object.retain(|_, v| !v.is_null());
-    }
-    value
+fn failure_shape(failure: &PlacementFailure) -> Value {
+    json!({"arn": failure.arn, "reason": failure.reason})
 }
 
 /// The task id in a task ARN or id.
@@ -356,10 +178,10 @@ pub(super) fn task_id_of(given: &str) -> &str {
 }
 
 /// The stored task `given` (an ARN or id) names in `cluster`.
-pub(super) fn find(api: &Api, cluster: &str, given: &str) -> Result<Value, ApiError> {
-    let cluster_arn = api.arns.cluster(cluster);
-    match api.state.get(&key(task_id_of(given)))? {
-        Some(found) if found.value["clusterArn"] == cluster_arn.as_str() => Ok(found.value),
+pub(super) fn find(api: &Api, cluster: &str, given: &str) -> Result<TaskRecord, ApiError> {
+    let cluster_arn = api.control.arns.cluster(cluster);
+    match crate::records::task(api.control.store.as_ref(), task_id_of(given))? {
+        Some(task) if task.cluster_arn == cluster_arn => Ok(task),
         _ => Err(ApiError::invalid(format!(
             "task: the referenced task was not found: {given}"
         ))),
@@ -376,13 +198,11 @@ struct DescribeTasks {
 pub fn describe(api: &Api, body: Value) -> Result<Value, ApiError> {
     let request: DescribeTasks = parse(body)?;
     let cluster = clusters::require_active(api, request.cluster.as_deref())?;
-    let cluster_arn = api.arns.cluster(&cluster);
+    let cluster_arn = api.control.arns.cluster(&cluster);
     let (mut tasks, mut failures) = (Vec::new(), Vec::new());
     for given in request.tasks {
-        match api.state.get(&key(task_id_of(&given)))? {
-            Some(found) if found.value["clusterArn"] == cluster_arn.as_str() => {
-                tasks.push(shape(found.value))
-            }
+        match crate::records::task(api.control.store.as_ref(), task_id_of(&given))? {
+            Some(task) if task.cluster_arn == cluster_arn => tasks.push(task.to_shape()),
             _ => failures.push(json!({"arn": given, "reason": "MISSING"})),
         }
     }
@@ -402,38 +222,33 @@ struct ListTasks {
 pub fn list(api: &Api, body: Value) -> Result<Value, ApiError> {
     let request: ListTasks = parse(body.clone())?;
     let cluster = clusters::require_active(api, request.cluster.as_deref())?;
-    let cluster_arn = api.arns.cluster(&cluster);
-    let desired = request.desired_status.unwrap_or_else(|| "RUNNING".into());
-    let family_prefix = request.family.map(|f| format!("task-definition/{f}:"));
-    let arns: Vec<Value> = api
-        .state
-        .list("tasks/")?
+    let cluster_arn = api.control.arns.cluster(&cluster);
+    let desired = match request.desired_status.as_deref() {
+        None => Some(DesiredStatus::Running),
+        Some("PENDING") => None,
+        Some(other) => Some(DesiredStatus::parse(other).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "desiredStatus: must be one of RUNNING, PENDING, STOPPED (got {other})"
+            ))
+        })?),
+    };
+    let arns: Vec<Value> = crate::records::tasks(api.control.store.as_ref())?
         .into_iter()
-        .map(|(_, v)| v.value)
-        .filter(|t| {
-            t["clusterArn"] == cluster_arn.as_str() && t["desiredStatus"] == desired.as_str()
-        })
-        .filter(|t| {
-            family_prefix.as_deref().is_none_or(|f| {
-                t["taskDefinitionArn"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .contains(f)
-            })
-        })
+        .filter(|t| t.cluster_arn == cluster_arn && Some(t.desired_status) == desired)
+        .filter(|t| request.family.as_deref().is_none_or(|f| t.family() == f))
         .filter(|t| {
             request
                 .started_by
                 .as_deref()
-                .is_none_or(|s| t["startedBy"] == s)
+                .is_none_or(|s| t.started_by.as_deref() == Some(s))
         })
         .filter(|t| {
             request
                 .service_name
                 .as_deref()
-                .is_none_or(|s| t["group"] == format!("service:{s}").as_str())
+                .is_none_or(|s| t.service_name() == Some(s))
         })
-        .map(|t| t["taskArn"].clone())
+        .map(|t| json!(t.task_arn))
         .collect();
     let (items, next) = page(&body, arns)?;
     Ok(paged("taskArns", items, next))
@@ -454,39 +269,14 @@ pub fn stop(api: &Api, body: Value) -> Result<Value, ApiError> {
     let reason = request
         .reason
         .unwrap_or_else(|| "Task stopped by user".into());
-    match request_stop(api, &task_id, &reason, "UserInitiated")? {
-        Some(task) => Ok(json!({"task": shape(task)})),
+    match api
+        .control
+        .request_stop(&task_id, StopCode::UserInitiated, &reason)?
+    {
+        Some(task) => Ok(json!({"task": task.to_shape()})),
         None => Err(ApiError::invalid(format!(
             "task: the referenced task was not found: {}",
             request.task
         ))),
     }
-}
-
-/// Asks a task to stop, recording why (`stop_code`, `reason`) unless it was already asked;
-/// `None` if there is no such task. Its host hears of it from the store.
-pub fn request_stop(
-    api: &Api,
-    task_id: &str,
-    reason: &str,
-    stop_code: &str,
-) -> Result<Option<Value>, ApiError> {
-    let now = timestamp();
-    Ok(update_task(api.state.as_ref(), task_id, |task| {
-        if task["desiredStatus"] == "STOPPED" {
-            return false;
-        }
-        task["desiredStatus"] = json!("STOPPED");
-        task["stoppedReason"] = json!(reason);
-        task["stopCode"] = json!(stop_code);
-        if task["lastStatus"] != "STOPPED" {
-            task["stoppingAt"] = json!(now);
-        }
-        // A running task first leaves service (the gateway stops routing to it), then its
-        // containers are stopped (the agent reports STOPPING).
-        if task["lastStatus"] == "RUNNING" {
-            task["lastStatus"] = json!("DEACTIVATING");
-        }
-        true
-    })?)
 }

@@ -1,15 +1,18 @@
 //! Capacity: the places a container can run. `wasm` runs a Wasm image in a wasmtime sandbox
-//! inside this process; `container` (a later issue) will delegate an OCI image to runc.
+//! inside this process; `container` delegates an OCI image to an OCI runtime (runc).
 //!
-//! Both kinds implement [`Capacity`] and hand back the same plain [`ContainerHandle`], so the
-//! agent treats them alike: prepare an image once, start containers from it, stop them with a
-//! grace period, wait for their exit, read their stats.
+//! Both kinds implement the object-safe [`Capacity`] (chosen by what the image is) and hand
+//! back a [`PreparedImage`] and the same plain [`ContainerHandle`], so the agent treats them
+//! alike: prepare an image once, take its config's defaults, start containers from it, check
+//! their health, stop them with a grace period, wait for their exit, read their stats; a
+//! container that serves HTTP is an [`endpoint::HttpEndpoint`].
 //!
 //! Architecture invariant: capacity never touches the store and knows nothing of ECS JSON. It
 //! takes a [`ContainerSpec`] (argv, env, mounts, limits) and reports exits and numbers.
 
 pub mod container;
 mod cpu;
+pub mod endpoint;
 mod handle;
 mod log;
 pub mod wasm;
@@ -86,6 +89,9 @@ pub enum CapacityError {
     /// Setting up the sandbox failed (a mount, a thread, the pool).
     #[error("{0}")]
     Start(String),
+    /// The image's content cannot be unpacked (a layer that is broken or escapes its root).
+    #[error("{0}")]
+    Unpack(String),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -94,25 +100,49 @@ pub enum CapacityError {
     },
 }
 
-/// A kind of place to run containers.
+impl CapacityError {
+    /// ECS's class of a failure to prepare an image: content that cannot be unpacked is a
+    /// pull failure, anything else a start failure.
+    pub fn ecs_class(&self) -> &'static str {
+        match self {
+            Self::Unpack(_) => "CannotPullContainerError",
+            _ => "CannotStartContainerError",
+        }
+    }
+}
+
+/// An image as a capacity is given it to prepare: what the content store holds of it.
+pub enum ImageSource {
+    /// A Wasm module or component.
+    Wasm(Arc<[u8]>),
+    /// A container image: its config blob and its layers, as files of the content store.
+    Container {
+        config_blob: PathBuf,
+        layers: Vec<crate::image::rootfs::Layer>,
+    },
+}
+
+impl ImageSource {
+    /// The kind of capacity that runs it.
+    pub fn kind(&self) -> CapacityKind {
+        match self {
+            Self::Wasm(_) => CapacityKind::Wasm,
+            Self::Container { .. } => CapacityKind::Container,
+        }
+    }
+}
+
+/// A kind of place to run containers. Object-safe: a host holds its capacities as
+/// `Arc<dyn Capacity>` and gives each image to the one of its kind.
 pub trait Capacity: Send + Sync + 'static {
-    /// An image made ready to start: compiled, linked, unpacked. Shared by every container
-    /// started from it.
-    type Program: Send + Sync + 'static;
-
-    /// Makes an image ready to start. Expensive work happens here, once per image.
+    fn kind(&self) -> CapacityKind;
+    /// Makes an image ready to start: compiled and linked, or unpacked. Expensive work happens
+    /// here, once per image (`digest`); later calls find it ready.
     fn prepare(
-        &self,
-        image: Arc<[u8]>,
-    ) -> impl Future<Output = Result<Arc<Self::Program>, CapacityError>> + Send;
-
-    /// Starts one container. Cheap: the container runs in the background and reports through
-    /// the returned handle.
-    fn start(
-        &self,
-        program: &Arc<Self::Program>,
-        spec: ContainerSpec,
-    ) -> Result<ContainerHandle, CapacityError>;
+        self: Arc<Self>,
+        digest: String,
+        image: ImageSource,
+    ) -> BoxFuture<'static, Result<Arc<dyn PreparedImage>, CapacityError>>;
 }
 
 /// A boxed future, as object-safe traits return them.
@@ -134,6 +164,16 @@ pub trait PreparedImage: Send + Sync + 'static {
     /// The digest of the image it was prepared from.
     fn digest(&self) -> &str;
     fn kind(&self) -> CapacityKind;
+    /// The defaults its image's config gives a container (entrypoint, command, env, working
+    /// directory), if it has a config (a container image; a Wasm image has none).
+    fn image_config(&self) -> Option<&container::ImageConfig> {
+        None
+    }
+    /// Whether it only serves requests, one instance each (a `wasi:http` handler), and so
+    /// cannot run as a plain task.
+    fn per_request(&self) -> bool {
+        false
+    }
     /// Starts one container of it.
     fn start(&self, spec: ContainerSpec) -> Result<ContainerHandle, CapacityError>;
     /// Runs a health check against the container `spec` describes; `Ok` when it exits 0,

@@ -1,28 +1,29 @@
 //! The controller's scheduler: keeps every service's tasks as its record asks. A reconcile
 //! loop, woken by changes to services and tasks in the store (and by the API), with a periodic
 //! resync as a safety net, runs one pass over every service: it reads the service and its
-//! tasks, asks [`plan::plan`] what to do, stops and starts tasks through the same paths as
-//! StopTask and RunTask, and writes the service record back only when it changed.
+//! tasks, asks [`plan::plan`] what to do, stops and launches tasks through the control plane
+//! (`control`, the same operations StopTask and RunTask use), and writes the service record
+//! back only when it changed. It knows nothing of the ECS API.
 //!
 //! Architecture invariant: the store is the only truth. A pass reads everything it decides on,
 //! so a lost or duplicated wake-up costs at most one pass and never a wrong decision; the
 //! decisions themselves are a pure function ([`plan`]), tested without I/O.
 
-pub mod hosts;
-pub mod model;
-pub mod placement;
 pub mod plan;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{Api, ApiError};
-use model::Service;
-use plan::{Health, Phase, STOP_BY_SCHEDULER, SchedulerSettings, TaskView};
+use crate::control::{Control, ControlError, Launch, PlacementFailure};
+use crate::records::service::ServiceStatus;
+use crate::records::{
+    DesiredStatus, HealthStatus, Service, StopCode, TaskRecord, TaskStatus, timestamp,
+};
+use plan::{Health, Phase, SchedulerSettings, TaskView};
 
 /// The longest the scheduler sleeps without a wake-up.
 const RESYNC_EVERY: Duration = Duration::from_secs(10);
@@ -33,30 +34,30 @@ const PLACEMENT_RETRY: f64 = 5.0;
 
 /// Runs the scheduler until `shutdown`.
 pub async fn run_scheduler(
-    api: Arc<Api>,
+    control: Arc<Control>,
     settings: SchedulerSettings,
     shutdown: CancellationToken,
 ) {
-    let mut changes = api.state.watch();
+    let mut changes = control.store.watch();
     loop {
         let pass = {
-            let api = api.clone();
+            let control = control.clone();
             let settings = settings.clone();
-            tokio::task::spawn_blocking(move || reconcile_all(&api, &settings)).await
+            tokio::task::spawn_blocking(move || reconcile_all(&control, &settings)).await
         };
         let wake_at = match pass {
             Ok(Ok(wake_at)) => wake_at,
             Ok(Err(error)) => {
                 tracing::warn!(%error, "scheduler pass failed; retrying at the next wake-up");
-                Some(crate::api::timestamp() + 1.0)
+                Some(timestamp() + 1.0)
             }
             Err(error) => {
                 tracing::error!(%error, "scheduler pass panicked");
-                Some(crate::api::timestamp() + 1.0)
+                Some(timestamp() + 1.0)
             }
         };
         let sleep = wake_at
-            .map(|at| Duration::from_secs_f64((at - crate::api::timestamp()).clamp(0.0, 3600.0)))
+            .map(|at| Duration::from_secs_f64((at - timestamp()).clamp(0.0, 3600.0)))
             .unwrap_or(RESYNC_EVERY)
             .min(RESYNC_EVERY);
         let deadline = tokio::time::sleep(sleep);
@@ -65,7 +66,7 @@ pub async fn run_scheduler(
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return,
-                () = api.scheduler_wake.notified() => break true,
+                () = control.scheduler_asked() => break true,
                 () = &mut deadline => break false,
                 change = changes.recv() => match change {
                     Ok(change) if change.key.starts_with("tasks/") || change.key.starts_with("services/") || change.key.starts_with("hosts/") => break false,
@@ -85,51 +86,42 @@ pub async fn run_scheduler(
 }
 
 /// One pass over every service. Returns when the next pass is due at the latest.
-pub fn reconcile_all(api: &Api, settings: &SchedulerSettings) -> Result<Option<f64>, ApiError> {
-    let services = api.state.list("services/")?;
-    if services
-        .iter()
-        .all(|(_, found)| found.value["status"] == "INACTIVE")
-    {
+pub fn reconcile_all(
+    control: &Control,
+    settings: &SchedulerSettings,
+) -> Result<Option<f64>, ControlError> {
+    let services: Vec<Service> = crate::records::list(control.store.as_ref(), "services/")?;
+    if services.iter().all(|s| s.status == ServiceStatus::Inactive) {
         return Ok(None);
     }
-    let mut by_service: HashMap<(String, String), Vec<Value>> = HashMap::new();
-    for (_, found) in api.state.list("tasks/")? {
-        let task = found.value;
-        let Some(name) = task["group"]
-            .as_str()
-            .and_then(|g| g.strip_prefix("service:"))
-        else {
+    let mut by_service: HashMap<(String, String), Vec<TaskRecord>> = HashMap::new();
+    for task in crate::records::tasks(control.store.as_ref())? {
+        let Some(name) = task.service_name() else {
             continue;
         };
-        let cluster = task["clusterArn"].as_str().unwrap_or_default().to_string();
         by_service
-            .entry((cluster, name.to_string()))
+            .entry((task.cluster_arn.clone(), name.to_string()))
             .or_default()
             .push(task);
     }
-    let draining: HashSet<String> = api
+    let draining: HashSet<String> = control
         .hosts
         .records()?
         .into_iter()
-        .filter(|h| h.status == crate::controller::hosts::HostStatus::Draining)
+        .filter(|h| h.status == crate::control::hosts::HostStatus::Draining)
         .map(|h| h.id)
         .collect();
     let mut wake_at: Option<f64> = None;
-    for (key, found) in services {
-        if found.value["status"] == "INACTIVE" {
+    for service in services {
+        if service.status == ServiceStatus::Inactive {
             continue;
         }
-        let cluster_arn = found.value["clusterArn"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let name = found.value["serviceName"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let tasks = by_service.remove(&(cluster_arn, name)).unwrap_or_default();
-        match reconcile_service(api, &key, &tasks, &draining, settings) {
+        let cluster = crate::arn::resource_name(&service.cluster_arn, "cluster").to_string();
+        let key = crate::control::routes::service_key(&cluster, &service.service_name);
+        let tasks = by_service
+            .remove(&(service.cluster_arn, service.service_name))
+            .unwrap_or_default();
+        match reconcile_service(control, &key, &cluster, &tasks, &draining, settings) {
             Ok(Some(at)) => wake_at = Some(wake_at.map_or(at, |w: f64| w.min(at))),
             Ok(None) => {}
             Err(error) => tracing::warn!(service = %key, %error, "cannot reconcile the service"),
@@ -140,65 +132,58 @@ pub fn reconcile_all(api: &Api, settings: &SchedulerSettings) -> Result<Option<f
 
 /// One service's pass.
 fn reconcile_service(
-    api: &Api,
+    control: &Control,
     key: &str,
-    tasks: &[Value],
+    cluster: &str,
+    tasks: &[TaskRecord],
     draining: &HashSet<String>,
     settings: &SchedulerSettings,
-) -> Result<Option<f64>, ApiError> {
-    let _guard = api.services_lock.lock().unwrap_or_else(|p| p.into_inner());
+) -> Result<Option<f64>, ControlError> {
+    let _guard = control.lock_services();
     // Read again under the lock: the API may have changed it since the list.
-    let Some(found) = api.state.get(key)? else {
+    let Some((service, revision)) = crate::records::get::<Service>(control.store.as_ref(), key)?
+    else {
         return Ok(None);
     };
-    let service: Service = serde_json::from_value(found.value).map_err(|e| {
-        ApiError::new(
-            crate::api::ErrorKind::ServerException,
-            format!("{key}: not a service record: {e}"),
-        )
-    })?;
     let span = tracing::debug_span!("reconcile", service = %service.service_name);
     let _entered = span.enter();
-    let now = crate::api::timestamp();
+    let now = timestamp();
     let views: Vec<TaskView> = tasks.iter().map(|t| task_view(t, draining)).collect();
     let plan = plan::plan(&service, &views, now, settings);
     let mut updated = plan.service;
     let mut wake_at = plan.wake_at;
     for (task_id, reason) in &plan.stop {
-        crate::api::request_stop(api, task_id, reason, STOP_BY_SCHEDULER)?;
+        control.request_stop(task_id, StopCode::ServiceSchedulerInitiated, reason)?;
     }
     if let Some((deployment, task_definition, count)) = &plan.start {
-        let cluster = crate::api::arn::resource_name(&updated.cluster_arn, "cluster").to_string();
-        match crate::api::launch_for_service(
-            api,
-            &cluster,
+        match launch_for_service(
+            control,
+            cluster,
             &updated,
             deployment,
             task_definition,
             *count,
         ) {
-            Ok((started, failures)) => {
-                if !started.is_empty() {
-                    let ids: Vec<String> = started
+            Ok(launched) => {
+                if !launched.tasks.is_empty() {
+                    let ids: Vec<String> = launched
+                        .tasks
                         .iter()
-                        .map(|t| {
-                            let arn = t["taskArn"].as_str().unwrap_or_default();
-                            format!("(task {})", arn.rsplit('/').next().unwrap_or(arn))
-                        })
+                        .map(|t| format!("(task {})", t.id()))
                         .collect();
                     updated.add_event(
                         now,
                         format!(
                             "(service {}) has started {} tasks: {}.",
                             updated.service_name,
-                            started.len(),
+                            launched.tasks.len(),
                             ids.join(" ")
                         ),
                     );
                     updated.scheduler.steady = false;
-                    tracing::info!(started = started.len(), %deployment, "service tasks started");
+                    tracing::info!(started = launched.tasks.len(), %deployment, "service tasks started");
                 }
-                if let Some(failure) = failures.first() {
+                if let Some(failure) = launched.failures.first() {
                     note_placement_failure(&mut updated, failure, now);
                     wake_at = Some(
                         wake_at.map_or(now + PLACEMENT_RETRY, |w| w.min(now + PLACEMENT_RETRY)),
@@ -207,8 +192,8 @@ fn reconcile_service(
             }
             Err(error) => {
                 let message = format!(
-                    "(service {}) failed to launch a task: {}",
-                    updated.service_name, error.message
+                    "(service {}) failed to launch a task: {error}",
+                    updated.service_name
                 );
                 if updated.events.first().is_none_or(|e| e.message != message) {
                     updated.add_event(now, message);
@@ -218,19 +203,45 @@ fn reconcile_service(
         }
     }
     if updated != service {
-        let value = serde_json::to_value(&updated)
-            .map_err(|e| ApiError::new(crate::api::ErrorKind::ServerException, e.to_string()))?;
-        api.state
-            .put(key, &value, crate::store::Expect::Revision(found.revision))?;
+        crate::records::put(control.store.as_ref(), key, &updated, revision)?;
     }
     Ok(wake_at)
 }
 
+/// Launches `count` tasks of a service's deployment: placed by the service's launch type,
+/// strategies and constraints, grouped as `service:NAME`, `startedBy` the deployment.
+fn launch_for_service(
+    control: &Control,
+    cluster: &str,
+    service: &Service,
+    deployment: &str,
+    task_definition: &str,
+    count: u32,
+) -> Result<crate::control::Launched, ControlError> {
+    let (record, _) = crate::control::definitions::find(control.store.as_ref(), task_definition)?;
+    let definition = crate::control::definitions::definition_of(&record, task_definition)?;
+    crate::control::launch(
+        control,
+        Launch {
+            cluster,
+            record: &record,
+            definition: &definition,
+            count,
+            started_by: Some(deployment.to_string()),
+            group: format!("service:{}", service.service_name),
+            launch_type: service.launch_type,
+            overrides: json!({}),
+            tags: json!([]),
+            strategies: &service.placement_strategy,
+            constraints: &service.placement_constraints,
+        },
+    )
+}
+
 /// Adds ECS's "unable to place a task" event, at most once a minute for the same reason.
-fn note_placement_failure(service: &mut Service, failure: &Value, now: f64) {
-    let closest = failure["arn"].as_str().unwrap_or_default();
-    let closest = closest.rsplit('/').next().unwrap_or(closest);
-    let why = match failure["reason"].as_str().unwrap_or_default() {
+fn note_placement_failure(service: &mut Service, failure: &PlacementFailure, now: f64) {
+    let closest = failure.arn.rsplit('/').next().unwrap_or(&failure.arn);
+    let why = match failure.reason.as_str() {
         "RESOURCE:CPU" => "has insufficient CPU units available".to_string(),
         "RESOURCE:MEMORY" => "has insufficient memory available".to_string(),
         "RESOURCE:TASKS" => "holds as many tasks as it can".to_string(),
@@ -253,34 +264,31 @@ fn note_placement_failure(service: &mut Service, failure: &Value, now: f64) {
 }
 
 /// What the scheduler needs of a stored task.
-fn task_view(task: &Value, draining: &HashSet<String>) -> TaskView {
-    let arn = task["taskArn"].as_str().unwrap_or_default();
-    let phase = if task["lastStatus"] == "STOPPED" {
+fn task_view(task: &TaskRecord, draining: &HashSet<String>) -> TaskView {
+    let phase = if task.is_stopped() {
         Phase::Stopped
-    } else if task["desiredStatus"] == "STOPPED" {
+    } else if task.desired_status == DesiredStatus::Stopped {
         Phase::Stopping
-    } else if task["lastStatus"] == "RUNNING" {
+    } else if task.last_status == TaskStatus::Running {
         Phase::Running
     } else {
         Phase::Pending
     };
-    let health = match task["healthStatus"].as_str() {
-        Some("HEALTHY") => Health::Healthy,
-        Some("UNHEALTHY") => Health::Unhealthy,
-        _ => Health::Unknown,
+    let health = match task.health_status {
+        HealthStatus::Healthy => Health::Healthy,
+        HealthStatus::Unhealthy => Health::Unhealthy,
+        HealthStatus::Unknown => Health::Unknown,
     };
     TaskView {
-        id: arn.rsplit('/').next().unwrap_or(arn).to_string(),
-        deployment: task["startedBy"].as_str().unwrap_or_default().to_string(),
+        id: task.id().to_string(),
+        deployment: task.started_by.clone().unwrap_or_default(),
         phase,
         health,
-        has_health_check: task["wasmgateHealthChecked"] == json!(true),
-        started_at: task["startedAt"].as_f64(),
-        stopped_at: task["executionStoppedAt"]
-            .as_f64()
-            .or(task["stoppedAt"].as_f64()),
-        stop_code: task["stopCode"].as_str().map(str::to_string),
-        stopped_reason: task["stoppedReason"].as_str().map(str::to_string),
-        on_draining_host: crate::records::host_of(task).is_some_and(|h| draining.contains(h)),
+        has_health_check: task.health_checked,
+        started_at: task.started_at,
+        stopped_at: task.execution_stopped_at.or(task.stopped_at),
+        stop_code: task.stop_code,
+        stopped_reason: task.stopped_reason.clone(),
+        on_draining_host: task.host.as_ref().is_some_and(|h| draining.contains(h)),
     }
 }

@@ -16,7 +16,10 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use super::model::{Deployment, Service, new_deployment_id};
+use crate::records::StopCode;
+use crate::records::service::{
+    Deployment, DeploymentStatus, RolloutState, Service, ServiceStatus, new_deployment_id,
+};
 
 /// A task that stops by itself sooner than this after reaching RUNNING did not really start.
 pub const SHORT_RUN: f64 = 10.0;
@@ -51,7 +54,7 @@ pub struct TaskView {
     pub has_health_check: bool,
     pub started_at: Option<f64>,
     pub stopped_at: Option<f64>,
-    pub stop_code: Option<String>,
+    pub stop_code: Option<StopCode>,
     pub stopped_reason: Option<String>,
     /// It runs on a host that is DRAINING: it is replaced as an old deployment's task is.
     pub on_draining_host: bool,
@@ -73,11 +76,11 @@ impl TaskView {
 
     /// Stopped by itself (or by failing its health checks) soon after it started, or before.
     fn failed_start(&self) -> bool {
-        let by_scheduler =
-            self.stop_code.as_deref() == Some(STOP_BY_SCHEDULER) && !self.failed_health_check();
+        let by_scheduler = self.stop_code == Some(StopCode::ServiceSchedulerInitiated)
+            && !self.failed_health_check();
         let by_someone_else = matches!(
-            self.stop_code.as_deref(),
-            Some("UserInitiated") | Some("TerminationNotice")
+            self.stop_code,
+            Some(StopCode::UserInitiated | StopCode::TerminationNotice)
         );
         if by_scheduler || by_someone_else {
             return false;
@@ -95,8 +98,6 @@ impl TaskView {
     }
 }
 
-/// The stop code of tasks the scheduler stops.
-pub const STOP_BY_SCHEDULER: &str = "ServiceSchedulerInitiated";
 /// The reason given to a task stopped for failing its health checks.
 pub const UNHEALTHY_REASON: &str = "Task failed container health checks";
 
@@ -158,7 +159,7 @@ pub fn plan(service: &Service, tasks: &[TaskView], now: f64, settings: &Schedule
         s.scheduler.not_before = None;
     }
 
-    let desired = if s.status == "ACTIVE" {
+    let desired = if s.status == ServiceStatus::Active {
         s.desired_count
     } else {
         0
@@ -166,7 +167,9 @@ pub fn plan(service: &Service, tasks: &[TaskView], now: f64, settings: &Schedule
     let config = &s.deployment_configuration;
     let max_total = desired * config.maximum_percent / 100;
     let min_healthy = (desired * config.minimum_healthy_percent).div_ceil(100);
-    let primary_failed = s.primary().is_some_and(|d| d.rollout_state == "FAILED");
+    let primary_failed = s
+        .primary()
+        .is_some_and(|d| d.rollout_state == RolloutState::Failed);
 
     let not_stopped = tasks.iter().filter(|t| t.phase != Phase::Stopped).count() as u32;
     let mut healthy = tasks.iter().filter(|t| t.healthy()).count() as u32;
@@ -249,7 +252,7 @@ pub fn plan(service: &Service, tasks: &[TaskView], now: f64, settings: &Schedule
     let room = max_total.saturating_sub(not_stopped);
     let mut start = None;
     let mut wake_at = grace_ends;
-    if lacking > 0 && !primary_failed && s.status == "ACTIVE" {
+    if lacking > 0 && !primary_failed && s.status == ServiceStatus::Active {
         if throttled {
             wake_at = match (wake_at, s.scheduler.not_before) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -282,11 +285,11 @@ pub fn plan(service: &Service, tasks: &[TaskView], now: f64, settings: &Schedule
     finish_rollout(&mut s, tasks, now);
 
     // DRAINING ends when nothing is left.
-    if s.status == "DRAINING" && not_stopped == 0 {
-        s.status = "INACTIVE".to_string();
+    if s.status == ServiceStatus::Draining && not_stopped == 0 {
+        s.status = ServiceStatus::Inactive;
     }
 
-    let settled = s.status == "ACTIVE"
+    let settled = s.status == ServiceStatus::Active
         && s.deployments.len() == 1
         && s.running_count == desired
         && s.pending_count == 0
@@ -370,11 +373,17 @@ fn trip_circuit_breaker(s: &mut Service, now: f64) {
         .deployment_circuit_breaker
         .clone();
     let threshold = failure_threshold(s.desired_count);
-    let Some(index) = s.deployments.iter().position(|d| d.status == "PRIMARY") else {
+    let Some(index) = s
+        .deployments
+        .iter()
+        .position(|d| d.status == DeploymentStatus::Primary)
+    else {
         return;
     };
     let primary = &s.deployments[index];
-    if !breaker.enable || primary.rollout_state != "IN_PROGRESS" || primary.failed_tasks < threshold
+    if !breaker.enable
+        || primary.rollout_state != RolloutState::InProgress
+        || primary.failed_tasks < threshold
     {
         return;
     }
@@ -382,7 +391,7 @@ fn trip_circuit_breaker(s: &mut Service, now: f64) {
     let name = s.service_name.clone();
     {
         let primary = &mut s.deployments[index];
-        primary.rollout_state = "FAILED".into();
+        primary.rollout_state = RolloutState::Failed;
         primary.rollout_state_reason = format!(
             "ECS deployment circuit breaker: tasks failed to start ({} failed, threshold {threshold}).",
             primary.failed_tasks
@@ -401,7 +410,9 @@ fn trip_circuit_breaker(s: &mut Service, now: f64) {
     let Some(target) = s
         .deployments
         .iter()
-        .find(|d| d.status == "ACTIVE" && d.rollout_state == "COMPLETED")
+        .find(|d| {
+            d.status == DeploymentStatus::Active && d.rollout_state == RolloutState::Completed
+        })
         .cloned()
     else {
         s.add_event(
@@ -410,10 +421,10 @@ fn trip_circuit_breaker(s: &mut Service, now: f64) {
         );
         return;
     };
-    s.deployments[index].status = "ACTIVE".into();
+    s.deployments[index].status = DeploymentStatus::Active;
     let rollback = Deployment {
         id: new_deployment_id(),
-        status: "PRIMARY".into(),
+        status: DeploymentStatus::Primary,
         task_definition: target.task_definition.clone(),
         desired_count: s.desired_count,
         pending_count: 0,
@@ -421,8 +432,8 @@ fn trip_circuit_breaker(s: &mut Service, now: f64) {
         failed_tasks: 0,
         created_at: now,
         updated_at: now,
-        launch_type: target.launch_type.clone(),
-        rollout_state: "IN_PROGRESS".into(),
+        launch_type: target.launch_type,
+        rollout_state: RolloutState::InProgress,
         rollout_state_reason: format!(
             "ECS deployment circuit breaker: rolling back to deploymentId {}.",
             target.id
@@ -454,7 +465,7 @@ fn update_counts(s: &mut Service, tasks: &[TaskView], desired: u32, now: f64) {
                 Phase::Stopping | Phase::Stopped => {}
             }
         }
-        let wanted = if deployment.status == "PRIMARY" {
+        let wanted = if deployment.status == DeploymentStatus::Primary {
             desired
         } else {
             0
@@ -486,7 +497,7 @@ fn finish_rollout(s: &mut Service, tasks: &[TaskView], now: f64) {
             .iter()
             .any(|t| t.phase != Phase::Stopped && s.primary().is_none_or(|p| p.id != t.deployment))
     };
-    let desired = if s.status == "ACTIVE" {
+    let desired = if s.status == ServiceStatus::Active {
         s.desired_count
     } else {
         0
@@ -498,10 +509,17 @@ fn finish_rollout(s: &mut Service, tasks: &[TaskView], now: f64) {
             .count() as u32
     });
     let completes = s.primary().is_some_and(|p| {
-        p.rollout_state == "IN_PROGRESS" && healthy_primary == desired && p.pending_count == 0
+        p.rollout_state == RolloutState::InProgress
+            && healthy_primary == desired
+            && p.pending_count == 0
     }) && !others_alive(s);
-    if completes && let Some(primary) = s.deployments.iter_mut().find(|d| d.status == "PRIMARY") {
-        primary.rollout_state = "COMPLETED".into();
+    if completes
+        && let Some(primary) = s
+            .deployments
+            .iter_mut()
+            .find(|d| d.status == DeploymentStatus::Primary)
+    {
+        primary.rollout_state = RolloutState::Completed;
         primary.rollout_state_reason = format!("ECS deployment {} completed.", primary.id);
         primary.updated_at = now;
         let id = primary.id.clone();
@@ -512,10 +530,10 @@ fn finish_rollout(s: &mut Service, tasks: &[TaskView], now: f64) {
     }
     let decided = s
         .primary()
-        .is_some_and(|p| p.rollout_state != "IN_PROGRESS");
+        .is_some_and(|p| p.rollout_state != RolloutState::InProgress);
     if decided {
         s.deployments.retain(|d| {
-            d.status == "PRIMARY"
+            d.status == DeploymentStatus::Primary
                 || tasks
                     .iter()
                     .any(|t| t.deployment == d.id && t.phase != Phase::Stopped)
@@ -526,18 +544,19 @@ fn finish_rollout(s: &mut Service, tasks: &[TaskView], now: f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::model::{DeploymentConfiguration, SchedulerState};
+    use crate::records::LaunchType;
+    use crate::records::service::{DeploymentConfiguration, SchedulerState};
 
     fn service(desired: u32, min: u32, max: u32) -> Service {
         Service {
             service_arn: "arn:svc".into(),
             service_name: "web".into(),
             cluster_arn: "arn:cluster".into(),
-            status: "ACTIVE".into(),
+            status: ServiceStatus::Active,
             desired_count: desired,
             running_count: 0,
             pending_count: 0,
-            launch_type: "FARGATE".into(),
+            launch_type: LaunchType::Fargate,
             task_definition: "td:1".into(),
             deployment_configuration: DeploymentConfiguration {
                 maximum_percent: max,
@@ -560,7 +579,7 @@ mod tests {
     fn deployment(id: &str, task_definition: &str) -> Deployment {
         Deployment {
             id: id.into(),
-            status: "PRIMARY".into(),
+            status: DeploymentStatus::Primary,
             task_definition: task_definition.into(),
             desired_count: 0,
             pending_count: 0,
@@ -568,8 +587,8 @@ mod tests {
             failed_tasks: 0,
             created_at: 0.0,
             updated_at: 0.0,
-            launch_type: "FARGATE".into(),
-            rollout_state: "IN_PROGRESS".into(),
+            launch_type: LaunchType::Fargate,
+            rollout_state: RolloutState::InProgress,
             rollout_state_reason: String::new(),
         }
     }
@@ -603,7 +622,7 @@ mod tests {
                     Phase::Pending if self.failing.contains(&task.deployment) => {
                         task.phase = Phase::Stopped;
                         task.stopped_at = Some(self.now);
-                        task.stop_code = Some("TaskFailedToStart".into());
+                        task.stop_code = Some(StopCode::TaskFailedToStart);
                     }
                     Phase::Pending => {
                         task.phase = Phase::Running;
@@ -628,7 +647,7 @@ mod tests {
             for (id, _) in &plan.stop {
                 let task = self.tasks.iter_mut().find(|t| &t.id == id).unwrap();
                 task.phase = Phase::Stopping;
-                task.stop_code = Some(STOP_BY_SCHEDULER.into());
+                task.stop_code = Some(StopCode::ServiceSchedulerInitiated);
             }
             if let Some((deployment, _, count)) = &plan.start {
                 for _ in 0..*count {
@@ -667,7 +686,7 @@ mod tests {
 
         fn update(&mut self, task_definition: &str) {
             for d in &mut self.service.deployments {
-                d.status = "ACTIVE".into();
+                d.status = DeploymentStatus::Active;
             }
             let mut new = deployment(
                 &format!("d{}", self.service.deployments.len() + 1),
@@ -726,7 +745,7 @@ mod tests {
         settle(&mut world, 3);
         assert_eq!(world.service.running_count, 3);
         let primary = world.service.primary().unwrap();
-        assert_eq!(primary.rollout_state, "COMPLETED");
+        assert_eq!(primary.rollout_state, RolloutState::Completed);
         let messages: Vec<&str> = world
             .service
             .events
@@ -772,7 +791,10 @@ mod tests {
         }
         assert_eq!(world.service.deployments.len(), 1);
         assert_eq!(world.service.deployments[0].task_definition, "td:2");
-        assert_eq!(world.service.deployments[0].rollout_state, "COMPLETED");
+        assert_eq!(
+            world.service.deployments[0].rollout_state,
+            RolloutState::Completed
+        );
         assert_eq!(world.service.running_count, desired);
     }
 
@@ -867,7 +889,7 @@ mod tests {
             world.step();
         }
         let primary = world.service.primary().unwrap();
-        assert_eq!(primary.rollout_state, "FAILED");
+        assert_eq!(primary.rollout_state, RolloutState::Failed);
         assert!(primary.failed_tasks >= failure_threshold(2));
         // The old deployment keeps at least the healthy minimum.
         assert!(world.running() >= 1);
@@ -878,10 +900,10 @@ mod tests {
     fn draining_stops_everything_then_goes_inactive() {
         let mut world = World::new(service(3, 100, 200));
         settle(&mut world, 3);
-        world.service.status = "DRAINING".into();
+        world.service.status = ServiceStatus::Draining;
         world.service.desired_count = 0;
         settle(&mut world, 3);
-        assert_eq!(world.service.status, "INACTIVE");
+        assert_eq!(world.service.status, ServiceStatus::Inactive);
         assert_eq!(world.not_stopped(), 0);
     }
 

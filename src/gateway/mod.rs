@@ -2,8 +2,9 @@
 //! (`wasmgate.http.path` / `wasmgate.http.host` labels, see [`crate::taskdef::http`]).
 //!
 //! A request is matched to a route (host routes first, then the longest path prefix), given to
-//! the service's least busy running task (its [`HttpWorker`], which serves it in a fresh Wasm
-//! instance), queued briefly when every task is at its concurrency, and answered 503 after the
+//! the service's least busy running task (its [`HttpEndpoint`] on this host: a Wasm worker that
+//! serves it in a fresh instance, or a container's port; or the agent of the host that runs
+//! it), queued briefly when every task is at its concurrency, and answered 503 after the
 //! queue timeout. A service with `wasmgate.http.idle-timeout` scales to zero when idle and back
 //! to one task on the next request (which waits for it: the cold start is on its path).
 //!
@@ -22,9 +23,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use tokio::net::TcpListener;
@@ -32,13 +30,13 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::api::Api;
-use crate::api::services::{RouteTask, ServiceRoute};
-use crate::capacity::wasm::http::{HttpFailure, HttpWorker, HttpWorkers, RequestLimits};
+use crate::capacity::endpoint::{self, HttpEndpoint, HttpEndpoints, HttpLimits, text, too_large};
+use crate::control::Control;
+use crate::control::routes::{RouteTask, ServiceRoute};
 use metrics::{HttpMetrics, ServiceMetrics};
 
 /// The body of every gateway response.
-pub type GatewayBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+pub type GatewayBody = endpoint::HttpBody;
 
 /// How long a request to a service scaled to zero waits for its first task.
 const COLD_START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -68,8 +66,8 @@ struct RouteState {
 
 /// The gateway's shared state.
 pub struct Gateway {
-    api: Arc<Api>,
-    workers: Arc<HttpWorkers>,
+    control: Arc<Control>,
+    workers: Arc<HttpEndpoints>,
     routes: RwLock<Arc<Vec<Route>>>,
     states: Mutex<HashMap<String, Arc<RouteState>>>,
     /// Signalled after every rebuild of the route table.
@@ -87,42 +85,22 @@ fn now_millis() -> u64 {
         .unwrap_or_default()
 }
 
-fn text(status: u16, message: impl Into<String>) -> Response<GatewayBody> {
-    let mut response = Response::new(
-        Full::new(Bytes::from(message.into()))
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-    );
-    *response.status_mut() =
-        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
-    response.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
+/// The limits a route's settings put on each request.
+fn limits(settings: &crate::taskdef::http::HttpSettings) -> HttpLimits {
+    HttpLimits {
+        timeout: settings.timeout,
+        max_request_bytes: settings.max_request_bytes,
+        max_response_bytes: settings.max_response_bytes,
+    }
 }
 
-fn too_large(settings: &crate::taskdef::http::HttpSettings) -> Response<GatewayBody> {
-    text(
-        413,
-        format!(
-            "request body over the limit of {} bytes\n",
-            settings.max_request_bytes
-        ),
-    )
-}
-
-/// Who serves a request: a Wasm task's worker here, a container task's port, or the agent of
-/// another host that runs the task.
+/// Who serves a request: an endpoint on this host, or the agent of another host that runs
+/// the task.
 enum Target {
-    Wasm(Arc<HttpWorker>),
-    Proxy {
-        task_id: String,
-        address: std::net::SocketAddr,
-    },
+    Local(Arc<dyn HttpEndpoint>),
     Remote {
         task_id: String,
-        agent: crate::api::services::RemoteAgent,
+        agent: crate::control::routes::RemoteAgent,
         in_flight: Arc<AtomicUsize>,
     },
 }
@@ -143,11 +121,11 @@ enum Unavailable {
 }
 
 impl Gateway {
-    pub fn new(api: Arc<Api>, workers: Arc<HttpWorkers>) -> Arc<Self> {
+    /// A gateway over `control`'s routes.
+    pub fn new(control: Arc<Control>, workers: Arc<HttpEndpoints>) -> Arc<Self> {
         let metrics = Arc::new(HttpMetrics::default());
-        api.add_metrics_source(metrics.clone());
         Arc::new(Self {
-            api,
+            control,
             workers,
             routes: RwLock::new(Arc::new(Vec::new())),
             states: Mutex::new(HashMap::new()),
@@ -159,8 +137,8 @@ impl Gateway {
     }
 
     /// Rebuilds the route table from the store.
-    pub fn refresh(&self) -> Result<(), crate::api::ApiError> {
-        let found = crate::api::services::http_routes(&self.api)?;
+    pub fn refresh(&self) -> Result<(), crate::control::ControlError> {
+        let found = crate::control::routes::http_routes(&self.control)?;
         let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
         let mut routes: Vec<Route> = found
             .into_iter()
@@ -244,10 +222,10 @@ impl Gateway {
                 })
                 .min_by_key(|(_, _, _, load)| *load);
             match (best, remote) {
-                (Some(worker), Some((_, _, _, load))) if worker.in_flight() <= load => {
-                    return Ok(Target::Wasm(worker));
+                (Some(local), Some((_, _, _, load))) if local.in_flight() <= load => {
+                    return Ok(Target::Local(local));
                 }
-                (Some(worker), None) => return Ok(Target::Wasm(worker)),
+                (Some(local), None) => return Ok(Target::Local(local)),
                 (_, Some((task, agent, in_flight, _))) => {
                     return Ok(Target::Remote {
                         task_id: task.id.clone(),
@@ -256,21 +234,6 @@ impl Gateway {
                     });
                 }
                 (None, None) => {}
-            }
-            // Container tasks: their port, in turn (the gateway does not count their requests).
-            let proxies: Vec<(String, std::net::SocketAddr)> = route
-                .tasks
-                .iter()
-                .filter_map(|task| {
-                    self.workers
-                        .proxy(&task.id, &route.container)
-                        .map(|address| (task.id.clone(), address))
-                })
-                .collect();
-            if !proxies.is_empty() {
-                let turn = self.request_ids.load(Ordering::Relaxed) as usize % proxies.len();
-                let (task_id, address) = proxies[turn].clone();
-                return Ok(Target::Proxy { task_id, address });
             }
             let deadline = *deadline.get_or_insert_with(|| {
                 let wait = if route.tasks.is_empty() && route.settings.idle_timeout.is_some() {
@@ -285,11 +248,11 @@ impl Gateway {
                 && route.desired_count == 0
                 && !route.state.waking.swap(true, Ordering::AcqRel)
             {
-                let api = self.api.clone();
+                let control = self.control.clone();
                 let (cluster, service) = (route.cluster.clone(), route.service.clone());
                 let scaled = tokio::task::spawn_blocking(move || {
-                    crate::api::services::set_desired_count(
-                        &api,
+                    crate::control::routes::set_desired_count(
+                        &control,
                         &cluster,
                         &service,
                         1,
@@ -384,15 +347,12 @@ impl Gateway {
             .get(hyper::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
+        let limits = limits(settings);
         if declared.is_some_and(|length| length > settings.max_request_bytes) {
-            return (too_large(settings), None);
+            return (too_large(&limits), None);
         }
-        let worker = match self.pick(key).await {
-            Ok(Target::Wasm(worker)) => worker,
-            Ok(Target::Proxy { task_id, address }) => {
-                let response = proxy(&address.to_string(), settings, request, &[]).await;
-                return (response, Some(task_id));
-            }
+        let local = match self.pick(key).await {
+            Ok(Target::Local(local)) => local,
             Ok(Target::Remote {
                 task_id,
                 agent,
@@ -402,7 +362,8 @@ impl Gateway {
                 let slot = RemoteSlot(in_flight);
                 let mut headers = forward_headers(&task_id, container, settings);
                 headers.push((FORWARD_KEY, agent.key.clone()));
-                let response = proxy(&agent.authority, settings, request, &headers).await;
+                let response =
+                    endpoint::forward(&agent.authority, &limits, request, &headers).await;
                 drop(slot);
                 self.workers.changed.notify_waiters();
                 return (response, Some(task_id));
@@ -417,22 +378,27 @@ impl Gateway {
                 );
             }
         };
-        let task = Some(worker.task_id.clone());
+        let task = Some(local.task_id().to_string());
         let metrics = state.metrics.clone();
         let workers = self.workers.clone();
-        let report = move |report: crate::capacity::wasm::http::RequestReport| {
-            metrics
-                .instantiate
-                .observe(report.instantiate.as_secs_f64());
-            metrics.cpu.observe(report.cpu.as_secs_f64());
-            metrics.memory.observe(report.peak_memory_bytes as f64);
-            if let Some(failure) = &report.failure {
-                tracing::info!(%failure, "request's instance failed");
+        let done = move |report: Option<endpoint::RequestReport>| {
+            if let Some(report) = report {
+                metrics
+                    .instantiate
+                    .observe(report.instantiate.as_secs_f64());
+                metrics.cpu.observe(report.cpu.as_secs_f64());
+                metrics.memory.observe(report.peak_memory_bytes as f64);
+                if let Some(failure) = &report.failure {
+                    tracing::info!(%failure, "request's instance failed");
+                }
             }
             // A slot is free: queued requests look again.
             workers.changed.notify_waiters();
         };
-        (serve_wasm(&worker, settings, request, report).await, task)
+        (
+            endpoint::serve(local, request, limits, Box::new(done)).await,
+            task,
+        )
     }
 
     /// Scales idle services with an idle timeout to zero.
@@ -451,8 +417,8 @@ impl Gateway {
             });
             if route.desired_count > 0 && !busy && Duration::from_millis(quiet_for) >= idle {
                 let why = format!("no request for {}s", idle.as_secs_f64());
-                if let Err(error) = crate::api::services::set_desired_count(
-                    &self.api,
+                if let Err(error) = crate::control::routes::set_desired_count(
+                    &self.control,
                     &route.cluster,
                     &route.service,
                     0,
@@ -462,83 +428,6 @@ impl Gateway {
                 }
             }
         }
-    }
-}
-
-/// Serves a request in a fresh instance of `worker` under `settings`' limits: the request
-/// body cut at its limit (413), the response's at its (502), the deadline (504), a trap
-/// (500), a wasi:http error code (502). `report` gets the request's figures.
-async fn serve_wasm(
-    worker: &Arc<HttpWorker>,
-    settings: &crate::taskdef::http::HttpSettings,
-    request: Request<Incoming>,
-    report: impl FnOnce(crate::capacity::wasm::http::RequestReport) + Send + 'static,
-) -> Response<GatewayBody> {
-    // A body that turns out longer than it said (or chunked) is cut at the limit; the
-    // handler sees a read error and the client a 413.
-    let over_limit = Arc::new(AtomicBool::new(false));
-    let limit = usize::try_from(settings.max_request_bytes).unwrap_or(usize::MAX);
-    let flag = over_limit.clone();
-    let request = request.map(move |body| {
-        Limited::new(body, limit).map_err(move |error| {
-            if error.is::<http_body_util::LengthLimitError>() {
-                flag.store(true, Ordering::Relaxed);
-                wasmtime_wasi_http::Error::HttpRequestBodySize(None)
-            } else {
-                match error.downcast::<hyper::Error>() {
-                    Ok(error) => wasmtime_wasi_http::Error::Hyper(*error),
-                    Err(error) => wasmtime_wasi_http::Error::InternalError(Some(error.to_string())),
-                }
-            }
-        })
-    });
-    let limits = RequestLimits {
-        timeout: settings.timeout,
-    };
-    let answer = worker.serve(request, &limits, report).await;
-    if over_limit.load(Ordering::Relaxed) {
-        return too_large(settings);
-    }
-    match answer {
-        Ok(response) => {
-            let max = settings.max_response_bytes;
-            let declared = response
-                .headers()
-                .get(hyper::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
-            if declared.is_some_and(|length| length > max) {
-                return text(
-                    502,
-                    format!("the response is over the limit of {max} bytes\n"),
-                );
-            }
-            let max = usize::try_from(max).unwrap_or(usize::MAX);
-            let mut response = response;
-            if let Ok(value) = hyper::header::HeaderValue::from_str(&worker.task_id) {
-                response.headers_mut().insert("x-wasmgate-task", value);
-            }
-            response.map(|body| {
-                Limited::new(body, max)
-                    .map_err(|error| {
-                        tracing::info!(%error, "response body cut");
-                        error
-                    })
-                    .boxed_unsync()
-            })
-        }
-        Err(HttpFailure::Timeout) => text(
-            504,
-            format!(
-                "the handler did not answer within {}s\n",
-                settings.timeout.as_secs_f64()
-            ),
-        ),
-        Err(HttpFailure::Guest(why)) => text(500, format!("the handler failed: {why}\n")),
-        Err(HttpFailure::ErrorCode(code)) => {
-            text(502, format!("the handler answered with an error: {code}\n"))
-        }
-        Err(HttpFailure::Stopping) => text(503, "the task is stopping; try again\n"),
     }
 }
 
@@ -575,11 +464,10 @@ const FORWARD_QUEUE_MS: &str = "x-wasmgate-forward-queue-ms";
 const FORWARD_MAX_REQUEST: &str = "x-wasmgate-forward-max-request-bytes";
 const FORWARD_MAX_RESPONSE: &str = "x-wasmgate-forward-max-response-bytes";
 
-/// Serves, on a remote agent, one request the gateway forwarded: in a fresh instance of the
-/// named task's worker (waiting up to the queue timeout for a task that is still starting),
-/// or proxied to a container task's port.
+/// Serves, on a remote agent, one request the gateway forwarded: on the named task's endpoint
+/// (waiting up to the queue timeout for a task that is still starting).
 async fn serve_one_forwarded(
-    workers: Arc<HttpWorkers>,
+    workers: Arc<HttpEndpoints>,
     running: tokio::sync::watch::Receiver<Vec<String>>,
     key: Arc<str>,
     mut request: Request<Incoming>,
@@ -600,7 +488,7 @@ async fn serve_one_forwarded(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
-    if !crate::api::same_secret(&header(FORWARD_KEY).unwrap_or_default(), &key) {
+    if !crate::net::same_secret(&header(FORWARD_KEY).unwrap_or_default(), &key) {
         return text(403, "not a request of this host's controller\n");
     }
     let (Some(task_id), Some(container)) = (header(FORWARD_TASK), header(FORWARD_CONTAINER)) else {
@@ -636,15 +524,10 @@ async fn serve_one_forwarded(
         let deadline = tokio::time::Instant::now() + settings.queue_timeout;
         loop {
             let changed = workers.changed.notified();
-            if let Some(worker) = workers.get(&task_id, &container) {
+            if let Some(local) = workers.get(&task_id, &container) {
                 let notify = workers.clone();
-                return serve_wasm(&worker, &settings, request, move |_| {
-                    notify.changed.notify_waiters();
-                })
-                .await;
-            }
-            if let Some(address) = workers.proxy(&task_id, &container) {
-                return proxy(&address.to_string(), &settings, request, &[]).await;
+                let done = move |_| notify.changed.notify_waiters();
+                return endpoint::serve(local, request, limits(&settings), Box::new(done)).await;
             }
             tokio::select! {
                 () = changed => {}
@@ -662,7 +545,7 @@ async fn serve_one_forwarded(
 /// until `shutdown`.
 pub async fn serve_forwarded(
     listener: TcpListener,
-    workers: Arc<HttpWorkers>,
+    workers: Arc<HttpEndpoints>,
     running: tokio::sync::watch::Receiver<Vec<String>>,
     key: String,
     shutdown: CancellationToken,
@@ -688,62 +571,6 @@ pub async fn serve_forwarded(
         }
     })
     .await;
-}
-
-/// Forwards a request to a container task's port: the same limits as a Wasm handler's (body
-/// sizes, the deadline → 504); a port that does not answer is 502.
-async fn proxy(
-    address: &str,
-    settings: &crate::taskdef::http::HttpSettings,
-    mut request: Request<Incoming>,
-    headers: &[(&'static str, String)],
-) -> Response<GatewayBody> {
-    for (name, value) in headers {
-        if let Ok(value) = hyper::header::HeaderValue::from_str(value) {
-            request.headers_mut().insert(*name, value);
-        }
-    }
-    let limit = usize::try_from(settings.max_request_bytes).unwrap_or(usize::MAX);
-    let request = request.map(|body| Limited::new(body, limit));
-    let exchange = async {
-        let stream = tokio::net::TcpStream::connect(address).await?;
-        let _ = stream.set_nodelay(true);
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .map_err(std::io::Error::other)?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        sender
-            .send_request(request)
-            .await
-            .map_err(std::io::Error::other)
-    };
-    match tokio::time::timeout(settings.timeout, exchange).await {
-        Err(_) => text(
-            504,
-            format!(
-                "the container did not answer within {}s\n",
-                settings.timeout.as_secs_f64()
-            ),
-        ),
-        Ok(Err(error)) => text(
-            502,
-            format!("the container does not answer on {address}: {error}\n"),
-        ),
-        Ok(Ok(response)) => {
-            let max = usize::try_from(settings.max_response_bytes).unwrap_or(usize::MAX);
-            response.map(|body| {
-                Limited::new(body, max)
-                    .map_err(|error| {
-                        tracing::info!(%error, "proxied response body cut");
-                        error
-                    })
-                    .boxed_unsync()
-            })
-        }
-    }
 }
 
 /// Serves one connection's requests (HTTP/1.1 or HTTP/2) with `service` until it ends or
@@ -806,7 +633,7 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: Cance
 /// Rebuilds the route table when services or tasks change (bursts coalesced), and scales idle
 /// services to zero.
 async fn keep_routes_current(gateway: Arc<Gateway>, shutdown: CancellationToken) {
-    let mut changes = gateway.api.state.watch();
+    let mut changes = gateway.control.store.watch();
     let mut idle_check = tokio::time::interval(Duration::from_secs(1));
     loop {
         let refresh = {

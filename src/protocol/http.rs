@@ -21,7 +21,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{AgentReport, DesiredTasks, JoinRequest, Joined};
-use crate::controller::hosts::{HostError, Hosts};
+use crate::control::hosts::{HostError, Hosts};
 
 /// The path prefix of the agent protocol.
 pub const AGENT_PATH: &str = "/agent/v1/";

@@ -62,7 +62,7 @@ pub struct ContainerCapacityConfig {
     pub dir: PathBuf,
     pub runtime: PathBuf,
     /// Where containers that serve HTTP are announced to the gateway.
-    pub http: Option<Arc<crate::capacity::wasm::http::HttpWorkers>>,
+    pub http: Option<Arc<crate::capacity::endpoint::HttpEndpoints>>,
 }
 
 /// A container image made ready: its unpacked root and its config.
@@ -232,12 +232,12 @@ impl ContainerCapacity {
         let span = tracing::info_span!("container", task_id = %spec.task_id, container = %spec.name, digest = %program.digest);
         let proxy = match (&self.config.http, spec.runtime.http_port) {
             (Some(registry), Some(port)) if spec.runtime.host_network => {
-                registry.add_proxy(
+                registry.insert(Arc::new(crate::capacity::endpoint::PortEndpoint::new(
                     &spec.task_id,
                     &spec.name,
                     std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-                );
-                Some((registry.clone(), spec.task_id.clone()))
+                )));
+                Some((registry.clone(), spec.task_id.clone(), spec.name.clone()))
             }
             _ => None,
         };
@@ -248,8 +248,8 @@ impl ContainerCapacity {
                 let cgroups = Cgroups::of(&cgroup);
                 let exit =
                     supervise(&mut child, parts, &runtime, &state, &id, &cgroups, &log).await;
-                if let Some((registry, task_id)) = &proxy {
-                    registry.remove_proxy(task_id);
+                if let Some((registry, task_id, container)) = &proxy {
+                    registry.remove(task_id, container);
                 }
                 let _ = copy_out.await;
                 let _ = copy_err.await;
@@ -568,9 +568,48 @@ pub struct PreparedContainer {
     pub program: Arc<ContainerProgram>,
 }
 
+impl crate::capacity::Capacity for ContainerCapacity {
+    fn kind(&self) -> crate::capacity::CapacityKind {
+        crate::capacity::CapacityKind::Container
+    }
+
+    fn prepare(
+        self: Arc<Self>,
+        digest: String,
+        image: crate::capacity::ImageSource,
+    ) -> crate::capacity::BoxFuture<
+        'static,
+        Result<Arc<dyn crate::capacity::PreparedImage>, CapacityError>,
+    > {
+        Box::pin(async move {
+            let crate::capacity::ImageSource::Container {
+                config_blob,
+                layers,
+            } = image
+            else {
+                return Err(CapacityError::UnsupportedImage(
+                    "not a container image: the OCI runtime runs container images".into(),
+                ));
+            };
+            let program = ContainerCapacity::prepare(&self, &digest, &config_blob, layers)
+                .await
+                .map_err(|e| CapacityError::Unpack(e.to_string()))?;
+            let prepared: Arc<dyn crate::capacity::PreparedImage> = Arc::new(PreparedContainer {
+                capacity: self,
+                program,
+            });
+            Ok(prepared)
+        })
+    }
+}
+
 impl crate::capacity::PreparedImage for PreparedContainer {
     fn digest(&self) -> &str {
         &self.program.digest
+    }
+
+    fn image_config(&self) -> Option<&ImageConfig> {
+        Some(&self.program.config)
     }
 
     fn kind(&self) -> crate::capacity::CapacityKind {

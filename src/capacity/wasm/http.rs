@@ -1,7 +1,8 @@
 //! HTTP handlers: a container whose image is a `wasi:http/proxy` component does not run as a
 //! process; it becomes an [`HttpWorker`] that serves each request in a fresh instance
 //! (`ProxyPre` → new `Store` with the container's limits → instantiate → `handle`), until the
-//! container is stopped. The gateway finds workers in [`HttpWorkers`].
+//! container is stopped. It is one kind of [`HttpEndpoint`]: the gateway and the agent find it
+//! in the host's [`HttpEndpoints`] beside the ports of container images' tasks.
 //!
 //! Per request: the container's memory limit (on the store), a deadline (the guest yields at
 //! epoch ticks, so a spinning guest is dropped at the deadline), outbound HTTP only to the
@@ -11,16 +12,16 @@
 //! Architecture invariant: a request's instance never outlives its deadline and never sees
 //! another request's state; the worker holds only the pre-linked program.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
 use tokio::sync::{Notify, watch};
 use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, Store};
@@ -35,6 +36,9 @@ use wasmtime_wasi_http::{
 use super::limits::MemoryLimiter;
 use super::run::{next_stop, thread_cpu_time};
 use super::sandbox;
+use crate::capacity::endpoint::{
+    HttpEndpoint, HttpEndpoints, HttpLimits, OnServed, RequestReport, Serving, text, too_large,
+};
 use crate::capacity::handle::HandleParts;
 use crate::capacity::{
     CapacityError, ContainerExit, ContainerHandle, ContainerSpec, LogStream, StatsCell,
@@ -120,23 +124,6 @@ impl WasiHttpHooks for OutboundPolicy {
     }
 }
 
-/// The limits of one request.
-#[derive(Debug, Clone)]
-pub struct RequestLimits {
-    /// From the request's arrival to the end of its response body.
-    pub timeout: Duration,
-}
-
-/// What serving one request cost; known when its instance is gone.
-#[derive(Debug, Clone, Default)]
-pub struct RequestReport {
-    pub instantiate: Duration,
-    pub cpu: Duration,
-    pub peak_memory_bytes: u64,
-    /// Why the instance ended badly, if it did (a trap, the deadline).
-    pub failure: Option<String>,
-}
-
 /// Why a request got no response from the guest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HttpFailure {
@@ -177,7 +164,7 @@ impl HttpWorker {
     pub async fn serve<B>(
         self: &Arc<Self>,
         request: hyper::Request<B>,
-        limits: &RequestLimits,
+        limits: &HttpLimits,
         report: impl FnOnce(RequestReport) + Send + 'static,
     ) -> Result<hyper::Response<HyperOutgoingBody>, HttpFailure>
     where
@@ -343,73 +330,6 @@ impl<F: Future> Future for CpuTimed<F> {
     }
 }
 
-/// The HTTP workers of this host, by task and container, and the ports of container images'
-/// tasks that serve HTTP (the gateway proxies to them).
-#[derive(Default)]
-pub struct HttpWorkers {
-    workers: RwLock<HashMap<String, Vec<Arc<HttpWorker>>>>,
-    proxies: RwLock<HashMap<String, (String, std::net::SocketAddr)>>,
-    /// Signalled when a worker arrives or a request ends (queued requests look again).
-    pub changed: Notify,
-}
-
-impl HttpWorkers {
-    /// The worker of `container` in task `task_id`, if it serves.
-    pub fn get(&self, task_id: &str, container: &str) -> Option<Arc<HttpWorker>> {
-        let workers = self.workers.read().unwrap_or_else(|p| p.into_inner());
-        workers
-            .get(task_id)?
-            .iter()
-            .find(|w| w.container == container)
-            .cloned()
-    }
-
-    /// Where container `container` of task `task_id` serves HTTP, if it does.
-    pub fn proxy(&self, task_id: &str, container: &str) -> Option<std::net::SocketAddr> {
-        let proxies = self.proxies.read().unwrap_or_else(|p| p.into_inner());
-        proxies
-            .get(task_id)
-            .filter(|(name, _)| name == container)
-            .map(|(_, address)| *address)
-    }
-
-    /// A container image's task serves HTTP at `address`.
-    pub fn add_proxy(&self, task_id: &str, container: &str, address: std::net::SocketAddr) {
-        self.proxies
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(task_id.to_string(), (container.to_string(), address));
-        self.changed.notify_waiters();
-    }
-
-    pub fn remove_proxy(&self, task_id: &str) {
-        self.proxies
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(task_id);
-    }
-
-    fn insert(&self, worker: Arc<HttpWorker>) {
-        self.workers
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(worker.task_id.clone())
-            .or_default()
-            .push(worker);
-        self.changed.notify_waiters();
-    }
-
-    fn remove(&self, worker: &HttpWorker) {
-        let mut workers = self.workers.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(list) = workers.get_mut(&worker.task_id) {
-            list.retain(|w| w.container != worker.container);
-            if list.is_empty() {
-                workers.remove(&worker.task_id);
-            }
-        }
-    }
-}
-
 /// Starts `spec` as an HTTP worker of `pre`: registered until a stop request, which lets the
 /// requests in flight finish within the grace period.
 pub(super) fn start_worker(
@@ -417,7 +337,7 @@ pub(super) fn start_worker(
     pre: ProxyPre<HttpState>,
     spec: ContainerSpec,
     outbound: OutboundPolicy,
-    registry: Arc<HttpWorkers>,
+    registry: Arc<HttpEndpoints>,
 ) -> Result<ContainerHandle, CapacityError> {
     let (handle, parts) = ContainerHandle::new();
     let HandleParts {
@@ -452,7 +372,7 @@ pub(super) fn start_worker(
             let _keep = no_input_tx;
             let request = next_stop(&mut stop).await;
             worker.accepting.store(false, Ordering::Release);
-            registry.remove(&worker);
+            registry.remove(&worker.task_id, &worker.container);
             let drained = async {
                 loop {
                     let idle = worker.idle.notified();
@@ -479,4 +399,93 @@ pub(super) fn start_worker(
         span,
     ));
     Ok(handle)
+}
+
+impl HttpEndpoint for HttpWorker {
+    fn task_id(&self) -> &str {
+        &self.task_id
+    }
+
+    fn container(&self) -> &str {
+        &self.container
+    }
+
+    fn in_flight(&self) -> usize {
+        HttpWorker::in_flight(self)
+    }
+
+    /// Serves a request in a fresh instance under `limits`: the request body cut at its
+    /// limit (413), the response's at its (502), the deadline (504), a trap (500), a wasi:http
+    /// error code (502).
+    fn serve(
+        self: Arc<Self>,
+        request: hyper::Request<Incoming>,
+        limits: HttpLimits,
+        done: OnServed,
+    ) -> Serving {
+        Box::pin(async move {
+            // A body that turns out longer than it said (or chunked) is cut at the limit; the
+            // handler sees a read error and the client a 413.
+            let over_limit = Arc::new(AtomicBool::new(false));
+            let limit = usize::try_from(limits.max_request_bytes).unwrap_or(usize::MAX);
+            let flag = over_limit.clone();
+            let request = request.map(move |body| {
+                Limited::new(body, limit).map_err(move |error| {
+                    if error.is::<http_body_util::LengthLimitError>() {
+                        flag.store(true, Ordering::Relaxed);
+                        wasmtime_wasi_http::Error::HttpRequestBodySize(None)
+                    } else {
+                        match error.downcast::<hyper::Error>() {
+                            Ok(error) => wasmtime_wasi_http::Error::Hyper(*error),
+                            Err(error) => {
+                                wasmtime_wasi_http::Error::InternalError(Some(error.to_string()))
+                            }
+                        }
+                    }
+                })
+            });
+            let answer =
+                HttpWorker::serve(&self, request, &limits, move |report| done(Some(report))).await;
+            if over_limit.load(Ordering::Relaxed) {
+                return too_large(&limits);
+            }
+            match answer {
+                Ok(response) => {
+                    let max = limits.max_response_bytes;
+                    let declared = response
+                        .headers()
+                        .get(hyper::header::CONTENT_LENGTH)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<u64>().ok());
+                    if declared.is_some_and(|length| length > max) {
+                        return text(
+                            502,
+                            format!("the response is over the limit of {max} bytes\n"),
+                        );
+                    }
+                    let max = usize::try_from(max).unwrap_or(usize::MAX);
+                    response.map(|body| {
+                        Limited::new(body, max)
+                            .map_err(|error| {
+                                tracing::info!(%error, "response body cut");
+                                error
+                            })
+                            .boxed_unsync()
+                    })
+                }
+                Err(HttpFailure::Timeout) => text(
+                    504,
+                    format!(
+                        "the handler did not answer within {}s\n",
+                        limits.timeout.as_secs_f64()
+                    ),
+                ),
+                Err(HttpFailure::Guest(why)) => text(500, format!("the handler failed: {why}\n")),
+                Err(HttpFailure::ErrorCode(code)) => {
+                    text(502, format!("the handler answered with an error: {code}\n"))
+                }
+                Err(HttpFailure::Stopping) => text(503, "the task is stopping; try again\n"),
+            }
+        })
+    }
 }

@@ -96,7 +96,7 @@ pub struct WasmCapacity {
     /// the proxy world, so the whole of p2 is linked).
     http_linker: wasmtime::component::Linker<http::HttpState>,
     /// HTTP handlers serving now, for the gateway.
-    http_workers: Arc<http::HttpWorkers>,
+    http_endpoints: Arc<crate::capacity::endpoint::HttpEndpoints>,
     /// Programs already prepared in this process, by digest; one preparation per digest even
     /// when several tasks ask at once.
     programs: Mutex<HashMap<String, Arc<OnceCell<Arc<WasmProgram>>>>>,
@@ -124,7 +124,7 @@ impl WasmCapacity {
 
         Ok(Self {
             http_linker,
-            http_workers: Arc::default(),
+            http_endpoints: Arc::default(),
             artifacts: ArtifactCache::new(&shared.engine, config.artifact_dir.clone()),
             shared,
             core_linker,
@@ -143,8 +143,8 @@ impl WasmCapacity {
     }
 
     /// The HTTP handlers serving on this host.
-    pub fn http_workers(&self) -> &Arc<http::HttpWorkers> {
-        &self.http_workers
+    pub fn http_endpoints(&self) -> &Arc<crate::capacity::endpoint::HttpEndpoints> {
+        &self.http_endpoints
     }
 
     /// The engine every guest runs on.
@@ -208,10 +208,9 @@ impl WasmCapacity {
     }
 }
 
-impl Capacity for WasmCapacity {
-    type Program = WasmProgram;
-
-    async fn prepare(&self, image: Arc<[u8]>) -> Result<Arc<WasmProgram>, CapacityError> {
+impl WasmCapacity {
+    /// Makes a Wasm image ready to start (once per image: later calls share the program).
+    pub async fn prepare(&self, image: Arc<[u8]>) -> Result<Arc<WasmProgram>, CapacityError> {
         let digest = format!("sha256:{}", sha256_hex(&image));
         let cell = {
             let mut programs = self.programs.lock().unwrap_or_else(|p| p.into_inner());
@@ -233,7 +232,9 @@ impl Capacity for WasmCapacity {
         Ok(program.clone())
     }
 
-    fn start(
+    /// Starts one container of `program`: a guest thread, or an HTTP worker for a
+    /// `wasi:http` handler.
+    pub fn start(
         &self,
         program: &Arc<WasmProgram>,
         spec: ContainerSpec,
@@ -245,10 +246,39 @@ impl Capacity for WasmCapacity {
                 pre.clone(),
                 spec,
                 outbound,
-                self.http_workers.clone(),
+                self.http_endpoints.clone(),
             );
         }
         run::spawn_guest(self.shared.engine.clone(), program.clone(), spec)
+    }
+}
+
+impl Capacity for WasmCapacity {
+    fn kind(&self) -> crate::capacity::CapacityKind {
+        crate::capacity::CapacityKind::Wasm
+    }
+
+    fn prepare(
+        self: Arc<Self>,
+        _digest: String,
+        image: crate::capacity::ImageSource,
+    ) -> crate::capacity::BoxFuture<
+        'static,
+        Result<Arc<dyn crate::capacity::PreparedImage>, CapacityError>,
+    > {
+        Box::pin(async move {
+            let crate::capacity::ImageSource::Wasm(bytes) = image else {
+                return Err(CapacityError::UnsupportedImage(
+                    "not a Wasm image: the Wasm capacity runs modules and components".into(),
+                ));
+            };
+            let program = WasmCapacity::prepare(&self, bytes).await?;
+            let prepared: Arc<dyn crate::capacity::PreparedImage> = Arc::new(PreparedWasm {
+                capacity: self,
+                program,
+            });
+            Ok(prepared)
+        })
     }
 }
 
@@ -266,6 +296,10 @@ impl crate::capacity::PreparedImage for PreparedWasm {
 
     fn kind(&self) -> crate::capacity::CapacityKind {
         crate::capacity::CapacityKind::Wasm
+    }
+
+    fn per_request(&self) -> bool {
+        self.program.serves_http()
     }
 
     fn start(&self, spec: ContainerSpec) -> Result<ContainerHandle, CapacityError> {

@@ -20,11 +20,12 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::{ContainerOverride, HostResources};
-use crate::api::same_secret;
+use crate::net::same_secret;
 use crate::protocol::{
     AgentReport, Desired, DesiredTask, DesiredTasks, HostOffer, JoinRequest, Joined,
 };
-use crate::records::{host_of, is_stopped, stop_tasks_of_host, task_id_of_arn};
+use crate::records::TaskRecord;
+use crate::records::stop_tasks_of_host;
 use crate::store::{Expect, Store, StoreError};
 
 /// A host as stored.
@@ -62,6 +63,36 @@ impl HostRecord {
         self.attributes
             .get("ecs.availability-zone")
             .map_or("local", String::as_str)
+    }
+
+    /// Its container instance ARN: in its cluster, or (a pool host) in none.
+    pub fn arn(&self, arns: &crate::arn::ArnScope) -> String {
+        match &self.cluster {
+            Some(cluster) => arns.container_instance(cluster, &self.id),
+            None => arns.pool_container_instance(&self.id),
+        }
+    }
+
+    /// The attributes placement sees on it: ECS's own, then the host's.
+    pub fn all_attributes(&self) -> Vec<(String, String)> {
+        let mut attributes = vec![
+            ("ecs.capability.wasm".to_string(), String::new()),
+            ("ecs.os-type".to_string(), "linux".to_string()),
+            (
+                "ecs.cpu-architecture".to_string(),
+                std::env::consts::ARCH.to_string(),
+            ),
+            (
+                "ecs.availability-zone".to_string(),
+                self.availability_zone().to_string(),
+            ),
+            ("wasmgate.host-name".to_string(), self.name.clone()),
+        ];
+        for (name, value) in &self.attributes {
+            attributes.retain(|(n, _)| n != name);
+            attributes.push((name.clone(), value.clone()));
+        }
+        attributes
     }
 }
 
@@ -227,15 +258,12 @@ impl Hosts {
         }
         // A task on no known host (its host was deregistered, or the task predates hosts)
         // has nobody to run it.
-        for (key, found) in hosts.store.list("tasks/")? {
-            let task = &found.value;
-            if is_stopped(task) || host_of(task).is_some_and(|h| known.contains(h)) {
+        for task in crate::records::tasks(hosts.store.as_ref())? {
+            if task.is_stopped() || task.host.as_ref().is_some_and(|h| known.contains(h)) {
                 continue;
             }
-            let task_id = key.trim_start_matches("tasks/");
-            crate::records::update_task(hosts.store.as_ref(), task_id, |task| {
-                crate::records::stop_as_lost(
-                    task,
+            crate::records::update_task(hosts.store.as_ref(), task.id(), |task| {
+                task.stop_as_lost(
                     "Task stopped because no capacity host runs it any more",
                     now(),
                 )
@@ -466,6 +494,20 @@ impl Hosts {
         self.live().get(id)?.first_sent.get(task_id).copied()
     }
 
+    /// The tasks of host `id`'s desired set, first sent in `generation` or before, that are
+    /// not `running`: a host that converged on that generation has lost them.
+    pub fn not_running(&self, id: &str, generation: u64, running: &HashSet<&str>) -> Vec<String> {
+        self.live().get(id).map_or_else(Vec::new, |live| {
+            live.first_sent
+                .iter()
+                .filter(|(task_id, sent)| {
+                    **sent <= generation && !running.contains(task_id.as_str())
+                })
+                .map(|(task_id, _)| task_id.clone())
+                .collect()
+        })
+    }
+
     /// Hosts silent for longer than `lost_after`, each returned once until it reports again.
     pub fn newly_lost(&self) -> Vec<String> {
         let lost_after = self.settings.lost_after.as_secs_f64();
@@ -491,7 +533,7 @@ impl Hosts {
 
     /// Takes a task the caller just wrote into account at once (placement counts it before
     /// the change feed brings it).
-    pub fn note_task(&self, task: &Value) {
+    pub fn note_task(&self, task: &TaskRecord) {
         let mut assignments = self.assignments();
         self.apply_task(&mut assignments, None, Some(task));
     }
@@ -515,15 +557,15 @@ impl Hosts {
 
     /// Derives every desired set again from a full list of the stored tasks.
     fn rebuild(&self) -> Result<(), HostError> {
-        let tasks = self.store.list("tasks/")?;
+        let tasks = crate::records::tasks(self.store.as_ref())?;
         let mut assignments = self.assignments();
         let previous: Vec<String> = assignments.by_host.keys().cloned().collect();
         assignments.by_host.clear();
         assignments.host_of_task.clear();
         assignments.holds.clear();
         assignments.dirty.extend(previous);
-        for (_, found) in tasks {
-            self.apply_task(&mut assignments, None, Some(&found.value));
+        for task in &tasks {
+            self.apply_task(&mut assignments, None, Some(task));
         }
         Ok(())
     }
@@ -533,29 +575,22 @@ impl Hosts {
         &self,
         assignments: &mut Assignments,
         task_id: Option<&str>,
-        task: Option<&Value>,
+        task: Option<&TaskRecord>,
     ) {
         let entry = task.and_then(|task| self.desired_entry(assignments, task));
         let task_id = match (task_id, task) {
             (Some(id), _) => id.to_string(),
-            (None, Some(task)) => {
-                task_id_of_arn(task["taskArn"].as_str().unwrap_or_default()).to_string()
-            }
+            (None, Some(task)) => task.id().to_string(),
             (None, None) => return,
         };
         match (&entry, task) {
             (Some((host, _)), Some(task)) => {
-                let number = |field: &str| {
-                    task[field]
-                        .as_str()
-                        .and_then(|v| v.parse::<u64>().ok())
-                        .unwrap_or(0)
-                };
+                let (cpu, memory) = task.needs();
                 let held = Held {
                     host: host.clone(),
-                    cpu: number("cpu"),
-                    memory: number("memory"),
-                    group: task["group"].as_str().unwrap_or_default().to_string(),
+                    cpu,
+                    memory,
+                    group: task.group.clone(),
                 };
                 assignments.holds.insert(task_id.clone(), held);
             }
@@ -599,13 +634,13 @@ impl Hosts {
     fn desired_entry(
         &self,
         assignments: &mut Assignments,
-        task: &Value,
+        task: &TaskRecord,
     ) -> Option<(String, DesiredTask)> {
-        if is_stopped(task) {
+        if task.is_stopped() {
             return None;
         }
-        let host = host_of(task)?.to_string();
-        let arn = task["taskDefinitionArn"].as_str()?.to_string();
+        let host = task.host.clone()?;
+        let arn = task.task_definition_arn.clone();
         if !assignments.definitions.contains_key(&arn) {
             match self.definition_document(&arn) {
                 Some(document) => {
@@ -618,28 +653,26 @@ impl Hosts {
                 }
             }
         }
-        let desired = if task["desiredStatus"] == "STOPPED" {
-            Desired::Stopped {
-                reason: task["stoppedReason"]
-                    .as_str()
-                    .unwrap_or("Task stopped")
-                    .to_string(),
-            }
-        } else {
-            Desired::Running
+        let desired = match task.desired_status {
+            crate::records::DesiredStatus::Stopped => Desired::Stopped {
+                reason: task
+                    .stopped_reason
+                    .clone()
+                    .unwrap_or_else(|| "Task stopped".to_string()),
+            },
+            crate::records::DesiredStatus::Running => Desired::Running,
         };
         Some((
             host,
             DesiredTask {
-                task_id: task_id_of_arn(task["taskArn"].as_str().unwrap_or_default()).to_string(),
+                task_id: task.id().to_string(),
                 task_definition_arn: arn,
-                overrides: ContainerOverride::list_from_ecs(&task["overrides"]),
+                overrides: ContainerOverride::list_from_ecs(task.overrides()),
                 desired,
             },
         ))
     }
 
-    /// The registered document of a task definition ARN (revisions never change).
     fn definition_document(&self, arn: &str) -> Option<Value> {
         let (family, revision) = arn.rsplit_once("task-definition/")?.1.rsplit_once(':')?;
         let revision: u64 = revision.parse().ok()?;
@@ -723,8 +756,16 @@ impl Hosts {
                     && !lagged
                     && let Some(task_id) = change.key.strip_prefix("tasks/")
                 {
+                    let task = match change.value.as_ref().map(TaskRecord::deserialize) {
+                        None => None,
+                        Some(Ok(task)) => Some(task),
+                        Some(Err(error)) => {
+                            tracing::warn!(%task_id, %error, "a stored task is not a task record");
+                            continue;
+                        }
+                    };
                     let mut assignments = self.assignments();
-                    self.apply_task(&mut assignments, Some(task_id), change.value.as_ref());
+                    self.apply_task(&mut assignments, Some(task_id), task.as_ref());
                 }
                 match changes.try_recv() {
                     Ok(change) => next = Some(change),
@@ -764,6 +805,7 @@ mod tests {
     fn task(id: &str, host: &str, last: &str, desired: &str) -> Value {
         json!({
             "taskArn": format!("arn:aws:ecs:us-east-1:0:task/default/{id}"),
+            "clusterArn": "arn:aws:ecs:us-east-1:0:cluster/default", "createdAt": 1.0,
             "taskDefinitionArn": "arn:aws:ecs:us-east-1:0:task-definition/app:1",
             "lastStatus": last, "desiredStatus": desired, "stoppedReason": "enough",
             "wasmgateHost": host, "overrides": {"containerOverrides": [{"name": "app", "command": ["x"]}]},
@@ -789,8 +831,9 @@ mod tests {
             store
                 .put(&format!("tasks/{task_id}"), &value, Expect::Any)
                 .unwrap();
+            let record: TaskRecord = serde_json::from_value(value).unwrap();
             let mut assignments = hosts.assignments();
-            hosts.apply_task(&mut assignments, Some(task_id), Some(&value));
+            hosts.apply_task(&mut assignments, Some(task_id), Some(&record));
             drop(assignments);
             hosts.publish_dirty();
             desired.borrow().clone()
@@ -808,6 +851,12 @@ mod tests {
                 .contains_key(&set.tasks[0].task_definition_arn)
         );
         assert_eq!(hosts.first_sent(&id, "a"), Some(1));
+        assert_eq!(hosts.not_running(&id, 1, &HashSet::new()), ["a"]);
+        assert!(
+            hosts.not_running(&id, 0, &HashSet::new()).is_empty(),
+            "not sent yet at 0"
+        );
+        assert!(hosts.not_running(&id, 1, &HashSet::from(["a"])).is_empty());
 
         let set = put("b", task("b", "elsewhere", "PENDING", "RUNNING"));
         assert_eq!(

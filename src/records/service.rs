@@ -5,6 +5,39 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::LaunchType;
+
+/// A service's `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ServiceStatus {
+    Active,
+    /// Deleted; its tasks are stopping.
+    Draining,
+    /// Deleted and every task stopped.
+    Inactive,
+}
+
+/// A deployment's `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DeploymentStatus {
+    /// The newest: the one the service converges on.
+    Primary,
+    /// An older one, draining.
+    Active,
+    Inactive,
+}
+
+/// A deployment's `rolloutState`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RolloutState {
+    InProgress,
+    Completed,
+    Failed,
+}
+
 /// How many events a service keeps (ECS shows the latest 100).
 pub const MAX_EVENTS: usize = 100;
 
@@ -15,12 +48,11 @@ pub struct Service {
     pub service_arn: String,
     pub service_name: String,
     pub cluster_arn: String,
-    /// ACTIVE, DRAINING (deleted, tasks stopping) or INACTIVE.
-    pub status: String,
+    pub status: ServiceStatus,
     pub desired_count: u32,
     pub running_count: u32,
     pub pending_count: u32,
-    pub launch_type: String,
+    pub launch_type: LaunchType,
     /// The PRIMARY deployment's task definition ARN.
     pub task_definition: String,
     pub deployment_configuration: DeploymentConfiguration,
@@ -77,8 +109,7 @@ pub struct CircuitBreaker {
 pub struct Deployment {
     /// `ecs-svc/` and 19 digits; also every task's `startedBy`.
     pub id: String,
-    /// PRIMARY (the newest) or ACTIVE (older, draining).
-    pub status: String,
+    pub status: DeploymentStatus,
     pub task_definition: String,
     pub desired_count: u32,
     pub pending_count: u32,
@@ -86,9 +117,8 @@ pub struct Deployment {
     pub failed_tasks: u32,
     pub created_at: f64,
     pub updated_at: f64,
-    pub launch_type: String,
-    /// IN_PROGRESS, COMPLETED or FAILED.
-    pub rollout_state: String,
+    pub launch_type: LaunchType,
+    pub rollout_state: RolloutState,
     pub rollout_state_reason: String,
 }
 
@@ -140,7 +170,9 @@ pub struct SchedulerState {
 
 impl Service {
     pub fn primary(&self) -> Option<&Deployment> {
-        self.deployments.iter().find(|d| d.status == "PRIMARY")
+        self.deployments
+            .iter()
+            .find(|d| d.status == DeploymentStatus::Primary)
     }
 
     /// Adds an event (newest first), keeping the latest [`MAX_EVENTS`].

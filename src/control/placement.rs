@@ -7,37 +7,7 @@
 //! `spread` (field `instanceId`: the fewest tasks of the group), `random`. Without a strategy,
 //! tasks spread by instance.
 
-use super::model::{PlacementConstraint, PlacementStrategy};
-
-/// Where a task may run, as ECS's launch types say.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LaunchType {
-    /// The shared pool of hosts, from any cluster.
-    Fargate,
-    /// Hosts registered in the task's cluster.
-    Ec2,
-    /// Hosts registered in the task's cluster (ECS Anywhere's word for them).
-    External,
-}
-
-impl LaunchType {
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "FARGATE" => Some(Self::Fargate),
-            "EC2" => Some(Self::Ec2),
-            "EXTERNAL" => Some(Self::External),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Fargate => "FARGATE",
-            Self::Ec2 => "EC2",
-            Self::External => "EXTERNAL",
-        }
-    }
-}
+use crate::records::service::{PlacementConstraint, PlacementStrategy};
 
 /// One container instance as placement sees it.
 #[derive(Debug, Clone, PartialEq)]
