@@ -107,19 +107,14 @@ impl LogStore {
             move |source| LogError::Io { path, source }
         };
         std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
-        let path = self.current(task_id);
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io(&path))?;
-        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        // The file is made with the task's first record: most tasks of a large service print
+        // nothing, and creating a thousand empty files costs more than placing the tasks.
         Ok(Arc::new(TaskLogWriter {
             state: Mutex::new(WriterState {
-                current: path,
+                current: self.current(task_id),
                 rotated: self.rotated(task_id),
-                file: Some(file),
-                size,
+                file: LogFile::NotYet,
+                size: 0,
                 next_seq: 1,
                 half_cap: self.max_bytes_per_task / 2,
             }),
@@ -284,12 +279,21 @@ pub struct TaskLogWriter {
     state: Mutex<WriterState>,
 }
 
+/// A task log's file.
+#[derive(Debug)]
+enum LogFile {
+    /// Nothing written yet: the file is opened (created, or appended to) at the first record.
+    NotYet,
+    Open(File),
+    /// A write failed: the task runs on without a log file rather than fail.
+    Failed,
+}
+
 #[derive(Debug)]
 struct WriterState {
     current: PathBuf,
     rotated: PathBuf,
-    /// `None` after a write failed: the task runs on without a log file rather than fail.
-    file: Option<File>,
+    file: LogFile,
     size: u64,
     next_seq: u64,
     half_cap: u64,
@@ -299,7 +303,7 @@ impl TaskLogWriter {
     /// Appends what `container` wrote to `stream`.
     pub fn append(&self, container: &str, stream: Stream, bytes: &[u8]) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if state.file.is_none() {
+        if matches!(state.file, LogFile::Failed) {
             return;
         }
         // A single write larger than the kept half keeps its tail.
@@ -318,7 +322,7 @@ impl TaskLogWriter {
     /// Appends a record written elsewhere, unless its sequence number is behind this log's.
     fn write(&self, record: LogRecord) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if state.file.is_none() || record.seq < state.next_seq {
+        if matches!(state.file, LogFile::Failed) || record.seq < state.next_seq {
             return;
         }
         state.next_seq = record.seq;
@@ -334,12 +338,15 @@ impl WriterState {
             return;
         };
         line.push(b'\n');
+        if matches!(state.file, LogFile::NotYet) {
+            state.open();
+        }
         if state.size > 0 && state.size + line.len() as u64 > state.half_cap {
             state.rotate();
         }
-        let written = match state.file.as_mut() {
-            Some(file) => file.write_all(&line),
-            None => return,
+        let written = match &mut state.file {
+            LogFile::Open(file) => file.write_all(&line),
+            LogFile::NotYet | LogFile::Failed => return,
         };
         match written {
             Ok(()) => {
@@ -348,7 +355,26 @@ impl WriterState {
             }
             Err(error) => {
                 tracing::warn!(path = %state.current.display(), %error, "cannot write the task log; its further output is not kept");
-                state.file = None;
+                state.file = LogFile::Failed;
+            }
+        }
+    }
+
+    /// Opens the current file for appending (a task's log kept from before, such as another
+    /// host's task whose records arrive again, continues where it was).
+    fn open(&mut self) {
+        let opened = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.current);
+        match opened {
+            Ok(file) => {
+                self.size = file.metadata().map(|m| m.len()).unwrap_or(0);
+                self.file = LogFile::Open(file);
+            }
+            Err(error) => {
+                tracing::warn!(path = %self.current.display(), %error, "cannot create the task log; its output is not kept");
+                self.file = LogFile::Failed;
             }
         }
     }
@@ -363,12 +389,12 @@ impl WriterState {
         });
         match reopened {
             Ok(file) => {
-                self.file = Some(file);
+                self.file = LogFile::Open(file);
                 self.size = 0;
             }
             Err(error) => {
                 tracing::warn!(path = %self.current.display(), %error, "cannot rotate the task log; its further output is not kept");
-                self.file = None;
+                self.file = LogFile::Failed;
             }
         }
     }
@@ -441,8 +467,15 @@ mod tests {
             store.read("../etc/passwd", 0),
             Err(LogError::BadTaskId(_))
         ));
-        store.create("quiet").unwrap();
-        assert_eq!(store.read("quiet", 0).unwrap().records, []);
+        // A task that has printed nothing has no file (the API answers an empty page).
+        let quiet = store.create("quiet").unwrap();
+        assert!(matches!(
+            store.read("quiet", 0),
+            Err(LogError::UnknownTask(_))
+        ));
+        assert!(store.task_ids().is_empty());
+        quiet.append("app", Stream::Stdout, b"hello\n");
+        assert_eq!(store.read("quiet", 0).unwrap().records.len(), 1);
         assert_eq!(store.task_ids(), ["quiet"]);
         store.remove("quiet");
         assert!(store.task_ids().is_empty());

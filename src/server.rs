@@ -269,20 +269,46 @@ pub async fn run_server(
         ));
         (agent, forward)
     });
-    // Every agent's reports become state, in the order each agent sent them.
+    // Every agent's reports become state, in the order each agent sent them. The recorder
+    // holds the control plane, whose hosts hold the reports' sender, so the channel never
+    // closes by itself: once every agent has stopped, `recorded_all` tells it to record what
+    // is left and end.
+    let recorded_all = CancellationToken::new();
     let recorder = tokio::spawn({
         let control = control.clone();
+        let recorded_all = recorded_all.clone();
         async move {
-            while let Some((host, report)) = reports_rx.recv().await {
+            let record = |host: String, report: AgentReport| {
                 let control = control.clone();
-                let recorded = tokio::task::spawn_blocking(move || {
-                    crate::control::record_report(&control, &host, &report)
-                })
-                .await;
-                match recorded {
-                    Ok(Ok(())) => {}
-                    Ok(Err(error)) => tracing::error!(%error, "cannot record an agent's report"),
-                    Err(error) => tracing::error!(%error, "recording an agent's report panicked"),
+                async move {
+                    let recorded = tokio::task::spawn_blocking(move || {
+                        crate::control::record_report(&control, &host, &report)
+                    })
+                    .await;
+                    match recorded {
+                        Ok(Ok(())) => {}
+                        Ok(Err(error)) => {
+                            tracing::error!(%error, "cannot record an agent's report")
+                        }
+                        Err(error) => {
+                            tracing::error!(%error, "recording an agent's report panicked")
+                        }
+                    }
+                }
+            };
+            loop {
+                tokio::select! {
+                    biased;
+                    next = reports_rx.recv() => match next {
+                        Some((host, report)) => record(host, report).await,
+                        None => return,
+                    },
+                    () = recorded_all.cancelled() => {
+                        while let Ok((host, report)) = reports_rx.try_recv() {
+                            record(host, report).await;
+                        }
+                        return;
+                    }
                 }
             }
         }
@@ -296,11 +322,11 @@ pub async fn run_server(
         let _ = agent.await;
         let _ = forward.await;
     }
-    // The recorder ends when the last sender (the hosts, held by the control plane) is gone.
+    recorded_all.cancel();
+    let _ = recorder.await;
     drop(api);
     drop(control);
     drop(hosts);
-    let _ = recorder.await;
     Ok(())
 }
 

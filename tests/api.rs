@@ -242,6 +242,43 @@ print('sleepy', z)
 }
 
 #[test]
+fn ctrl_c_stops_the_tasks_records_them_and_ends_the_server() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let graceful = common::guest(common::Wasi::P1, "graceful")
+        .display()
+        .to_string();
+    let script = format!(
+        r#"
+ecs.register_task_definition(family='graceful', memory='64', containerDefinitions=[{{'name': 'g', 'image': '{graceful}'}}])
+g = ecs.run_task(taskDefinition='graceful')['tasks'][0]['taskArn']
+ecs.get_waiter('tasks_running').wait(tasks=[g], WaiterConfig={{'Delay': 1, 'MaxAttempts': 30}})
+print('running', g)
+"#
+    );
+    let out = boto3(&server.endpoint, &script);
+    let task = out
+        .lines()
+        .find_map(|l| l.strip_prefix("running "))
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_string();
+    // A generous deadline: the server stops its tasks (graceful exits at once on its stdin
+    // closing) and records their last reports before it ends.
+    let status = server
+        .interrupt(std::time::Duration::from_secs(60))
+        .expect("the server ends after Ctrl-C");
+    assert!(status.success(), "{status:?}");
+    let server = Server::start(data.path());
+    let out = boto3(
+        &server.endpoint,
+        &format!(
+            "t = ecs.describe_tasks(tasks=['{task}'])['tasks'][0]\nprint(t['lastStatus'], t['containers'][0].get('exitCode'))\n"
+        ),
+    );
+    assert_eq!(out.trim(), "STOPPED 0", "the task's own stop was recorded, not a restart");
+}
+
+#[test]
 fn the_aws_cli_registers_runs_and_waits() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path());

@@ -55,11 +55,9 @@ fn check(
     expected: Expect,
 ) -> Result<Option<u64>, StoreError> {
     let current: Option<u64> = tx
-        .query_row(
-            "SELECT revision FROM kv WHERE key = ?1",
-            params![key],
-            |row| row.get(0),
-        )
+        .prepare_cached("SELECT revision FROM kv WHERE key = ?1")
+        .map_err(backend)?
+        .query_row(params![key], |row| row.get(0))
         .optional()
         .map_err(backend)?;
     let ok = match expected {
@@ -78,28 +76,23 @@ fn check(
 }
 
 fn next_revision(tx: &rusqlite::Transaction<'_>) -> Result<u64, StoreError> {
-    tx.execute(
-        "UPDATE meta SET value = value + 1 WHERE name = 'revision'",
-        [],
-    )
-    .map_err(backend)?;
-    tx.query_row(
-        "SELECT value FROM meta WHERE name = 'revision'",
-        [],
-        |row| row.get(0),
-    )
-    .map_err(backend)
+    tx.prepare_cached("UPDATE meta SET value = value + 1 WHERE name = 'revision'")
+        .map_err(backend)?
+        .execute([])
+        .map_err(backend)?;
+    tx.prepare_cached("SELECT value FROM meta WHERE name = 'revision'")
+        .map_err(backend)?
+        .query_row([], |row| row.get(0))
+        .map_err(backend)
 }
 
 impl Store for SqliteStore {
     fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
         let connection = self.lock();
         let row: Option<(String, u64)> = connection
-            .query_row(
-                "SELECT value, revision FROM kv WHERE key = ?1",
-                params![key],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
+            .prepare_cached("SELECT value, revision FROM kv WHERE key = ?1")
+            .map_err(backend)?
+            .query_row(params![key], |row| Ok((row.get(0)?, row.get(1)?)))
             .optional()
             .map_err(backend)?;
         row.map(|(text, revision)| {
@@ -116,11 +109,12 @@ impl Store for SqliteStore {
         let tx = connection.transaction().map_err(backend)?;
         check(&tx, key, expected)?;
         let revision = next_revision(&tx)?;
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO kv (key, value, revision) VALUES (?1, ?2, ?3)
              ON CONFLICT (key) DO UPDATE SET value = excluded.value, revision = excluded.revision",
-            params![key, value.to_string(), revision],
         )
+        .map_err(backend)?
+        .execute(params![key, value.to_string(), revision])
         .map_err(backend)?;
         tx.commit().map_err(backend)?;
         let _ = self.changes.send(Change {
@@ -138,7 +132,9 @@ impl Store for SqliteStore {
             return Ok(());
         }
         let revision = next_revision(&tx)?;
-        tx.execute("DELETE FROM kv WHERE key = ?1", params![key])
+        tx.prepare_cached("DELETE FROM kv WHERE key = ?1")
+            .map_err(backend)?
+            .execute(params![key])
             .map_err(backend)?;
         tx.commit().map_err(backend)?;
         let _ = self.changes.send(Change {
@@ -155,7 +151,7 @@ impl Store for SqliteStore {
         // the prefix followed by the highest character.
         let upper = format!("{prefix}\u{10FFFF}");
         let mut statement = connection
-            .prepare(
+            .prepare_cached(
                 "SELECT key, value, revision FROM kv WHERE key >= ?1 AND key < ?2 ORDER BY key",
             )
             .map_err(backend)?;

@@ -63,6 +63,22 @@ impl Server {
 }
 
 impl Server {
+    /// Sends SIGINT (Ctrl-C) and waits for the server to exit, at most `deadline`; returns
+    /// its exit status, or `None` if it was still running then (it is killed).
+    pub fn interrupt(mut self, deadline: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let pid = self.child.id() as i32;
+        // SAFETY: signalling a child process this test started and has not reaped.
+        unsafe { libc::kill(pid, libc::SIGINT) };
+        let until = std::time::Instant::now() + deadline;
+        while std::time::Instant::now() < until {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        None
+    }
+
     /// Kills the server with SIGKILL and leaves whatever it ran as it is, for the next start
     /// on the same data directory to find.
     pub fn kill_9(mut self) {
