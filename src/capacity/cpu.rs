@@ -29,11 +29,16 @@ struct Bucket {
 impl CpuBudget {
     /// A budget of `units` CPU units (1024 = one core). Zero units are treated as one.
     pub fn new(units: u32) -> Self {
+        Self::starting_at(units, Instant::now())
+    }
+
+    /// A budget whose bucket starts empty at `now`; the tests pass their own clock.
+    fn starting_at(units: u32, now: Instant) -> Self {
         Self {
             units: units.max(1),
             state: Mutex::new(Bucket {
                 credit: 0.0,
-                refilled_at: Instant::now(),
+                refilled_at: now,
             }),
         }
     }
@@ -50,8 +55,13 @@ impl CpuBudget {
     /// Charges `used` CPU time and returns how long the caller must pause to stay within its
     /// share (zero when it is within it).
     pub fn charge(&self, used: Duration) -> Duration {
+        self.charge_at(used, Instant::now())
+    }
+
+    /// [`CpuBudget::charge`] at the instant `now`: the budget logic on a clock the caller
+    /// controls, so that it can be tested without measuring time.
+    fn charge_at(&self, used: Duration, now: Instant) -> Duration {
         let share = self.share();
-        let now = Instant::now();
         // A poisoned lock only means another guest thread panicked mid-update; the numbers are
         // still usable.
         let mut bucket = self
@@ -73,27 +83,70 @@ impl CpuBudget {
 mod tests {
     use super::*;
 
+    const MS: Duration = Duration::from_millis(1);
+
+    /// Asserts a pause equals `expected` to within float rounding (the bucket counts seconds as
+    /// f64).
+    #[track_caller]
+    fn assert_pause(actual: Duration, expected: Duration) {
+        let off = actual.abs_diff(expected);
+        assert!(
+            off <= Duration::from_micros(1),
+            "{actual:?} != {expected:?}"
+        );
+    }
+
+    /// A budget of `units` and a clock at its start, advanced by hand.
+    fn budget(units: u32) -> (CpuBudget, Instant) {
+        let start = Instant::now();
+        (CpuBudget::starting_at(units, start), start)
+    }
+
     #[test]
     fn quarter_share_pauses_three_times_as_long_as_it_runs() {
-        let budget = CpuBudget::new(256);
-        // Use 10 ms at once: the debt is 10 ms of CPU, repaid at 0.25 s per s.
-        let pause = budget.charge(Duration::from_millis(10));
-        assert!(
-            pause >= Duration::from_millis(39) && pause <= Duration::from_millis(40),
-            "{pause:?}"
-        );
+        let (budget, start) = budget(256);
+        // 10 ms of CPU at once, no time passed: the debt is 10 ms of CPU, repaid at 0.25 s per s.
+        assert_pause(budget.charge_at(10 * MS, start), 40 * MS);
+    }
+
+    #[test]
+    fn time_passing_pays_the_debt_back() {
+        let (budget, start) = budget(256);
+        assert_pause(budget.charge_at(10 * MS, start), 40 * MS);
+        // After the 40 ms pause the debt is paid: running 1 ms more costs a 4 ms pause.
+        assert_pause(budget.charge_at(MS, start + 40 * MS), 4 * MS);
     }
 
     #[test]
     fn within_share_never_pauses() {
-        let budget = CpuBudget::new(2048);
-        std::thread::sleep(Duration::from_millis(5));
-        assert_eq!(budget.charge(Duration::from_millis(1)), Duration::ZERO);
+        let (budget, start) = budget(2048);
+        // 5 ms of wall time at two cores earns 10 ms of CPU.
+        assert_eq!(budget.charge_at(MS, start + 5 * MS), Duration::ZERO);
+        assert_eq!(budget.charge_at(8 * MS, start + 5 * MS), Duration::ZERO);
+        // 11 ms used of 10 earned: 1 ms of debt, repaid at two cores.
+        assert_pause(budget.charge_at(2 * MS, start + 5 * MS), MS / 2);
+    }
+
+    #[test]
+    fn idle_time_buys_at_most_the_credit_cap() {
+        let (budget, start) = budget(1024);
+        // An hour idle saves up only MAX_CREDIT: using it is free, one more ms is not.
+        let later = start + Duration::from_secs(3600);
+        assert_eq!(budget.charge_at(MAX_CREDIT, later), Duration::ZERO);
+        assert_pause(budget.charge_at(MS, later), MS);
     }
 
     #[test]
     fn pauses_are_capped() {
-        let budget = CpuBudget::new(1);
-        assert_eq!(budget.charge(Duration::from_secs(10)), MAX_PAUSE);
+        let (budget, start) = budget(1);
+        assert_eq!(budget.charge_at(Duration::from_secs(10), start), MAX_PAUSE);
+    }
+
+    #[test]
+    fn a_budget_shared_by_two_holders_counts_both() {
+        let (budget, start) = budget(512);
+        // Two containers drawing 5 ms each at the same instant owe 10 ms at half a core.
+        assert_pause(budget.charge_at(5 * MS, start), 10 * MS);
+        assert_pause(budget.charge_at(5 * MS, start), 20 * MS);
     }
 }
