@@ -96,40 +96,33 @@ async fn kill_interrupts_a_sleeping_guest_at_once() {
     assert_eq!(outcome.containers[0].exit_code, Some(137));
 }
 
-/// CPU time over wall time of a guest spinning for `seconds` with the given CPU units.
-async fn spin_share(host: &Host, units: Option<u32>, seconds: f64) -> f64 {
+/// The CPU time a guest spinning for `seconds` used with the given CPU units, and the time its
+/// task took from start to exit.
+async fn spin(host: &Host, units: u32, seconds: f64) -> (Duration, Duration) {
     let mut task = single(Wasi::P1, "spin", &[&seconds.to_string()]);
-    if let Some(units) = units {
-        task["containerDefinitions"][0]["cpu"] = json!(units);
-    }
+    task["containerDefinitions"][0]["cpu"] = json!(units);
     let started = Instant::now();
     let outcome = host.run(task).await;
-    let wall = started.elapsed().as_secs_f64();
+    let took = started.elapsed();
     let container = &outcome.containers[0];
     assert_eq!(container.exit_code, Some(0), "{:?}", container.reason);
-    container.stats.cpu_time.as_secs_f64() / wall
+    (container.stats.cpu_time, took)
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn cpu_units_bound_a_spinning_guests_share_of_a_core() {
+async fn cpu_units_cap_a_spinning_guests_share_of_a_core() {
     let host = Host::new();
-    // A quarter of a core, while an unbounded guest spins beside it.
-    let (quarter, unbounded) = tokio::join!(
-        spin_share(&host, Some(256), 1.5),
-        spin_share(&host, None, 1.5)
-    );
+    let (cpu, took) = spin(&host, 256, 1.5).await;
+    assert!(cpu > Duration::ZERO, "the guest never ran");
+    // Only the cap is asserted, which a busy machine cannot break: it can only give the guest
+    // less. 256 units allow a quarter of the time the task ran, plus the 50 ms a bucket saves
+    // up (0.03 of 1.5 s), plus at most a 1 ms epoch tick charged late: about 0.28. The bound
+    // leaves room for that and fails only when the budget is not applied (a spinning guest
+    // then uses close to a whole core). How well the share is used is for benches.
+    let share = cpu.as_secs_f64() / took.as_secs_f64();
     assert!(
-        quarter <= 0.35,
-        "a 256-unit guest used {quarter:.2} of a core"
-    );
-    assert!(
-        quarter >= 0.05,
-        "a 256-unit guest barely ran ({quarter:.2} of a core)"
-    );
-    // The bound is the budget, not the machine: the unbounded guest got more.
-    assert!(
-        unbounded > quarter,
-        "unbounded {unbounded:.2} <= quarter {quarter:.2}"
+        share <= 0.35,
+        "a 256-unit guest used {share:.2} of a core ({cpu:?} in {took:?})"
     );
 }
 
