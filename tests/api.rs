@@ -457,10 +457,22 @@ print(t.rsplit('/', 1)[1])
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     };
-    assert!(moved > first_cpu);
 
+    // /metrics tells the same story: it reads the same reports, at least as new as the one
+    // that showed `moved` (printed to the microsecond).
     let metrics = http_get(&server.endpoint, "/metrics");
-    assert!(metrics.contains(&format!("wasmgate_task_cpu_seconds_total{{task_id=\"{task_id}\",task_definition=\"spin:1\",container=\"spin\"}}")), "{metrics}");
+    let series = format!(
+        "wasmgate_task_cpu_seconds_total{{task_id=\"{task_id}\",task_definition=\"spin:1\",container=\"spin\"}} "
+    );
+    let exported: f64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&series))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no {series}in {metrics}"));
+    assert!(
+        exported + 1e-6 >= moved as f64 / 1e9,
+        "/metrics says {exported} s, the stats said {moved} ns"
+    );
     assert!(
         metrics.contains("wasmgate_tasks{status=\"RUNNING\"} 1"),
         "{metrics}"
@@ -624,26 +636,49 @@ print(' '.join(t.rsplit('/', 1)[1] for t in tasks))
         "memory should only grow: {seen:?}"
     );
 
-    // CPU: over a few seconds, the 256-unit spinner's reported CPU is about a quarter core.
-    let read = |id: &str| {
-        let (_, cpu) = usage_of(&server.endpoint, id, "spin");
-        (std::time::Instant::now(), cpu)
+    // CPU: between the agent's reports (every 2 s), the 256-unit spinner's CPU grows, and by
+    // no more than its share allows. Both figures are the server's: the CPU the reports carry
+    // and `read`, when each report was recorded.
+    let read = |id: &str| -> (f64, u64) {
+        let stats: serde_json::Value = serde_json::from_str(&http_get(
+            &server.endpoint,
+            &format!("/v1/tasks/{id}/stats"),
+        ))
+        .unwrap();
+        let spin = &stats["spin"];
+        (
+            spin["read"].as_f64().unwrap_or(0.0),
+            spin["cpu_stats"]["cpu_usage"]["total_usage"]
+                .as_u64()
+                .unwrap_or(0),
+        )
     };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let wait_for_new = |previous: u64| loop {
         let (at, cpu) = read(spin_id);
         if cpu != previous {
             return (at, cpu);
         }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no new CPU report after {previous} ns"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
     let (t0, c0) = wait_for_new(0);
     let mut last = (t0, c0);
-    for _ in 0..2 {
+    for _ in 0..3 {
         last = wait_for_new(last.1);
     }
-    let share = (last.1 - c0) as f64 / 1e9 / last.0.duration_since(t0).as_secs_f64();
+    assert!(last.1 > c0, "CPU went back from {c0} to {}", last.1);
+    // Only the cap is asserted: a loaded machine gives the guest less, never more. A quarter
+    // core, plus the 50 ms of credit a bucket may hold over the ~6 s between the reports
+    // (0.008), plus the time between a report's making and its recording, which a busy server
+    // can stretch either way: 0.40 leaves room for all of that, and fails when the budget is not
+    // applied (a spinning guest then reports close to a whole core).
+    let share = (last.1 - c0) as f64 / 1e9 / (last.0 - t0);
     assert!(
-        share > 0.02 && share < 0.40,
+        share < 0.40,
         "a 256-unit guest reported {share:.2} of a core"
     );
 }
