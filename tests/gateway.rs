@@ -42,6 +42,31 @@ fn get_when_routed(address: &str, host: &str, path: &str) -> common::http::Reply
     get(address, host, path)
 }
 
+/// The task that served a reply (the gateway's `x-wasmgate-task` header).
+fn served_by(reply: &common::http::Reply) -> Option<String> {
+    reply
+        .headers
+        .iter()
+        .find(|(k, _)| k == "x-wasmgate-task")
+        .map(|(_, v)| v.clone())
+}
+
+/// A task's output so far (stdout and stderr), read with `wasmgate logs`.
+fn task_log(server: &Server, task: &str) -> String {
+    let data = tempfile::tempdir().unwrap();
+    let output = common::wasmgate(data.path())
+        .args(["logs", task])
+        .env("WASMGATE_ENDPOINT", &server.endpoint)
+        .output()
+        .expect("wasmgate logs runs");
+    assert!(output.status.success(), "wasmgate logs {task}: {output:?}");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
 #[test]
 fn routes_by_path_and_host_and_answers_errors_with_their_codes() {
     let data = tempfile::tempdir().unwrap();
@@ -69,13 +94,6 @@ fn routes_by_path_and_host_and_answers_errors_with_their_codes() {
     // The host route wins for its host; the path alone for others.
     let by_host = get_when_routed(&gw, "api.localhost:8081", "/hello");
     assert_eq!(by_host.status, 200);
-    let served_by = |reply: &common::http::Reply| {
-        reply
-            .headers
-            .iter()
-            .find(|(k, _)| k == "x-wasmgate-task")
-            .map(|(_, v)| v.clone())
-    };
     assert_ne!(
         served_by(&by_host),
         served_by(&reply),
@@ -189,13 +207,24 @@ fn overload_is_answered_503_after_the_queue_timeout() {
         "{'wasmgate.http.path': '/', 'wasmgate.http.concurrency': '1', 'wasmgate.http.queue-timeout': '0.2', 'wasmgate.http.timeout': '3'}",
         1,
     );
-    assert_eq!(get_when_routed(&gw, "localhost", "/").status, 200);
+    let first = get_when_routed(&gw, "localhost", "/");
+    assert_eq!(first.status, 200);
+    let task = served_by(&first).expect("x-wasmgate-task");
     let holder = {
         let gw = gw.clone();
         std::thread::spawn(move || get(&gw, "localhost", "/hang").status)
     };
-    // Wait until the slow request holds the only slot.
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // The slow request holds the only slot once its handler runs, which it says in the log.
+    let mut log = String::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !log.contains("hang: holding the request") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the /hang request never ran: {log}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        log = task_log(&server, &task);
+    }
     let refused = get(&gw, "localhost", "/");
     assert_eq!(refused.status, 503, "{refused:?}");
     assert!(refused.text().contains("busy"), "{}", refused.text());
@@ -261,34 +290,41 @@ fn an_idle_service_scales_to_zero_and_back_on_the_next_request() {
         "{'wasmgate.http.path': '/lazy', 'wasmgate.http.idle-timeout': '1'}",
         0,
     );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let mut first = get(&gw, "localhost", "/lazy");
-    for _ in 0..100 {
-        if first.status == 200 {
-            break;
-        }
+    while first.status != 200 {
         // Only until the route is known: a known route at zero waits for its task.
         assert_eq!(first.status, 404, "{first:?}");
+        assert!(std::time::Instant::now() < deadline, "the route never came");
         std::thread::sleep(std::time::Duration::from_millis(20));
         first = get(&gw, "localhost", "/lazy");
     }
-    assert_eq!(first.status, 200, "{first:?}");
+    let woken = served_by(&first).expect("x-wasmgate-task");
+    // What happened is read afterwards from the records, so a slow start of the client below
+    // cannot miss the moment the service was awake: the task that served the request was the
+    // service's, and it was stopped when the service went back to zero.
     let out = boto3(
         &server.endpoint,
-        r#"
+        &format!(
+            r#"
 import time
-s = ecs.describe_services(services=['lazy'])['services'][0]
-print('woke', s['desiredCount'], s['runningCount'])
-for _ in range(100):
+for _ in range(300):
     s = ecs.describe_services(services=['lazy'])['services'][0]
-    if s['desiredCount'] == 0 and s['runningCount'] == 0:
+    t = ecs.describe_tasks(tasks=['{woken}'])['tasks'][0]
+    if s['desiredCount'] == 0 and s['runningCount'] == 0 and t['lastStatus'] == 'STOPPED':
         break
     time.sleep(0.1)
 print('asleep', s['desiredCount'], s['runningCount'])
 print('why', [e['message'] for e in s['events'] if 'desiredCount set to' in e['message']][:2])
-"#,
+print('woken', t['group'], t['lastStatus'], t.get('stopCode'))
+"#
+        ),
     );
-    assert!(out.contains("woke 1 1"), "{out}");
     assert!(out.contains("asleep 0 0"), "{out}");
+    assert!(
+        out.contains("woken service:lazy STOPPED ServiceSchedulerInitiated"),
+        "{out}"
+    );
     assert!(out.contains("no request for 1s"), "{out}");
     assert!(
         out.contains("a request arrived while it was scaled to zero"),

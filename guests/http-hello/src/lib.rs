@@ -5,7 +5,7 @@
 //!   /big?bytes=N      N bytes of `x`, streamed in 64 KiB writes
 //!   /trap             panics (a trap)
 //!   /spin             burns CPU forever
-//!   /hang             never answers (sleeps)
+//!   /hang             never answers (sleeps), after saying so on stderr (the task's log)
 //!   /memory?mib=N     allocates N MiB, then answers
 //!   /fetch?url=URL    makes an outbound GET to `http://HOST[:PORT]/PATH` and answers with
 //!                     its status, or the error
@@ -56,9 +56,13 @@ impl wasi::exports::http::incoming_handler::Guest for HttpHello {
                     x = std::hint::black_box(x.wrapping_add(1));
                 }
             }
-            "hang" => loop {
-                std::thread::sleep(std::time::Duration::from_secs(3600));
-            },
+            "hang" => {
+                // Tests wait for this line to know the request holds its task.
+                eprintln!("hang: holding the request");
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(3600));
+                }
+            }
             "memory" => {
                 let mib: usize = param("mib").and_then(|m| m.parse().ok()).unwrap_or(1);
                 let held: Vec<Vec<u8>> = (0..mib).map(|_| vec![1u8; 1 << 20]).collect();
