@@ -63,10 +63,11 @@ print('task', t['group'], t['startedBy'] == s['deployments'][0]['id'], t['lastSt
 ecs.stop_task(task=arns[0], reason='chaos')
 for _ in range(100):
     now = ecs.list_tasks(serviceName='web')['taskArns']
-    if arns[0] not in now and len(now) == 2:
+    running = [t for t in ecs.describe_tasks(tasks=now)['tasks'] if t['lastStatus'] == 'RUNNING'] if now else []
+    if arns[0] not in now and len(running) == 2:
         break
     time.sleep(0.1)
-print('replaced', arns[0] not in now, len(now))
+print('replaced', arns[0] not in now, len(now), 'running', len(running))
 s = stable()
 print('running', s['runningCount'])
 m = messages()
@@ -99,7 +100,7 @@ except ecs.exceptions.InvalidParameterException as e:
     assert!(out.contains("stable 2 0 COMPLETED"), "{out}");
     assert!(out.contains("tasks 2"), "{out}");
     assert!(out.contains("task service:web True RUNNING"), "{out}");
-    assert!(out.contains("replaced True 2"), "{out}");
+    assert!(out.contains("replaced True 2 running 2"), "{out}");
     assert!(out.contains("running 2"), "{out}");
     assert!(out.contains("started event True"), "{out}");
     assert!(out.contains("replacement event True"), "{out}");
@@ -360,12 +361,13 @@ ecs.create_service(serviceName='web', taskDefinition=v1, desiredCount=3,
                    deploymentConfiguration={{'maximumPercent': 150, 'minimumHealthyPercent': 100}})
 stable()
 ecs.update_service(service='web', taskDefinition=v2)
-for _ in range(200):
-    if len(ecs.list_tasks(serviceName='web')['taskArns']) > 3:
+# Mid deployment: the new revision's first task runs beside the three old ones (it never turns
+# healthy, so the rollout goes no further).
+for _ in range(600):
+    s = describe()
+    if len(s['deployments']) == 2 and s['deployments'][0]['runningCount'] == 1 and s['runningCount'] == 4:
         break
-    time.sleep(0.01)
-time.sleep(0.3)
-s = describe()
+    time.sleep(0.05)
 print('mid deployment', len(s['deployments']), s['runningCount'] + s['pendingCount'])
 "#,
         gate = gate.path().display()
@@ -474,12 +476,14 @@ for _ in range(400):
     time.sleep(0.05)
 print('sick stopped', first['stoppedReason'], first['stopCode'], first['healthStatus'])
 print('grace honoured', (first['stoppingAt'] - first['startedAt']).total_seconds() >= 2)
+status = None
 for _ in range(200):
     alive = ecs.list_tasks(serviceName='sick')['taskArns']
-    if alive and alive[0] != first['taskArn']:
+    status = ecs.describe_tasks(tasks=alive)['tasks'][0]['lastStatus'] if alive else None
+    if alive and alive[0] != first['taskArn'] and status == 'RUNNING':
         break
     time.sleep(0.05)
-print('replaced', alive[0] != first['taskArn'])
+print('replaced', bool(alive) and alive[0] != first['taskArn'], status)
 for _ in range(200):
     if describe('sick')['deployments'][0]['failedTasks'] >= 1:
         break
@@ -501,7 +505,7 @@ ecs.stop_task(task=hung_task)
         "{out}"
     );
     assert!(out.contains("grace honoured True"), "{out}");
-    assert!(out.contains("replaced True"), "{out}");
+    assert!(out.contains("replaced True RUNNING"), "{out}");
     assert!(out.contains("failed counted True"), "{out}");
     assert!(out.contains("hung UNHEALTHY RUNNING"), "{out}");
 }
