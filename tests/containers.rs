@@ -142,10 +142,15 @@ ecs.stop_task(task=g, reason='enough')
 t = wait(g)
 print('graceful', t['containers'][0]['exitCode'], t['stopCode'], repr(logs(g)))
 
-td('stubborn', {'command': ['sh', '-c', "trap '' TERM; while true; do sleep 0.1; done"], 'stopTimeout': 1})
+td('stubborn', {'command': ['sh', '-c', "trap '' TERM; echo deaf; while true; do sleep 0.1; done"], 'stopTimeout': 1})
 s = run('stubborn')
 wait(s, 'RUNNING')
-time.sleep(0.3)
+# Once it said so, the shell ignores TERM: only the kill after stopTimeout can end it.
+for _ in range(100):
+    if 'deaf' in logs(s):
+        break
+    time.sleep(0.05)
+print('deaf', 'deaf' in logs(s))
 ecs.stop_task(task=s)
 t = wait(s)
 print('stubborn', t['containers'][0]['exitCode'], t['containers'][0].get('reason', '')[:12])
@@ -168,6 +173,7 @@ print('hog', t['containers'][0]['exitCode'], t['containers'][0].get('reason', ''
         out.contains("graceful 0 UserInitiated 'up\\ngot TERM\\n'"),
         "{out}"
     );
+    assert!(out.contains("deaf True"), "{out}");
     assert!(out.contains("stubborn 137 StopTimeout:"), "{out}");
     assert!(out.contains("hog 137 OutOfMemoryError:"), "{out}");
     // Every container is gone once its task stopped: no runc state, no bundle.
@@ -290,12 +296,14 @@ for _ in range(300):
     time.sleep(0.05)
 print('well', t['healthStatus'])
 ecs.stop_task(task=first, reason='chaos')
+status = None
 for _ in range(200):
     now = ecs.list_tasks(serviceName='well')['taskArns']
-    if now and now[0] != first and ecs.describe_tasks(tasks=now)['tasks'][0]['lastStatus'] == 'RUNNING':
+    status = ecs.describe_tasks(tasks=now)['tasks'][0]['lastStatus'] if now else None
+    if now and now[0] != first and status == 'RUNNING':
         break
     time.sleep(0.05)
-print('replaced', now[0] != first)
+print('replaced', bool(now) and now[0] != first, status)
 
 ecs.create_service(serviceName='sick', taskDefinition='sick', desiredCount=1)
 stopped = []
@@ -330,7 +338,7 @@ print('server fine', len(ecs.list_clusters()['clusterArns']))
         &with_endpoint(&server, script(&image, body)),
     );
     assert!(out.contains("well HEALTHY"), "{out}");
-    assert!(out.contains("replaced True"), "{out}");
+    assert!(out.contains("replaced True RUNNING"), "{out}");
     assert!(
         out.contains("sick Task failed container health checks UNHEALTHY"),
         "{out}"
