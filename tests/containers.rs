@@ -1,7 +1,8 @@
 //! Container images run through runc, driven through the ECS API: a tiny image made here from
 //! Debian's busybox-static (a gzip layer, an OCI config), pushed to a real registry on
 //! loopback; output, exit codes, overrides, stops, the memory limit, stats, a hostile layer,
-//! and nothing left behind after a kill -9.
+//! and nothing left behind after a kill -9. These need root (runc, overlay mounts, cgroups),
+//! except the last: a host without an OCI runtime says so.
 
 mod common;
 
@@ -393,4 +394,92 @@ print('stable')
     let refused =
         common::http::request(&server.gateway, "POST", "localhost", "/box/x", &big, false).unwrap();
     assert_eq!(refused.status, 413);
+}
+
+#[test]
+fn a_container_image_stops_with_the_reason_when_the_host_has_no_oci_runtime() {
+    // An OCI image layout on disk (no registry): one layer holding one file.
+    let layout = tempfile::tempdir().unwrap();
+    let blobs = layout.path().join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let blob = |bytes: &[u8]| -> (String, usize) {
+        let digest = sha256(bytes);
+        std::fs::write(blobs.join(digest.trim_start_matches("sha256:")), bytes).unwrap();
+        (digest, bytes.len())
+    };
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_mode(0o644);
+    header.set_size(3);
+    header.set_cksum();
+    tar.append_data(&mut header, "hello.txt", &b"hi\n"[..])
+        .unwrap();
+    let layer = tar.into_inner().unwrap();
+    let (layer_digest, layer_size) = blob(&layer);
+    let config = json!({
+        "architecture": "amd64", "os": "linux", "config": {"Cmd": ["true"]},
+        "rootfs": {"type": "layers", "diff_ids": [sha256(&layer)]},
+    });
+    let (config_digest, config_size) = blob(config.to_string().as_bytes());
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": config_digest, "size": config_size},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": layer_digest, "size": layer_size}],
+    });
+    let (manifest_digest, manifest_size) = blob(manifest.to_string().as_bytes());
+    let index = json!({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                       "digest": manifest_digest, "size": manifest_size,
+                       "annotations": {"org.opencontainers.image.ref.name": "v1"}}],
+    });
+    std::fs::write(layout.path().join("index.json"), index.to_string()).unwrap();
+    std::fs::write(
+        layout.path().join("oci-layout"),
+        r#"{"imageLayoutVersion": "1.0.0"}"#,
+    )
+    .unwrap();
+
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start_with(data.path(), &["--runtime", "/nonexistent/runc"]);
+    let definition = json!({
+        "family": "box", "memory": "64",
+        "containerDefinitions": [{"name": "box",
+            "image": format!("oci:{}:v1", layout.path().display())}],
+    });
+    let file = data.path().join("box.json");
+    std::fs::write(&file, definition.to_string()).unwrap();
+    let cli = |args: &[&str]| {
+        let output = common::wasmgate(data.path())
+            .args(args)
+            .env("WASMGATE_ENDPOINT", &server.endpoint)
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, _, stderr) = cli(&["register", file.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let (_, stdout, stderr) = cli(&["run-task", "box", "--wait"]);
+    let id = stdout.lines().next().unwrap_or_default().to_string();
+    assert_eq!(id.len(), 32, "{stdout}{stderr}");
+    let (_, described, _) = cli(&["describe", &id]);
+    let described: serde_json::Value = serde_json::from_str(&described).unwrap();
+    let task = &described["tasks"][0];
+    assert_eq!(task["lastStatus"], "STOPPED", "{task}");
+    assert_eq!(task["stopCode"], "TaskFailedToStart", "{task}");
+    let reason = task["containers"][0]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("CannotStartContainerError:")
+            && reason.contains("is a container image")
+            && reason.contains("this host has no OCI runtime (install runc, or pass --runtime)"),
+        "{task}"
+    );
 }
