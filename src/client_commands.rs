@@ -1,6 +1,7 @@
 //! The CLI verbs that talk to a running `wasmgate server` over its API, as the AWS CLI would:
-//! `register`, `run-task`, `tasks`, `ps`, `describe`, `stop`, `logs`, `stats`. Each prints
-//! what a person wants to read; `describe` prints the API's JSON as is.
+//! `register`, `run-task`, `tasks`, `ps`, `describe`, `stop`, `logs`, `stats`, `hosts`, and for
+//! services `services`, `create-service`, `scale`, `update-service`. Each prints what a person
+//! wants to read; `describe` prints the API's JSON as is.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -474,6 +475,289 @@ pub async fn stop(target: &Target, given: &[String], reason: Option<&str>) -> an
     Ok(0)
 }
 
+/// `wasmgate services`: one line per service of the cluster.
+pub async fn services(target: &Target) -> anyhow::Result<u8> {
+    let client = target.client()?;
+    let mut arns = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut body = json!({"cluster": target.cluster, "maxResults": 100});
+        if let Some(token) = &token {
+            body["nextToken"] = json!(token);
+        }
+        let page = client.call("ListServices", body).await?;
+        arns.extend(
+            page["serviceArns"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(text_of),
+        );
+        match page["nextToken"].as_str() {
+            Some(next) => token = Some(next.to_string()),
+            None => break,
+        }
+    }
+    let mut rows = vec![[
+        "SERVICE".to_string(),
+        "STATUS".to_string(),
+        "TASK DEFINITION".to_string(),
+        "DESIRED".to_string(),
+        "RUNNING".to_string(),
+        "PENDING".to_string(),
+        "DEPLOYMENTS".to_string(),
+        "ROLLOUT".to_string(),
+    ]];
+    // DescribeServices takes 10 services a call, as ECS's does.
+    for chunk in arns.chunks(10) {
+        let answer = client
+            .call(
+                "DescribeServices",
+                json!({"cluster": target.cluster, "services": chunk}),
+            )
+            .await?;
+        for service in answer["services"].as_array().into_iter().flatten() {
+            let deployments = service["deployments"].as_array().map_or(0, Vec::len);
+            rows.push([
+                text_of(&service["serviceName"]),
+                text_of(&service["status"]),
+                short_definition(&text_of(&service["taskDefinition"])),
+                text_of(&service["desiredCount"]),
+                text_of(&service["runningCount"]),
+                text_of(&service["pendingCount"]),
+                deployments.to_string(),
+                text_of(&service["deployments"][0]["rolloutState"]),
+            ]);
+        }
+    }
+    print_table(&rows);
+    Ok(0)
+}
+
+/// How long `--wait` waits for a service to become stable, and how often it looks.
+#[derive(clap::Args, Clone, Copy)]
+pub struct WaitArgs {
+    /// Wait until the service is stable: one deployment, and as many tasks running as desired
+    /// (what the AWS CLI's `ecs wait services-stable` waits for).
+    #[arg(long)]
+    wait: bool,
+    /// Give up waiting after this many seconds (exit 1).
+    #[arg(long, default_value_t = 300, value_name = "SECONDS", requires = "wait")]
+    wait_timeout: u64,
+}
+
+/// What `wasmgate create-service` was asked.
+#[derive(clap::Args)]
+pub struct CreateServiceArgs {
+    /// The service's name.
+    name: String,
+    /// FAMILY, FAMILY:REVISION or a task definition ARN (default: the family named as the
+    /// service, latest revision).
+    #[arg(long, value_name = "TASK_DEFINITION")]
+    task_definition: Option<String>,
+    /// How many tasks to keep running.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    desired_count: u32,
+    /// Seconds after a task starts during which failed health checks do not replace it.
+    #[arg(long, value_name = "SECONDS")]
+    health_check_grace_period: Option<u32>,
+    #[command(flatten)]
+    wait: WaitArgs,
+}
+
+/// `wasmgate create-service NAME`.
+pub async fn create_service(target: &Target, args: CreateServiceArgs) -> anyhow::Result<u8> {
+    let client = target.client()?;
+    let mut body = json!({
+        "cluster": target.cluster,
+        "serviceName": args.name,
+        "taskDefinition": args.task_definition.as_deref().unwrap_or(&args.name),
+        "desiredCount": args.desired_count,
+    });
+    if let Some(grace) = args.health_check_grace_period {
+        body["healthCheckGracePeriodSeconds"] = json!(grace);
+    }
+    let answer = client
+        .call("CreateService", body)
+        .await
+        .with_context(|| format!("service {}: not created", args.name))?;
+    print_service_line(&answer["service"]);
+    finish_service_change(&client, target, &args.name, args.wait).await
+}
+
+/// What `wasmgate scale` was asked.
+#[derive(clap::Args)]
+pub struct ScaleArgs {
+    /// The service.
+    name: String,
+    /// Its new desired count.
+    #[arg(value_name = "N")]
+    count: u32,
+    #[command(flatten)]
+    wait: WaitArgs,
+}
+
+/// `wasmgate scale NAME N`: UpdateService with a new desiredCount.
+pub async fn scale(target: &Target, args: ScaleArgs) -> anyhow::Result<u8> {
+    let client = target.client()?;
+    let answer = client
+        .call(
+            "UpdateService",
+            json!({"cluster": target.cluster, "service": args.name, "desiredCount": args.count}),
+        )
+        .await
+        .with_context(|| format!("service {}: not scaled", args.name))?;
+    print_service_line(&answer["service"]);
+    finish_service_change(&client, target, &args.name, args.wait).await
+}
+
+/// What `wasmgate update-service` was asked.
+#[derive(clap::Args)]
+pub struct UpdateServiceArgs {
+    /// The service.
+    name: String,
+    /// Deploy this task definition (FAMILY, FAMILY:REVISION or ARN): a rolling deployment.
+    #[arg(long, value_name = "TASK_DEFINITION")]
+    task_definition: Option<String>,
+    /// A new desired count.
+    #[arg(long, value_name = "N")]
+    desired_count: Option<u32>,
+    /// Replace every task with a new one, even if nothing else changed.
+    #[arg(long)]
+    force_new_deployment: bool,
+    /// Seconds after a task starts during which failed health checks do not replace it.
+    #[arg(long, value_name = "SECONDS")]
+    health_check_grace_period: Option<u32>,
+    #[command(flatten)]
+    wait: WaitArgs,
+}
+
+/// `wasmgate update-service NAME ...`.
+pub async fn update_service(target: &Target, args: UpdateServiceArgs) -> anyhow::Result<u8> {
+    let client = target.client()?;
+    let mut body = json!({"cluster": target.cluster, "service": args.name});
+    if let Some(definition) = &args.task_definition {
+        body["taskDefinition"] = json!(definition);
+    }
+    if let Some(count) = args.desired_count {
+        body["desiredCount"] = json!(count);
+    }
+    if args.force_new_deployment {
+        body["forceNewDeployment"] = json!(true);
+    }
+    if let Some(grace) = args.health_check_grace_period {
+        body["healthCheckGracePeriodSeconds"] = json!(grace);
+    }
+    let answer = client
+        .call("UpdateService", body)
+        .await
+        .with_context(|| format!("service {}: not updated", args.name))?;
+    print_service_line(&answer["service"]);
+    finish_service_change(&client, target, &args.name, args.wait).await
+}
+
+/// `NAME STATUS: desired N, running N (FAMILY:REVISION)`.
+fn print_service_line(service: &Value) {
+    println!(
+        "{} {}: desired {}, running {} ({})",
+        text_of(&service["serviceName"]),
+        text_of(&service["status"]),
+        text_of(&service["desiredCount"]),
+        text_of(&service["runningCount"]),
+        short_definition(&text_of(&service["taskDefinition"]))
+    );
+}
+
+/// After a change: with `--wait`, waits for the service to become stable and says so.
+async fn finish_service_change(
+    client: &Client,
+    target: &Target,
+    name: &str,
+    wait: WaitArgs,
+) -> anyhow::Result<u8> {
+    if !wait.wait {
+        return Ok(0);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait.wait_timeout);
+    loop {
+        let answer = client
+            .call(
+                "DescribeServices",
+                json!({"cluster": target.cluster, "services": [name]}),
+            )
+            .await?;
+        let Some(service) = answer["services"].get(0) else {
+            bail!("service {name}: not found in cluster {}", target.cluster);
+        };
+        match stability(service) {
+            Stability::Stable => {
+                println!(
+                    "{name} stable: {} running ({})",
+                    text_of(&service["runningCount"]),
+                    short_definition(&text_of(&service["taskDefinition"]))
+                );
+                return Ok(0);
+            }
+            Stability::Failed(why) => bail!("service {name}: {why}"),
+            Stability::InProgress => {}
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!(
+                "service {name}: not stable after {} s: running {} of {}, {} deployments{}",
+                wait.wait_timeout,
+                text_of(&service["runningCount"]),
+                text_of(&service["desiredCount"]),
+                service["deployments"].as_array().map_or(0, Vec::len),
+                latest_event(service).map_or(String::new(), |e| format!("; latest event: {e}"))
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Where a service stands, as `--wait` judges it.
+#[derive(Debug, PartialEq)]
+enum Stability {
+    /// One deployment, and its running count is the desired count.
+    Stable,
+    /// Its newest deployment failed (the circuit breaker tripped): waiting longer cannot help.
+    Failed(String),
+    InProgress,
+}
+
+/// ECS's `services-stable` test (one deployment, runningCount == desiredCount), and a failed
+/// newest deployment as an end of its own.
+fn stability(service: &Value) -> Stability {
+    let deployments = service["deployments"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
+    if let Some(newest) = deployments.first()
+        && newest["rolloutState"] == "FAILED"
+    {
+        return Stability::Failed(format!(
+            "deployment {} failed: {}",
+            text_of(&newest["id"]),
+            text_of(&newest["rolloutStateReason"])
+        ));
+    }
+    if service["status"] == "INACTIVE" {
+        return Stability::Failed("the service is INACTIVE".to_string());
+    }
+    if deployments.len() == 1 && service["runningCount"] == service["desiredCount"] {
+        return Stability::Stable;
+    }
+    Stability::InProgress
+}
+
+fn latest_event(service: &Value) -> Option<String> {
+    service["events"][0]["message"].as_str().map(str::to_string)
+}
+
+/// `family:revision` from a task definition ARN.
+fn short_definition(arn: &str) -> String {
+    arn.rsplit('/').next().unwrap_or(arn).to_string()
+}
+
 /// What `wasmgate logs` was asked.
 #[derive(clap::Args)]
 pub struct LogsArgs {
@@ -639,8 +923,7 @@ fn short_id(arn: &str) -> String {
 
 /// `family:revision` from a task's definition ARN.
 fn definition_name(task: &Value) -> String {
-    let arn = text_of(&task["taskDefinitionArn"]);
-    arn.rsplit('/').next().unwrap_or(&arn).to_string()
+    short_definition(&text_of(&task["taskDefinitionArn"]))
 }
 
 fn stop_summary(task: &Value) -> String {
@@ -722,4 +1005,50 @@ fn print_table<const N: usize>(rows: &[[String; N]]) {
         out.push('\n');
     }
     let _ = std::io::stdout().lock().write_all(out.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stability_follows_the_services_stable_waiter() {
+        let service = |status: &str, desired: u32, running: u32, deployments: Value| {
+            json!({"status": status, "desiredCount": desired, "runningCount": running,
+                   "deployments": deployments})
+        };
+        let one = json!([{"id": "ecs-svc/1", "rolloutState": "COMPLETED"}]);
+        let two = json!([{"id": "ecs-svc/2", "rolloutState": "IN_PROGRESS"},
+                         {"id": "ecs-svc/1", "rolloutState": "COMPLETED"}]);
+        let failed = json!([{"id": "ecs-svc/2", "rolloutState": "FAILED",
+                             "rolloutStateReason": "tasks failed to start."},
+                            {"id": "ecs-svc/1", "rolloutState": "COMPLETED"}]);
+        let cases = [
+            (service("ACTIVE", 2, 2, one.clone()), Stability::Stable),
+            (service("ACTIVE", 0, 0, one.clone()), Stability::Stable),
+            (service("ACTIVE", 3, 2, one.clone()), Stability::InProgress),
+            (service("ACTIVE", 1, 3, one.clone()), Stability::InProgress),
+            (service("ACTIVE", 2, 2, two), Stability::InProgress),
+            (
+                service("ACTIVE", 2, 2, failed),
+                Stability::Failed("deployment ecs-svc/2 failed: tasks failed to start.".into()),
+            ),
+            (
+                service("INACTIVE", 0, 0, one),
+                Stability::Failed("the service is INACTIVE".into()),
+            ),
+        ];
+        for (given, expected) in cases {
+            assert_eq!(stability(&given), expected, "{given}");
+        }
+    }
+
+    #[test]
+    fn definitions_are_shown_as_family_and_revision() {
+        assert_eq!(
+            short_definition("arn:aws:ecs:us-east-1:000000000000:task-definition/web:2"),
+            "web:2"
+        );
+        assert_eq!(short_definition("web:2"), "web:2");
+    }
 }

@@ -260,6 +260,38 @@ enum Command {
         target: client_commands::Target,
     },
 
+    /// List the cluster's services: desired, running and pending tasks, deployments.
+    Services {
+        #[command(flatten)]
+        target: client_commands::Target,
+    },
+
+    /// Create a service (ECS CreateService): keeps --desired-count tasks of a task definition
+    /// running; a route label makes it an HTTP service of the gateway.
+    CreateService {
+        #[command(flatten)]
+        args: client_commands::CreateServiceArgs,
+        #[command(flatten)]
+        target: client_commands::Target,
+    },
+
+    /// Set a service's desired count (ECS UpdateService desiredCount).
+    Scale {
+        #[command(flatten)]
+        args: client_commands::ScaleArgs,
+        #[command(flatten)]
+        target: client_commands::Target,
+    },
+
+    /// Change a service (ECS UpdateService): a new task definition starts a rolling
+    /// deployment.
+    UpdateService {
+        #[command(flatten)]
+        args: client_commands::UpdateServiceArgs,
+        #[command(flatten)]
+        target: client_commands::Target,
+    },
+
     /// Live memory and CPU of the running tasks, like `docker stats`.
     Stats {
         /// Print once and exit.
@@ -496,6 +528,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Logs { args, target } => client_commands::logs(&target, args).await,
         Command::Stats { no_stream, target } => client_commands::stats(&target, no_stream).await,
         Command::Hosts { target } => client_commands::hosts(&target).await,
+        Command::Services { target } => client_commands::services(&target).await,
+        Command::CreateService { args, target } => {
+            client_commands::create_service(&target, args).await
+        }
+        Command::Scale { args, target } => client_commands::scale(&target, args).await,
+        Command::UpdateService { args, target } => {
+            client_commands::update_service(&target, args).await
+        }
         Command::Server {
             listen,
             memory_reserve,

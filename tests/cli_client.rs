@@ -1,5 +1,6 @@
 //! The CLI as a client of a real `wasmgate server`: register, run-task, tasks, ps, describe,
-//! stop, logs (-f, and the size cap), stats, and signing when the server checks signatures.
+//! stop, logs (-f, and the size cap), stats, signing when the server checks signatures, and the
+//! service verbs (services, create-service, scale, update-service).
 
 mod common;
 
@@ -313,6 +314,142 @@ fn a_server_that_is_not_there_is_named() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains(&format!("cannot reach wasmgate at http://{address}")),
+        "{stderr}"
+    );
+}
+
+/// The ids and task definitions (`family:revision`) of the running tasks `wasmgate tasks` lists
+/// for `family`.
+fn running_tasks(server: &Server, family: &str) -> Vec<(String, String)> {
+    ok(server, &["tasks", "--family", family])
+        .lines()
+        .skip(1)
+        .filter(|line| line.contains(" RUNNING "))
+        .map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            (words[0].to_string(), words[1].to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn services_are_created_listed_scaled_and_updated_through_the_cli() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let dir = tempfile::tempdir().unwrap();
+    let file = taskdef_file(dir.path(), "web", Wasi::P1, "graceful");
+    ok(&server, &["register", &file]);
+    ok(&server, &["register", &file]); // web:2, to deploy below
+
+    let created = ok(
+        &server,
+        &[
+            "create-service",
+            "web",
+            "--task-definition",
+            "web:1",
+            "--desired-count",
+            "2",
+            "--wait",
+        ],
+    );
+    assert!(
+        created.contains("web ACTIVE: desired 2, running 0 (web:1)"),
+        "{created}"
+    );
+    assert!(
+        created.contains("web stable: 2 running (web:1)"),
+        "{created}"
+    );
+    let tasks = running_tasks(&server, "web");
+    assert_eq!(tasks.len(), 2, "{tasks:?}");
+    assert!(tasks.iter().all(|(_, definition)| definition == "web:1"));
+
+    let listed = ok(&server, &["services"]);
+    assert!(listed.starts_with("SERVICE"), "{listed}");
+    let line = listed
+        .lines()
+        .find(|l| l.starts_with("web "))
+        .expect("web listed");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    // SERVICE STATUS TASK-DEFINITION DESIRED RUNNING PENDING DEPLOYMENTS ROLLOUT
+    assert_eq!(
+        words,
+        ["web", "ACTIVE", "web:1", "2", "2", "0", "1", "COMPLETED"],
+        "{listed}"
+    );
+
+    let scaled = ok(&server, &["scale", "web", "3", "--wait"]);
+    assert!(scaled.contains("web stable: 3 running (web:1)"), "{scaled}");
+    assert_eq!(running_tasks(&server, "web").len(), 3);
+
+    // A new revision rolls out: every task meant to run is then of web:2, and runs.
+    let updated = ok(
+        &server,
+        &[
+            "update-service",
+            "web",
+            "--task-definition",
+            "web:2",
+            "--wait",
+        ],
+    );
+    assert!(
+        updated.contains("web stable: 3 running (web:2)"),
+        "{updated}"
+    );
+    let tasks = running_tasks(&server, "web");
+    assert_eq!(tasks.len(), 3, "{tasks:?}");
+    assert!(
+        tasks.iter().all(|(_, definition)| definition == "web:2"),
+        "{tasks:?}"
+    );
+
+    let emptied = ok(&server, &["scale", "web", "0", "--wait"]);
+    assert!(
+        emptied.contains("web stable: 0 running (web:2)"),
+        "{emptied}"
+    );
+    assert!(running_tasks(&server, "web").is_empty());
+
+    // The server's errors, named.
+    let again = cli(&server, &["create-service", "web"]).output().unwrap();
+    assert!(!again.status.success());
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        stderr.contains("service web: not created")
+            && stderr.contains("Creation of service was not idempotent."),
+        "{stderr}"
+    );
+    let ghost = cli(&server, &["scale", "ghost", "1"]).output().unwrap();
+    assert!(!ghost.status.success());
+    let stderr = String::from_utf8_lossy(&ghost.stderr);
+    assert!(stderr.contains("ServiceNotFoundException"), "{stderr}");
+}
+
+#[test]
+fn wait_gives_up_on_a_service_that_cannot_start_and_says_why() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let dir = tempfile::tempdir().unwrap();
+    let document = serde_json::json!({
+        "family": "broken",
+        "memory": "32",
+        "containerDefinitions": [{"name": "app", "image": "/nonexistent/app.wasm"}],
+    });
+    let file = dir.path().join("broken.json");
+    std::fs::write(&file, document.to_string()).unwrap();
+    ok(&server, &["register", file.to_str().unwrap()]);
+    let output = cli(
+        &server,
+        &["create-service", "broken", "--wait", "--wait-timeout", "3"],
+    )
+    .output()
+    .unwrap();
+    assert!(!output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("service broken: not stable after 3 s: running 0 of 1"),
         "{stderr}"
     );
 }
