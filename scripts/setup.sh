@@ -1,10 +1,20 @@
 #!/usr/bin/env bash
-# Installs what wasmgate's build, tests and examples need on a fresh machine, and nothing else:
-# the two WASI targets for the guest programs, and (for the image tests) Debian's OCI registry
-# server, htpasswd, and skopeo (a second tool that must be able to pull what wasmgate pushes),
-# runc (the container capacity's runtime) and busybox-static (the container tests' image).
-# Safe to run again; does nothing when all is present.
+# Installs what wasmgate needs on a fresh machine, and nothing else. Safe to run again; does
+# nothing when all is present.
+#   scripts/setup.sh serve   what serving and the examples need: the two WASI targets the guest
+#                            programs build for, and curl (serve.sh waits on the HTTP example).
+#   scripts/setup.sh         that, and what the tests and benches need (Debian): the OCI registry
+#                            server, htpasswd and skopeo (a second tool that must be able to pull
+#                            what wasmgate pushes) for the image tests, runc (the container
+#                            capacity's runtime) and busybox-static (the container tests' image),
+#                            iproute2 (the multi-host tests' network namespaces).
 set -euo pipefail
+
+case "${1:-all}" in
+  serve) want=serve ;;
+  all) want=all ;;
+  *) echo "usage: scripts/setup.sh [serve]" >&2; exit 2 ;;
+esac
 
 if ! rustup target list --installed | grep -qx wasm32-wasip1 ||
    ! rustup target list --installed | grep -qx wasm32-wasip2; then
@@ -13,14 +23,16 @@ if ! rustup target list --installed | grep -qx wasm32-wasip1 ||
 fi
 
 missing=()
-command -v docker-registry >/dev/null || missing+=(docker-registry)
-command -v htpasswd >/dev/null || missing+=(apache2-utils)
-command -v skopeo >/dev/null || missing+=(skopeo)
-# The container capacity's runtime, and the busybox its tests build an image from.
-command -v runc >/dev/null || missing+=(runc)
-# (static: the tests copy it into an image that has no libc)
-{ [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; } || missing+=(busybox-static)
-command -v ip >/dev/null || missing+=(iproute2)
+command -v curl >/dev/null || missing+=(curl)
+if [ "$want" = all ]; then
+  command -v docker-registry >/dev/null || missing+=(docker-registry)
+  command -v htpasswd >/dev/null || missing+=(apache2-utils)
+  command -v skopeo >/dev/null || missing+=(skopeo)
+  command -v runc >/dev/null || missing+=(runc)
+  # (static: the tests copy it into an image that has no libc)
+  { [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; } || missing+=(busybox-static)
+  command -v ip >/dev/null || missing+=(iproute2)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]} (Debian)"
   sudo_=""

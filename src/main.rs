@@ -597,9 +597,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 local_agent: !hosts.no_local_agent,
                 tls: hosts.tls_cert.clone().zip(hosts.tls_key.clone()),
             };
+            let signatures = if options.credentials.is_some() {
+                Signatures::Checked
+            } else {
+                Signatures::NotChecked
+            };
             let images = open_images(&config)?;
-            wasmgate::server::run_server(&config, images, options, announce_server, ctrl_c())
-                .await?;
+            let announce =
+                |started: &wasmgate::server::Started| announce_server(started, signatures);
+            wasmgate::server::run_server(&config, images, options, announce, ctrl_c()).await?;
             Ok(0)
         }
         Command::Agent(args) => {
@@ -677,37 +683,93 @@ async fn ctrl_c() {
     }
 }
 
-/// Prints where the server listens and what to try next. Written without println!: whoever
-/// started us may have stopped reading stdout.
-fn announce_server(started: &wasmgate::server::Started) {
+/// Whether the server checks the SigV4 signatures of API calls (`--credentials`).
+#[derive(Clone, Copy, PartialEq)]
+enum Signatures {
+    Checked,
+    NotChecked,
+}
+
+/// Prints where the server listens and what to try next, each line runnable as printed.
+/// Written without println!: whoever started us may have stopped reading stdout.
+fn announce_server(started: &wasmgate::server::Started, signatures: Signatures) {
     let address = started.api;
     let scheme = if started.tls { "https" } else { "http" };
+    let endpoint = format!("{scheme}://{address}");
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "listening on {scheme}://{address}");
+    let _ = writeln!(out, "listening on {endpoint}");
     if let Some(gateway) = started.gateway {
         let _ = writeln!(out, "gateway on http://{gateway}");
     }
-    let aws = format!("aws --endpoint-url {scheme}://{address} --region us-east-1 ecs");
+    // The AWS CLI signs every call and refuses to without a key; a server that checks no
+    // signatures takes any.
+    let keys = match signatures {
+        Signatures::NotChecked => "AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x ",
+        Signatures::Checked => "",
+    };
+    let aws = format!("{keys}aws --endpoint-url {endpoint} --region us-east-1 ecs");
     let _ = writeln!(out, "try:");
+    if signatures == Signatures::Checked {
+        let _ = writeln!(
+            out,
+            "  (with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY set to a key of --credentials)"
+        );
+    }
     let _ = writeln!(out, "  {aws} list-task-definitions");
     for family in &started.registered {
         let _ = writeln!(out, "  {aws} run-task --task-definition {family}");
     }
     let _ = writeln!(out, "  {aws} list-tasks --desired-status STOPPED");
     let _ = writeln!(out, "  {aws} describe-tasks --tasks TASK_ARN");
-    let wasmgate = if address.to_string() == "127.0.0.1:8080" {
-        "wasmgate".to_string()
+    let program = own_command();
+    let wasmgate = if endpoint == "http://127.0.0.1:8080" {
+        program
     } else {
-        format!("WASMGATE_ENDPOINT=http://{address} wasmgate")
+        format!("WASMGATE_ENDPOINT={endpoint} {program}")
     };
     if let Some(family) = started.registered.first() {
         let _ = writeln!(out, "  {wasmgate} run-task {family} --wait");
     }
     let _ = writeln!(out, "  {wasmgate} tasks --all");
+    let _ = writeln!(out, "  {wasmgate} services");
     let _ = writeln!(out, "  {wasmgate} logs TASK_ID -f");
     let _ = writeln!(out, "  {wasmgate} stats");
-    let _ = writeln!(out, "  curl http://{address}/metrics");
+    let _ = writeln!(out, "  curl {endpoint}/metrics");
     let _ = out.flush();
+}
+
+/// How printed lines should name this program: `wasmgate` when that is what PATH finds, else
+/// the path it runs from (a fresh checkout's `target/release/wasmgate` is on no PATH).
+fn own_command() -> String {
+    let Ok(exe) = std::env::current_exe() else {
+        return "wasmgate".to_string();
+    };
+    let exe = exe.canonicalize().unwrap_or(exe);
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            dir.join("wasmgate")
+                .canonicalize()
+                .is_ok_and(|found| found == exe)
+        })
+    });
+    if on_path {
+        "wasmgate".to_string()
+    } else {
+        shell_word(&exe.to_string_lossy())
+    }
+}
+
+/// `text` as one shell word: as is when it is plain, else single-quoted.
+fn shell_word(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:@%=,".contains(c));
+    if plain {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
 }
 
 fn open_images(config: &Config) -> anyhow::Result<Images> {
@@ -963,6 +1025,27 @@ fn report(outcome: &TaskOutcome) {
         match &container.reason {
             Some(reason) => eprintln!("wasmgate: container {} {what}: {reason}", container.name),
             None => eprintln!("wasmgate: container {} {what}", container.name),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printed_paths_are_one_shell_word() {
+        let cases = [
+            (
+                "/src/wasmgate/target/release/wasmgate",
+                "/src/wasmgate/target/release/wasmgate",
+            ),
+            ("/home/a b/wasmgate", "'/home/a b/wasmgate'"),
+            ("/it's/wasmgate", r"'/it'\''s/wasmgate'"),
+            ("", "''"),
+        ];
+        for (path, word) in cases {
+            assert_eq!(shell_word(path), word, "{path}");
         }
     }
 }

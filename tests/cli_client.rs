@@ -1,6 +1,6 @@
 //! The CLI as a client of a real `wasmgate server`: register, run-task, tasks, ps, describe,
 //! stop, logs (-f, and the size cap), stats, signing when the server checks signatures, and the
-//! service verbs (services, create-service, scale, update-service).
+//! service verbs (services, create-service, scale, update-service) with the HTTP example.
 
 mod common;
 
@@ -451,5 +451,42 @@ fn wait_gives_up_on_a_service_that_cannot_start_and_says_why() {
     assert!(
         stderr.contains("service broken: not stable after 3 s: running 0 of 1"),
         "{stderr}"
+    );
+}
+
+#[test]
+fn the_http_example_answers_once_its_service_created_with_the_cli_is_stable() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    guest(Wasi::P2, "http_hello");
+    let example = repo_root().join("examples/http/hello.json");
+    let registered = ok(&server, &["register", example.to_str().unwrap()]);
+    assert!(registered.starts_with("http-hello:1\t"), "{registered}");
+    let created = ok(&server, &["create-service", "http-hello", "--wait"]);
+    assert!(
+        created.contains("http-hello stable: 1 running (http-hello:1)"),
+        "{created}"
+    );
+    // The gateway takes the route from the store a moment after the task runs (what
+    // scripts/serve.sh waits for before it prints the curl line).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let reply = loop {
+        let reply = common::http::get(&server.gateway, "localhost", "/hello");
+        if reply.status == 200 {
+            break reply;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/hello never answered: {reply:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(reply.text(), "Hello from wasmgate! You asked for /hello\n");
+    let listed = ok(&server, &["services"]);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("http-hello ") && l.contains(" http-hello:1 ")),
+        "{listed}"
     );
 }
