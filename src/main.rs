@@ -89,9 +89,10 @@ enum Pooling {
 enum Command {
     /// Run a task to completion in the foreground and exit with its essential container's code.
     ///
-    /// TARGET is a task definition (ECS JSON) or a Wasm module or component. Ctrl-C stops the
-    /// task as StopTask does (each container gets its stopTimeout); a second Ctrl-C interrupts
-    /// it at once.
+    /// TARGET is a task definition (ECS JSON), a Wasm module or component, or an image reference
+    /// (`127.0.0.1:5000/app:v1`, `...@sha256:...`, `oci:DIR:TAG`). Ctrl-C stops the task as
+    /// StopTask does (each container gets its stopTimeout); a second Ctrl-C interrupts it at
+    /// once.
     Run(RunArgs),
 
     /// Package a Wasm module or component as a CNCF Wasm OCI artifact and push it.
@@ -416,15 +417,16 @@ enum ImagesAction {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// A task definition JSON file, or a .wasm module or component.
-    #[arg(value_name = "TASKDEF.json | MODULE.wasm")]
+    /// A task definition JSON file, a .wasm module or component, or an image reference; a file
+    /// or an image is wrapped in a one-container task definition named after it.
+    #[arg(value_name = "TASKDEF.json | MODULE.wasm | IMAGE-REF")]
     target: PathBuf,
 
     /// Set an environment variable in the container (repeatable).
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
 
-    /// The container's memory limit in MiB (a module run defaults to 1024).
+    /// The container's memory limit in MiB (a module or image run defaults to 1024).
     #[arg(long, value_name = "MiB")]
     memory: Option<u32>,
 

@@ -331,3 +331,59 @@ fn an_http_handler_is_refused_by_run_with_a_pointer_to_services() {
     );
     assert!(stderr.contains("wasmgate.http.path"), "{stderr}");
 }
+
+#[test]
+fn run_help_and_the_readme_agree_on_what_run_accepts() {
+    let data = tempfile::tempdir().unwrap();
+    let output = wasmgate(data.path())
+        .args(["run", "--help"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let help = stdout(&output);
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    // The README's synopsis of `run`: the usage block's line and its continuation.
+    let synopsis: String = readme
+        .lines()
+        .skip_while(|line| !line.starts_with("wasmgate run <"))
+        .take_while(|line| !line.starts_with("wasmgate push"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        !synopsis.is_empty(),
+        "no `wasmgate run` synopsis in README.md"
+    );
+    // What the README promises, `run --help` offers: each kind of target, and each flag.
+    let target = synopsis
+        .split_once('<')
+        .and_then(|(_, rest)| rest.split_once('>'))
+        .map(|(target, _)| target)
+        .expect("a <TARGET> in the synopsis");
+    for kind in target.split(" | ") {
+        assert!(
+            help.contains(kind),
+            "README's {kind} is not in run --help:\n{help}"
+        );
+    }
+    let flags = |text: &str| -> Vec<String> {
+        text.split(|c: char| c.is_whitespace() || "[]<>,.()`".contains(c))
+            .filter(|word| word.starts_with('-') && word.len() > 1 && *word != "--")
+            .map(|word| word.split('=').next().unwrap_or(word).to_string())
+            .collect()
+    };
+    for flag in flags(&synopsis) {
+        assert!(
+            help.contains(&flag),
+            "README's {flag} is not in run --help:\n{help}"
+        );
+    }
+    // And what `run --help` offers, the README documents (global flags in its tables).
+    for flag in flags(&help) {
+        if flag.starts_with("--") && flag != "--help" {
+            assert!(
+                readme.contains(&format!("`{flag}")),
+                "run --help offers {flag}, which README.md does not document"
+            );
+        }
+    }
+}
