@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # Container tasks: wasmgate running a busybox image's `true` through the ECS API, beside a bare
-# `runc run` of the same root filesystem, in one run (root needed, as for runc itself):
-#   - wasmgate: RunTask → RUNNING and RunTask → exited (server timestamps: startedAt − createdAt,
-#     executionStoppedAt − createdAt), the image's root already unpacked;
-#   - peer: `runc run` of `true` in a bundle with the same root (wall time of the process).
-# p50 and p99 over TRIES each, and the ratio. Target: within 1.5x of bare runc.
+# `runc run` of the same root filesystem, in one run, tries alternating (root needed, as for
+# runc itself). Both are measured the same way, by one Python client on one clock: from just
+# before it asks (the RunTask call; spawning `runc run`) to the moment it knows the container
+# exited (the first DescribeTasks, polled back to back over plain HTTP, that shows its exit
+# code; `runc run` returning). wasmgate's figure thus also holds the API calls and the agent's
+# bookkeeping; the image's root is unpacked once, before the tries.
+# Also printed, for information only: RunTask -> RUNNING from the server's own timestamps
+# (startedAt - createdAt), which has no runc counterpart.
+# p50 and p99 over TRIES each (default 50), and the ratio. Target: within 1.5x of bare runc.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo build --release --quiet
-venv=target/test-venv
-[ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import boto3' 2>/dev/null || {
-  python3 -m venv "$venv" && "$venv/bin/pip" install --quiet boto3 awscli; }
 
 data=$(mktemp -d)
 server=""
@@ -55,63 +56,63 @@ server=$!
 for _ in $(seq 100); do grep -q listening "$data/out" && break; sleep 0.1; done
 endpoint=$(sed -n 's/^listening on //p' "$data/out")
 
-echo "== wasmgate: RunTask of busybox true, ${TRIES:-50} times"
-"$venv/bin/python" - "$endpoint" "oci:$data/image:latest" "${TRIES:-50}" <<'PY'
-import sys, time, boto3
-endpoint, image, tries = sys.argv[1], sys.argv[2], int(sys.argv[3])
-ecs = boto3.client('ecs', endpoint_url=endpoint, region_name='us-east-1',
-                   aws_access_key_id='x', aws_secret_access_key='y')
-ecs.register_task_definition(family='box', memory='64',
-                             containerDefinitions=[{'name': 'box', 'image': image}])
-def run_once():
-    arn = ecs.run_task(taskDefinition='box')['tasks'][0]['taskArn']
-    while True:
-        t = ecs.describe_tasks(tasks=[arn])['tasks'][0]
-        if t['lastStatus'] == 'STOPPED':
-            return t
-        time.sleep(0.01)
-first = run_once()  # unpacks the image's root
-assert first['containers'][0].get('exitCode') == 0, first
-running, exited = [], []
-for i in range(tries):
-    t = run_once()
-    assert t['containers'][0].get('exitCode') == 0, t
-    running.append((t['startedAt'] - t['createdAt']).total_seconds() * 1000)
-    exited.append((t['executionStoppedAt'] - t['createdAt']).total_seconds() * 1000)
-pick = lambda xs, q: sorted(xs)[min(len(xs) - 1, int(q * len(xs)))]
-print(f'RunTask -> RUNNING: p50 {pick(running, .5):.1f} ms, p99 {pick(running, .99):.1f} ms')
-print(f'RunTask -> exited:  p50 {pick(exited, .5):.1f} ms, p99 {pick(exited, .99):.1f} ms')
-open('/tmp/wasmgate-container-bench', 'w').write(f'{pick(exited, .5)} {pick(exited, .99)}')
-PY
-
-echo "== bare runc run of the same root, ${TRIES:-50} times"
-rootfs=$(ls -d "$data"/wg/containers/rootfs/*/tree | head -1)
 bundle="$data/bundle"
 mkdir -p "$bundle"
 (cd "$bundle" && runc spec)
-python3 - "$bundle/config.json" "$rootfs" <<'PY'
-import json, sys
-path, rootfs = sys.argv[1], sys.argv[2]
-c = json.load(open(path))
-c['process']['terminal'] = False
-c['process']['args'] = ['true']
-c['root'] = {'path': rootfs, 'readonly': True}
-json.dump(c, open(path, 'w'))
-PY
-python3 - "$bundle" "${TRIES:-50}" <<'PY'
-import subprocess, sys, time
-bundle, tries = sys.argv[1], int(sys.argv[2])
-times = []
-for i in range(tries + 1):
+
+echo "== wasmgate RunTask and bare runc run of busybox true, ${TRIES:-50} times each, alternating"
+python3 - "$endpoint" "oci:$data/image:latest" "${TRIES:-50}" "$bundle" "$data/wg/containers/rootfs" <<'PY'
+import glob, http.client, json, subprocess, sys, time, urllib.parse
+endpoint, image, tries, bundle, rootfs_dir = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+url = urllib.parse.urlparse(endpoint)
+api = http.client.HTTPConnection(url.hostname, url.port)
+def call(action, body):
+    # The server checks no signatures without --credentials: plain JSON 1.1 calls, the least
+    # client time per call.
+    api.request('POST', '/', json.dumps(body), {
+        'X-Amz-Target': 'AmazonEC2ContainerServiceV20141113.' + action,
+        'Content-Type': 'application/x-amz-json-1.1'})
+    answer = api.getresponse()
+    data = json.loads(answer.read())
+    assert answer.status == 200, data
+    return data
+call('RegisterTaskDefinition', {'family': 'box', 'memory': '64',
+     'containerDefinitions': [{'name': 'box', 'image': image}]})
+def wasmgate_once():
+    started = time.perf_counter()
+    arn = call('RunTask', {'taskDefinition': 'box'})['tasks'][0]['taskArn']
+    while True:
+        t = call('DescribeTasks', {'tasks': [arn]})['tasks'][0]
+        if 'exitCode' in t['containers'][0]:
+            took = (time.perf_counter() - started) * 1000
+            assert t['containers'][0]['exitCode'] == 0, t
+            break
+    while t['lastStatus'] != 'STOPPED':  # not timed: let it finish before the next try
+        time.sleep(0.005)
+        t = call('DescribeTasks', {'tasks': [arn]})['tasks'][0]
+    return took, (t['startedAt'] - t['createdAt']) * 1000
+wasmgate_once()  # unpacks the image's root
+rootfs = glob.glob(rootfs_dir + '/*/tree')[0]
+config = json.load(open(bundle + '/config.json'))
+config['process']['terminal'] = False
+config['process']['args'] = ['true']
+config['root'] = {'path': rootfs, 'readonly': True}
+json.dump(config, open(bundle + '/config.json', 'w'))
+def runc_once(i):
     started = time.perf_counter()
     subprocess.run(['runc', '--root', bundle + '/state', 'run', '--bundle', bundle, f'bench-{i}'],
                    check=True, stdin=subprocess.DEVNULL)
-    if i:
-        times.append((time.perf_counter() - started) * 1000)
-times.sort()
-pick = lambda q: times[min(len(times) - 1, int(q * len(times)))]
-p50, p99 = pick(.5), pick(.99)
-print(f'runc run true:      p50 {p50:.1f} ms, p99 {p99:.1f} ms')
-ours = [float(x) for x in open('/tmp/wasmgate-container-bench').read().split()]
-print(f'wasmgate RunTask -> exited / bare runc run: p50 {ours[0]/p50:.2f}x, p99 {ours[1]/p99:.2f}x')
+    return (time.perf_counter() - started) * 1000
+runc_once(0)
+ours, running, bare = [], [], []
+for i in range(1, tries + 1):
+    took, to_running = wasmgate_once()
+    ours.append(took)
+    running.append(to_running)
+    bare.append(runc_once(i))
+pick = lambda xs, q: sorted(xs)[min(len(xs) - 1, int(q * len(xs)))]
+print(f'wasmgate RunTask -> client sees the exit: p50 {pick(ours, .5):.1f} ms, p99 {pick(ours, .99):.1f} ms')
+print(f'bare runc run true (spawn -> exit):      p50 {pick(bare, .5):.1f} ms, p99 {pick(bare, .99):.1f} ms')
+print(f'ratio (same measure):                    p50 {pick(ours, .5)/pick(bare, .5):.2f}x, p99 {pick(ours, .99)/pick(bare, .99):.2f}x')
+print(f'(information) RunTask -> RUNNING, server timestamps: p50 {pick(running, .5):.1f} ms, p99 {pick(running, .99):.1f} ms')
 PY
