@@ -15,9 +15,9 @@ wasmgate=$PWD/target/release/wasmgate
 
 run=$(mktemp -d)
 server=""
-# Ctrl-C reaches the server too; it stops its tasks (each within its stopTimeout, at most 120 s
-# for Fargate-compatible definitions) and exits. A second Ctrl-C, or a server still there after
-# that, is killed.
+# Ctrl-C reaches the server too, which is to stop its tasks (each within its stopTimeout, at most
+# 120 s for Fargate-compatible definitions) and exit. A second Ctrl-C, or a server still there
+# after 130 s, is killed.
 stop() {
   if [ -n "$server" ]; then
     trap 'kill -KILL "$server" 2>/dev/null' INT TERM
@@ -72,9 +72,10 @@ done
 curl -fsS -o /dev/null "http://$gateway/hello" || {
   echo "serve.sh: the HTTP example does not answer at http://$gateway/hello" >&2; exit 1; }
 
-# As the server's own lines do: the endpoint goes with the command unless it is the default.
-cli=$wasmgate
-[ "$endpoint" = http://127.0.0.1:8080 ] || cli="WASMGATE_ENDPOINT=$endpoint $wasmgate"
+# As the server's own lines do: the binary as one shell word, and the endpoint with it unless it
+# is the default.
+printf -v cli '%q' "$wasmgate"
+[ "$endpoint" = http://127.0.0.1:8080 ] || cli="WASMGATE_ENDPOINT=$endpoint $cli"
 cat <<LINES
 the HTTP example (examples/http/hello.json) serves as service http-hello:
   curl http://$gateway/hello
