@@ -121,6 +121,13 @@ enum Command {
         )]
         gateway: String,
 
+        /// Also serve `/metrics` and the introspection endpoints (`/v1/tasks`,
+        /// `/v1/tasks/ID/stats`, `/v1/hosts`, `/v1/metadata`) here, unsigned, for scrapers
+        /// (with `--credentials`, the API's own listener answers them only when signed). Keep
+        /// it on loopback or a private network.
+        #[arg(long, env = "WASMGATE_METRICS_LISTEN", value_name = "ADDR")]
+        metrics_listen: Option<std::net::SocketAddr>,
+
         /// MiB of this host's memory kept back from tasks.
         #[arg(
             long,
@@ -546,6 +553,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             credentials,
             task_log_bytes,
             gateway,
+            metrics_listen,
             service_restart_delay,
             service_restart_delay_max,
             hosts,
@@ -586,6 +594,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let options = wasmgate::server::ServerOptions {
                 listen,
                 gateway,
+                metrics_listen,
                 retention: std::time::Duration::from_secs(stopped_task_retention),
                 examples: register_examples,
                 credentials,
@@ -702,6 +711,9 @@ fn announce_server(started: &wasmgate::server::Started, signatures: Signatures) 
     let _ = writeln!(out, "listening on {endpoint}");
     if let Some(gateway) = started.gateway {
         let _ = writeln!(out, "gateway on http://{gateway}");
+    }
+    if let Some(metrics) = started.metrics {
+        let _ = writeln!(out, "metrics on http://{metrics}/metrics");
     }
     // The AWS CLI signs every call and refuses to without a key; a server that checks no
     // signatures takes any.
@@ -862,6 +874,7 @@ async fn run(config: &Config, args: RunArgs) -> anyhow::Result<u8> {
         environment: parse_env(&args.env)?,
         cpu: args.cpu,
         memory: args.memory,
+        memory_reservation: None,
     }];
 
     let wasm =

@@ -47,6 +47,8 @@ pub struct ServerOptions {
     pub listen: SocketAddr,
     /// `None`: no gateway.
     pub gateway: Option<SocketAddr>,
+    /// Where the introspection and metrics endpoints are also served, unsigned.
+    pub metrics_listen: Option<SocketAddr>,
     /// How long stopped tasks stay describable.
     pub retention: Duration,
     /// Task definitions to register at start.
@@ -68,6 +70,7 @@ pub struct Started {
     /// Whether the API speaks TLS.
     pub tls: bool,
     pub gateway: Option<SocketAddr>,
+    pub metrics: Option<SocketAddr>,
     /// The families registered from the examples directory.
     pub registered: Vec<String>,
 }
@@ -209,6 +212,13 @@ pub async fn run_server(
         None => None,
     };
     let gateway_address = gateway_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let metrics_listener = match options.metrics_listen {
+        Some(at) => Some(tokio::net::TcpListener::bind(at).await.map_err(|e| {
+            start_error(format!("cannot listen on {at} (--metrics-listen)"))(e.to_string())
+        })?),
+        None => None,
+    };
+    let metrics_address = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
     let registered = match &options.examples {
         Some(dir) => register_examples(&api, dir)?,
         None => Vec::new(),
@@ -217,6 +227,7 @@ pub async fn run_server(
         api: address,
         tls: options.tls.is_some(),
         gateway: gateway_address,
+        metrics: metrics_address,
         registered,
     });
 
@@ -228,6 +239,13 @@ pub async fn run_server(
         shutdown.clone(),
     ));
     tasks.spawn(hosts.clone().run_dispatcher(shutdown.clone()));
+    if let Some(listener) = metrics_listener {
+        tasks.spawn(crate::api::serve_introspection(
+            listener,
+            api.clone(),
+            shutdown.clone(),
+        ));
+    }
     if let Some(listener) = gateway_listener {
         let gateway = crate::gateway::Gateway::new(control.clone(), http_endpoints.clone());
         api.add_metrics_source(gateway.metrics.clone());

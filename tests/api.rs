@@ -242,6 +242,63 @@ print('sleepy', z)
 }
 
 #[test]
+fn overrides_stay_within_the_task_and_stats_show_the_limit_it_gets() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let graceful = common::guest(common::Wasi::P1, "graceful")
+        .display()
+        .to_string();
+    let script = format!(
+        r#"
+import json, urllib.request
+ecs.register_task_definition(family='small', memory='16', cpu='256', containerDefinitions=[{{'name': 'g', 'image': '{graceful}', 'cpu': 128}}])
+def refused(overrides):
+    try:
+        ecs.run_task(taskDefinition='small', overrides=overrides)
+        return 'accepted'
+    except ecs.exceptions.InvalidParameterException as e:
+        return e.response['Error']['Message']
+print('memory', refused({{'containerOverrides': [{{'name': 'g', 'memory': 4096}}]}}))
+print('reservation', refused({{'containerOverrides': [{{'name': 'g', 'memory': 8, 'memoryReservation': 12}}]}}))
+print('cpu', refused({{'containerOverrides': [{{'name': 'g', 'cpu': 512}}]}}))
+print('task', refused({{'memory': '4096'}}))
+print('name', refused({{'containerOverrides': [{{'name': 'nope'}}]}}))
+t = ecs.run_task(taskDefinition='small', overrides={{'containerOverrides': [{{'name': 'g', 'memory': 8}}]}})['tasks'][0]
+print('container memory', t['containers'][0]['memory'], 'task memory', t['memory'])
+ecs.get_waiter('tasks_running').wait(tasks=[t['taskArn']], WaiterConfig={{'Delay': 1, 'MaxAttempts': 30}})
+task_id = t['taskArn'].rsplit('/', 1)[1]
+import time
+for _ in range(100):
+    stats = json.load(urllib.request.urlopen(f'{{ecs.meta.endpoint_url}}/v1/tasks/{{task_id}}/stats'))
+    if 'g' in stats:
+        break
+    time.sleep(0.1)
+print('limit', stats['g']['memory_stats']['limit'])
+"#
+    );
+    let out = boto3(&server.endpoint, &script);
+    assert!(
+        out.contains("memory overrides.containerOverrides[0].memory: must not exceed the task's memory (4096 > 16)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("reservation overrides.containerOverrides[0].memoryReservation: must be below the container's memory (12 >= 8)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("cpu overrides.containerOverrides[0].cpu: the containers' cpu (512 units"),
+        "{out}"
+    );
+    assert!(out.contains("task overrides.memory: task-level"), "{out}");
+    assert!(
+        out.contains("name overrides.containerOverrides[0].name: no container named \"nope\""),
+        "{out}"
+    );
+    assert!(out.contains("container memory 8 task memory 16"), "{out}");
+    assert!(out.contains(&format!("limit {}", 8u64 << 20)), "{out}");
+}
+
+#[test]
 fn ctrl_c_stops_the_tasks_records_them_and_ends_the_server() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path());
@@ -275,7 +332,11 @@ print('running', g)
             "t = ecs.describe_tasks(tasks=['{task}'])['tasks'][0]\nprint(t['lastStatus'], t['containers'][0].get('exitCode'))\n"
         ),
     );
-    assert_eq!(out.trim(), "STOPPED 0", "the task's own stop was recorded, not a restart");
+    assert_eq!(
+        out.trim(),
+        "STOPPED 0",
+        "the task's own stop was recorded, not a restart"
+    );
 }
 
 #[test]
@@ -574,6 +635,59 @@ except botocore.exceptions.ClientError as e:
         out.contains("unsigned UnrecognizedClientException"),
         "{out}"
     );
+}
+
+#[test]
+fn introspection_is_signed_with_credentials_or_served_apart_by_metrics_listen() {
+    let data = tempfile::tempdir().unwrap();
+    let keys = data.path().join("credentials.json");
+    std::fs::write(&keys, r#"{"AKIDEXAMPLE": "secret"}"#).unwrap();
+    let mut server = Server::start_with(
+        data.path(),
+        &[
+            "--credentials",
+            keys.to_str().unwrap(),
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+    );
+    let metrics = server.next_line();
+    let metrics = metrics
+        .strip_prefix("metrics on ")
+        .unwrap_or_else(|| panic!("the server names its metrics listener: {metrics}"))
+        .to_string();
+    let out = boto3(
+        &server.endpoint,
+        &format!(
+            r#"
+import urllib.request, urllib.error
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+def get(url, sign=False):
+    headers = {{}}
+    if sign:
+        request = AWSRequest(method='GET', url=url)
+        SigV4Auth(ecs._request_signer._credentials, 'ecs', 'us-east-1').add_auth(request)
+        headers = dict(request.headers)
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers)) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+for path in ['/metrics', '/v1/tasks', '/v1/hosts', '/v1/metadata']:
+    status, body = get(ecs.meta.endpoint_url + path)
+    print('unsigned', path, status, 'UnrecognizedClientException' in body)
+    print('signed', path, get(ecs.meta.endpoint_url + path, sign=True)[0])
+status, body = get('{metrics}')
+print('apart', status, 'wasmgate_' in body)
+"#
+        ),
+    );
+    for path in ["/metrics", "/v1/tasks", "/v1/hosts", "/v1/metadata"] {
+        assert!(out.contains(&format!("unsigned {path} 400 True")), "{out}");
+        assert!(out.contains(&format!("signed {path} 200")), "{out}");
+    }
+    assert!(out.contains("apart 200 True"), "{out}");
 }
 
 /// Reads one container's (memory bytes, cpu ns) from `/v1/tasks/{id}/stats`.

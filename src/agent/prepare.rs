@@ -63,7 +63,10 @@ pub(super) fn apply_image_config(
         readonly_root: container.readonly_root_filesystem.unwrap_or(false),
         host_network: definition.spec.network_mode == Some(crate::taskdef::NetworkMode::Host),
         cpu_units: units,
-        memory_reservation_bytes: container.memory_reservation.map(|mib| u64::from(mib) << 20),
+        memory_reservation_bytes: overrides
+            .and_then(|o| o.memory_reservation)
+            .or(container.memory_reservation)
+            .map(|mib| u64::from(mib) << 20),
         pids_limit: crate::capacity::container::DEFAULT_PIDS_LIMIT,
         http_port: container.http_settings().and_then(|settings| {
             settings.port.or_else(|| {

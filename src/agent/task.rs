@@ -136,6 +136,8 @@ pub struct ContainerOverride {
     pub environment: Vec<(String, String)>,
     pub cpu: Option<u32>,
     pub memory: Option<u32>,
+    #[serde(default)]
+    pub memory_reservation: Option<u32>,
 }
 
 impl ContainerOverride {
@@ -167,6 +169,9 @@ impl ContainerOverride {
                         .collect(),
                     cpu: o["cpu"].as_u64().and_then(|v| u32::try_from(v).ok()),
                     memory: o["memory"].as_u64().and_then(|v| u32::try_from(v).ok()),
+                    memory_reservation: o["memoryReservation"]
+                        .as_u64()
+                        .and_then(|v| u32::try_from(v).ok()),
                 })
             })
             .collect()

@@ -171,6 +171,21 @@ impl Api {
             return crate::protocol::http::serve_agent(&self.control.hosts, request).await;
         }
         if request.method() == hyper::Method::GET {
+            // With credentials on, introspection is signed like every other call (curl:
+            // `--aws-sigv4 aws:amz:REGION:ecs --user KEY:SECRET`); `--metrics-listen` serves
+            // the same endpoints unsigned on a listener of their own, for scrapers.
+            if let Some(credentials) = &self.credentials
+                && let Err(error) = check_signature(credentials, &request, &[])
+            {
+                return Response::builder()
+                    .status(
+                        StatusCode::from_u16(error.kind.status())
+                            .unwrap_or(StatusCode::BAD_REQUEST),
+                    )
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from(error.body().to_string())))
+                    .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())));
+            }
             return self.handle_get(request.uri().path());
         }
         let started = std::time::Instant::now();
@@ -245,29 +260,7 @@ impl Api {
             })?
             .to_bytes();
         if let Some(credentials) = &self.credentials {
-            let headers: Vec<(String, String)> = parts
-                .headers
-                .iter()
-                .map(|(name, value)| {
-                    (
-                        name.as_str().to_string(),
-                        String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                    )
-                })
-                .collect();
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or_default();
-            sigv4::verify(
-                credentials,
-                parts.method.as_str(),
-                parts.uri.path(),
-                parts.uri.query().unwrap_or_default(),
-                &headers,
-                &body,
-                now,
-            )?;
+            check_signature(credentials, &Request::from_parts(parts, ()), &body)?;
         }
         let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
             json!({})
@@ -287,6 +280,37 @@ impl Api {
         }
         self.call(action, body)
     }
+}
+
+/// Checks a request's SigV4 signature (over `body`) against `credentials`.
+fn check_signature<B>(
+    credentials: &Credentials,
+    request: &Request<B>,
+    body: &[u8],
+) -> Result<(), ApiError> {
+    let headers: Vec<(String, String)> = request
+        .headers()
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_string(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default();
+    sigv4::verify(
+        credentials,
+        request.method().as_str(),
+        request.uri().path(),
+        request.uri().query().unwrap_or_default(),
+        &headers,
+        body,
+        now,
+    )
 }
 
 /// Parses a request body into its typed shape; a missing or mistyped member is an
@@ -364,6 +388,48 @@ pub async fn serve(
                     Ok(stream) => serve_connection(stream, api, shutdown).await,
                     Err(error) => tracing::debug!(%error, "TLS handshake failed"),
                 },
+            }
+        }
+    })
+    .await;
+}
+
+/// Serves the introspection and metrics endpoints (`GET /metrics`, `/v1/tasks`,
+/// `/v1/tasks/{id}/stats`, `/v1/hosts`, `/v1/metadata`) on `listener`, unsigned, until
+/// `shutdown`: `--metrics-listen`, for scrapers where the API checks signatures. Keep it on
+/// loopback or a private network: it tells what runs.
+pub async fn serve_introspection(
+    listener: TcpListener,
+    api: Arc<Api>,
+    shutdown: CancellationToken,
+) {
+    let connections = shutdown.clone();
+    crate::net::accept_connections(listener, connections, move |stream| {
+        let api = api.clone();
+        let shutdown = shutdown.clone();
+        async move {
+            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                let api = api.clone();
+                async move {
+                    let response = if request.method() == hyper::Method::GET {
+                        api.handle_get(request.uri().path())
+                    } else {
+                        Response::builder()
+                            .status(StatusCode::METHOD_NOT_ALLOWED)
+                            .body(Full::new(Bytes::from_static(
+                                b"this listener answers GET of the introspection endpoints only\n",
+                            )))
+                            .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+                    };
+                    Ok::<_, Infallible>(response)
+                }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = &mut connection => {}
+                () = shutdown.cancelled() => connection.as_mut().graceful_shutdown(),
             }
         }
     })

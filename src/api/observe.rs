@@ -122,14 +122,14 @@ pub fn task_stats(api: &Api, id: &str) -> Result<Option<Value>, ApiError> {
     let Some(task) = crate::records::task(api.control.store.as_ref(), id)? else {
         return Ok(None);
     };
-    let limit = task.needs().1 << 20;
+
     let usage = api.control.usage.get(id);
     let read = usage.as_ref().map_or_else(timestamp, |u| u.read);
     let mut stats = serde_json::Map::new();
     for container in usage.map(|u| u.containers()).unwrap_or_default() {
         let mut shape = json!({
             "read": read,
-            "memory_stats": {"usage": container.memory_bytes, "max_usage": container.memory_peak_bytes, "limit": limit},
+            "memory_stats": {"usage": container.memory_bytes, "max_usage": container.memory_peak_bytes, "limit": task.memory_limit_mib(&container.name) << 20},
             "cpu_stats": {"cpu_usage": {"total_usage": container.stats.cpu_time.as_nanos() as u64}},
         });
         if let Some(before) = container.previous {

@@ -122,15 +122,7 @@ pub fn run(api: &Api, body: Value) -> Result<Value, ApiError> {
     if !overrides_shape.is_object() {
         return Err(ApiError::invalid("overrides: must be an object"));
     }
-    let overrides = ContainerOverride::list_from_ecs(&overrides_shape);
-    for (i, o) in overrides.iter().enumerate() {
-        if definition.container(&o.name).is_none() {
-            return Err(ApiError::invalid(format!(
-                "overrides.containerOverrides[{i}].name: no container named \"{}\"",
-                o.name
-            )));
-        }
-    }
+    check_overrides(&definition, &overrides_shape)?;
     crate::control::placement::validate(
         &request.placement_strategy,
         &request.placement_constraints,
@@ -158,6 +150,72 @@ pub fn run(api: &Api, body: Value) -> Result<Value, ApiError> {
         },
     )?;
     Ok(launched_shape(&launched))
+}
+
+/// ECS's checks of RunTask's `overrides`: each names a container of the definition; a
+/// container's `memory` and `memoryReservation` stay within the task's memory (and the
+/// reservation below the hard limit), and the containers' `cpu` within the task's cpu, so an
+/// override can never give a task more than placement counted for it.
+fn check_overrides(definition: &TaskDefinition, shape: &Value) -> Result<(), ApiError> {
+    for field in ["cpu", "memory"] {
+        if shape.get(field).is_some_and(|v| !v.is_null()) {
+            return Err(ApiError::invalid(format!(
+                "overrides.{field}: task-level cpu and memory overrides are not supported; \
+                 register a revision of the task definition with the size it needs"
+            )));
+        }
+    }
+    let overrides = ContainerOverride::list_from_ecs(shape);
+    let task_memory = definition.memory_mib;
+    let mut cpu_total: u64 = 0;
+    for container in &definition.spec.container_definitions {
+        let given = overrides.iter().find(|o| o.name == container.name);
+        cpu_total += u64::from(given.and_then(|o| o.cpu).or(container.cpu).unwrap_or(0));
+    }
+    for (i, o) in overrides.iter().enumerate() {
+        let path = format!("overrides.containerOverrides[{i}]");
+        let Some(container) = definition.container(&o.name) else {
+            return Err(ApiError::invalid(format!(
+                "{path}.name: no container named \"{}\"",
+                o.name
+            )));
+        };
+        for (field, value) in [
+            ("memory", o.memory),
+            ("memoryReservation", o.memory_reservation),
+        ] {
+            if value == Some(0) {
+                return Err(ApiError::invalid(format!(
+                    "{path}.{field}: must be at least 1 MiB"
+                )));
+            }
+            if let (Some(task), Some(mib)) = (task_memory, value)
+                && mib > task
+            {
+                return Err(ApiError::invalid(format!(
+                    "{path}.{field}: must not exceed the task's memory ({mib} > {task})"
+                )));
+            }
+        }
+        let hard = o.memory.or(container.memory);
+        let soft = o.memory_reservation.or(container.memory_reservation);
+        if let (Some(hard), Some(soft)) = (hard, soft)
+            && soft >= hard
+        {
+            return Err(ApiError::invalid(format!(
+                "{path}.memoryReservation: must be below the container's memory ({soft} >= {hard})"
+            )));
+        }
+        if let (Some(task), Some(_)) = (definition.cpu_units, o.cpu)
+            && cpu_total > u64::from(task)
+        {
+            return Err(ApiError::invalid(format!(
+                "{path}.cpu: the containers' cpu ({cpu_total} units with this override) must \
+                 not exceed the task's cpu ({task})"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// RunTask's answer: the tasks started and the failures, in ECS's shapes.

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::placement::{Candidate, choose};
 use super::{Control, ControlError};
-use crate::agent::new_task_id;
+use crate::agent::{ContainerOverride, new_task_id};
 use crate::records::service::{PlacementConstraint, PlacementStrategy};
 use crate::records::{
     ContainerRecord, ContainerStatus, DesiredStatus, HealthStatus, LaunchType, TaskRecord,
@@ -47,17 +47,27 @@ pub struct Launched {
 }
 
 /// CPU units and MiB a task holds on its host: the task-level values, else the sum of its
-/// containers' (`memory`, else `memoryReservation`).
-pub fn task_needs(definition: &TaskDefinition) -> (u64, u64) {
+/// containers' (`memory`, else `memoryReservation`), each as this run's overrides set it.
+pub fn task_needs(definition: &TaskDefinition, overrides: &[ContainerOverride]) -> (u64, u64) {
     let containers = &definition.spec.container_definitions;
-    let cpu = definition
-        .cpu_units
-        .map(u64::from)
-        .unwrap_or_else(|| containers.iter().filter_map(|c| c.cpu).map(u64::from).sum());
+    let of = |name: &str| overrides.iter().find(|o| o.name == name);
+    let cpu = definition.cpu_units.map(u64::from).unwrap_or_else(|| {
+        containers
+            .iter()
+            .filter_map(|c| of(&c.name).and_then(|o| o.cpu).or(c.cpu))
+            .map(u64::from)
+            .sum()
+    });
     let memory = definition.memory_mib.map(u64::from).unwrap_or_else(|| {
         containers
             .iter()
-            .filter_map(|c| c.memory.or(c.memory_reservation))
+            .filter_map(|c| {
+                let o = of(&c.name);
+                o.and_then(|o| o.memory)
+                    .or(c.memory)
+                    .or(o.and_then(|o| o.memory_reservation))
+                    .or(c.memory_reservation)
+            })
             .map(u64::from)
             .sum()
     });
@@ -112,7 +122,8 @@ pub fn launch(control: &Control, request: Launch<'_>) -> Result<Launched, Contro
     let definition = request.definition;
     let family = request.record["family"].as_str().unwrap_or_default();
     let revision = request.record["revision"].as_u64().unwrap_or_default();
-    let (cpu, memory) = task_needs(definition);
+    let overrides = ContainerOverride::list_from_ecs(&request.overrides);
+    let (cpu, memory) = task_needs(definition, &overrides);
     let health_checked = definition
         .essential_containers()
         .any(|c| c.health_check.is_some());
@@ -177,21 +188,41 @@ pub fn launch(control: &Control, request: Launch<'_>) -> Result<Launched, Contro
             .spec
             .container_definitions
             .iter()
-            .map(|c| ContainerRecord {
-                name: c.name.clone(),
-                last_status: ContainerStatus::Pending,
-                health_status: HealthStatus::Unknown,
-                exit_code: None,
-                reason: None,
-                image_digest: None,
-                shape: json!({
+            .map(|c| {
+                let given = overrides.iter().find(|o| o.name == c.name);
+                let mut shape = json!({
                     "containerArn": format!("{task_arn}/{}", c.name),
                     "taskArn": task_arn,
                     "image": c.image,
                 })
                 .as_object()
                 .cloned()
-                .unwrap_or_default(),
+                .unwrap_or_default();
+                // What this container really gets, overrides applied (ECS's Container shape
+                // has them as strings); stats report the hard limit from here.
+                for (field, value) in [
+                    ("cpu", given.and_then(|o| o.cpu).or(c.cpu)),
+                    ("memory", given.and_then(|o| o.memory).or(c.memory)),
+                    (
+                        "memoryReservation",
+                        given
+                            .and_then(|o| o.memory_reservation)
+                            .or(c.memory_reservation),
+                    ),
+                ] {
+                    if let Some(value) = value {
+                        shape.insert(field.into(), json!(value.to_string()));
+                    }
+                }
+                ContainerRecord {
+                    name: c.name.clone(),
+                    last_status: ContainerStatus::Pending,
+                    health_status: HealthStatus::Unknown,
+                    exit_code: None,
+                    reason: None,
+                    image_digest: None,
+                    shape,
+                }
             })
             .collect();
         let mut shape = serde_json::Map::new();

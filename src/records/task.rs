@@ -284,6 +284,18 @@ impl TaskRecord {
         name.split(':').next().unwrap_or(name)
     }
 
+    /// The hard memory limit of container `name` in MiB: its own (overrides applied), else
+    /// the task's.
+    pub fn memory_limit_mib(&self, name: &str) -> u64 {
+        self.containers
+            .iter()
+            .find(|c| c.name == name)
+            .and_then(|c| c.shape.get("memory"))
+            .and_then(Value::as_str)
+            .and_then(|m| m.parse().ok())
+            .unwrap_or_else(|| self.needs().1)
+    }
+
     pub fn container_mut(&mut self, name: &str) -> Option<&mut ContainerRecord> {
         self.containers.iter_mut().find(|c| c.name == name)
     }

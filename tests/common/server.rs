@@ -63,6 +63,13 @@ impl Server {
 }
 
 impl Server {
+    /// The next line the server printed after the ones `start` read.
+    pub fn next_line(&mut self) -> String {
+        let mut line = String::new();
+        let _ = self._stdout.read_line(&mut line);
+        line.trim().to_string()
+    }
+
     /// Sends SIGINT (Ctrl-C) and waits for the server to exit, at most `deadline`; returns
     /// its exit status, or `None` if it was still running then (it is killed).
     pub fn interrupt(mut self, deadline: std::time::Duration) -> Option<std::process::ExitStatus> {
