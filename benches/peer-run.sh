@@ -12,6 +12,8 @@ cd "$(dirname "$0")/.."
 
 command -v hyperfine >/dev/null || { apt-get update -qq && apt-get install -y -qq hyperfine; }
 WASMTIME=${WASMTIME:-$(command -v wasmtime || true)}
+# An earlier run's install is reused.
+[ -z "$WASMTIME" ] && [ -x target/peer/bin/wasmtime ] && WASMTIME=target/peer/bin/wasmtime
 if [ -z "$WASMTIME" ]; then
   echo "== installing wasmtime-cli 48 from crates.io (this takes a while)"
   cargo install wasmtime-cli@48.0.8 --locked --root target/peer
