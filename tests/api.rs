@@ -299,6 +299,90 @@ print('limit', stats['g']['memory_stats']['limit'])
 }
 
 #[test]
+fn tags_on_clusters_definitions_tasks_services_and_instances() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let graceful = common::guest(common::Wasi::P1, "graceful")
+        .display()
+        .to_string();
+    let script = format!(
+        r#"
+import json, urllib.request
+c = ecs.create_cluster(clusterName='tagged', tags=[{{'key': 'team', 'value': 'web'}}])['cluster']['clusterArn']
+d = ecs.register_task_definition(family='g', memory='16', containerDefinitions=[{{'name': 'g', 'image': '{graceful}'}}],
+                                 tags=[{{'key': 'kind', 'value': 'def'}}])['taskDefinition']['taskDefinitionArn']
+t = ecs.run_task(cluster='tagged', taskDefinition='g', tags=[{{'key': 'run', 'value': '1'}}])['tasks'][0]['taskArn']
+s = ecs.create_service(cluster='tagged', serviceName='svc', taskDefinition='g', desiredCount=0,
+                       tags=[{{'key': 'tier', 'value': 'front'}}])['service']['serviceArn']
+host = json.load(urllib.request.urlopen(ecs.meta.endpoint_url + '/v1/hosts'))['Hosts'][0]['Arn']
+for arn in [c, d, t, s, host]:
+    ecs.tag_resource(resourceArn=arn, tags=[{{'key': 'owner', 'value': 'me'}}, {{'key': 'x', 'value': 'y'}}])
+    ecs.untag_resource(resourceArn=arn, tagKeys=['x'])
+    tags = sorted((t['key'], t['value']) for t in ecs.list_tags_for_resource(resourceArn=arn)['tags'])
+    print(arn.split(':')[5].split('/')[0], tags)
+ecs.tag_resource(resourceArn=c, tags=[{{'key': 'team', 'value': 'api'}}])
+print('replaced', ecs.list_tags_for_resource(resourceArn=c)['tags'])
+def code(call):
+    try:
+        call()
+        return 'ok'
+    except ecs.exceptions.ClientError as e:
+        return e.response['Error']['Code'] + ' ' + e.response['Error']['Message']
+print('reserved', code(lambda: ecs.tag_resource(resourceArn=c, tags=[{{'key': 'aws:x', 'value': ''}}])))
+print('too many', code(lambda: ecs.tag_resource(resourceArn=c, tags=[{{'key': f'k{{i}}', 'value': ''}} for i in range(50)])))
+print('no cluster', code(lambda: ecs.list_tags_for_resource(resourceArn=c.replace('tagged', 'nope'))))
+print('foreign', code(lambda: ecs.list_tags_for_resource(resourceArn='arn:aws:s3:::bucket')))
+print('on create', code(lambda: ecs.create_cluster(clusterName='bad', tags=[{{'key': 'AWS:x', 'value': 'v'}}])))
+"#
+    );
+    let out = boto3(&server.endpoint, &script);
+    assert!(
+        out.contains("cluster [('owner', 'me'), ('team', 'web')]"),
+        "{out}"
+    );
+    assert!(
+        out.contains("task-definition [('kind', 'def'), ('owner', 'me')]"),
+        "{out}"
+    );
+    assert!(
+        out.contains("task [('owner', 'me'), ('run', '1')]"),
+        "{out}"
+    );
+    assert!(
+        out.contains("service [('owner', 'me'), ('tier', 'front')]"),
+        "{out}"
+    );
+    assert!(
+        out.contains("container-instance [('owner', 'me')]"),
+        "{out}"
+    );
+    assert!(
+        out.contains("replaced [{'key': 'team', 'value': 'api'}, {'key': 'owner', 'value': 'me'}]"),
+        "{out}"
+    );
+    assert!(
+        out.contains("reserved InvalidParameterException tags[0].key: the aws: prefix"),
+        "{out}"
+    );
+    assert!(
+        out.contains("too many InvalidParameterException tags: a resource holds at most 50"),
+        "{out}"
+    );
+    assert!(
+        out.contains("no cluster ClusterNotFoundException Cluster not found."),
+        "{out}"
+    );
+    assert!(
+        out.contains("foreign InvalidParameterException resourceArn"),
+        "{out}"
+    );
+    assert!(
+        out.contains("on create InvalidParameterException tags[0].key"),
+        "{out}"
+    );
+}
+
+#[test]
 fn ctrl_c_stops_the_tasks_records_them_and_ends_the_server() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path());

@@ -147,7 +147,7 @@ pub fn create(api: &Api, body: Value) -> Result<Value, ApiError> {
     let record = ensure(
         api,
         &name,
-        request.tags.unwrap_or(json!([])),
+        super::tags::given("tags", request.tags)?,
         request.settings.unwrap_or(json!([])),
     )?;
     let counts = counts(api)?

@@ -13,6 +13,7 @@ mod logs;
 mod observe;
 pub mod services;
 mod sigv4;
+mod tags;
 mod task_definitions;
 mod tasks;
 
@@ -116,6 +117,9 @@ impl Api {
             "DescribeContainerInstances" => container_instances::describe(self, body),
             "UpdateContainerInstancesState" => container_instances::update_state(self, body),
             "DeregisterContainerInstance" => container_instances::deregister(self, body),
+            "TagResource" => tags::tag(self, body),
+            "UntagResource" => tags::untag(self, body),
+            "ListTagsForResource" => tags::list(self, body),
             "WasmgateV1.GetTaskLogs" => logs::get_task_logs(self, body),
             "WasmgateV1.GetTaskStats" => logs::get_task_stats(self, body),
             "WasmgateV1.ListHosts" => observe::hosts(self),

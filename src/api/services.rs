@@ -228,7 +228,7 @@ pub fn create(api: &Api, body: Value) -> Result<Value, ApiError> {
         placement_strategy: request.placement_strategy,
         health_check_grace_period_seconds: request.health_check_grace_period_seconds,
         scheduling_strategy: "REPLICA".into(),
-        tags: request.tags.unwrap_or(json!([])),
+        tags: super::tags::given("tags", request.tags)?,
         kept,
         scheduler: SchedulerState::default(),
     };

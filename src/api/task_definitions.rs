@@ -41,7 +41,7 @@ fn shape(api: &Api, record: &Value) -> Value {
 }
 
 pub fn register(api: &Api, body: Value) -> Result<Value, ApiError> {
-    let tags = body.get("tags").cloned().unwrap_or(json!([]));
+    let tags = super::tags::given("tags", body.get("tags").cloned())?;
     let definition = TaskDefinition::from_value(body).map_err(|error| {
         let errors: Vec<String> = error
             .field_errors()

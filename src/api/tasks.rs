@@ -144,7 +144,7 @@ pub fn run(api: &Api, body: Value) -> Result<Value, ApiError> {
             group,
             launch_type,
             overrides: overrides_shape,
-            tags: request.tags.clone().unwrap_or(json!([])),
+            tags: super::tags::given("tags", request.tags.clone())?,
             strategies: &request.placement_strategy,
             constraints: &request.placement_constraints,
         },

@@ -55,6 +55,9 @@ pub struct HostRecord {
     /// What the gateway presents to the agent with each forwarded request (remote agents).
     #[serde(default)]
     pub forward_key: Option<String>,
+    /// ECS's tags of the container instance (`[{key, value}]`), kept across rejoins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<serde_json::Value>,
 }
 
 impl HostRecord {
@@ -359,6 +362,7 @@ impl Hosts {
         credential_sha256: Option<String>,
         forward_key: Option<String>,
     ) -> Result<String, HostError> {
+        let tags = self.record(&id).ok().flatten().and_then(|r| r.tags);
         let record = HostRecord {
             id: id.clone(),
             name: offer.name,
@@ -372,6 +376,7 @@ impl Hosts {
             local,
             credential_sha256,
             forward_key,
+            tags,
         };
         let value = serde_json::to_value(&record)
             .map_err(|e| HostError::Invalid(id.clone(), e.to_string()))?;
