@@ -383,6 +383,73 @@ print('on create', code(lambda: ecs.create_cluster(clusterName='bad', tags=[{{'k
 }
 
 #[test]
+fn account_settings_with_ecs_names_values_and_effect() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let out = boto3(
+        &server.endpoint,
+        r#"
+def code(call):
+    try:
+        call()
+        return 'ok'
+    except ecs.exceptions.ClientError as e:
+        return e.response['Error']['Code'] + ' ' + e.response['Error']['Message']
+print('own before', ecs.list_account_settings()['settings'])
+eff = {s['name']: s['value'] for s in ecs.list_account_settings(effectiveSettings=True)['settings']}
+print('effective', len(eff), eff['containerInsights'], eff['taskLongArnFormat'])
+print('plain cluster', ecs.create_cluster(clusterName='a')['cluster']['settings'])
+s = ecs.put_account_setting_default(name='containerInsights', value='enhanced')['setting']
+print('default', s['name'], s['value'], s['principalArn'], s['type'])
+print('new cluster', ecs.create_cluster(clusterName='b')['cluster']['settings'])
+print('given wins', ecs.create_cluster(clusterName='c', settings=[{'name': 'containerInsights', 'value': 'disabled'}])['cluster']['settings'])
+print('listed', [(s['name'], s['value']) for s in ecs.list_account_settings(name='containerInsights')['settings']])
+print('bad value', code(lambda: ecs.put_account_setting(name='containerInsights', value='maybe')))
+print('managed', code(lambda: ecs.put_account_setting(name='guardDutyActivate', value='on')))
+print('deleted', ecs.delete_account_setting(name='containerInsights')['setting']['value'])
+print('after delete', ecs.list_account_settings(name='containerInsights', effectiveSettings=True)['settings'][0]['value'])
+print('nothing to delete', code(lambda: ecs.delete_account_setting(name='containerInsights')))
+"#,
+    );
+    assert!(out.contains("own before []"), "{out}");
+    assert!(out.contains("effective 11 disabled enabled"), "{out}");
+    assert!(
+        out.contains("plain cluster [{'name': 'containerInsights', 'value': 'disabled'}]"),
+        "{out}"
+    );
+    assert!(
+        out.contains("default containerInsights enhanced arn:aws:iam::000000000000:root user"),
+        "{out}"
+    );
+    assert!(
+        out.contains("new cluster [{'name': 'containerInsights', 'value': 'enhanced'}]"),
+        "{out}"
+    );
+    assert!(
+        out.contains("given wins [{'name': 'containerInsights', 'value': 'disabled'}]"),
+        "{out}"
+    );
+    assert!(
+        out.contains("listed [('containerInsights', 'enhanced')]"),
+        "{out}"
+    );
+    assert!(
+        out.contains("bad value InvalidParameterException value: containerInsights takes enabled, disabled, enhanced"),
+        "{out}"
+    );
+    assert!(
+        out.contains("managed InvalidParameterException name: guardDutyActivate is managed by AWS"),
+        "{out}"
+    );
+    assert!(out.contains("deleted enhanced"), "{out}");
+    assert!(out.contains("after delete disabled"), "{out}");
+    assert!(
+        out.contains("nothing to delete InvalidParameterException"),
+        "{out}"
+    );
+}
+
+#[test]
 fn ctrl_c_stops_the_tasks_records_them_and_ends_the_server() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path());

@@ -148,7 +148,7 @@ pub fn create(api: &Api, body: Value) -> Result<Value, ApiError> {
         api,
         &name,
         super::tags::given("tags", request.tags)?,
-        request.settings.unwrap_or(json!([])),
+        super::account::cluster_settings(api, request.settings.unwrap_or(Value::Null))?,
     )?;
     let counts = counts(api)?
         .get(&api.control.arns.cluster(&name))

@@ -5,6 +5,7 @@
 //! Architecture invariant: the API layer owns every ECS shape; below it (store, agent,
 //! capacity) nothing knows ECS JSON. Every request runs under a span with its action and id.
 
+mod account;
 pub use crate::arn;
 mod clusters;
 mod container_instances;
@@ -117,6 +118,10 @@ impl Api {
             "DescribeContainerInstances" => container_instances::describe(self, body),
             "UpdateContainerInstancesState" => container_instances::update_state(self, body),
             "DeregisterContainerInstance" => container_instances::deregister(self, body),
+            "PutAccountSetting" => account::put_setting(self, body),
+            "PutAccountSettingDefault" => account::put_default(self, body),
+            "DeleteAccountSetting" => account::delete_setting(self, body),
+            "ListAccountSettings" => account::list(self, body),
             "TagResource" => tags::tag(self, body),
             "UntagResource" => tags::untag(self, body),
             "ListTagsForResource" => tags::list(self, body),
