@@ -43,7 +43,7 @@ except ecs.exceptions.InvalidParameterException as e:
     );
     assert!(out.contains("pages 2 2"), "{out}");
     assert!(out.contains("deleted INACTIVE"), "{out}");
-    assert!(out.contains("not found: Cluster not found: prod"), "{out}");
+    assert!(out.contains("not found: Cluster not found."), "{out}");
     assert!(
         out.contains("invalid: clusterName: must be 1-255 letters"),
         "{out}"

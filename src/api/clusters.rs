@@ -124,7 +124,7 @@ pub fn require_active(api: &Api, cluster: Option<&str>) -> Result<String, ApiErr
         Some(found) if found.value["status"] == "ACTIVE" => Ok(name),
         _ => Err(ApiError::new(
             ErrorKind::ClusterNotFoundException,
-            format!("Cluster not found: {name}"),
+            "Cluster not found.",
         )),
     }
 }

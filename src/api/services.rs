@@ -281,12 +281,10 @@ fn find_active(api: &Api, cluster: &str, given: &str) -> Result<(Service, u64), 
 fn find(api: &Api, cluster: &str, given: &str) -> Result<(Service, u64), ApiError> {
     let name = arn::resource_name(given, "service");
     let name = name.rsplit('/').next().unwrap_or(name);
-    let found = api.control.store.get(&key(cluster, name))?.ok_or_else(|| {
-        ApiError::new(
-            ErrorKind::ServiceNotFoundException,
-            format!("Service not found: {given}"),
-        )
-    })?;
+    let found =
+        api.control.store.get(&key(cluster, name))?.ok_or_else(|| {
+            ApiError::new(ErrorKind::ServiceNotFoundException, "Service not found.")
+        })?;
     let service: Service = serde_json::from_value(found.value).map_err(|e| {
         ApiError::new(
             ErrorKind::ServerException,
