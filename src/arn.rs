@@ -60,6 +60,22 @@ pub fn resource_name<'a>(text: &'a str, kind: &str) -> &'a str {
         .unwrap_or(resource)
 }
 
+/// ECS's rule for cluster and service names: 1-255 letters, digits, hyphens and underscores;
+/// the reason, naming `member`, when `name` breaks it.
+pub fn check_resource_name(member: &str, name: &str) -> Result<(), String> {
+    let valid = (1..=255).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{member}: must be 1-255 letters, digits, hyphens and underscores (got \"{name}\")"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

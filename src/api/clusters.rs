@@ -17,24 +17,10 @@ fn check_name(name: &str) -> Result<(), ApiError> {
     check_resource_name("clusterName", name)
 }
 
-/// Whether `name` is a valid cluster name; the reason when it is not.
-pub fn check_cluster_name(name: &str) -> Result<(), String> {
-    check_name(name).map_err(|e| e.message)
-}
-
-/// ECS's rule for cluster and service names: 1-255 letters, digits, hyphens and underscores.
+/// ECS's rule for cluster and service names (`crate::arn::check_resource_name`), as an
+/// InvalidParameterException.
 pub(super) fn check_resource_name(member: &str, name: &str) -> Result<(), ApiError> {
-    let valid = (1..=255).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if valid {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(format!(
-            "{member}: must be 1-255 letters, digits, hyphens and underscores (got \"{name}\")"
-        )))
-    }
+    crate::arn::check_resource_name(member, name).map_err(ApiError::invalid)
 }
 
 /// A cluster's figures, counted from the records at the moment of the call.

@@ -18,8 +18,6 @@ mod tags;
 mod task_definitions;
 mod tasks;
 
-pub use clusters::check_cluster_name;
-
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -420,7 +420,7 @@ impl Hosts {
             return Err(HostError::BadToken);
         }
         if let Some(cluster) = &request.offer.cluster {
-            crate::api::check_cluster_name(cluster)
+            crate::arn::check_resource_name("cluster", cluster)
                 .map_err(|why| HostError::Invalid(request.offer.name.clone(), why))?;
         }
         let id = match request.instance_id {
