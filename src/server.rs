@@ -85,14 +85,27 @@ pub fn task_runner(config: &Config, images: Images) -> Result<Arc<TaskRunner>, S
     Ok(Arc::new(with_containers(runner, config)))
 }
 
+/// Whether `program` (a path, or a name looked up on PATH) is an executable file.
+fn is_executable_on_path(program: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    let executable = |path: &Path| {
+        std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.components().count() > 1 {
+        return executable(program);
+    }
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| executable(&dir.join(program)))
+    })
+}
+
 /// Gives `runner` the container capacity when the OCI runtime is there; without it, container
 /// images fail to start with a reason that says so.
 pub fn with_containers(runner: TaskRunner, config: &Config) -> TaskRunner {
     let runtime = &config.runtime;
-    let found = std::process::Command::new(runtime)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
+    // Looked up on PATH rather than run (`runc --version`): a one-shot `wasmgate run` of a Wasm
+    // image should not pay a process spawn for a runtime it will not use.
+    let found = is_executable_on_path(runtime);
     if !found {
         tracing::info!(runtime = %runtime.display(), "no OCI runtime: container images cannot run here");
         return runner;

@@ -24,10 +24,12 @@ pub struct RegistrySettings {
     pub docker_config: Option<std::path::PathBuf>,
 }
 
-/// Clients for HTTPS and plain-HTTP registries, and the credentials for each registry.
+/// Clients for HTTPS and plain-HTTP registries, and the credentials for each registry. The
+/// clients are made at their first use: building one loads the system's root certificates,
+/// which a run of a local image never needs.
 pub struct RegistryClient {
-    https: Client,
-    http: Client,
+    https: std::sync::OnceLock<Client>,
+    http: std::sync::OnceLock<Client>,
     insecure: Vec<String>,
     explicit: Option<(String, String)>,
     docker_auths: HashMap<String, (String, String)>,
@@ -35,18 +37,12 @@ pub struct RegistryClient {
 
 impl RegistryClient {
     pub fn new(settings: &RegistrySettings) -> Self {
-        let client = |protocol| {
-            Client::new(ClientConfig {
-                protocol,
-                ..ClientConfig::default()
-            })
-        };
         let docker_config = settings.docker_config.clone().or_else(|| {
             std::env::var_os("HOME").map(|home| Path::new(&home).join(".docker/config.json"))
         });
         Self {
-            https: client(ClientProtocol::Https),
-            http: client(ClientProtocol::Http),
+            https: std::sync::OnceLock::new(),
+            http: std::sync::OnceLock::new(),
             insecure: settings.insecure.clone(),
             explicit: settings.username.clone().zip(settings.password.clone()),
             docker_auths: docker_config
@@ -57,10 +53,16 @@ impl RegistryClient {
 
     /// The client for this registry: plain HTTP for loopback and insecure ones.
     pub fn client_for(&self, image: &RegistryRef) -> &Client {
+        let client = |protocol| {
+            Client::new(ClientConfig {
+                protocol,
+                ..ClientConfig::default()
+            })
+        };
         if image.is_loopback() || self.insecure.contains(&image.registry) {
-            &self.http
+            self.http.get_or_init(|| client(ClientProtocol::Http))
         } else {
-            &self.https
+            self.https.get_or_init(|| client(ClientProtocol::Https))
         }
     }
 

@@ -106,7 +106,11 @@ impl ContainerCapacity {
 
     /// Kills and deletes every container a previous process left, and its bundle.
     fn clean_up_leftovers(&self) {
-        if let Ok(output) = self.runc().args(["list", "-q"]).output() {
+        // runc keeps a directory per container under its root: with none there, nothing was
+        // left, and no process need be spawned to ask.
+        let state = self.config.dir.join("runc");
+        let any_state = std::fs::read_dir(&state).is_ok_and(|mut entries| entries.next().is_some());
+        if any_state && let Ok(output) = self.runc().args(["list", "-q"]).output() {
             for id in String::from_utf8_lossy(&output.stdout).lines() {
                 tracing::warn!(
                     container = id,
