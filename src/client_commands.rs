@@ -207,26 +207,27 @@ async fn list_tasks(
     desired: &str,
     family: Option<&str>,
 ) -> anyhow::Result<Vec<String>> {
+    let mut body = json!({"cluster": cluster, "desiredStatus": desired});
+    if let Some(family) = family {
+        body["family"] = json!(family);
+    }
+    list_all(client, "ListTasks", body, "taskArns").await
+}
+
+/// Every ARN a list action answers under `field`, following `nextToken` through all pages.
+async fn list_all(
+    client: &Client,
+    action: &str,
+    mut body: serde_json::Value,
+    field: &str,
+) -> anyhow::Result<Vec<String>> {
+    body["maxResults"] = json!(100);
     let mut arns = Vec::new();
-    let mut token: Option<String> = None;
     loop {
-        let mut body = json!({"cluster": cluster, "desiredStatus": desired, "maxResults": 100});
-        if let Some(family) = family {
-            body["family"] = json!(family);
-        }
-        if let Some(token) = &token {
-            body["nextToken"] = json!(token);
-        }
-        let page = client.call("ListTasks", body).await?;
-        arns.extend(
-            page["taskArns"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(text_of),
-        );
+        let page = client.call(action, body.clone()).await?;
+        arns.extend(page[field].as_array().into_iter().flatten().map(text_of));
         match page["nextToken"].as_str() {
-            Some(next) => token = Some(next.to_string()),
+            Some(next) => body["nextToken"] = json!(next),
             None => return Ok(arns),
         }
     }
@@ -478,26 +479,13 @@ pub async fn stop(target: &Target, given: &[String], reason: Option<&str>) -> an
 /// `wasmgate services`: one line per service of the cluster.
 pub async fn services(target: &Target) -> anyhow::Result<u8> {
     let client = target.client()?;
-    let mut arns = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let mut body = json!({"cluster": target.cluster, "maxResults": 100});
-        if let Some(token) = &token {
-            body["nextToken"] = json!(token);
-        }
-        let page = client.call("ListServices", body).await?;
-        arns.extend(
-            page["serviceArns"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(text_of),
-        );
-        match page["nextToken"].as_str() {
-            Some(next) => token = Some(next.to_string()),
-            None => break,
-        }
-    }
+    let arns = list_all(
+        &client,
+        "ListServices",
+        json!({"cluster": target.cluster}),
+        "serviceArns",
+    )
+    .await?;
     let mut rows = vec![[
         "SERVICE".to_string(),
         "STATUS".to_string(),
