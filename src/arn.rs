@@ -25,6 +25,10 @@ impl ArnScope {
         self.arn(&format!("cluster/{name}"))
     }
 
+    pub fn capacity_provider(&self, name: &str) -> String {
+        self.arn(&format!("capacity-provider/{name}"))
+    }
+
     pub fn container_instance(&self, cluster: &str, id: &str) -> String {
         self.arn(&format!("container-instance/{cluster}/{id}"))
     }

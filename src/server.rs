@@ -232,6 +232,12 @@ pub async fn run_server(
         None => None,
     };
     let metrics_address = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let scheme = if options.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    api.set_endpoint(format!("{scheme}://{address}"));
     let registered = match &options.examples {
         Some(dir) => register_examples(&api, dir)?,
         None => Vec::new(),

@@ -450,6 +450,241 @@ print('nothing to delete', code(lambda: ecs.delete_account_setting(name='contain
 }
 
 #[test]
+fn clusters_update_and_describe_with_include() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let sleep = common::guest(common::Wasi::P1, "sleep")
+        .display()
+        .to_string();
+    let register = format!(
+        "ecs.register_task_definition(family='sleep', memory='16', \
+         containerDefinitions=[{{'name': 's', 'image': {sleep:?}}}])\n"
+    );
+    let out = boto3(
+        &server.endpoint,
+        &(register
+            + r#"
+def code(call):
+    try:
+        call()
+        return 'ok'
+    except ecs.exceptions.ClientError as e:
+        return e.response['Error']['Code'] + ' ' + e.response['Error']['Message']
+ecs.create_cluster(clusterName='web', tags=[{'key': 'team', 'value': 'a'}],
+                   serviceConnectDefaults={'namespace': 'shop'})
+plain = ecs.describe_clusters(clusters=['web'])['clusters'][0]
+print('plain', sorted(k for k in plain if k in ('tags', 'settings', 'configuration', 'attachments')), plain['capacityProviders'], plain['serviceConnectDefaults'])
+u = ecs.update_cluster(cluster='web', settings=[{'name': 'containerInsights', 'value': 'enhanced'}],
+    configuration={'executeCommandConfiguration': {'logging': 'OVERRIDE', 'logConfiguration': {'cloudWatchLogGroupName': 'g'}}},
+    serviceConnectDefaults={'namespace': 'arn:aws:servicediscovery:us-east-1:000000000000:namespace/ns-1'})['cluster']
+print('updated', u['settings'], u['configuration']['executeCommandConfiguration']['logging'], u['serviceConnectDefaults']['namespace'])
+s = ecs.update_cluster_settings(cluster='web', settings=[{'name': 'containerInsights', 'value': 'disabled'}])['cluster']
+print('settings', s['settings'])
+full = ecs.describe_clusters(clusters=['web'], include=['TAGS', 'SETTINGS', 'CONFIGURATIONS', 'ATTACHMENTS', 'STATISTICS'])['clusters'][0]
+print('full', full['tags'], full['settings'][0]['value'], 'executeCommandConfiguration' in full['configuration'], full['attachments'], full['attachmentsStatus'], len(full['statistics']))
+t = ecs.run_task(cluster='web', taskDefinition='sleep', capacityProviderStrategy=[{'capacityProvider': 'FARGATE_SPOT', 'weight': 1}])['tasks'][0]
+print('spot task', t['capacityProviderName'], t['launchType'])
+stats = {x['name']: x['value'] for x in ecs.describe_clusters(clusters=['web'], include=['STATISTICS'])['clusters'][0]['statistics']}
+print('fargate tasks', int(stats['runningFargateTasksCount']) + int(stats['pendingFargateTasksCount']), stats['runningEC2TasksCount'])
+print('bad setting', code(lambda: ecs.update_cluster_settings(cluster='web', settings=[{'name': 'containerInsights', 'value': 'maybe'}])))
+print('bad logging', code(lambda: ecs.update_cluster(cluster='web', configuration={'executeCommandConfiguration': {'logging': 'LOUD'}})))
+print('bad include', code(lambda: ecs.describe_clusters(clusters=['web'], include=['EVERYTHING'])))
+print('no cluster', code(lambda: ecs.update_cluster(cluster='ghost', settings=[])))
+cleared = ecs.update_cluster(cluster='web', serviceConnectDefaults={'namespace': ''})['cluster']
+print('cleared', 'serviceConnectDefaults' in cleared)
+# Capacity providers on the one embedded host of the shared pool.
+ecs.put_cluster_capacity_providers(cluster='web', capacityProviders=['FARGATE', 'FARGATE_SPOT'],
+    defaultCapacityProviderStrategy=[{'capacityProvider': 'FARGATE', 'base': 1, 'weight': 1}, {'capacityProvider': 'FARGATE_SPOT', 'weight': 3}])
+r = ecs.run_task(cluster='web', taskDefinition='sleep', count=5)['tasks']
+print('default strategy', sorted(x['capacityProviderName'] for x in r))
+asg = 'arn:aws:autoscaling:us-east-1:000000000000:autoScalingGroup:1:autoScalingGroupName/asg1'
+cp = ecs.create_capacity_provider(name='mine', autoScalingGroupProvider={'autoScalingGroupArn': asg, 'managedScaling': {'status': 'ENABLED', 'targetCapacity': 80}})['capacityProvider']
+print('created', cp['name'], cp['type'], cp['status'], cp['updateStatus'], cp['capacityProviderArn'])
+print('again', code(lambda: ecs.create_capacity_provider(name='mine', autoScalingGroupProvider={'autoScalingGroupArn': asg})))
+print('same group', code(lambda: ecs.create_capacity_provider(name='other', autoScalingGroupProvider={'autoScalingGroupArn': asg})))
+print('reserved name', code(lambda: ecs.create_capacity_provider(name='fargate-x', autoScalingGroupProvider={'autoScalingGroupArn': asg})))
+print('bad arn', code(lambda: ecs.create_capacity_provider(name='x', autoScalingGroupProvider={'autoScalingGroupArn': 'asg1'})))
+u = ecs.update_capacity_provider(name='mine', autoScalingGroupProvider={'managedScaling': {'targetCapacity': 50}, 'managedDraining': 'DISABLED'})['capacityProvider']
+print('updated provider', u['autoScalingGroupProvider']['managedScaling']['targetCapacity'], u['autoScalingGroupProvider']['managedDraining'], u['updateStatus'])
+print('bad target', code(lambda: ecs.update_capacity_provider(name='mine', autoScalingGroupProvider={'managedScaling': {'targetCapacity': 101}})))
+ecs.tag_resource(resourceArn=cp['capacityProviderArn'], tags=[{'key': 'k', 'value': 'v'}])
+print('tags', ecs.list_tags_for_resource(resourceArn=cp['capacityProviderArn'])['tags'])
+print('builtin', code(lambda: ecs.delete_capacity_provider(capacityProvider='FARGATE')))
+d = ecs.describe_capacity_providers(capacityProviders=['mine', 'FARGATE', 'ghost'])
+print('described', [p['name'] for p in d['capacityProviders']], [f['reason'] for f in d['failures']])
+print('missing from cluster', code(lambda: ecs.put_cluster_capacity_providers(cluster='web', capacityProviders=['FARGATE'], defaultCapacityProviderStrategy=[{'capacityProvider': 'mine', 'weight': 1}])))
+print('deleted', ecs.delete_capacity_provider(capacityProvider='mine')['capacityProvider']['status'])
+print('gone', [p['name'] for p in ecs.describe_capacity_providers()['capacityProviders']])
+"#),
+    );
+    assert!(
+        out.contains("plain [] ['FARGATE', 'FARGATE_SPOT'] {'namespace': 'shop'}"),
+        "{out}"
+    );
+    assert!(
+        out.contains("updated [{'name': 'containerInsights', 'value': 'enhanced'}] OVERRIDE arn:aws:servicediscovery:us-east-1:000000000000:namespace/ns-1"),
+        "{out}"
+    );
+    assert!(
+        out.contains("settings [{'name': 'containerInsights', 'value': 'disabled'}]"),
+        "{out}"
+    );
+    assert!(
+        out.contains("full [{'key': 'team', 'value': 'a'}] disabled True [] UPDATE_COMPLETE 8"),
+        "{out}"
+    );
+    assert!(out.contains("spot task FARGATE_SPOT FARGATE"), "{out}");
+    assert!(out.contains("fargate tasks 1 0"), "{out}");
+    assert!(
+        out.contains("bad setting InvalidParameterException settings[0].value"),
+        "{out}"
+    );
+    assert!(
+        out.contains("bad logging InvalidParameterException configuration.executeCommandConfiguration.logging"),
+        "{out}"
+    );
+    assert!(
+        out.contains("bad include InvalidParameterException include[0]"),
+        "{out}"
+    );
+    assert!(
+        out.contains("no cluster ClusterNotFoundException Cluster not found."),
+        "{out}"
+    );
+    assert!(out.contains("cleared False"), "{out}");
+    // FARGATE's base of 1, then FARGATE:FARGATE_SPOT = 1:3 over the rest.
+    assert!(
+        out.contains("default strategy ['FARGATE', 'FARGATE', 'FARGATE_SPOT', 'FARGATE_SPOT', 'FARGATE_SPOT']"),
+        "{out}"
+    );
+    assert!(
+        out.contains("created mine EC2_AUTOSCALING ACTIVE CREATE_COMPLETE arn:aws:ecs:us-east-1:000000000000:capacity-provider/mine"),
+        "{out}"
+    );
+    assert!(
+        out.contains("again ClientException The specified capacity provider already exists"),
+        "{out}"
+    );
+    assert!(
+        out.contains("same group InvalidParameterException"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "reserved name InvalidParameterException name: a capacity provider name cannot begin"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "bad arn InvalidParameterException autoScalingGroupProvider.autoScalingGroupArn"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("updated provider 50 DISABLED UPDATE_COMPLETE"),
+        "{out}"
+    );
+    assert!(out.contains("bad target InvalidParameterException autoScalingGroupProvider.managedScaling.targetCapacity"), "{out}");
+    assert!(out.contains("tags [{'key': 'k', 'value': 'v'}]"), "{out}");
+    assert!(
+        out.contains("builtin InvalidParameterException The FARGATE capacity provider is reserved"),
+        "{out}"
+    );
+    assert!(
+        out.contains("described ['mine', 'FARGATE'] ['MISSING']"),
+        "{out}"
+    );
+    assert!(out.contains("missing from cluster InvalidParameterException defaultCapacityProviderStrategy[0].capacityProvider"), "{out}");
+    assert!(out.contains("deleted INACTIVE"), "{out}");
+    assert!(out.contains("gone ['FARGATE', 'FARGATE_SPOT']"), "{out}");
+}
+
+#[test]
+fn start_task_and_the_agent_facing_operations() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let sleep = common::guest(common::Wasi::P1, "sleep")
+        .display()
+        .to_string();
+    let register = format!(
+        "ecs.register_task_definition(family='sleep', memory='16', \
+         containerDefinitions=[{{'name': 's', 'image': {sleep:?}}}])\n"
+    );
+    let out = boto3(
+        &server.endpoint,
+        &(register
+            + r#"
+def code(call):
+    try:
+        call()
+        return 'ok'
+    except ecs.exceptions.ClientError as e:
+        return e.response['Error']['Code'] + ' ' + e.response['Error']['Message']
+import json, time, urllib.request
+pool = [h for h in json.load(urllib.request.urlopen(ecs.meta.endpoint_url + '/v1/hosts'))['Hosts']][0]
+pool_arn = 'arn:aws:ecs:us-east-1:000000000000:container-instance/' + pool['Id']
+s = ecs.start_task(taskDefinition='sleep', containerInstances=[pool_arn, 'ghost'], startedBy='me')
+print('started', len(s['tasks']), s['tasks'][0]['launchType'], [f['reason'] for f in s['failures']])
+ecs.get_waiter('tasks_running').wait(tasks=[s['tasks'][0]['taskArn']], WaiterConfig={'Delay': 0.5, 'MaxAttempts': 60})
+print('execute', code(lambda: ecs.execute_command(cluster='default', task=s['tasks'][0]['taskArn'], command='ls', interactive=True)).split(':')[0])
+ecs.create_cluster(clusterName='ext')
+ci = ecs.register_container_instance(cluster='ext', instanceIdentityDocument=json.dumps({'instanceId': 'i-123'}),
+    totalResources=[{'name': 'CPU', 'type': 'INTEGER', 'integerValue': 2048}, {'name': 'MEMORY', 'type': 'INTEGER', 'integerValue': 4096}],
+    attributes=[{'name': 'zone', 'value': 'z1'}], tags=[{'key': 'k', 'value': 'v'}])['containerInstance']
+print('registered', ci['status'], ci['agentConnected'], [r['integerValue'] for r in ci['registeredResources']], [a.get('value') for a in ci['attributes'] if a['name'] == 'zone'])
+print('listed', ecs.list_container_instances(cluster='ext')['containerInstanceArns'] == [ci['containerInstanceArn']])
+f = ecs.run_task(cluster='ext', taskDefinition='sleep', launchType='EC2')
+print('nothing placed there', len(f['tasks']), len(f['failures']))
+print('started there', [x['reason'] for x in ecs.start_task(cluster='ext', taskDefinition='sleep', containerInstances=[ci['containerInstanceArn']])['failures']])
+print('poll', ecs.discover_poll_endpoint(cluster='ext', containerInstance=ci['containerInstanceArn'])['endpoint'] == ecs.meta.endpoint_url)
+print('agent update', code(lambda: ecs.update_container_agent(cluster='ext', containerInstance=ci['containerInstanceArn'])).split(':')[0])
+t = ecs.run_task(taskDefinition='sleep')['tasks'][0]
+ecs.get_waiter('tasks_running').wait(tasks=[t['taskArn']], WaiterConfig={'Delay': 0.5, 'MaxAttempts': 60})
+att = t['attachments'][0]['id']
+print('attachment', ecs.submit_attachment_state_changes(cluster='default', attachments=[{'attachmentArn': 'arn:aws:ecs:us-east-1:000000000000:attachment/' + att, 'status': 'DETACHED'}])['acknowledgment'])
+print('attachment now', ecs.describe_tasks(tasks=[t['taskArn']])['tasks'][0]['attachments'][0]['status'])
+print('container', ecs.submit_container_state_change(cluster='default', task=t['taskArn'], containerName='s', status='STOPPED', exitCode=3, reason='done')['acknowledgment'])
+print('task', ecs.submit_task_state_change(cluster='default', task=t['taskArn'], status='STOPPED', reason='finished elsewhere')['acknowledgment'])
+d = ecs.describe_tasks(tasks=[t['taskArn']])['tasks'][0]
+print('recorded', d['lastStatus'], d['stoppedReason'], d['containers'][0].get('exitCode'))
+print('bad status', code(lambda: ecs.submit_task_state_change(cluster='default', task=t['taskArn'], status='SLEEPING')).split(':')[0])
+print('deregistered', ecs.deregister_container_instance(cluster='ext', containerInstance=ci['containerInstanceArn'])['containerInstance']['status'])
+"#),
+    );
+    assert!(out.contains("started 1 FARGATE ['MISSING']"), "{out}");
+    assert!(
+        out.contains("execute UnsupportedFeatureException ExecuteCommand is not supported"),
+        "{out}"
+    );
+    assert!(
+        out.contains("registered ACTIVE False [2048, 4096] ['z1']"),
+        "{out}"
+    );
+    assert!(out.contains("listed True"), "{out}");
+    assert!(out.contains("nothing placed there 0 1"), "{out}");
+    assert!(out.contains("started there ['AGENT']"), "{out}");
+    assert!(out.contains("poll True"), "{out}");
+    assert!(
+        out.contains("agent update NoUpdateAvailableException There is no update available"),
+        "{out}"
+    );
+    assert!(out.contains("attachment ACK"), "{out}");
+    assert!(out.contains("attachment now DETACHED"), "{out}");
+    assert!(out.contains("container ACK"), "{out}");
+    assert!(out.contains("task ACK"), "{out}");
+    assert!(
+        out.contains("recorded STOPPED finished elsewhere 3"),
+        "{out}"
+    );
+    assert!(
+        out.contains("bad status InvalidParameterException status"),
+        "{out}"
+    );
+    assert!(out.contains("deregistered INACTIVE"), "{out}");
+}
+
+#[test]
 fn ctrl_c_stops_the_tasks_records_them_and_ends_the_server() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path());

@@ -524,6 +524,131 @@ except Exception as e:
 }
 
 #[test]
+fn capacity_provider_strategies_place_by_base_and_weight_on_attribute_pools() {
+    let net = TestNet::new(3);
+    let controller = controller(&net);
+    let _agents: Vec<Agent> = (0..3)
+        .map(|i| {
+            let mut extra = vec!["--cluster", "pools"];
+            if i < 2 {
+                extra.extend(["--attribute", "wasmgate.pool=blue"]);
+            }
+            start_agent(&net, i, &controller, &extra)
+        })
+        .collect();
+    let out = boto3(
+        &controller,
+        &format!(
+            "{HOST_OF}
+def code(f):
+    try:
+        f()
+        return 'ok'
+    except botocore.exceptions.ClientError as e:
+        return e.response['Error']['Code'] + ' ' + e.response['Error']['Message']
+import botocore
+ecs.create_cluster(clusterName='pools')
+asg = 'arn:aws:autoscaling:us-east-1:000000000000:autoScalingGroup:1234:autoScalingGroupName/'
+for name in ['blue', 'green']:
+    ecs.create_capacity_provider(name=name, autoScalingGroupProvider={{'autoScalingGroupArn': asg + name}}, tags=[{{'key': 'pool', 'value': name}}])
+print('unassociated', code(lambda: ecs.run_task(cluster='pools', taskDefinition='sleepy', capacityProviderStrategy=[{{'capacityProvider': 'blue', 'weight': 1}}])))
+ecs.put_cluster_capacity_providers(cluster='pools', capacityProviders=['blue', 'green', 'FARGATE'],
+    defaultCapacityProviderStrategy=[{{'capacityProvider': 'blue', 'base': 1, 'weight': 1}}, {{'capacityProvider': 'green', 'weight': 1}}])
+g = ecs.run_task(cluster='pools', taskDefinition='sleepy', capacityProviderStrategy=[{{'capacityProvider': 'green', 'weight': 1}}])
+print('green empty', len(g['tasks']), [f['reason'] for f in g['failures']])
+arns = ecs.list_container_instances(cluster='pools')['containerInstanceArns']
+cis = ecs.describe_container_instances(cluster='pools', containerInstances=arns)['containerInstances']
+third = [c['containerInstanceArn'] for c in cis if c.get('capacityProviderName') is None][0]
+print('put', len(ecs.put_attributes(cluster='pools', attributes=[{{'name': 'wasmgate.pool', 'value': 'green', 'targetType': 'container-instance', 'targetId': third}}])['attributes']))
+print('limit', code(lambda: ecs.put_attributes(cluster='pools', attributes=[{{'name': f'a{{i}}', 'targetId': third}} for i in range(10)])))
+print('reserved', code(lambda: ecs.put_attributes(cluster='pools', attributes=[{{'name': 'ecs.os-type', 'value': 'x', 'targetId': third}}])))
+print('no target', code(lambda: ecs.put_attributes(cluster='pools', attributes=[{{'name': 'a', 'targetId': 'nope'}}])))
+listed = ecs.list_attributes(cluster='pools', targetType='container-instance', attributeName='wasmgate.pool')['attributes']
+print('pools', sorted(a['value'] for a in listed))
+cis = ecs.describe_container_instances(cluster='pools', containerInstances=arns)['containerInstances']
+pool_of = {{c['containerInstanceArn']: c.get('capacityProviderName') for c in cis}}
+print('instances', sorted(str(v) for v in pool_of.values()))
+r = ecs.run_task(cluster='pools', taskDefinition='sleepy', count=5)
+print('default strategy', r['failures'], sorted(t['capacityProviderName'] for t in r['tasks']))
+print('on their pools', all(pool_of[t['containerInstanceArn']] == t['capacityProviderName'] for t in r['tasks']), sorted({{t['launchType'] for t in r['tasks']}}))
+s = ecs.run_task(cluster='pools', taskDefinition='sleepy', count=4, capacityProviderStrategy=[{{'capacityProvider': 'green', 'base': 2, 'weight': 0}}, {{'capacityProvider': 'blue', 'weight': 1}}])
+print('base then weight', sorted(t['capacityProviderName'] for t in s['tasks']))
+print('delete in use', code(lambda: ecs.delete_capacity_provider(capacityProvider='green')))
+print('remove in use', code(lambda: ecs.put_cluster_capacity_providers(cluster='pools', capacityProviders=['blue'], defaultCapacityProviderStrategy=[])))
+print('mixed', code(lambda: ecs.run_task(cluster='pools', taskDefinition='sleepy', capacityProviderStrategy=[{{'capacityProvider': 'blue', 'weight': 1}}, {{'capacityProvider': 'FARGATE', 'weight': 1}}])))
+print('two bases', code(lambda: ecs.run_task(cluster='pools', taskDefinition='sleepy', capacityProviderStrategy=[{{'capacityProvider': 'blue', 'base': 1, 'weight': 1}}, {{'capacityProvider': 'green', 'base': 1}}])))
+d = ecs.describe_capacity_providers(include=['TAGS'])['capacityProviders']
+print('providers', sorted((p['name'], p['type'], p['status']) for p in d), [p['tags'] for p in d if p['name'] == 'blue'])
+c = ecs.describe_clusters(clusters=['pools'], include=['STATISTICS'])['clusters'][0]
+stats = {{x['name']: x['value'] for x in c['statistics']}}
+print('cluster', c['capacityProviders'], len(c['defaultCapacityProviderStrategy']), stats['runningEC2TasksCount'], stats['pendingEC2TasksCount'])
+ecs.delete_attributes(cluster='pools', attributes=[{{'name': 'wasmgate.pool', 'targetId': third}}])
+print('after delete', len(ecs.list_attributes(cluster='pools', targetType='container-instance', attributeName='wasmgate.pool')['attributes']))
+print('delete cluster', code(lambda: ecs.delete_cluster(cluster='pools')).split(' ')[0])
+"
+        ),
+    );
+    assert!(
+        out.contains("unassociated InvalidParameterException capacityProviderStrategy[0].capacityProvider: The specified capacity provider strategy cannot contain a capacity provider that is not associated with the cluster"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "green empty 0 ['RESOURCE:NO_HOSTS (no host of capacity provider green is connected)']"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("put 1"), "{out}");
+    assert!(
+        out.contains("limit AttributeLimitExceededException"),
+        "{out}"
+    );
+    assert!(
+        out.contains("reserved InvalidParameterException attributes[0].name"),
+        "{out}"
+    );
+    assert!(out.contains("no target TargetNotFoundException"), "{out}");
+    assert!(out.contains("pools ['blue', 'blue', 'green']"), "{out}");
+    assert!(out.contains("instances ['blue', 'blue', 'green']"), "{out}");
+    assert!(
+        out.contains("default strategy [] ['blue', 'blue', 'blue', 'green', 'green']"),
+        "{out}"
+    );
+    assert!(out.contains("on their pools True ['EC2']"), "{out}");
+    // The call's own group (family:sleepy) already holds 3 blue and 2 green: green's base of
+    // 2 is met, so every task goes by weight, and only blue has one.
+    assert!(
+        out.contains("base then weight ['blue', 'blue', 'blue', 'blue']"),
+        "{out}"
+    );
+    assert!(
+        out.contains("delete in use ResourceInUseException"),
+        "{out}"
+    );
+    assert!(
+        out.contains("remove in use ResourceInUseException"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "mixed InvalidParameterException capacityProviderStrategy: a strategy cannot mix"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("two bases InvalidParameterException capacityProviderStrategy: only one capacity provider"), "{out}");
+    assert!(
+        out.contains("providers [('FARGATE', 'FARGATE', 'ACTIVE'), ('FARGATE_SPOT', 'FARGATE_SPOT', 'ACTIVE'), ('blue', 'EC2_AUTOSCALING', 'ACTIVE'), ('green', 'EC2_AUTOSCALING', 'ACTIVE')] [[{'key': 'pool', 'value': 'blue'}]]"),
+        "{out}"
+    );
+    assert!(
+        out.contains("cluster ['blue', 'green', 'FARGATE'] 2 "),
+        "{out}"
+    );
+    assert!(out.contains("after delete 2"), "{out}");
+    assert!(out.contains("delete cluster ClusterContains"), "{out}");
+}
+
+#[test]
 fn a_lost_host_s_tasks_are_replaced_and_nothing_runs_twice() {
     let net = TestNet::new(3);
     let controller = controller(&net);

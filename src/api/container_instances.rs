@@ -59,7 +59,7 @@ fn resources(cpu: u64, memory: u64) -> Value {
     ])
 }
 
-fn shape(api: &Api, host: &HostRecord, usage: Usage) -> Value {
+pub(super) fn shape(api: &Api, host: &HostRecord, usage: Usage) -> Value {
     let (cpu, memory) = (
         u64::from(host.resources.cpu_units),
         u64::from(host.resources.memory_mib),
@@ -88,14 +88,26 @@ fn shape(api: &Api, host: &HostRecord, usage: Usage) -> Value {
         "runningTasksCount": usage.running,
         "pendingTasksCount": usage.pending,
         "attributes": attributes,
-        "capacityProviderName": if host.cluster.is_none() { Some("FARGATE") } else { None },
+        "capacityProviderName": capacity_provider_name(api, host),
         "wasmgateHostName": host.name,
         "wasmgateEndpoint": host.endpoint,
     })
 }
 
+/// The capacity provider a host serves: FARGATE or FARGATE_SPOT for a host of the shared
+/// pool, the provider whose pool it is in for a host of a cluster (none if it is in none).
+fn capacity_provider_name(api: &Api, host: &HostRecord) -> Option<String> {
+    use crate::control::providers::{self, FARGATE, FARGATE_SPOT, POOL_ATTRIBUTE};
+    if host.cluster.is_none() {
+        let spot = host.attribute(POOL_ATTRIBUTE) == Some(FARGATE_SPOT);
+        return Some(if spot { FARGATE_SPOT } else { FARGATE }.to_string());
+    }
+    let created = providers::created(&api.control).ok()?;
+    providers::provider_of_host(&created, host)
+}
+
 /// The host an ARN or id names, if `cluster` may speak of it (its own, or a pool host).
-fn find(api: &Api, cluster: &str, given: &str) -> Result<Option<HostRecord>, ApiError> {
+pub(super) fn find(api: &Api, cluster: &str, given: &str) -> Result<Option<HostRecord>, ApiError> {
     let name = arn::resource_name(given, "container-instance");
     let id = name.rsplit('/').next().unwrap_or(name);
     Ok(api

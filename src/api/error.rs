@@ -51,8 +51,12 @@ impl ErrorKind {
             Self::AttributeLimitExceededException => "AttributeLimitExceededException",
             Self::BlockedException => "BlockedException",
             Self::ClientException => "ClientException",
-            Self::ClusterContainsCapacityProviderException => "ClusterContainsCapacityProviderException",
-            Self::ClusterContainsContainerInstancesException => "ClusterContainsContainerInstancesException",
+            Self::ClusterContainsCapacityProviderException => {
+                "ClusterContainsCapacityProviderException"
+            }
+            Self::ClusterContainsContainerInstancesException => {
+                "ClusterContainsContainerInstancesException"
+            }
             Self::ClusterContainsServicesException => "ClusterContainsServicesException",
             Self::ClusterContainsTasksException => "ClusterContainsTasksException",
             Self::ClusterNotFoundException => "ClusterNotFoundException",
@@ -65,7 +69,9 @@ impl ErrorKind {
             Self::MissingVersionException => "MissingVersionException",
             Self::NamespaceNotFoundException => "NamespaceNotFoundException",
             Self::NoUpdateAvailableException => "NoUpdateAvailableException",
-            Self::PlatformTaskDefinitionIncompatibilityException => "PlatformTaskDefinitionIncompatibilityException",
+            Self::PlatformTaskDefinitionIncompatibilityException => {
+                "PlatformTaskDefinitionIncompatibilityException"
+            }
             Self::PlatformUnknownException => "PlatformUnknownException",
             Self::ResourceInUseException => "ResourceInUseException",
             Self::ResourceNotFoundException => "ResourceNotFoundException",

@@ -6,6 +6,9 @@
 //! capacity) nothing knows ECS JSON. Every request runs under a span with its action and id.
 
 mod account;
+mod agent_ops;
+mod attributes;
+mod capacity_providers;
 pub use crate::arn;
 mod clusters;
 mod container_instances;
@@ -60,6 +63,8 @@ pub struct Api {
     requests: observe::RequestMetrics,
     /// Other figures `/metrics` shows (the gateway's).
     metrics_sources: std::sync::Mutex<Vec<Arc<dyn MetricsSource>>>,
+    /// The URL this API is served at, once bound (DiscoverPollEndpoint answers it).
+    endpoint: std::sync::OnceLock<String>,
 }
 
 impl Api {
@@ -71,8 +76,9 @@ impl Api {
             credentials: None,
             requests: observe::RequestMetrics::default(),
             metrics_sources: std::sync::Mutex::new(Vec::new()),
+            endpoint: std::sync::OnceLock::new(),
         };
-        clusters::ensure(&api, DEFAULT_CLUSTER, json!([]), json!([]))?;
+        clusters::ensure(&api, DEFAULT_CLUSTER, serde_json::Map::new())?;
         Ok(api)
     }
 
@@ -80,6 +86,11 @@ impl Api {
     pub fn with_credentials(mut self, credentials: Credentials) -> Self {
         self.credentials = Some(credentials);
         self
+    }
+
+    /// Records the URL the API is served at (once; later calls are ignored).
+    pub fn set_endpoint(&self, url: String) {
+        let _ = self.endpoint.set(url);
     }
 
     /// Adds figures to `/metrics`.
@@ -97,6 +108,28 @@ impl Api {
             "DescribeClusters" => clusters::describe(self, body),
             "ListClusters" => clusters::list(self, body),
             "DeleteCluster" => clusters::delete(self, body),
+            "UpdateCluster" => clusters::update(self, body),
+            "UpdateClusterSettings" => clusters::update_settings(self, body),
+            "CreateCapacityProvider" => capacity_providers::create(self, body),
+            "UpdateCapacityProvider" => capacity_providers::update(self, body),
+            "DeleteCapacityProvider" => capacity_providers::delete(self, body),
+            "DescribeCapacityProviders" => capacity_providers::describe(self, body),
+            "PutClusterCapacityProviders" => capacity_providers::put_cluster(self, body),
+            "RegisterContainerInstance" => agent_ops::register(self, body),
+            "DiscoverPollEndpoint" => agent_ops::discover_poll_endpoint(
+                self,
+                body,
+                self.endpoint.get().map_or("", String::as_str),
+            ),
+            "SubmitTaskStateChange" => agent_ops::submit_task_state_change(self, body),
+            "SubmitContainerStateChange" => agent_ops::submit_container_state_change(self, body),
+            "SubmitAttachmentStateChanges" => {
+                agent_ops::submit_attachment_state_changes(self, body)
+            }
+            "UpdateContainerAgent" => agent_ops::update_container_agent(self, body),
+            "PutAttributes" => attributes::put(self, body),
+            "DeleteAttributes" => attributes::delete(self, body),
+            "ListAttributes" => attributes::list(self, body),
             "RegisterTaskDefinition" => task_definitions::register(self, body),
             "DescribeTaskDefinition" => task_definitions::describe(self, body),
             "ListTaskDefinitions" => task_definitions::list(self, body),
@@ -107,6 +140,8 @@ impl Api {
             "DescribeTasks" => tasks::describe(self, body),
             "ListTasks" => tasks::list(self, body),
             "StopTask" => tasks::stop(self, body),
+            "StartTask" => tasks::start(self, body),
+            "ExecuteCommand" => tasks::execute_command(self, body),
             "CreateService" => services::create(self, body),
             "UpdateService" => services::update(self, body),
             "DeleteService" => services::delete(self, body),
@@ -331,6 +366,23 @@ pub(crate) fn parse<T: DeserializeOwned>(body: Value) -> Result<T, ApiError> {
         } else {
             ApiError::invalid(format!("{path}: {inner}"))
         }
+    })
+}
+
+/// Parses the value of request member `member` into its typed shape; errors name the path
+/// from the member (`capacityProviderStrategy[0].weight: ...`).
+pub(crate) fn parse_member<T: DeserializeOwned>(member: &str, value: Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        let path = if path == "." {
+            String::new()
+        } else if path.starts_with('[') {
+            path
+        } else {
+            format!(".{path}")
+        };
+        ApiError::invalid(format!("{member}{path}: {inner}"))
     })
 }
 

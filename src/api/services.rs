@@ -168,7 +168,7 @@ pub fn create(api: &Api, body: Value) -> Result<Value, ApiError> {
             "{unknown}: not a member of CreateService"
         )));
     }
-    let kept: serde_json::Map<String, Value> = body
+    let mut kept: serde_json::Map<String, Value> = body
         .as_object()
         .map(|o| {
             o.iter()
@@ -192,12 +192,22 @@ pub fn create(api: &Api, body: Value) -> Result<Value, ApiError> {
         .as_deref()
         .ok_or_else(|| ApiError::invalid("taskDefinition: required"))?;
     let (task_definition, record) = resolve_task_definition(api, given)?;
-    let providers: Vec<super::tasks::CapacityProviderItem> =
+    let strategy: Vec<crate::control::providers::StrategyItem> =
         match kept.get("capacityProviderStrategy") {
-            Some(value) => parse(value.clone())?,
+            Some(value) => super::parse_member("capacityProviderStrategy", value.clone())?,
             None => Vec::new(),
         };
-    let launch_type = super::tasks::launch_type_of(request.launch_type.as_deref(), &providers)?;
+    let capacity =
+        super::tasks::capacity_of(api, &cluster, request.launch_type.as_deref(), strategy)?;
+    let launch_type = capacity.launch_type;
+    // As ECS does, a service created without either takes the cluster's default strategy
+    // at creation, and keeps it.
+    if !capacity.strategy.is_empty() {
+        kept.insert(
+            "capacityProviderStrategy".into(),
+            serde_json::to_value(&capacity.strategy).unwrap_or_default(),
+        );
+    }
     if let Ok(definition) = crate::taskdef::TaskDefinition::from_value(record["document"].clone()) {
         super::tasks::check_compatibility(&definition, launch_type)?;
     }

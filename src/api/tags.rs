@@ -1,5 +1,5 @@
 //! TagResource, UntagResource, ListTagsForResource on clusters, task definitions, tasks,
-//! services and container instances, with ECS's limits: at most 50 tags a resource, keys of
+//! services, container instances and capacity providers, with ECS's limits: at most 50 tags a resource, keys of
 //! 1-128 characters, values of at most 256, and the `aws:` prefix reserved.
 //!
 //! Every taggable record keeps its tags as ECS's `[{key, value}]` in a `tags` member, so one
@@ -95,6 +95,12 @@ fn resource_key(api: &Api, arn: &str) -> Result<(String, ApiError), ApiError> {
         ("service", [cluster, name]) => (
             crate::control::routes::service_key(cluster, name),
             ApiError::new(ErrorKind::ServiceNotFoundException, "Service not found."),
+        ),
+        ("capacity-provider", [name]) => (
+            crate::control::providers::provider_key(name),
+            ApiError::client(format!(
+                "The specified capacity provider does not exist: {name}"
+            )),
         ),
         ("container-instance", [id]) | ("container-instance", [_, id]) => {
             (crate::control::hosts::host_key(id), not_found())

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use super::{Api, ApiError, arn, clusters, page, paged, parse, task_definitions};
 use crate::agent::ContainerOverride;
+use crate::control::providers::{self, StrategyItem};
 use crate::control::{Launch, Launched, PlacementFailure};
 use crate::records::service::{PlacementConstraint, PlacementStrategy};
 use crate::records::{DesiredStatus, LaunchType, StopCode, TaskRecord};
@@ -22,7 +23,7 @@ struct RunTask {
     group: Option<String>,
     launch_type: Option<String>,
     #[serde(default)]
-    capacity_provider_strategy: Vec<CapacityProviderItem>,
+    capacity_provider_strategy: Vec<StrategyItem>,
     #[serde(default)]
     overrides: Option<Value>,
     #[serde(default)]
@@ -33,41 +34,61 @@ struct RunTask {
     placement_constraints: Vec<PlacementConstraint>,
 }
 
-/// One entry of a `capacityProviderStrategy`.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(super) struct CapacityProviderItem {
-    capacity_provider: String,
+/// Where a call's tasks go: a launch type, or a capacity provider strategy (checked and
+/// resolved against the cluster) whose providers' launch type the tasks get.
+pub(super) struct Capacity {
+    pub launch_type: LaunchType,
+    pub strategy: Vec<StrategyItem>,
 }
 
-/// The launch type a call asks for: `launchType`, else the capacity providers' (FARGATE and
-/// FARGATE_SPOT are the shared pool), else FARGATE.
-pub(super) fn launch_type_of(
+/// The capacity a call asks for: `launchType`, else `capacityProviderStrategy`, else the
+/// cluster's `defaultCapacityProviderStrategy`, else FARGATE (wasmgate's shared pool).
+pub(super) fn capacity_of(
+    api: &Api,
+    cluster: &str,
     launch_type: Option<&str>,
-    providers: &[CapacityProviderItem],
-) -> Result<LaunchType, ApiError> {
-    if launch_type.is_some() && !providers.is_empty() {
+    strategy: Vec<StrategyItem>,
+) -> Result<Capacity, ApiError> {
+    if launch_type.is_some() && !strategy.is_empty() {
         return Err(ApiError::invalid(
             "launchType and capacityProviderStrategy cannot both be given",
         ));
     }
     if let Some(given) = launch_type {
-        return LaunchType::parse(given).ok_or_else(|| {
+        let launch_type = LaunchType::parse(given).ok_or_else(|| {
             ApiError::invalid(format!(
                 "launchType: must be one of EC2, FARGATE, EXTERNAL (got {given})"
             ))
+        })?;
+        return Ok(Capacity {
+            launch_type,
+            strategy,
         });
     }
-    for (i, item) in providers.iter().enumerate() {
-        if !matches!(item.capacity_provider.as_str(), "FARGATE" | "FARGATE_SPOT") {
-            return Err(ApiError::invalid(format!(
-                "capacityProviderStrategy[{i}].capacityProvider: the capacity provider {} was \
-                 not found (wasmgate has FARGATE and FARGATE_SPOT, the shared pool)",
-                item.capacity_provider
-            )));
-        }
+    let (strategy, member) = if strategy.is_empty() {
+        (
+            clusters::default_strategy(api, cluster)?,
+            "defaultCapacityProviderStrategy",
+        )
+    } else {
+        (strategy, "capacityProviderStrategy")
+    };
+    if strategy.is_empty() {
+        return Ok(Capacity {
+            launch_type: LaunchType::Fargate,
+            strategy,
+        });
     }
-    Ok(LaunchType::Fargate)
+    providers::check_strategy(member, &strategy).map_err(ApiError::invalid)?;
+    let associated = providers::of_cluster(&api.control, cluster)?;
+    let resolved = providers::resolve(&api.control, member, &associated, &strategy)?;
+    let launch_type = resolved
+        .first()
+        .map_or(LaunchType::Fargate, providers::Provider::launch_type);
+    Ok(Capacity {
+        launch_type,
+        strategy,
+    })
 }
 
 /// ECS's check of a definition's `requiresCompatibilities` against the launch type. A
@@ -92,18 +113,12 @@ pub(super) fn check_compatibility(
     )))
 }
 
-pub fn run(api: &Api, body: Value) -> Result<Value, ApiError> {
-    let request: RunTask = parse(body)?;
-    let cluster = clusters::require_active(api, request.cluster.as_deref())?;
-    let launch_type = launch_type_of(
-        request.launch_type.as_deref(),
-        &request.capacity_provider_strategy,
-    )?;
-    let (record, _) = task_definitions::find(api, &request.task_definition)?;
+/// The stored record and model of the ACTIVE task definition `given` names.
+fn active_definition(api: &Api, given: &str) -> Result<(Value, TaskDefinition), ApiError> {
+    let (record, _) = task_definitions::find(api, given)?;
     if record["status"] != "ACTIVE" {
         return Err(ApiError::client(format!(
-            "TaskDefinition is inactive: {}",
-            request.task_definition
+            "TaskDefinition is inactive: {given}"
         )));
     }
     let definition = TaskDefinition::from_value(record["document"].clone()).map_err(|e| {
@@ -111,6 +126,20 @@ pub fn run(api: &Api, body: Value) -> Result<Value, ApiError> {
             "the stored task definition no longer validates: {e}"
         ))
     })?;
+    Ok((record, definition))
+}
+
+pub fn run(api: &Api, body: Value) -> Result<Value, ApiError> {
+    let request: RunTask = parse(body)?;
+    let cluster = clusters::require_active(api, request.cluster.as_deref())?;
+    let capacity = capacity_of(
+        api,
+        &cluster,
+        request.launch_type.as_deref(),
+        request.capacity_provider_strategy,
+    )?;
+    let launch_type = capacity.launch_type;
+    let (record, definition) = active_definition(api, &request.task_definition)?;
     check_compatibility(&definition, launch_type)?;
     let count = request.count.unwrap_or(1);
     if !(1..=10).contains(&count) {
@@ -143,6 +172,7 @@ pub fn run(api: &Api, body: Value) -> Result<Value, ApiError> {
             started_by: request.started_by,
             group,
             launch_type,
+            strategy: &capacity.strategy,
             overrides: overrides_shape,
             tags: super::tags::given("tags", request.tags.clone())?,
             strategies: &request.placement_strategy,
@@ -150,6 +180,121 @@ pub fn run(api: &Api, body: Value) -> Result<Value, ApiError> {
         },
     )?;
     Ok(launched_shape(&launched))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StartTask {
+    cluster: Option<String>,
+    container_instances: Vec<String>,
+    task_definition: String,
+    started_by: Option<String>,
+    group: Option<String>,
+    #[serde(default)]
+    overrides: Option<Value>,
+    #[serde(default)]
+    tags: Option<Value>,
+}
+
+/// StartTask: one task on each named container instance, placed there and nowhere else (as
+/// long as it has room), instead of where the scheduler would choose.
+pub fn start(api: &Api, body: Value) -> Result<Value, ApiError> {
+    let request: StartTask = parse(body)?;
+    let cluster = clusters::require_active(api, request.cluster.as_deref())?;
+    if !(1..=10).contains(&request.container_instances.len()) {
+        return Err(ApiError::invalid(format!(
+            "containerInstances: 1 to 10 container instances (got {})",
+            request.container_instances.len()
+        )));
+    }
+    let (record, definition) = active_definition(api, &request.task_definition)?;
+    let overrides_shape = request.overrides.unwrap_or(json!({}));
+    if !overrides_shape.is_object() {
+        return Err(ApiError::invalid("overrides: must be an object"));
+    }
+    check_overrides(&definition, &overrides_shape)?;
+    let tags = super::tags::given("tags", request.tags)?;
+    let family = record["family"].as_str().unwrap_or_default();
+    let group = request.group.unwrap_or_else(|| format!("family:{family}"));
+    let mut all = Launched::default();
+    for given in &request.container_instances {
+        let Some(host) = super::container_instances::find(api, &cluster, given)? else {
+            all.failures.push(PlacementFailure {
+                arn: given.clone(),
+                reason: "MISSING".into(),
+            });
+            continue;
+        };
+        // ECS's failure reasons: AGENT when its agent is disconnected, INACTIVE when the
+        // instance was deregistered.
+        let unusable = if host.status == crate::control::hosts::HostStatus::Inactive {
+            Some("INACTIVE")
+        } else if !api.control.hosts.connected(&host.id) {
+            Some("AGENT")
+        } else {
+            None
+        };
+        if let Some(reason) = unusable {
+            all.failures.push(PlacementFailure {
+                arn: super::container_instances::host_arn(api, &host),
+                reason: reason.into(),
+            });
+            continue;
+        }
+        // A host of the cluster runs it as EC2 does; a host of the shared pool as FARGATE.
+        let launch_type = if host.cluster.is_some() {
+            LaunchType::Ec2
+        } else {
+            LaunchType::Fargate
+        };
+        if let Err(error) = check_compatibility(&definition, launch_type) {
+            all.failures.push(PlacementFailure {
+                arn: super::container_instances::host_arn(api, &host),
+                reason: error.message,
+            });
+            continue;
+        }
+        let only_there = [PlacementConstraint {
+            kind: "memberOf".into(),
+            expression: Some(format!("ec2InstanceId == {}", host.id)),
+        }];
+        let launched = crate::control::launch(
+            &api.control,
+            Launch {
+                cluster: &cluster,
+                record: &record,
+                definition: &definition,
+                count: 1,
+                started_by: request.started_by.clone(),
+                group: group.clone(),
+                launch_type,
+                strategy: &[],
+                overrides: overrides_shape.clone(),
+                tags: tags.clone(),
+                strategies: &[],
+                constraints: &only_there,
+            },
+        )?;
+        all.tasks.extend(launched.tasks);
+        all.failures
+            .extend(launched.failures.into_iter().map(|mut failure| {
+                failure.arn = super::container_instances::host_arn(api, &host);
+                failure
+            }));
+    }
+    Ok(launched_shape(&all))
+}
+
+/// ExecuteCommand needs a session channel into a running container (ECS uses the SSM agent);
+/// wasmgate's capacity has none, so the call says what to use instead.
+pub fn execute_command(_api: &Api, _body: Value) -> Result<Value, ApiError> {
+    Err(ApiError::unsupported(
+        "ExecuteCommand is not supported: wasmgate tasks (Wasm instances and runc containers) \
+         have no interactive session channel (ECS uses the SSM agent). Read a task's output \
+         with `wasmgate logs TASK_ID -f` (WasmgateV1.GetTaskLogs) and its usage with \
+         WasmgateV1.GetTaskStats; to run a command, run it as a task (RunTask with \
+         overrides.containerOverrides[].command).",
+    ))
 }
 
 /// ECS's checks of RunTask's `overrides`: each names a container of the definition; a

@@ -58,6 +58,10 @@ pub struct HostRecord {
     /// ECS's tags of the container instance (`[{key, value}]`), kept across rejoins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<serde_json::Value>,
+    /// Attributes put through the API (PutAttributes), kept across rejoins; they win over
+    /// the agent's own of the same name (`None` values are attributes without a value).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub custom_attributes: BTreeMap<String, Option<String>>,
 }
 
 impl HostRecord {
@@ -76,7 +80,17 @@ impl HostRecord {
         }
     }
 
-    /// The attributes placement sees on it: ECS's own, then the host's.
+    /// The value of attribute `name` as placement sees it: put through the API, else the
+    /// agent's.
+    pub fn attribute(&self, name: &str) -> Option<&str> {
+        match self.custom_attributes.get(name) {
+            Some(value) => Some(value.as_deref().unwrap_or_default()),
+            None => self.attributes.get(name).map(String::as_str),
+        }
+    }
+
+    /// The attributes placement sees on it: ECS's own, then the agent's, then those put
+    /// through the API.
     pub fn all_attributes(&self) -> Vec<(String, String)> {
         let mut attributes = vec![
             ("ecs.capability.wasm".to_string(), String::new()),
@@ -94,6 +108,10 @@ impl HostRecord {
         for (name, value) in &self.attributes {
             attributes.retain(|(n, _)| n != name);
             attributes.push((name.clone(), value.clone()));
+        }
+        for (name, value) in &self.custom_attributes {
+            attributes.retain(|(n, _)| n != name);
+            attributes.push((name.clone(), value.clone().unwrap_or_default()));
         }
         attributes
     }
@@ -195,6 +213,8 @@ struct Held {
     cpu: u64,
     memory: u64,
     group: String,
+    /// The capacity provider it was placed through, if any.
+    provider: Option<String>,
 }
 
 /// What a host holds, as placement counts it.
@@ -351,6 +371,33 @@ impl Hosts {
         }
     }
 
+    /// Registers a container instance through the ECS API (RegisterContainerInstance): a
+    /// record with no agent behind it (never connected, so placement passes it by) until it
+    /// is deregistered. `id` re-registers one registered the same way; a host a wasmgate
+    /// agent registered is refused, so its credential stays its own.
+    pub fn register_through_api(
+        &self,
+        id: Option<String>,
+        offer: HostOffer,
+    ) -> Result<String, HostError> {
+        let id = match id {
+            Some(id) => {
+                let existing = self
+                    .record(&id)?
+                    .ok_or_else(|| HostError::UnknownHost(id.clone()))?;
+                if existing.credential_sha256.is_some() || existing.local {
+                    return Err(HostError::Invalid(
+                        id,
+                        "registered by a wasmgate agent, which re-registers it itself".into(),
+                    ));
+                }
+                id
+            }
+            None => crate::agent::new_task_id(),
+        };
+        self.register(id, offer, false, None, None)
+    }
+
     /// Registers (or re-registers) a host and returns its id. A host that joins runs nothing
     /// yet: whatever the store still shows on it from before died with its old agent, and is
     /// recorded as stopped.
@@ -362,7 +409,9 @@ impl Hosts {
         credential_sha256: Option<String>,
         forward_key: Option<String>,
     ) -> Result<String, HostError> {
-        let tags = self.record(&id).ok().flatten().and_then(|r| r.tags);
+        let before = self.record(&id).ok().flatten();
+        let tags = before.as_ref().and_then(|r| r.tags.clone());
+        let custom_attributes = before.map(|r| r.custom_attributes).unwrap_or_default();
         let record = HostRecord {
             id: id.clone(),
             name: offer.name,
@@ -377,6 +426,7 @@ impl Hosts {
             credential_sha256,
             forward_key,
             tags,
+            custom_attributes,
         };
         let value = serde_json::to_value(&record)
             .map_err(|e| HostError::Invalid(id.clone(), e.to_string()))?;
@@ -560,6 +610,21 @@ impl Hosts {
         holdings
     }
 
+    /// How many tasks of `group` not stopped each capacity provider holds (tasks placed
+    /// through a strategy), for the strategy's base and weight.
+    pub fn group_tasks_by_provider(&self, group: &str) -> HashMap<String, u32> {
+        let assignments = self.assignments();
+        let mut counts: HashMap<String, u32> = HashMap::new();
+        for held in assignments.holds.values() {
+            if held.group == group
+                && let Some(provider) = &held.provider
+            {
+                *counts.entry(provider.clone()).or_default() += 1;
+            }
+        }
+        counts
+    }
+
     /// Derives every desired set again from a full list of the stored tasks.
     fn rebuild(&self) -> Result<(), HostError> {
         let tasks = crate::records::tasks(self.store.as_ref())?;
@@ -596,6 +661,11 @@ impl Hosts {
                     cpu,
                     memory,
                     group: task.group.clone(),
+                    provider: task
+                        .shape
+                        .get("capacityProviderName")
+                        .and_then(serde_json::Value::as_str)
+                        .map(str::to_string),
                 };
                 assignments.holds.insert(task_id.clone(), held);
             }

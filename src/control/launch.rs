@@ -5,6 +5,7 @@
 use serde_json::{Value, json};
 
 use super::placement::{Candidate, choose};
+use super::providers::{Provider, StrategyItem};
 use super::{Control, ControlError};
 use crate::agent::{ContainerOverride, new_task_id};
 use crate::records::service::{PlacementConstraint, PlacementStrategy};
@@ -25,6 +26,9 @@ pub struct Launch<'a> {
     /// `service:NAME` or `family:FAMILY` (or RunTask's own).
     pub group: String,
     pub launch_type: LaunchType,
+    /// A capacity provider strategy (checked); when not empty it decides where each task goes
+    /// and `launch_type` is ignored.
+    pub strategy: &'a [StrategyItem],
     /// ECS's `overrides` as given (the agent reads its `containerOverrides`).
     pub overrides: Value,
     pub tags: Value,
@@ -81,16 +85,30 @@ pub fn candidates(
     launch_type: LaunchType,
     group: &str,
 ) -> Result<Vec<Candidate>, ControlError> {
-    use super::hosts::HostStatus;
-    let mut candidates: Vec<Candidate> = control
-        .hosts
-        .records()?
-        .into_iter()
-        .filter(|host| host.status == HostStatus::Active && control.hosts.connected(&host.id))
-        .filter(|host| match launch_type {
+    let hosts = control.hosts.records()?;
+    Ok(candidates_among(
+        control,
+        &hosts,
+        group,
+        |host| match launch_type {
             LaunchType::Fargate => host.cluster.is_none(),
             LaunchType::Ec2 | LaunchType::External => host.cluster.as_deref() == Some(cluster),
-        })
+        },
+    ))
+}
+
+/// The active, connected hosts of `hosts` that `admit` keeps, with what each has left.
+fn candidates_among(
+    control: &Control,
+    hosts: &[super::hosts::HostRecord],
+    group: &str,
+    admit: impl Fn(&super::hosts::HostRecord) -> bool,
+) -> Vec<Candidate> {
+    use super::hosts::HostStatus;
+    let mut candidates: Vec<Candidate> = hosts
+        .iter()
+        .filter(|host| host.status == HostStatus::Active && control.hosts.connected(&host.id))
+        .filter(|host| admit(host))
         .map(|host| Candidate {
             id: host.id.clone(),
             arn: host.arn(&control.arns),
@@ -113,7 +131,79 @@ pub fn candidates(
             candidate.group_tasks = held.group_tasks;
         }
     }
-    Ok(candidates)
+    candidates
+}
+
+/// Where a launch may place: one set of candidates (a launch type), or one per provider of a
+/// strategy, all indexes into one list so hosts two providers share are counted once.
+struct Places {
+    candidates: Vec<Candidate>,
+    /// Per provider of the strategy (none for a launch type): its candidates' indexes.
+    providers: Vec<(Provider, Vec<usize>)>,
+    /// The group's tasks each provider already holds.
+    counts: Vec<u32>,
+}
+
+impl Places {
+    fn new(control: &Control, request: &Launch<'_>) -> Result<Self, ControlError> {
+        if request.strategy.is_empty() {
+            return Ok(Self {
+                candidates: candidates(
+                    control,
+                    request.cluster,
+                    request.launch_type,
+                    &request.group,
+                )?,
+                providers: Vec::new(),
+                counts: Vec::new(),
+            });
+        }
+        let associated = super::providers::of_cluster(control, request.cluster)?;
+        let providers = super::providers::resolve(
+            control,
+            "capacityProviderStrategy",
+            &associated,
+            request.strategy,
+        )?;
+        let hosts = control.hosts.records()?;
+        let spot = super::providers::spot_marked(&hosts);
+        let candidates = candidates_among(control, &hosts, &request.group, |host| {
+            providers
+                .iter()
+                .any(|p| p.admits(host, request.cluster, spot))
+        });
+        let by_id: std::collections::HashMap<&str, &super::hosts::HostRecord> =
+            hosts.iter().map(|h| (h.id.as_str(), h)).collect();
+        let held = control.hosts.group_tasks_by_provider(&request.group);
+        let mut counts = Vec::new();
+        let providers = providers
+            .into_iter()
+            .map(|provider| {
+                counts.push(held.get(provider.name()).copied().unwrap_or(0));
+                let members = candidates
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| {
+                        by_id
+                            .get(c.id.as_str())
+                            .is_some_and(|h| provider.admits(h, request.cluster, spot))
+                    })
+                    .map(|(i, _)| i)
+                    .collect();
+                (provider, members)
+            })
+            .collect();
+        Ok(Self {
+            candidates,
+            providers,
+            counts,
+        })
+    }
+
+    /// The next task's provider (an index into `providers`), or the reason there is none.
+    fn next_provider(&self, strategy: &[StrategyItem]) -> Option<usize> {
+        super::providers::pick(strategy, &self.counts)
+    }
 }
 
 /// Places and records tasks; the hosts hear of them from the store.
@@ -129,7 +219,7 @@ pub fn launch(control: &Control, request: Launch<'_>) -> Result<Launched, Contro
         .any(|c| c.health_check.is_some());
     let mut launched = Launched::default();
     let _placing = control.lock_placement();
-    let mut candidates = candidates(control, cluster, request.launch_type, &request.group)?;
+    let mut places = Places::new(control, &request)?;
     // Read once per call: every task placed names its host's zone and address.
     let hosts: std::collections::HashMap<String, super::hosts::HostRecord> = control
         .hosts
@@ -137,12 +227,21 @@ pub fn launch(control: &Control, request: Launch<'_>) -> Result<Launched, Contro
         .into_iter()
         .map(|h| (h.id.clone(), h))
         .collect();
-    if candidates.is_empty() {
-        let reason = match request.launch_type {
-            LaunchType::Fargate => {
+    if places.candidates.is_empty() {
+        let reason = match (request.strategy.is_empty(), request.launch_type) {
+            (false, _) => format!(
+                "RESOURCE:NO_HOSTS (no host of capacity provider {} is connected)",
+                places
+                    .providers
+                    .iter()
+                    .map(|(p, _)| p.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            (true, LaunchType::Fargate) => {
                 "RESOURCE:NO_HOSTS (no capacity host of the shared pool is connected)".to_string()
             }
-            other => format!(
+            (true, other) => format!(
                 "No Container Instances were found in your cluster (launch type {})",
                 other.as_str()
             ),
@@ -157,26 +256,75 @@ pub fn launch(control: &Control, request: Launch<'_>) -> Result<Launched, Contro
     }
     for _ in 0..request.count {
         let seed = u64::from_str_radix(&new_task_id()[..12], 16).unwrap_or_default();
+        // With a strategy, the provider first (base, then weight), then a host among its own.
+        let provider = if request.strategy.is_empty() {
+            None
+        } else {
+            match places.next_provider(request.strategy) {
+                Some(i) => Some(i),
+                None => {
+                    launched.failures.push(PlacementFailure {
+                        arn: control.arns.cluster(cluster),
+                        reason: "RESOURCE:CAPACITY_PROVIDER (every provider of the strategy \
+                                 has its base met and a weight of zero)"
+                            .into(),
+                    });
+                    continue;
+                }
+            }
+        };
+        let (pool, members): (Vec<Candidate>, Option<&Vec<usize>>) = match provider {
+            None => (places.candidates.clone(), None),
+            Some(i) => {
+                let members = &places.providers[i].1;
+                (
+                    members
+                        .iter()
+                        .map(|&m| places.candidates[m].clone())
+                        .collect(),
+                    Some(members),
+                )
+            }
+        };
         let chosen = match choose(
-            &candidates,
+            &pool,
             cpu,
             memory,
             request.strategies,
             request.constraints,
             seed,
         ) {
-            Ok(index) => index,
+            Ok(index) => members.map_or(index, |members| members[index]),
             Err(no_fit) => {
+                let reason = match provider {
+                    None => no_fit.reason.to_string(),
+                    Some(i) if pool.is_empty() => format!(
+                        "RESOURCE:NO_HOSTS (no host of capacity provider {} is connected)",
+                        places.providers[i].0.name()
+                    ),
+                    Some(i) => format!(
+                        "{} (capacity provider {})",
+                        no_fit.reason,
+                        places.providers[i].0.name()
+                    ),
+                };
                 launched.failures.push(PlacementFailure {
                     arn: no_fit
                         .closest
                         .unwrap_or_else(|| control.arns.cluster(cluster)),
-                    reason: no_fit.reason.to_string(),
+                    reason,
                 });
                 continue;
             }
         };
-        let candidate = &mut candidates[chosen];
+        let provider = provider.map(|i| {
+            places.counts[i] += 1;
+            places.providers[i].0.clone()
+        });
+        let launch_type = provider
+            .as_ref()
+            .map_or(request.launch_type, Provider::launch_type);
+        let candidate = &mut places.candidates[chosen];
         candidate.free_cpu -= cpu;
         candidate.free_memory -= memory;
         candidate.free_tasks = candidate.free_tasks.saturating_sub(1);
@@ -235,7 +383,10 @@ pub fn launch(control: &Control, request: Launch<'_>) -> Result<Launched, Contro
                 json!([{"name": "ecs.cpu-architecture", "value": std::env::consts::ARCH}]),
             );
         }
-        match request.launch_type {
+        if let Some(provider) = &provider {
+            shape.insert("capacityProviderName".into(), json!(provider.name()));
+        }
+        match launch_type {
             // Like a Fargate task: no container instance; where it runs is an attachment.
             LaunchType::Fargate => {
                 let mut details = vec![json!({"name": "wasmgateHostId", "value": candidate.id})];
@@ -268,7 +419,7 @@ pub fn launch(control: &Control, request: Launch<'_>) -> Result<Launched, Contro
             health_status: HealthStatus::Unknown,
             started_by: request.started_by.clone(),
             group: request.group.clone(),
-            launch_type: request.launch_type,
+            launch_type,
             cpu: cpu.to_string(),
             memory: memory.to_string(),
             containers,

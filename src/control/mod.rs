@@ -16,6 +16,7 @@ pub mod definitions;
 pub mod hosts;
 pub mod launch;
 pub mod placement;
+pub mod providers;
 pub mod recorder;
 pub mod routes;
 pub mod usage;

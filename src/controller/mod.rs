@@ -220,6 +220,13 @@ fn launch_for_service(
 ) -> Result<crate::control::Launched, ControlError> {
     let (record, _) = crate::control::definitions::find(control.store.as_ref(), task_definition)?;
     let definition = crate::control::definitions::definition_of(&record, task_definition)?;
+    // Checked when the service was created or updated; a value that no longer parses places
+    // by launch type rather than not at all.
+    let strategy: Vec<crate::control::providers::StrategyItem> = service
+        .kept
+        .get("capacityProviderStrategy")
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_default();
     crate::control::launch(
         control,
         Launch {
@@ -230,6 +237,7 @@ fn launch_for_service(
             started_by: Some(deployment.to_string()),
             group: format!("service:{}", service.service_name),
             launch_type: service.launch_type,
+            strategy: &strategy,
             overrides: json!({}),
             tags: json!([]),
             strategies: &service.placement_strategy,
