@@ -17,6 +17,36 @@ impl Default for ArnScope {
 }
 
 impl ArnScope {
+    /// A scope for `region` and `account`, checked as AWS spells them (`us-east-1`, twelve
+    /// digits).
+    pub fn new(region: &str, account: &str) -> Result<Self, String> {
+        if !is_region(region) {
+            return Err(format!(
+                "--region {region}: not a region name (lowercase letters, digits and hyphens, e.g. us-east-1)"
+            ));
+        }
+        if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("--account-id {account}: must be 12 digits"));
+        }
+        Ok(Self {
+            region: region.into(),
+            account: account.into(),
+        })
+    }
+
+    /// The same scope in `region`.
+    pub fn in_region(&self, region: &str) -> Self {
+        Self {
+            region: region.into(),
+            account: self.account.clone(),
+        }
+    }
+
+    /// The prefix of every ECS ARN of this scope.
+    pub fn prefix(&self) -> String {
+        format!("arn:aws:ecs:{}:{}:", self.region, self.account)
+    }
+
     fn arn(&self, resource: &str) -> String {
         format!("arn:aws:ecs:{}:{}:{resource}", self.region, self.account)
     }
@@ -49,6 +79,17 @@ impl ArnScope {
     pub fn task_definition(&self, family: &str, revision: u64) -> String {
         self.arn(&format!("task-definition/{family}:{revision}"))
     }
+}
+
+/// Whether `text` looks like an AWS region name (`us-east-1`, `eu-central-2`, `us-gov-west-1`).
+pub fn is_region(text: &str) -> bool {
+    (4..=32).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && text.contains('-')
+        && !text.starts_with('-')
+        && !text.ends_with('-')
 }
 
 /// The resource part of an ARN (`cluster/NAME` → `NAME` for kind `cluster`), or the text

@@ -128,6 +128,15 @@ enum Command {
         #[arg(long, env = "WASMGATE_METRICS_LISTEN", value_name = "ADDR")]
         metrics_listen: Option<std::net::SocketAddr>,
 
+        /// The region ARNs name when a request is not signed (a signed request gets ARNs in
+        /// the region it was signed for; one control plane answers every region).
+        #[arg(long, env = "WASMGATE_REGION", default_value = "us-east-1")]
+        region: String,
+
+        /// The account id ARNs name.
+        #[arg(long, env = "WASMGATE_ACCOUNT_ID", default_value = "000000000000")]
+        account_id: String,
+
         /// MiB of this host's memory kept back from tasks.
         #[arg(
             long,
@@ -554,6 +563,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             task_log_bytes,
             gateway,
             metrics_listen,
+            region,
+            account_id,
             service_restart_delay,
             service_restart_delay_max,
             hosts,
@@ -607,6 +618,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 },
                 local_agent: !hosts.no_local_agent,
                 tls: hosts.tls_cert.clone().zip(hosts.tls_key.clone()),
+                arns: wasmgate::arn::ArnScope::new(&region, &account_id)
+                    .map_err(|why| anyhow::anyhow!("{why}"))?,
             };
             let signatures = if options.credentials.is_some() {
                 Signatures::Checked

@@ -61,6 +61,8 @@ pub struct ServerOptions {
     pub local_agent: bool,
     /// Serve the API (and the agent protocol) over TLS with this certificate and key.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// The region and account ARNs name (a client's signed region wins per request).
+    pub arns: ArnScope,
 }
 
 /// Where a started server listens, for whoever started it to announce.
@@ -174,7 +176,7 @@ pub async fn run_server(
     let (reports, mut reports_rx) = mpsc::unbounded_channel::<(String, AgentReport)>();
     let hosts = Hosts::new(state.clone(), options.hosts.clone(), reports)
         .map_err(|e| start_error("cannot load the hosts")(e.to_string()))?;
-    let control = Control::new(state, ArnScope::default(), hosts.clone())
+    let control = Control::new(state, options.arns.clone(), hosts.clone())
         .with_logs(config.task_logs())
         .map_err(|e| start_error("cannot open the task logs")(e.to_string()))?;
     let control = Arc::new(control);

@@ -152,7 +152,12 @@ fn malformed_requests_get_ecs_error_shapes() {
     );
     let big = format!("{{\"x\": \"{}\"}}", "a".repeat(2 << 20));
     let too_big = call("AmazonEC2ContainerServiceV20141113.ListClusters", &big);
-    assert!(too_big.contains("over 1048576 bytes"), "{too_big}");
+    assert!(
+        too_big.starts_with("HTTP/1.0 413")
+            && too_big.contains("RequestEntityTooLargeException")
+            && too_big.contains("over the limit of 1048576 bytes"),
+        "{too_big}"
+    );
     // The server is still up.
     assert!(
         call("AmazonEC2ContainerServiceV20141113.ListClusters", "{}").contains("cluster/default")
@@ -682,6 +687,69 @@ print('deregistered', ecs.deregister_container_instance(cluster='ext', container
         "{out}"
     );
     assert!(out.contains("deregistered INACTIVE"), "{out}");
+}
+
+#[test]
+fn regions_follow_the_signature_enums_are_checked_and_big_bodies_get_413() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start_with(data.path(), &["--account-id", "123456789012"]);
+    let out = boto3(
+        &server.endpoint,
+        r#"
+import botocore
+def code(call):
+    try:
+        call()
+        return 'ok'
+    except botocore.exceptions.ClientError as e:
+        return str(e.response['ResponseMetadata']['HTTPStatusCode']) + ' ' + e.response['Error']['Code'] + ' ' + e.response['Error']['Message']
+ohio = boto3.client('ecs', endpoint_url=ecs.meta.endpoint_url, region_name='us-east-2',
+                    aws_access_key_id='x', aws_secret_access_key='y')
+c = ohio.create_cluster(clusterName='east2')['cluster']['clusterArn']
+print('ohio arn', c)
+print('by its arn', ohio.describe_clusters(clusters=[c])['clusters'][0]['clusterName'])
+ohio.tag_resource(resourceArn=c, tags=[{'key': 'k', 'value': 'v'}])
+print('tagged', ohio.list_tags_for_resource(resourceArn=c)['tags'])
+print('virginia sees', ecs.describe_clusters(clusters=['east2'])['clusters'][0]['clusterArn'])
+print('missing in ohio', ohio.describe_clusters(clusters=['ghost'])['failures'][0]['arn'])
+print('status ALL', code(lambda: ecs.list_task_definitions(status='ALL')))
+print('sort', code(lambda: ecs.list_task_definitions(sort='UP')))
+print('bad constraint', code(lambda: ecs.run_task(taskDefinition='x', placementConstraints=[{'type': 'nearby'}])))
+print('big', code(lambda: ecs.register_task_definition(family='big', containerDefinitions=[{'name': 'a', 'image': 'a.wasm', 'environment': [{'name': 'X', 'value': 'x' * (2 << 20)}]}])))
+print('still serving', len(ecs.list_clusters()['clusterArns']))
+"#,
+    );
+    assert!(
+        out.contains("ohio arn arn:aws:ecs:us-east-2:123456789012:cluster/east2"),
+        "{out}"
+    );
+    assert!(out.contains("by its arn east2"), "{out}");
+    assert!(out.contains("tagged [{'key': 'k', 'value': 'v'}]"), "{out}");
+    assert!(
+        out.contains("virginia sees arn:aws:ecs:us-east-1:123456789012:cluster/east2"),
+        "{out}"
+    );
+    assert!(
+        out.contains("missing in ohio arn:aws:ecs:us-east-2:123456789012:cluster/ghost"),
+        "{out}"
+    );
+    assert!(
+        out.contains("status ALL 400 InvalidParameterException status: must be one of ACTIVE, INACTIVE, DELETE_IN_PROGRESS (got \"ALL\")"),
+        "{out}"
+    );
+    assert!(
+        out.contains("sort 400 InvalidParameterException sort"),
+        "{out}"
+    );
+    assert!(
+        out.contains("bad constraint 400 InvalidParameterException placementConstraints[0].type"),
+        "{out}"
+    );
+    assert!(
+        out.contains("big 413 RequestEntityTooLargeException the request body is over the limit of 1048576 bytes"),
+        "{out}"
+    );
+    assert!(out.contains("still serving 2"), "{out}");
 }
 
 #[test]

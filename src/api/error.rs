@@ -42,6 +42,8 @@ pub enum ErrorKind {
     SerializationException,
     UnrecognizedClientException,
     InvalidSignatureException,
+    /// A request body over the API's limit (HTTP 413).
+    RequestEntityTooLargeException,
 }
 
 impl ErrorKind {
@@ -88,12 +90,14 @@ impl ErrorKind {
             Self::SerializationException => "SerializationException",
             Self::UnrecognizedClientException => "UnrecognizedClientException",
             Self::InvalidSignatureException => "InvalidSignatureException",
+            Self::RequestEntityTooLargeException => "RequestEntityTooLargeException",
         }
     }
 
     pub fn status(self) -> u16 {
         match self {
             Self::ServerException => 500,
+            Self::RequestEntityTooLargeException => 413,
             _ => 400,
         }
     }

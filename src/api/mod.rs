@@ -12,6 +12,7 @@ mod capacity_providers;
 pub use crate::arn;
 mod clusters;
 mod container_instances;
+mod enums;
 mod error;
 mod logs;
 mod observe;
@@ -26,7 +27,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine as _;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use serde::de::DeserializeOwned;
@@ -103,6 +104,7 @@ impl Api {
 
     /// Runs one action on a JSON body.
     pub fn call(&self, action: &str, body: Value) -> Result<Value, ApiError> {
+        enums::check(action, &body)?;
         match action {
             "CreateCluster" => clusters::create(self, body),
             "DescribeClusters" => clusters::describe(self, body),
@@ -242,9 +244,15 @@ impl Api {
             })
             .unwrap_or_default()
             .to_string();
+        // The region the client signed for, when it is not the server's own: ARNs in and out
+        // are translated, so the client sees its region while the records stay in one.
+        let region =
+            signed_region(request.headers()).filter(|region| region != &self.control.arns.region);
         let span = tracing::info_span!("request", %request_id, %action);
         async {
-            let result = self.read_and_call(&action, request).await;
+            let result = self
+                .read_and_call(&action, request, region.as_deref())
+                .await;
             // Unknown actions share one label, so clients cannot grow the metrics without end.
             let unknown =
                 matches!(&result, Err(e) if e.kind == ErrorKind::UnknownOperationException);
@@ -281,6 +289,7 @@ impl Api {
         &self,
         action: &str,
         request: Request<Incoming>,
+        region: Option<&str>,
     ) -> Result<Value, ApiError> {
         if request.method() != hyper::Method::POST {
             return Err(ApiError::client("the ECS API answers POST / only"));
@@ -292,15 +301,7 @@ impl Api {
             ));
         }
         let (parts, body) = request.into_parts();
-        let body = Limited::new(body, MAX_REQUEST_BYTES)
-            .collect()
-            .await
-            .map_err(|_| {
-                ApiError::client(format!(
-                    "the request body is over {MAX_REQUEST_BYTES} bytes or broken"
-                ))
-            })?
-            .to_bytes();
+        let body = read_body(body).await?;
         if let Some(credentials) = &self.credentials {
             check_signature(credentials, &Request::from_parts(parts, ()), &body)?;
         }
@@ -320,7 +321,92 @@ impl Api {
                 "the request body must be a JSON object",
             ));
         }
-        self.call(action, body)
+        let Some(region) = region else {
+            return self.call(action, body);
+        };
+        let ours = self.control.arns.prefix();
+        let theirs = self.control.arns.in_region(region).prefix();
+        let mut body = body;
+        rewrite_arns(&mut body, &theirs, &ours);
+        match self.call(action, body) {
+            Ok(mut answer) => {
+                rewrite_arns(&mut answer, &ours, &theirs);
+                Ok(answer)
+            }
+            Err(mut error) => {
+                error.message = error.message.replace(&ours, &theirs);
+                Err(error)
+            }
+        }
+    }
+}
+
+/// How much of an oversized body is read (and dropped) so the client, still sending, gets to
+/// read the 413 answer instead of a connection reset mid-upload; past this it is cut off.
+const DRAIN_BYTES: usize = 64 << 20;
+/// How long an oversized body may take to drain.
+const DRAIN_FOR: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Reads a request body of at most [`MAX_REQUEST_BYTES`]; a larger one is drained and
+/// answered with a 413 that names the limit.
+async fn read_body(mut body: Incoming) -> Result<Bytes, ApiError> {
+    let mut kept = Vec::new();
+    let mut seen = 0usize;
+    loop {
+        let frame = match body.frame().await {
+            None => break,
+            Some(Ok(frame)) => frame,
+            Some(Err(error)) => {
+                return Err(ApiError::client(format!(
+                    "the request body could not be read: {error}"
+                )));
+            }
+        };
+        if let Some(data) = frame.data_ref() {
+            seen += data.len();
+            if seen > MAX_REQUEST_BYTES {
+                let _ = tokio::time::timeout(DRAIN_FOR, async {
+                    while seen <= DRAIN_BYTES {
+                        match body.frame().await {
+                            Some(Ok(frame)) => {
+                                seen += frame.data_ref().map_or(0, |d| d.len());
+                            }
+                            _ => break,
+                        }
+                    }
+                })
+                .await;
+                return Err(ApiError::new(
+                    ErrorKind::RequestEntityTooLargeException,
+                    format!(
+                        "the request body is over the limit of {MAX_REQUEST_BYTES} bytes \
+                         (ECS's own requests stay far below it)"
+                    ),
+                ));
+            }
+            kept.extend_from_slice(data);
+        }
+    }
+    Ok(Bytes::from(kept))
+}
+
+/// The region of a SigV4 `Authorization` header's credential scope
+/// (`Credential=KEY/DATE/REGION/SERVICE/aws4_request`), if the request has one.
+fn signed_region(headers: &hyper::HeaderMap) -> Option<String> {
+    let header = headers.get("authorization")?.to_str().ok()?;
+    let credential = header.split("Credential=").nth(1)?;
+    let scope = credential.split([',', ' ']).next()?;
+    let region = scope.split('/').nth(2)?;
+    crate::arn::is_region(region).then(|| region.to_string())
+}
+
+/// Replaces the ARN prefix `from` with `to` in every string of `value`.
+fn rewrite_arns(value: &mut Value, from: &str, to: &str) {
+    match value {
+        Value::String(text) if text.contains(from) => *text = text.replace(from, to),
+        Value::Array(items) => items.iter_mut().for_each(|v| rewrite_arns(v, from, to)),
+        Value::Object(members) => members.values_mut().for_each(|v| rewrite_arns(v, from, to)),
+        _ => {}
     }
 }
 
