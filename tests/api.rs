@@ -753,6 +753,54 @@ print('still serving', len(ecs.list_clusters()['clusterArns']))
 }
 
 #[test]
+fn tasks_get_propagated_and_managed_tags() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let sleep = common::guest(common::Wasi::P1, "sleep")
+        .display()
+        .to_string();
+    let register = format!(
+        "ecs.register_task_definition(family='sleep', memory='16', tags=[{{'key': 'def', 'value': 'd'}}], \
+         containerDefinitions=[{{'name': 's', 'image': {sleep:?}}}])\n"
+    );
+    let out = boto3(
+        &server.endpoint,
+        &(register
+            + r#"
+import time
+def tags(arn):
+    return sorted((t['key'], t['value']) for t in ecs.list_tags_for_resource(resourceArn=arn)['tags'])
+t = ecs.run_task(taskDefinition='sleep', tags=[{'key': 'own', 'value': 'o'}], propagateTags='TASK_DEFINITION', enableECSManagedTags=True)['tasks'][0]
+print('run', tags(t['taskArn']))
+print('plain', tags(ecs.run_task(taskDefinition='sleep')['tasks'][0]['taskArn']))
+ecs.create_service(serviceName='svc', taskDefinition='sleep', desiredCount=1, tags=[{'key': 'svc', 'value': 's'}],
+                   propagateTags='SERVICE', enableECSManagedTags=True)
+deadline = time.time() + 30
+while not ecs.list_tasks(serviceName='svc')['taskArns'] and time.time() < deadline:
+    time.sleep(0.2)
+print('service', tags(ecs.list_tasks(serviceName='svc')['taskArns'][0]))
+try:
+    ecs.run_task(taskDefinition='sleep', propagateTags='SERVICE')
+except ecs.exceptions.InvalidParameterException as e:
+    print('run with SERVICE', e.response['Error']['Message'][:30])
+"#),
+    );
+    assert!(
+        out.contains("run [('aws:ecs:clusterName', 'default'), ('def', 'd'), ('own', 'o')]"),
+        "{out}"
+    );
+    assert!(out.contains("plain []"), "{out}");
+    assert!(
+        out.contains("service [('aws:ecs:clusterName', 'default'), ('aws:ecs:serviceName', 'svc'), ('svc', 's')]"),
+        "{out}"
+    );
+    assert!(
+        out.contains("run with SERVICE propagateTags: a task started"),
+        "{out}"
+    );
+}
+
+#[test]
 fn ctrl_c_stops_the_tasks_records_them_and_ends_the_server() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path());

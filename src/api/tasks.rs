@@ -32,6 +32,43 @@ struct RunTask {
     placement_strategy: Vec<PlacementStrategy>,
     #[serde(default)]
     placement_constraints: Vec<PlacementConstraint>,
+    propagate_tags: Option<String>,
+    #[serde(default, rename = "enableECSManagedTags")]
+    enable_ecs_managed_tags: bool,
+}
+
+/// A task's tags as RunTask and StartTask make them: `tags`, the task definition's when
+/// `propagateTags` is TASK_DEFINITION, and `aws:ecs:clusterName` with `enableECSManagedTags`.
+fn tags_of_task(
+    given: Option<Value>,
+    propagate: Option<&str>,
+    managed: bool,
+    definition_record: &Value,
+    cluster: &str,
+) -> Result<Value, ApiError> {
+    let own = super::tags::given("tags", given)?;
+    let propagated = match propagate {
+        None | Some("NONE") => None,
+        Some("TASK_DEFINITION") => definition_record.get("tags"),
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "propagateTags: a task started by RunTask or StartTask takes TASK_DEFINITION or \
+                 NONE (got {other}; SERVICE is for services)"
+            )));
+        }
+    };
+    let managed: &[(&str, &str)] = if managed {
+        &[("aws:ecs:clusterName", cluster)]
+    } else {
+        &[]
+    };
+    let tags = crate::control::launch::task_tags(&own, propagated, managed);
+    if tags.as_array().map_or(0, Vec::len) > 50 {
+        return Err(ApiError::invalid(
+            "tags: a task holds at most 50 tags, with those propagated and managed",
+        ));
+    }
+    Ok(tags)
 }
 
 /// Where a call's tasks go: a launch type, or a capacity provider strategy (checked and
@@ -174,7 +211,13 @@ pub fn run(api: &Api, body: Value) -> Result<Value, ApiError> {
             launch_type,
             strategy: &capacity.strategy,
             overrides: overrides_shape,
-            tags: super::tags::given("tags", request.tags.clone())?,
+            tags: tags_of_task(
+                request.tags.clone(),
+                request.propagate_tags.as_deref(),
+                request.enable_ecs_managed_tags,
+                &record,
+                &cluster,
+            )?,
             strategies: &request.placement_strategy,
             constraints: &request.placement_constraints,
         },
@@ -194,6 +237,9 @@ struct StartTask {
     overrides: Option<Value>,
     #[serde(default)]
     tags: Option<Value>,
+    propagate_tags: Option<String>,
+    #[serde(default, rename = "enableECSManagedTags")]
+    enable_ecs_managed_tags: bool,
 }
 
 /// StartTask: one task on each named container instance, placed there and nowhere else (as
@@ -213,7 +259,13 @@ pub fn start(api: &Api, body: Value) -> Result<Value, ApiError> {
         return Err(ApiError::invalid("overrides: must be an object"));
     }
     check_overrides(&definition, &overrides_shape)?;
-    let tags = super::tags::given("tags", request.tags)?;
+    let tags = tags_of_task(
+        request.tags,
+        request.propagate_tags.as_deref(),
+        request.enable_ecs_managed_tags,
+        &record,
+        &cluster,
+    )?;
     let family = record["family"].as_str().unwrap_or_default();
     let group = request.group.unwrap_or_else(|| format!("family:{family}"));
     let mut all = Launched::default();

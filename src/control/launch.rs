@@ -50,6 +50,26 @@ pub struct Launched {
     pub failures: Vec<PlacementFailure>,
 }
 
+/// The tags a task gets (ECS's `[{key, value}]`): its own, then those of `propagated` (its
+/// task definition's or service's, as `propagateTags` asks) whose keys it does not have, then
+/// ECS's managed tags (`enableECSManagedTags`: `aws:ecs:clusterName`, `aws:ecs:serviceName`).
+pub fn task_tags(own: &Value, propagated: Option<&Value>, managed: &[(&str, &str)]) -> Value {
+    let mut tags: Vec<Value> = own.as_array().cloned().unwrap_or_default();
+    let has = |tags: &[Value], key: &Value| tags.iter().any(|t| &t["key"] == key);
+    for tag in propagated.and_then(Value::as_array).into_iter().flatten() {
+        if !has(&tags, &tag["key"]) {
+            tags.push(tag.clone());
+        }
+    }
+    for (key, value) in managed {
+        let key = json!(key);
+        if !has(&tags, &key) {
+            tags.push(json!({"key": key, "value": value}));
+        }
+    }
+    Value::Array(tags)
+}
+
 /// CPU units and MiB a task holds on its host: the task-level values, else the sum of its
 /// containers' (`memory`, else `memoryReservation`), each as this run's overrides set it.
 pub fn task_needs(definition: &TaskDefinition, overrides: &[ContainerOverride]) -> (u64, u64) {

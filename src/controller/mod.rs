@@ -32,6 +32,30 @@ const COALESCE: Duration = Duration::from_millis(5);
 /// How often a service whose tasks fit nowhere tries again.
 const PLACEMENT_RETRY: f64 = 5.0;
 
+/// The tags a service's task gets: the service's or its task definition's as `propagateTags`
+/// says, and ECS's managed tags with `enableECSManagedTags`.
+fn service_task_tags(
+    cluster: &str,
+    service: &Service,
+    definition: &serde_json::Value,
+) -> serde_json::Value {
+    let propagated = match service.kept.get("propagateTags").and_then(|v| v.as_str()) {
+        Some("SERVICE") => Some(&service.tags),
+        Some("TASK_DEFINITION") => definition.get("tags"),
+        _ => None,
+    };
+    let managed = service
+        .kept
+        .get("enableECSManagedTags")
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
+    let names = [
+        ("aws:ecs:clusterName", cluster),
+        ("aws:ecs:serviceName", service.service_name.as_str()),
+    ];
+    crate::control::launch::task_tags(&json!([]), propagated, if managed { &names } else { &[] })
+}
+
 /// Runs the scheduler until `shutdown`.
 pub async fn run_scheduler(
     control: Arc<Control>,
@@ -239,7 +263,7 @@ fn launch_for_service(
             launch_type: service.launch_type,
             strategy: &strategy,
             overrides: json!({}),
-            tags: json!([]),
+            tags: service_task_tags(cluster, service, &record),
             strategies: &service.placement_strategy,
             constraints: &service.placement_constraints,
         },
