@@ -448,16 +448,29 @@ pub(super) fn find(api: &Api, cluster: &str, given: &str) -> Result<TaskRecord, 
 struct DescribeTasks {
     cluster: Option<String>,
     tasks: Vec<String>,
+    #[serde(default)]
+    include: Vec<String>,
 }
 
 pub fn describe(api: &Api, body: Value) -> Result<Value, ApiError> {
     let request: DescribeTasks = parse(body)?;
     let cluster = clusters::require_active(api, request.cluster.as_deref())?;
     let cluster_arn = api.control.arns.cluster(&cluster);
+    if request.tasks.len() > 100 {
+        return Err(ApiError::invalid("tasks: at most 100 tasks in one call"));
+    }
+    // As ECS: a task's tags only when asked for (`include: [TAGS]`).
+    let with_tags = request.include.iter().any(|i| i == "TAGS");
     let (mut tasks, mut failures) = (Vec::new(), Vec::new());
     for given in request.tasks {
         match crate::records::task(api.control.store.as_ref(), task_id_of(&given))? {
-            Some(task) if task.cluster_arn == cluster_arn => tasks.push(task.to_shape()),
+            Some(task) if task.cluster_arn == cluster_arn => {
+                let mut shape = task.to_shape();
+                if !with_tags && let Some(members) = shape.as_object_mut() {
+                    members.remove("tags");
+                }
+                tasks.push(shape);
+            }
             _ => failures.push(json!({"arn": given, "reason": "MISSING"})),
         }
     }
