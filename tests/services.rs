@@ -540,3 +540,314 @@ for arn in [ok, sick]:
         "{out}"
     );
 }
+
+#[test]
+fn service_deployments_and_revisions_follow_the_scheduler_and_roll_back_on_request() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let out = boto3(
+        &server.endpoint,
+        &register(
+            r#"
+def deployments(**kw):
+    return ecs.list_service_deployments(service='web', **kw)['serviceDeployments']
+def one(arn):
+    return ecs.describe_service_deployments(serviceDeploymentArns=[arn])['serviceDeployments'][0]
+def until(arn, statuses, attempts=200):
+    for _ in range(attempts):
+        d = one(arn)
+        if d['status'] in statuses:
+            return d
+        time.sleep(0.1)
+    return d
+ecs.create_service(serviceName='web', taskDefinition='web:1', desiredCount=2)
+stable()
+first = deployments()[0]
+print('first arn', first['serviceDeploymentArn'].startswith('arn:aws:ecs:us-east-1:000000000000:service-deployment/default/web/'))
+print('first', until(first['serviceDeploymentArn'], ['SUCCESSFUL'])['status'])
+rev1 = first['targetServiceRevisionArn']
+print('rev arn', rev1.startswith('arn:aws:ecs:us-east-1:000000000000:service-revision/default/web/'))
+r = ecs.describe_service_revisions(serviceRevisionArns=[rev1])['serviceRevisions'][0]
+print('revision', r['taskDefinition'].endswith('web:1'), r['launchType'], r['containerImages'][0]['containerName'])
+print('current', describe()['currentServiceDeployment'] == first['serviceDeploymentArn'])
+# A deployment whose tasks cannot start, with no circuit breaker: only a stop ends it.
+ecs.update_service(service='web', taskDefinition=broken)
+listed = deployments()
+second = listed[0]
+print('listed', len(listed), listed[1]['serviceDeploymentArn'] == first['serviceDeploymentArn'])
+d = one(second['serviceDeploymentArn'])
+print('second', d['status'], d['sourceServiceRevisions'][0]['arn'] == rev1, d['targetServiceRevision']['arn'] != rev1)
+print('breaker', d['deploymentCircuitBreaker']['status'])
+print('filtered', len(deployments(status=['SUCCESSFUL'])), len(deployments(status=['IN_PROGRESS'])))
+import datetime
+print('window', len(deployments(createdAt={'after': datetime.datetime(2100, 1, 1)})), len(deployments(createdAt={'before': datetime.datetime(2100, 1, 1)})))
+page = ecs.list_service_deployments(service='web', maxResults=1)
+rest = ecs.list_service_deployments(service='web', maxResults=1, nextToken=page['nextToken'])
+print('paged', len(page['serviceDeployments']), rest['serviceDeployments'][0]['serviceDeploymentArn'] == first['serviceDeploymentArn'], 'nextToken' in rest)
+try:
+    ecs.continue_service_deployment(serviceDeploymentArn=second['serviceDeploymentArn'], hookId='h1')
+except ecs.exceptions.InvalidParameterException as e:
+    print('continue: InvalidParameterException')
+ecs.stop_service_deployment(serviceDeploymentArn=second['serviceDeploymentArn'], stopType='ROLLBACK')
+d = until(second['serviceDeploymentArn'], ['ROLLBACK_SUCCESSFUL', 'ROLLBACK_FAILED'], attempts=300)
+print('rolled back', d['status'], d['rollback']['serviceRevisionArn'] == rev1, 'finishedAt' in d)
+s = stable()
+print('service', s['taskDefinition'].endswith('web:1'), s['runningCount'])
+try:
+    ecs.stop_service_deployment(serviceDeploymentArn=second['serviceDeploymentArn'])
+except ecs.exceptions.ConflictException as e:
+    print('again: ConflictException')
+ghost = second['serviceDeploymentArn'][:-3] + 'zzz'
+try:
+    ecs.stop_service_deployment(serviceDeploymentArn=ghost)
+except ecs.exceptions.ServiceDeploymentNotFoundException:
+    print('ghost: ServiceDeploymentNotFoundException')
+print('missing', ecs.describe_service_deployments(serviceDeploymentArns=[ghost])['failures'][0]['reason'])
+# ABORT stops a deployment where it is.
+ecs.update_service(service='web', taskDefinition=v2, deploymentConfiguration={'maximumPercent': 200, 'minimumHealthyPercent': 100})
+third = deployments()[0]
+ecs.stop_service_deployment(serviceDeploymentArn=third['serviceDeploymentArn'], stopType='ABORT')
+d = until(third['serviceDeploymentArn'], ['STOPPED', 'SUCCESSFUL'])
+print('aborted', d['status'], d['status'] == 'SUCCESSFUL' or 'stoppedAt' in d)
+try:
+    ecs.list_service_deployments(service='ghost')
+except ecs.exceptions.ServiceNotFoundException:
+    print('no service: ServiceNotFoundException')
+"#,
+        ),
+    );
+    for line in [
+        "first arn True",
+        "first SUCCESSFUL",
+        "rev arn True",
+        "revision True FARGATE app",
+        "current True",
+        "listed 2 True",
+        "second IN_PROGRESS True True",
+        "breaker DISABLED",
+        "filtered 1 1",
+        "window 0 2",
+        "paged 1 True False",
+        "continue: InvalidParameterException",
+        "rolled back ROLLBACK_SUCCESSFUL True True",
+        "service True 2",
+        "again: ConflictException",
+        "ghost: ServiceDeploymentNotFoundException",
+        "missing MISSING",
+        "no service: ServiceNotFoundException",
+    ] {
+        assert!(out.contains(line), "{line}:\n{out}");
+    }
+    // The race between a quick rollout and the request is ECS's too: either it stopped where
+    // it was, or it had already finished.
+    assert!(
+        out.contains("aborted STOPPED True") || out.contains("aborted SUCCESSFUL True"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_protected_task_survives_a_scale_in_until_its_protection_ends() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let out = boto3(
+        &server.endpoint,
+        &register(
+            r#"
+def alive():
+    arns = ecs.list_tasks(serviceName='web', desiredStatus='RUNNING')['taskArns']
+    return sorted(arns)
+ecs.create_service(serviceName='web', taskDefinition='web:1', desiredCount=3)
+stable()
+tasks = alive()
+keep = tasks[:2]
+p = ecs.update_task_protection(cluster='default', tasks=keep, protectionEnabled=True)
+print('protected', [t['protectionEnabled'] for t in p['protectedTasks']], all('expirationDate' in t for t in p['protectedTasks']))
+g = ecs.get_task_protection(cluster='default', tasks=[tasks[2]])['protectedTasks'][0]
+print('unprotected', g['protectionEnabled'])
+ecs.update_service(service='web', desiredCount=1)
+for _ in range(200):
+    if alive() == sorted(keep):
+        break
+    time.sleep(0.1)
+print('after scale-in', alive() == sorted(keep))
+# It stays so: the scheduler passes (10 s resync at the latest) and keeps both.
+for _ in range(5):
+    ecs.update_service(service='web', desiredCount=1)
+    time.sleep(0.2)
+print('still', alive() == sorted(keep))
+ecs.update_task_protection(cluster='default', tasks=[keep[0]], protectionEnabled=False)
+for _ in range(200):
+    if alive() == [keep[1]]:
+        break
+    time.sleep(0.1)
+print('released', alive() == [keep[1]])
+# StopTask still stops a protected task; the service replaces it.
+ecs.stop_task(task=keep[1], reason='by hand')
+for _ in range(200):
+    now = alive()
+    if len(now) == 1 and now[0] != keep[1]:
+        break
+    time.sleep(0.1)
+print('stopped by hand', keep[1] not in alive(), len(alive()))
+solo = ecs.run_task(taskDefinition='web:1')['tasks'][0]['taskArn']
+f = ecs.update_task_protection(cluster='default', tasks=[solo, 'ghost'], protectionEnabled=True, expiresInMinutes=5)['failures']
+print('failures', sorted(x['reason'] for x in f))
+try:
+    ecs.update_task_protection(cluster='default', tasks=alive(), protectionEnabled=True, expiresInMinutes=2881)
+except ecs.exceptions.InvalidParameterException as e:
+    print('bounds:', e.response['Error']['Message'])
+ecs.stop_task(task=solo)
+"#,
+        ),
+    );
+    for line in [
+        "protected [True, True] True",
+        "unprotected False",
+        "after scale-in True",
+        "still True",
+        "released True",
+        "stopped by hand True 1",
+        "failures ['MISSING', 'TASK_NOT_VALID']",
+        "bounds: expiresInMinutes: must be 1 to 2880 (got 2881)",
+    ] {
+        assert!(out.contains(line), "{line}:\n{out}");
+    }
+}
+
+#[test]
+fn services_are_listed_by_their_service_connect_namespace() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let out = boto3(
+        &server.endpoint,
+        &register(
+            r#"
+ns = 'arn:aws:servicediscovery:us-east-1:000000000000:namespace/ns-abc123'
+ecs.create_service(serviceName='web', taskDefinition='web:1', desiredCount=0,
+                   serviceConnectConfiguration={'enabled': True, 'namespace': 'shop'})
+ecs.create_service(serviceName='api', taskDefinition='web:1', desiredCount=0,
+                   serviceConnectConfiguration={'enabled': True, 'namespace': ns})
+ecs.create_service(serviceName='other', taskDefinition='web:1', desiredCount=0)
+print('shop', [a.split('/')[-1] for a in ecs.list_services_by_namespace(namespace='shop')['serviceArns']])
+print('by arn', [a.split('/')[-1] for a in ecs.list_services_by_namespace(namespace=ns)['serviceArns']])
+try:
+    ecs.list_services_by_namespace(namespace='nowhere')
+except ecs.exceptions.NamespaceNotFoundException as e:
+    print('nowhere: NamespaceNotFoundException')
+ecs.update_service(service='api', serviceConnectConfiguration={'enabled': True, 'namespace': 'shop'})
+page = ecs.list_services_by_namespace(namespace='shop', maxResults=1)
+print('paged', len(page['serviceArns']), 'nextToken' in page)
+"#,
+        ),
+    );
+    for line in [
+        "shop ['web']",
+        "by arn ['api']",
+        "nowhere: NamespaceNotFoundException",
+        "paged 1 True",
+    ] {
+        assert!(out.contains(line), "{line}:\n{out}");
+    }
+}
+
+#[test]
+fn every_create_service_member_is_kept_returned_and_updatable() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let out = boto3(
+        &server.endpoint,
+        &register(
+            r#"
+members = dict(
+    loadBalancers=[{'targetGroupArn': 'arn:aws:elasticloadbalancing:us-east-1:000000000000:targetgroup/web/1', 'containerName': 'app', 'containerPort': 8080}],
+    serviceRegistries=[{'registryArn': 'arn:aws:servicediscovery:us-east-1:000000000000:service/srv-1', 'port': 80}],
+    platformVersion='LATEST',
+    networkConfiguration={'awsvpcConfiguration': {'subnets': ['subnet-1'], 'assignPublicIp': 'DISABLED'}},
+    enableECSManagedTags=True, propagateTags='SERVICE', enableExecuteCommand=True,
+    healthCheckGracePeriodSeconds=30,
+    serviceConnectConfiguration={'enabled': True, 'namespace': 'shop', 'services': [{'portName': 'http', 'clientAliases': [{'port': 80}]}]},
+    volumeConfigurations=[{'name': 'data', 'managedEBSVolume': {'roleArn': 'arn:aws:iam::000000000000:role/ebs', 'sizeInGiB': 10}}],
+    availabilityZoneRebalancing='DISABLED',
+    deploymentConfiguration={'maximumPercent': 200, 'minimumHealthyPercent': 50, 'bakeTimeInMinutes': 5, 'strategy': 'ROLLING',
+                             'alarms': {'alarmNames': ['high-errors'], 'rollback': True, 'enable': True},
+                             'deploymentCircuitBreaker': {'enable': True, 'rollback': True}},
+)
+s = ecs.create_service(serviceName='web', taskDefinition='web:1', desiredCount=1, **members)['service']
+d = describe()
+for name, value in members.items():
+    if name == 'deploymentConfiguration':
+        got = {k: d[name][k] for k in value}
+    elif name in d:
+        got = d[name]
+    else:
+        # ECS's Service shape shows these on its deployments only.
+        got = d['deployments'][0][name]
+    print(name, got == value)
+print('defaults', d['deploymentController'], d['schedulingStrategy'])
+before = describe()['deployments'][0]['id']
+ecs.update_service(service='web', enableExecuteCommand=False, propagateTags='NONE', availabilityZoneRebalancing='ENABLED')
+d = describe()
+print('updated', d['enableExecuteCommand'], d['propagateTags'], d['availabilityZoneRebalancing'], d['deployments'][0]['id'] == before)
+ecs.update_service(service='web', loadBalancers=[])
+d = describe()
+print('lb change deploys', d['loadBalancers'], d['deployments'][0]['id'] != before)
+rev = ecs.describe_service_revisions(serviceRevisionArns=[d['currentServiceRevisions'][0]['arn']])['serviceRevisions'][0]
+print('revision members', rev['loadBalancers'], rev['serviceRegistries'] == members['serviceRegistries'], rev['volumeConfigurations'] == members['volumeConfigurations'])
+def error(**kw):
+    try:
+        ecs.create_service(serviceName='bad', taskDefinition='web:1', **kw)
+    except botocore.exceptions.ClientError as e:
+        return e.response['Error']['Code'] + ': ' + e.response['Error']['Message']
+import urllib.request, urllib.error
+def loose_error(**kw):
+    # Straight to the endpoint: boto3 would refuse to send these.
+    body = dict(serviceName='bad', taskDefinition='web:1', **kw)
+    request = urllib.request.Request(ecs.meta.endpoint_url + '/', data=json.dumps(body).encode(), headers={
+        'Content-Type': 'application/x-amz-json-1.1',
+        'X-Amz-Target': 'AmazonEC2ContainerServiceV20141113.CreateService'})
+    try:
+        urllib.request.urlopen(request)
+    except urllib.error.HTTPError as e:
+        error = json.loads(e.read())
+        return error['__type'] + ': ' + error['message']
+print('type:', loose_error(loadBalancers=[{'containerPort': 'eighty'}]))
+print('unknown:', loose_error(bogusMember=1))
+print('nested unknown:', loose_error(deploymentConfiguration={'maximumPercent': 200, 'colour': 'blue'}))
+print('strategy:', error(deploymentConfiguration={'strategy': 'BLUE_GREEN'}))
+print('hooks:', error(deploymentConfiguration={'lifecycleHooks': [{'targetType': 'PAUSE', 'lifecycleStages': ['POST_SCALE_UP']}]}))
+print('codedeploy:', error(deploymentController={'type': 'CODE_DEPLOY'}))
+"#,
+        ),
+    );
+    for member in [
+        "loadBalancers",
+        "serviceRegistries",
+        "platformVersion",
+        "networkConfiguration",
+        "enableECSManagedTags",
+        "propagateTags",
+        "enableExecuteCommand",
+        "healthCheckGracePeriodSeconds",
+        "serviceConnectConfiguration",
+        "volumeConfigurations",
+        "availabilityZoneRebalancing",
+        "deploymentConfiguration",
+    ] {
+        assert!(out.contains(&format!("{member} True")), "{member}:\n{out}");
+    }
+    for line in [
+        "defaults {'type': 'ECS'} REPLICA",
+        "updated False NONE ENABLED True",
+        "lb change deploys [] True",
+        "revision members [] True True",
+        "type: InvalidParameterException: loadBalancers[0].containerPort",
+        "unknown: InvalidParameterException: bogusMember: not a member of CreateService",
+        "nested unknown: InvalidParameterException: deploymentConfiguration",
+        "strategy: UnsupportedFeatureException",
+        "hooks: UnsupportedFeatureException",
+        "codedeploy: UnsupportedFeatureException",
+    ] {
+        assert!(out.contains(line), "{line}:\n{out}");
+    }
+}

@@ -2,6 +2,11 @@
 //! record what is desired (the service record, a new deployment); the scheduler
 //! (`crate::controller`) makes it so.
 
+pub mod deployments;
+pub mod members;
+pub mod namespaces;
+pub mod protection;
+
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -10,33 +15,22 @@ use super::{
 };
 use crate::control::routes::{http_routes, route_of};
 use crate::records::LaunchType;
+use crate::records::service::history::REVISION_MEMBERS;
 use crate::records::service::{
-    CircuitBreaker, Deployment, DeploymentConfiguration, DeploymentStatus, PlacementConstraint,
-    PlacementStrategy, RolloutState, SchedulerState, Service, ServiceStatus, new_deployment_id,
+    Deployment, DeploymentStatus, PlacementConstraint, PlacementStrategy, RolloutState,
+    SchedulerState, Service, ServiceStatus, new_deployment_id,
 };
 use crate::store::Expect;
+use members::{
+    self as service_members, ControllerType, DeploymentConfigurationShape, KEPT_MEMBERS,
+    deployment_configuration,
+};
+use serde_json::Map;
 
 use crate::control::routes::service_key as key;
 
-/// Members of CreateService that are kept and returned but not acted on.
-const KEPT_MEMBERS: &[&str] = &[
-    "loadBalancers",
-    "serviceRegistries",
-    "platformVersion",
-    "role",
-    "networkConfiguration",
-    "enableECSManagedTags",
-    "propagateTags",
-    "enableExecuteCommand",
-    "capacityProviderStrategy",
-    "deploymentController",
-    "serviceConnectConfiguration",
-    "volumeConfigurations",
-    "vpcLatticeConfigurations",
-    "availabilityZoneRebalancing",
-];
-
-/// Every member CreateService takes.
+/// Every member CreateService takes besides the kept ones
+/// ([`service_members::KEPT_MEMBERS`]).
 const CREATE_MEMBERS: &[&str] = &[
     "cluster",
     "serviceName",
@@ -52,16 +46,19 @@ const CREATE_MEMBERS: &[&str] = &[
     "tags",
 ];
 
-#[derive(Deserialize, Default, Clone)]
-#[serde(rename_all = "camelCase")]
-struct DeploymentConfigurationShape {
-    maximum_percent: Option<u32>,
-    minimum_healthy_percent: Option<u32>,
-    deployment_circuit_breaker: Option<CircuitBreaker>,
-    /// Accepted (alarms, strategy, ...), not acted on.
-    #[serde(flatten)]
-    _rest: serde_json::Map<String, Value>,
-}
+/// Every member UpdateService takes besides the kept ones (but `role`, which only
+/// CreateService takes).
+const UPDATE_MEMBERS: &[&str] = &[
+    "cluster",
+    "service",
+    "desiredCount",
+    "taskDefinition",
+    "deploymentConfiguration",
+    "placementConstraints",
+    "placementStrategy",
+    "forceNewDeployment",
+    "healthCheckGracePeriodSeconds",
+];
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -85,40 +82,20 @@ fn check_name(name: &str) -> Result<(), ApiError> {
     clusters::check_resource_name("serviceName", name)
 }
 
-fn deployment_configuration(
-    given: Option<DeploymentConfigurationShape>,
-    current: &DeploymentConfiguration,
-) -> Result<DeploymentConfiguration, ApiError> {
-    let given = given.unwrap_or_default();
-    let config = DeploymentConfiguration {
-        maximum_percent: given.maximum_percent.unwrap_or(current.maximum_percent),
-        minimum_healthy_percent: given
-            .minimum_healthy_percent
-            .unwrap_or(current.minimum_healthy_percent),
-        deployment_circuit_breaker: given
-            .deployment_circuit_breaker
-            .unwrap_or_else(|| current.deployment_circuit_breaker.clone()),
+/// Refuses a member `operation` does not take, by name.
+fn check_members(body: &Value, operation: &str, own: &[&str]) -> Result<(), ApiError> {
+    let takes = |k: &str| {
+        own.contains(&k)
+            || (KEPT_MEMBERS.contains(&k) && (operation == "CreateService" || k != "role"))
     };
-    if config.minimum_healthy_percent > 100 {
+    if let Some(object) = body.as_object()
+        && let Some(unknown) = object.keys().find(|k| !takes(k.as_str()))
+    {
         return Err(ApiError::invalid(format!(
-            "deploymentConfiguration.minimumHealthyPercent: must be 0-100 (got {})",
-            config.minimum_healthy_percent
+            "{unknown}: not a member of {operation}"
         )));
     }
-    if config.maximum_percent < 100 || config.maximum_percent > 400 {
-        return Err(ApiError::invalid(format!(
-            "deploymentConfiguration.maximumPercent: must be 100-400 (got {})",
-            config.maximum_percent
-        )));
-    }
-    if config.maximum_percent <= config.minimum_healthy_percent {
-        return Err(ApiError::invalid(format!(
-            "deploymentConfiguration: maximumPercent ({}) must be above minimumHealthyPercent \
-             ({}), or no deployment could make progress",
-            config.maximum_percent, config.minimum_healthy_percent
-        )));
-    }
-    Ok(config)
+    Ok(())
 }
 
 /// The ACTIVE task definition `given` names, as (ARN, stored record).
@@ -159,24 +136,11 @@ fn new_deployment(
 }
 
 pub fn create(api: &Api, body: Value) -> Result<Value, ApiError> {
-    if let Some(object) = body.as_object()
-        && let Some(unknown) = object
-            .keys()
-            .find(|k| !CREATE_MEMBERS.contains(&k.as_str()) && !KEPT_MEMBERS.contains(&k.as_str()))
-    {
-        return Err(ApiError::invalid(format!(
-            "{unknown}: not a member of CreateService"
-        )));
-    }
-    let mut kept: serde_json::Map<String, Value> = body
-        .as_object()
-        .map(|o| {
-            o.iter()
-                .filter(|(k, _)| KEPT_MEMBERS.contains(&k.as_str()))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        })
-        .unwrap_or_default();
+    check_members(&body, "CreateService", CREATE_MEMBERS)?;
+    let mut kept = service_members::with_defaults(service_members::kept_of(&body)?);
+    let controller = service_members::controller_of(&kept);
+    service_members::check_controller(controller)?;
+    let external = controller == ControllerType::External;
     let request: CreateService = parse(body)?;
     let cluster = clusters::require_active(api, request.cluster.as_deref())?;
     check_name(&request.service_name)?;
@@ -187,11 +151,6 @@ pub fn create(api: &Api, body: Value) -> Result<Value, ApiError> {
             "schedulingStrategy: only REPLICA is supported (got {strategy})"
         )));
     }
-    let given = request
-        .task_definition
-        .as_deref()
-        .ok_or_else(|| ApiError::invalid("taskDefinition: required"))?;
-    let (task_definition, record) = resolve_task_definition(api, given)?;
     let strategy: Vec<crate::control::providers::StrategyItem> =
         match kept.get("capacityProviderStrategy") {
             Some(value) => super::parse_member("capacityProviderStrategy", value.clone())?,
@@ -208,10 +167,27 @@ pub fn create(api: &Api, body: Value) -> Result<Value, ApiError> {
             serde_json::to_value(&capacity.strategy).unwrap_or_default(),
         );
     }
-    if let Ok(definition) = crate::taskdef::TaskDefinition::from_value(record["document"].clone()) {
-        super::tasks::check_compatibility(&definition, launch_type)?;
-    }
-    check_route(api, &cluster, &request.service_name, &task_definition)?;
+    // An EXTERNAL service runs what its task sets say; it has no task definition of its own.
+    let task_definition = match (request.task_definition.as_deref(), external) {
+        (Some(_), true) => {
+            return Err(ApiError::invalid(
+                "taskDefinition: a service with an EXTERNAL deployment controller takes its \
+                 task definitions from its task sets (CreateTaskSet)",
+            ));
+        }
+        (None, true) => String::new(),
+        (None, false) => return Err(ApiError::invalid("taskDefinition: required")),
+        (Some(given), false) => {
+            let (task_definition, record) = resolve_task_definition(api, given)?;
+            if let Ok(definition) =
+                crate::taskdef::TaskDefinition::from_value(record["document"].clone())
+            {
+                super::tasks::check_compatibility(&definition, launch_type)?;
+            }
+            check_route(api, &cluster, &request.service_name, &task_definition)?;
+            task_definition
+        }
+    };
     let desired = request.desired_count.unwrap_or(0);
     let config = deployment_configuration(request.deployment_configuration, &Default::default())?;
     crate::control::placement::validate(
@@ -220,7 +196,7 @@ pub fn create(api: &Api, body: Value) -> Result<Value, ApiError> {
     )
     .map_err(ApiError::invalid)?;
     let now = timestamp();
-    let service = Service {
+    let mut service = Service {
         service_arn: api.control.arns.service(&cluster, &request.service_name),
         service_name: request.service_name.clone(),
         cluster_arn: api.control.arns.cluster(&cluster),
@@ -231,7 +207,7 @@ pub fn create(api: &Api, body: Value) -> Result<Value, ApiError> {
         launch_type,
         task_definition: task_definition.clone(),
         deployment_configuration: config,
-        deployments: vec![new_deployment(&task_definition, desired, now, launch_type)],
+        deployments: Vec::new(),
         events: Vec::new(),
         created_at: now,
         placement_constraints: request.placement_constraints,
@@ -241,7 +217,14 @@ pub fn create(api: &Api, body: Value) -> Result<Value, ApiError> {
         tags: super::tags::given("tags", request.tags)?,
         kept,
         scheduler: SchedulerState::default(),
+        history: Default::default(),
     };
+    if !external {
+        service.begin_deployment(
+            new_deployment(&task_definition, desired, now, launch_type),
+            now,
+        );
+    }
     let _guard = api.control.lock_services();
     let key = key(&cluster, &request.service_name);
     let expected = match api.control.store.get(&key)? {
@@ -258,14 +241,19 @@ pub fn create(api: &Api, body: Value) -> Result<Value, ApiError> {
     Ok(json!({"service": service.to_shape()}))
 }
 
-fn to_value(service: &Service) -> Result<Value, ApiError> {
+pub(super) fn to_value(service: &Service) -> Result<Value, ApiError> {
     serde_json::to_value(service)
         .map_err(|e| ApiError::new(ErrorKind::ServerException, format!("service record: {e}")))
 }
 
 /// Writes a service the caller read at `revision` (under `services_lock`) and wakes the
 /// scheduler.
-fn save(api: &Api, cluster: &str, service: &Service, revision: u64) -> Result<(), ApiError> {
+pub(super) fn save(
+    api: &Api,
+    cluster: &str,
+    service: &Service,
+    revision: u64,
+) -> Result<(), ApiError> {
     api.control.store.put(
         &key(cluster, &service.service_name),
         &to_value(service)?,
@@ -276,7 +264,11 @@ fn save(api: &Api, cluster: &str, service: &Service, revision: u64) -> Result<()
 }
 
 /// The ACTIVE service `given` names, with its revision (ServiceNotActiveException otherwise).
-fn find_active(api: &Api, cluster: &str, given: &str) -> Result<(Service, u64), ApiError> {
+pub(super) fn find_active(
+    api: &Api,
+    cluster: &str,
+    given: &str,
+) -> Result<(Service, u64), ApiError> {
     let (service, revision) = find(api, cluster, given)?;
     if service.status != ServiceStatus::Active {
         return Err(ApiError::new(
@@ -288,7 +280,7 @@ fn find_active(api: &Api, cluster: &str, given: &str) -> Result<(Service, u64), 
 }
 
 /// The stored service `given` (name or ARN) in `cluster`, with its revision.
-fn find(api: &Api, cluster: &str, given: &str) -> Result<(Service, u64), ApiError> {
+pub(super) fn find(api: &Api, cluster: &str, given: &str) -> Result<(Service, u64), ApiError> {
     let name = arn::resource_name(given, "service");
     let name = name.rsplit('/').next().unwrap_or(name);
     let found =
@@ -320,11 +312,25 @@ struct UpdateService {
 }
 
 pub fn update(api: &Api, body: Value) -> Result<Value, ApiError> {
+    check_members(&body, "UpdateService", UPDATE_MEMBERS)?;
+    let given_kept = service_members::kept_of(&body)?;
     let request: UpdateService = parse(body)?;
     let cluster = clusters::require_active(api, request.cluster.as_deref())?;
     let _guard = api.control.lock_services();
     let (mut service, revision) = find_active(api, &cluster, &request.service)?;
     let now = timestamp();
+    let controller = service_members::controller_of(&service.kept);
+    if let Some(value) = given_kept.get("deploymentController")
+        && service_members::controller_of(&Map::from_iter([(
+            "deploymentController".to_string(),
+            value.clone(),
+        )])) != controller
+    {
+        return Err(ApiError::invalid(
+            "deploymentController: the deployment controller of a service cannot be changed here",
+        ));
+    }
+    let external = controller == ControllerType::External;
     if let Some(desired) = request.desired_count {
         service.desired_count = desired;
     }
@@ -346,6 +352,25 @@ pub fn update(api: &Api, body: Value) -> Result<Value, ApiError> {
         &service.placement_constraints,
     )
     .map_err(ApiError::invalid)?;
+    if external
+        && (request.task_definition.is_some()
+            || request.force_new_deployment
+            || given_kept
+                .keys()
+                .any(|k| REVISION_MEMBERS.contains(&k.as_str())))
+    {
+        return Err(ApiError::invalid(
+            "A service with an EXTERNAL deployment controller deploys through its task sets: \
+             only desiredCount, deploymentConfiguration, healthCheckGracePeriodSeconds and the \
+             tag and exec settings can be updated",
+        ));
+    }
+    let revision_changed = given_kept
+        .iter()
+        .any(|(k, v)| REVISION_MEMBERS.contains(&k.as_str()) && service.kept.get(k) != Some(v));
+    for (member, value) in given_kept {
+        service.kept.insert(member, value);
+    }
     let task_definition = match &request.task_definition {
         Some(given) => resolve_task_definition(api, given)?.0,
         None => service.task_definition.clone(),
@@ -353,21 +378,21 @@ pub fn update(api: &Api, body: Value) -> Result<Value, ApiError> {
     if task_definition != service.task_definition {
         check_route(api, &cluster, &service.service_name, &task_definition)?;
     }
-    if task_definition != service.task_definition || request.force_new_deployment {
-        for deployment in &mut service.deployments {
-            deployment.status = DeploymentStatus::Active;
-            deployment.updated_at = now;
-        }
-        service.deployments.insert(
-            0,
+    if !external
+        && (task_definition != service.task_definition
+            || request.force_new_deployment
+            || revision_changed)
+    {
+        service.task_definition = task_definition.clone();
+        service.begin_deployment(
             new_deployment(
                 &task_definition,
                 service.desired_count,
                 now,
                 service.launch_type,
             ),
+            now,
         );
-        service.task_definition = task_definition;
         // A new deployment starts without the old one's throttle.
         service.scheduler.start_failures = 0;
         service.scheduler.not_before = None;

@@ -455,6 +455,7 @@ pub fn launch(control: &Control, request: Launch<'_>) -> Result<Launched, Contro
             version: 1,
             host: Some(candidate.id.clone()),
             health_checked,
+            protected_until: None,
             shape,
         };
         crate::records::create(control.store.as_ref(), &task_key(&task_id), &task)?;

@@ -322,5 +322,6 @@ fn task_view(task: &TaskRecord, draining: &HashSet<String>) -> TaskView {
         stop_code: task.stop_code,
         stopped_reason: task.stopped_reason.clone(),
         on_draining_host: task.host.as_ref().is_some_and(|h| draining.contains(h)),
+        protected_until: task.protected_until,
     }
 }

@@ -11,12 +11,18 @@
 //! - a task that stops before it ran [`SHORT_RUN`] (or never ran) is a failed start: starts are
 //!   then throttled with a growing delay, and the circuit breaker counts it;
 //! - the circuit breaker fails a deployment after clamp(⌈desired / 2⌉, 3, 200) failed tasks and,
-//!   with `rollback`, makes the last completed deployment's task definition PRIMARY again.
+//!   with `rollback`, makes the last completed deployment's task definition PRIMARY again;
+//! - a task under scale-in protection (UpdateTaskProtection) is not stopped by a scale-in or
+//!   by a deployment replacing it until the protection expires (failing health checks, a
+//!   draining host and StopTask still stop it);
+//! - StopServiceDeployment's requests (ROLLBACK, ABORT) are carried out here, and every
+//!   service deployment's status follows the scheduler deployment that carries it.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use crate::records::StopCode;
+use crate::records::service::history::{Rollback, ServiceDeploymentStatus, ServiceRevision};
 use crate::records::service::{
     Deployment, DeploymentStatus, RolloutState, Service, ServiceStatus, new_deployment_id,
 };
@@ -58,6 +64,8 @@ pub struct TaskView {
     pub stopped_reason: Option<String>,
     /// It runs on a host that is DRAINING: it is replaced as an old deployment's task is.
     pub on_draining_host: bool,
+    /// Scale-in protection holds until then.
+    pub protected_until: Option<f64>,
 }
 
 impl TaskView {
@@ -89,6 +97,10 @@ impl TaskView {
             (Some(started), Some(stopped)) => stopped - started < SHORT_RUN,
             _ => true,
         }
+    }
+
+    fn protected(&self, now: f64) -> bool {
+        self.protected_until.is_some_and(|until| until > now)
     }
 
     fn failed_health_check(&self) -> bool {
@@ -146,6 +158,7 @@ pub fn plan(service: &Service, tasks: &[TaskView], now: f64, settings: &Schedule
     let mut s = service.clone();
     let name = s.service_name.clone();
     account_stopped(&mut s, tasks, now, settings);
+    honour_stop_requests(&mut s, now);
     trip_circuit_breaker(&mut s, now);
     let primary_id = s.primary().map(|d| d.id.clone()).unwrap_or_default();
 
@@ -191,6 +204,17 @@ pub fn plan(service: &Service, tasks: &[TaskView], now: f64, settings: &Schedule
         stop.push((task.id.clone(), UNHEALTHY_REASON.to_string()));
     }
 
+    // A protected task waits for its protection to end; a pass is due then.
+    let mut protection_ends: Option<f64> = None;
+    let mut held = |task: &TaskView| {
+        if task.protected(now) {
+            let until = task.protected_until.unwrap_or(now);
+            protection_ends = Some(protection_ends.map_or(until, |p: f64| p.min(until)));
+            return true;
+        }
+        false
+    };
+
     // Older deployments drain: tasks that are not yet healthy go at once; healthy ones only as
     // far as the minimum healthy count allows. A failed primary keeps the old ones.
     if !primary_failed {
@@ -200,6 +224,7 @@ pub fn plan(service: &Service, tasks: &[TaskView], now: f64, settings: &Schedule
                 (t.deployment != primary_id || t.on_draining_host)
                     && t.alive()
                     && !is_listed(&stop, &t.id)
+                    && (t.on_draining_host || !held(t))
             })
             .collect();
         for task in draining {
@@ -238,7 +263,14 @@ pub fn plan(service: &Service, tasks: &[TaskView], now: f64, settings: &Schedule
                 )
         });
         let excess = primary_alive.len() - desired as usize;
-        for task in primary_alive.drain(..excess) {
+        let chosen: Vec<&TaskView> = primary_alive
+            .iter()
+            .copied()
+            .filter(|t| !held(t))
+            .take(excess)
+            .collect();
+        primary_alive.retain(|t| !chosen.iter().any(|c| c.id == t.id));
+        for task in chosen {
             stop.push((
                 task.id.clone(),
                 format!("Scaling activity initiated by (deployment {primary_id})"),
@@ -251,7 +283,10 @@ pub fn plan(service: &Service, tasks: &[TaskView], now: f64, settings: &Schedule
     let lacking = desired.saturating_sub(primary_alive.len() as u32);
     let room = max_total.saturating_sub(not_stopped);
     let mut start = None;
-    let mut wake_at = grace_ends;
+    let mut wake_at = match (grace_ends, protection_ends) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     if lacking > 0 && !primary_failed && s.status == ServiceStatus::Active {
         if throttled {
             wake_at = match (wake_at, s.scheduler.not_before) {
@@ -283,6 +318,7 @@ pub fn plan(service: &Service, tasks: &[TaskView], now: f64, settings: &Schedule
 
     update_counts(&mut s, tasks, desired, now);
     finish_rollout(&mut s, tasks, now);
+    follow_service_deployments(&mut s, now);
 
     // DRAINING ends when nothing is left.
     if s.status == ServiceStatus::Draining && not_stopped == 0 {
@@ -404,7 +440,15 @@ fn trip_circuit_breaker(s: &mut Service, now: f64) {
             "(service {name}) (deployment {failed_id}) deployment failed: tasks failed to start."
         ),
     );
-    if !breaker.rollback {
+    let rolling_back_already = s
+        .history
+        .carried_by_mut(&failed_id)
+        .is_some_and(|d| d.rollback.is_some());
+    if let Some(record) = s.history.carried_by_mut(&failed_id) {
+        record.tripped = true;
+    }
+    // A rollback that fails too ends there (ROLLBACK_FAILED), rather than rolling back again.
+    if !breaker.rollback || rolling_back_already {
         return;
     }
     let Some(target) = s
@@ -421,24 +465,11 @@ fn trip_circuit_breaker(s: &mut Service, now: f64) {
         );
         return;
     };
-    s.deployments[index].status = DeploymentStatus::Active;
-    let rollback = Deployment {
-        id: new_deployment_id(),
-        status: DeploymentStatus::Primary,
-        task_definition: target.task_definition.clone(),
-        desired_count: s.desired_count,
-        pending_count: 0,
-        running_count: 0,
-        failed_tasks: 0,
-        created_at: now,
-        updated_at: now,
-        launch_type: target.launch_type,
-        rollout_state: RolloutState::InProgress,
-        rollout_state_reason: format!(
-            "ECS deployment circuit breaker: rolling back to deploymentId {}.",
-            target.id
-        ),
-    };
+    let revision = s
+        .history
+        .revision_of(&target.id)
+        .cloned()
+        .unwrap_or_else(|| s.revision_for(&target, now));
     s.add_event(
         now,
         format!(
@@ -446,10 +477,205 @@ fn trip_circuit_breaker(s: &mut Service, now: f64) {
             target.id
         ),
     );
-    s.task_definition = rollback.task_definition.clone();
+    roll_back(
+        s,
+        index,
+        &revision,
+        format!(
+            "ECS deployment circuit breaker: rolling back to deploymentId {}.",
+            target.id
+        ),
+        "Service deployment rolled back because the circuit breaker threshold was exceeded.",
+        now,
+    );
+}
+
+/// Makes a new PRIMARY deployment of `revision` in place of the one at `index`, carried by
+/// the same service deployment, which is then ROLLBACK_IN_PROGRESS.
+fn roll_back(
+    s: &mut Service,
+    index: usize,
+    revision: &ServiceRevision,
+    rollout_reason: String,
+    why: &str,
+    now: f64,
+) {
+    let failed_id = s.deployments[index].id.clone();
+    s.deployments[index].status = DeploymentStatus::Active;
+    let rollback = Deployment {
+        id: new_deployment_id(),
+        status: DeploymentStatus::Primary,
+        task_definition: revision.task_definition.clone(),
+        desired_count: s.desired_count,
+        pending_count: 0,
+        running_count: 0,
+        failed_tasks: 0,
+        created_at: now,
+        updated_at: now,
+        launch_type: revision.launch_type,
+        rollout_state: RolloutState::InProgress,
+        rollout_state_reason: rollout_reason,
+    };
+    s.apply_revision(revision);
+    s.history
+        .runs
+        .insert(rollback.id.clone(), revision.id.clone());
+    if let Some(record) = s.history.carried_by_mut(&failed_id) {
+        record.carriers.push(rollback.id.clone());
+        record.status = ServiceDeploymentStatus::RollbackInProgress;
+        record.status_reason = Some(why.to_string());
+        record.rollback = Some(Rollback {
+            reason: why.to_string(),
+            started_at: now,
+            service_revision: revision.id.clone(),
+        });
+        record.updated_at = now;
+    }
     s.deployments.insert(0, rollback);
     s.scheduler.start_failures = 0;
     s.scheduler.not_before = None;
+    s.scheduler.steady = false;
+}
+
+/// Carries out StopServiceDeployment's requests on the primary's service deployment:
+/// ROLLBACK_REQUESTED rolls back to the revision that ran before it; STOP_REQUESTED (ABORT)
+/// stops it where it is (no more starts or drains, as a failed deployment).
+fn honour_stop_requests(s: &mut Service, now: f64) {
+    let Some(index) = s
+        .deployments
+        .iter()
+        .position(|d| d.status == DeploymentStatus::Primary)
+    else {
+        return;
+    };
+    let primary_id = s.deployments[index].id.clone();
+    let Some(record) = s.history.carried_by_mut(&primary_id) else {
+        return;
+    };
+    let name = s.service_name.clone();
+    match record.status {
+        ServiceDeploymentStatus::RollbackRequested => {
+            let target = record.source_revisions.first().cloned();
+            let revision = target.and_then(|id| s.history.revision(&id).cloned());
+            let Some(revision) = revision else {
+                // Nothing ran before it (the API refuses this; an old record may still ask).
+                if let Some(record) = s.history.carried_by_mut(&primary_id) {
+                    record.status = ServiceDeploymentStatus::RollbackFailed;
+                    record.status_reason = Some("No previous service revision.".into());
+                    record.finished_at = Some(now);
+                    record.updated_at = now;
+                }
+                return;
+            };
+            let primary = &mut s.deployments[index];
+            primary.rollout_state = RolloutState::Failed;
+            primary.rollout_state_reason = "Service deployment stopped with rollback.".into();
+            primary.updated_at = now;
+            s.add_event(
+                now,
+                format!(
+                    "(service {name}) (deployment {primary_id}) rolling back to service revision {}.",
+                    revision.id
+                ),
+            );
+            roll_back(
+                s,
+                index,
+                &revision,
+                format!(
+                    "ECS deployment rollback requested: rolling back to service revision {}.",
+                    revision.id
+                ),
+                "Service deployment rolled back by StopServiceDeployment.",
+                now,
+            );
+        }
+        ServiceDeploymentStatus::StopRequested => {
+            record.status = ServiceDeploymentStatus::Stopped;
+            record.status_reason =
+                Some("Service deployment stopped by StopServiceDeployment.".into());
+            record.stopped_at = Some(now);
+            record.finished_at = Some(now);
+            record.updated_at = now;
+            let primary = &mut s.deployments[index];
+            if primary.rollout_state == RolloutState::InProgress {
+                primary.rollout_state = RolloutState::Failed;
+                primary.rollout_state_reason = "Service deployment stopped.".into();
+                primary.updated_at = now;
+            }
+            s.add_event(
+                now,
+                format!("(service {name}) (deployment {primary_id}) deployment stopped."),
+            );
+        }
+        _ => {}
+    }
+}
+
+/// Every ongoing service deployment follows the scheduler deployment carrying it: counts,
+/// the circuit breaker's tally, and SUCCESSFUL / STOPPED / ROLLBACK_* once it is decided.
+fn follow_service_deployments(s: &mut Service, now: f64) {
+    let threshold = failure_threshold(s.desired_count);
+    let breaker_on = s.deployment_configuration.deployment_circuit_breaker.enable;
+    let carriers: Vec<Deployment> = s.deployments.clone();
+    for record in s.history.deployments.iter_mut() {
+        if !record.status.is_ongoing() {
+            continue;
+        }
+        let carrier = record
+            .carrier()
+            .and_then(|c| carriers.iter().find(|d| d.id == c));
+        let Some(carrier) = carrier else {
+            record.status = ServiceDeploymentStatus::Stopped;
+            record.status_reason = Some("The deployment is no longer running.".into());
+            record.stopped_at = Some(now);
+            record.finished_at = Some(now);
+            record.updated_at = now;
+            continue;
+        };
+        let failures: u32 = record
+            .carriers
+            .iter()
+            .filter_map(|c| carriers.iter().find(|d| &d.id == c))
+            .map(|d| d.failed_tasks)
+            .max()
+            .unwrap_or(0)
+            .max(record.failure_count);
+        if breaker_on && (failures, threshold) != (record.failure_count, record.threshold) {
+            record.failure_count = failures;
+            record.threshold = threshold;
+            record.updated_at = now;
+        }
+        let rolling_back = record.rollback.is_some();
+        let (status, reason) = match (carrier.rollout_state, rolling_back) {
+            (RolloutState::InProgress, _) => continue,
+            (RolloutState::Completed, false) => (
+                ServiceDeploymentStatus::Successful,
+                "Service deployment completed.".to_string(),
+            ),
+            (RolloutState::Completed, true) => (
+                ServiceDeploymentStatus::RollbackSuccessful,
+                "Service deployment rolled back.".to_string(),
+            ),
+            (RolloutState::Failed, false) => (
+                ServiceDeploymentStatus::Stopped,
+                carrier.rollout_state_reason.clone(),
+            ),
+            (RolloutState::Failed, true) => (
+                ServiceDeploymentStatus::RollbackFailed,
+                carrier.rollout_state_reason.clone(),
+            ),
+        };
+        record.status = status;
+        record.status_reason = Some(reason);
+        record.finished_at = Some(now);
+        if status == ServiceDeploymentStatus::Stopped {
+            record.stopped_at = Some(now);
+        }
+        record.updated_at = now;
+    }
+    let live: Vec<String> = s.deployments.iter().map(|d| d.id.clone()).collect();
+    s.history.prune(&live);
 }
 
 /// Per-deployment and service counts.
@@ -548,7 +774,7 @@ mod tests {
     use crate::records::service::{DeploymentConfiguration, SchedulerState};
 
     fn service(desired: u32, min: u32, max: u32) -> Service {
-        Service {
+        let mut s = Service {
             service_arn: "arn:svc".into(),
             service_name: "web".into(),
             cluster_arn: "arn:cluster".into(),
@@ -563,7 +789,7 @@ mod tests {
                 minimum_healthy_percent: min,
                 ..Default::default()
             },
-            deployments: vec![deployment("d1", "td:1")],
+            deployments: Vec::new(),
             events: Vec::new(),
             created_at: 0.0,
             placement_constraints: Vec::new(),
@@ -573,7 +799,10 @@ mod tests {
             tags: serde_json::json!([]),
             kept: Default::default(),
             scheduler: SchedulerState::default(),
-        }
+            history: Default::default(),
+        };
+        s.begin_deployment(deployment("d1", "td:1"), 0.0);
+        s
     }
 
     fn deployment(id: &str, task_definition: &str) -> Deployment {
@@ -602,6 +831,7 @@ mod tests {
         next_id: u32,
         /// Whether new tasks of a deployment fail to start.
         failing: Vec<String>,
+        deployments_made: u32,
     }
 
     impl World {
@@ -612,6 +842,7 @@ mod tests {
                 now: 1000.0,
                 next_id: 0,
                 failing: Vec::new(),
+                deployments_made: 1,
             }
         }
 
@@ -663,6 +894,7 @@ mod tests {
                         stop_code: None,
                         stopped_reason: None,
                         on_draining_host: false,
+                        protected_until: None,
                     });
                 }
             }
@@ -685,15 +917,10 @@ mod tests {
         }
 
         fn update(&mut self, task_definition: &str) {
-            for d in &mut self.service.deployments {
-                d.status = DeploymentStatus::Active;
-            }
-            let mut new = deployment(
-                &format!("d{}", self.service.deployments.len() + 1),
-                task_definition,
-            );
+            self.deployments_made += 1;
+            let mut new = deployment(&format!("d{}", self.deployments_made), task_definition);
             new.created_at = self.now;
-            self.service.deployments.insert(0, new);
+            self.service.begin_deployment(new, self.now);
             self.service.task_definition = task_definition.into();
             self.service.scheduler.start_failures = 0;
             self.service.scheduler.not_before = None;
@@ -875,6 +1102,134 @@ mod tests {
                 .iter()
                 .any(|m| m.contains("rolling back to deployment d1"))
         );
+        // As service deployments: the first SUCCESSFUL, the bad one rolled back to it.
+        let history = &world.service.history;
+        let bad = &history.deployments[0];
+        assert_eq!(bad.status, ServiceDeploymentStatus::RollbackSuccessful);
+        assert!(bad.tripped && bad.failure_count >= failure_threshold(2));
+        let first = &history.deployments[1];
+        assert_eq!(first.status, ServiceDeploymentStatus::Successful);
+        assert_eq!(
+            bad.rollback.as_ref().unwrap().service_revision,
+            first.target_revision
+        );
+        assert_eq!(
+            bad.source_revisions,
+            std::slice::from_ref(&first.target_revision)
+        );
+    }
+
+    fn protect(world: &mut World, ids: &[String], until: f64) {
+        for task in world.tasks.iter_mut().filter(|t| ids.contains(&t.id)) {
+            task.protected_until = Some(until);
+        }
+    }
+
+    fn alive_ids(world: &World) -> Vec<String> {
+        world
+            .tasks
+            .iter()
+            .filter(|t| t.phase != Phase::Stopped && t.phase != Phase::Stopping)
+            .map(|t| t.id.clone())
+            .collect()
+    }
+
+    #[test]
+    fn protected_tasks_survive_a_scale_in_until_their_protection_expires() {
+        let mut world = World::new(service(3, 100, 200));
+        settle(&mut world, 3);
+        let ids = alive_ids(&world);
+        let kept: Vec<String> = ids[..2].to_vec();
+        let until = world.now + 20.0;
+        protect(&mut world, &kept, until);
+        world.service.desired_count = 1;
+        let plan = world.step();
+        assert_eq!(plan.stop.len(), 1, "{plan:?}");
+        assert!(!kept.contains(&plan.stop[0].0));
+        assert_eq!(plan.wake_at, Some(until));
+        settle(&mut world, 5);
+        assert_eq!(alive_ids(&world), kept);
+        while world.now < until + 1.0 {
+            world.step();
+        }
+        settle(&mut world, 2);
+        assert_eq!(alive_ids(&world).len(), 1);
+    }
+
+    #[test]
+    fn a_deployment_waits_for_a_protected_task_before_it_completes() {
+        let mut world = World::new(service(2, 50, 200));
+        settle(&mut world, 3);
+        let old = alive_ids(&world);
+        let until = world.now + 15.0;
+        protect(&mut world, &old[..1], until);
+        world.update("td:2");
+        settle(&mut world, 6);
+        assert!(alive_ids(&world).contains(&old[0]));
+        assert_eq!(
+            world.service.primary().unwrap().rollout_state,
+            RolloutState::InProgress
+        );
+        assert_eq!(
+            world.service.history.deployments[0].status,
+            ServiceDeploymentStatus::InProgress
+        );
+        while world.now < until + 3.0 {
+            world.step();
+        }
+        assert!(!alive_ids(&world).contains(&old[0]));
+        assert_eq!(
+            world.service.primary().unwrap().rollout_state,
+            RolloutState::Completed
+        );
+        assert_eq!(
+            world.service.history.deployments[0].status,
+            ServiceDeploymentStatus::Successful
+        );
+    }
+
+    #[test]
+    fn a_requested_rollback_returns_to_the_previous_revision() {
+        let mut world = World::new(service(2, 50, 200));
+        settle(&mut world, 3);
+        world.update("td:2");
+        // Its tasks never start, and no circuit breaker is on: only a request ends it.
+        world.failing.push("d2".into());
+        settle(&mut world, 5);
+        let record = &mut world.service.history.deployments[0];
+        assert_eq!(record.status, ServiceDeploymentStatus::InProgress);
+        record.status = ServiceDeploymentStatus::RollbackRequested;
+        world.step();
+        assert_eq!(
+            world.service.history.deployments[0].status,
+            ServiceDeploymentStatus::RollbackInProgress
+        );
+        settle(&mut world, 10);
+        assert_eq!(world.service.task_definition, "td:1");
+        assert_eq!(world.service.running_count, 2);
+        let record = &world.service.history.deployments[0];
+        assert_eq!(record.status, ServiceDeploymentStatus::RollbackSuccessful);
+        let first = &world.service.history.deployments[1].target_revision;
+        assert_eq!(&record.rollback.as_ref().unwrap().service_revision, first);
+    }
+
+    #[test]
+    fn an_aborted_deployment_stops_where_it_is() {
+        let mut world = World::new(service(2, 100, 200));
+        settle(&mut world, 3);
+        world.update("td:2");
+        world.failing.push("d2".into());
+        settle(&mut world, 3);
+        world.service.history.deployments[0].status = ServiceDeploymentStatus::StopRequested;
+        world.step();
+        let record = &world.service.history.deployments[0];
+        assert_eq!(record.status, ServiceDeploymentStatus::Stopped);
+        assert!(record.stopped_at.is_some());
+        for _ in 0..10 {
+            assert!(world.step().start.is_none());
+        }
+        // The old revision's tasks stay.
+        assert_eq!(world.running(), 2);
     }
 
     #[test]

@@ -2,10 +2,13 @@
 //! under `services/CLUSTER/NAME` and answered by DescribeServices, plus the scheduler's own
 //! bookkeeping (`scheduler`, never shown to clients).
 
+pub mod history;
+
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value, json};
 
 use super::LaunchType;
+use history::{History, REVISION_MEMBERS, ServiceRevision};
 
 /// A service's `status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -37,6 +40,16 @@ pub enum RolloutState {
     Completed,
     Failed,
 }
+
+/// The revision members ECS's `Deployment` shape shows.
+const DEPLOYMENT_MEMBERS: &[&str] = &[
+    "capacityProviderStrategy",
+    "platformVersion",
+    "networkConfiguration",
+    "serviceConnectConfiguration",
+    "volumeConfigurations",
+    "vpcLatticeConfigurations",
+];
 
 /// How many events a service keeps (ECS shows the latest 100).
 pub const MAX_EVENTS: usize = 100;
@@ -76,6 +89,10 @@ pub struct Service {
     /// The scheduler's bookkeeping; stripped from every answer.
     #[serde(default)]
     pub scheduler: SchedulerState,
+    /// Service deployments and revisions (ListServiceDeployments and friends); stripped from
+    /// DescribeServices, which shows the current ones only.
+    #[serde(default, rename = "wasmgateHistory")]
+    pub history: History,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,6 +102,10 @@ pub struct DeploymentConfiguration {
     pub minimum_healthy_percent: u32,
     #[serde(default)]
     pub deployment_circuit_breaker: CircuitBreaker,
+    /// The members kept and returned but not acted on (alarms: there is no CloudWatch here;
+    /// bakeTimeInMinutes and strategy ROLLING, the only one run).
+    #[serde(flatten)]
+    pub kept: Map<String, Value>,
 }
 
 impl Default for DeploymentConfiguration {
@@ -93,6 +114,7 @@ impl Default for DeploymentConfiguration {
             maximum_percent: 200,
             minimum_healthy_percent: 100,
             deployment_circuit_breaker: CircuitBreaker::default(),
+            kept: Map::new(),
         }
     }
 }
@@ -101,6 +123,9 @@ impl Default for DeploymentConfiguration {
 pub struct CircuitBreaker {
     pub enable: bool,
     pub rollback: bool,
+    /// resetOnHealthyTask, thresholdConfiguration: kept and returned.
+    #[serde(flatten)]
+    pub kept: Map<String, Value>,
 }
 
 /// One deployment of a service: a task definition and how far its rollout is.
@@ -188,13 +213,115 @@ impl Service {
         self.events.truncate(MAX_EVENTS);
     }
 
-    /// The shape clients see: the record without the scheduler's bookkeeping.
+    /// The shape clients see: the record without the scheduler's bookkeeping and history,
+    /// with the current service deployment and revisions.
     pub fn to_shape(&self) -> Value {
         let mut value = serde_json::to_value(self).unwrap_or(Value::Null);
         if let Some(object) = value.as_object_mut() {
             object.remove("scheduler");
+            object.remove("wasmgateHistory");
+            if let Some(current) = self.history.deployments.first() {
+                object.insert(
+                    "currentServiceDeployment".into(),
+                    json!(self.child_arn("service-deployment", &current.id)),
+                );
+            }
+            // A deployment shows what its revision runs (Service Connect and volumes appear
+            // only there in ECS's shapes).
+            if let Some(Value::Array(deployments)) = object.get_mut("deployments") {
+                for shape in deployments.iter_mut() {
+                    let revision = shape["id"]
+                        .as_str()
+                        .and_then(|id| self.history.revision_of(id));
+                    if let (Some(revision), Some(shape)) = (revision, shape.as_object_mut()) {
+                        for (member, value) in &revision.members {
+                            if DEPLOYMENT_MEMBERS.contains(&member.as_str()) {
+                                shape.insert(member.clone(), value.clone());
+                            }
+                        }
+                    }
+                }
+            }
+            let revisions: Vec<Value> = self
+                .deployments
+                .iter()
+                .filter_map(|d| {
+                    let revision = self.history.runs.get(&d.id)?;
+                    Some(json!({
+                        "arn": self.child_arn("service-revision", revision),
+                        "requestedTaskCount": d.desired_count,
+                        "runningTaskCount": d.running_count,
+                        "pendingTaskCount": d.pending_count,
+                    }))
+                })
+                .collect();
+            if !revisions.is_empty() {
+                object.insert("currentServiceRevisions".into(), json!(revisions));
+            }
         }
         value
+    }
+
+    /// The ARN of one of the service's own resources: `KIND/CLUSTER/SERVICE/ID`
+    /// (`service-deployment`, `service-revision`, `task-set`).
+    pub fn child_arn(&self, kind: &str, id: &str) -> String {
+        match self.service_arn.split_once(":service/") {
+            Some((scope, path)) => format!("{scope}:{kind}/{path}/{id}"),
+            None => format!("{}/{kind}/{id}", self.service_arn),
+        }
+    }
+
+    /// What `deployment` runs as a service revision: its task definition and launch type,
+    /// and the service's revision members as they are now.
+    pub fn revision_for(&self, deployment: &Deployment, now: f64) -> ServiceRevision {
+        ServiceRevision {
+            id: deployment
+                .id
+                .strip_prefix("ecs-svc/")
+                .unwrap_or(&deployment.id)
+                .to_string(),
+            task_definition: deployment.task_definition.clone(),
+            launch_type: deployment.launch_type,
+            created_at: now,
+            members: REVISION_MEMBERS
+                .iter()
+                .filter_map(|m| Some((m.to_string(), self.kept.get(*m)?.clone())))
+                .collect(),
+        }
+    }
+
+    /// Makes `deployment` the PRIMARY one (the others go ACTIVE and drain) and starts a
+    /// service deployment for it, to a new service revision.
+    pub fn begin_deployment(&mut self, deployment: Deployment, now: f64) {
+        let live: Vec<String> = self.deployments.iter().map(|d| d.id.clone()).collect();
+        for old in &mut self.deployments {
+            old.status = DeploymentStatus::Active;
+            old.updated_at = now;
+        }
+        let revision = self.revision_for(&deployment, now);
+        let configuration =
+            serde_json::to_value(&self.deployment_configuration).unwrap_or_default();
+        self.history
+            .begin(revision, &deployment.id, &live, configuration, now);
+        self.deployments.insert(0, deployment);
+        let live: Vec<String> = self.deployments.iter().map(|d| d.id.clone()).collect();
+        self.history.prune(&live);
+    }
+
+    /// Sets the service's revision members to `revision`'s (a rollback restores them).
+    pub fn apply_revision(&mut self, revision: &ServiceRevision) {
+        for member in REVISION_MEMBERS {
+            match revision.members.get(*member) {
+                Some(value) => {
+                    self.kept.insert(member.to_string(), value.clone());
+                }
+                None => {
+                    self.kept.remove(*member);
+                }
+            }
+        }
+        self.task_definition = revision.task_definition.clone();
+        self.launch_type = revision.launch_type;
     }
 }
 

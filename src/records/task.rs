@@ -222,6 +222,14 @@ pub struct TaskRecord {
         skip_serializing_if = "is_false"
     )]
     pub health_checked: bool,
+    /// Not ECS's: scale-in protection (UpdateTaskProtection) holds until then (epoch
+    /// seconds); the scheduler's scale-in and deployments leave the task alone until then.
+    #[serde(
+        rename = "wasmgateProtectedUntil",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub protected_until: Option<f64>,
     /// Every other member of ECS's shape, as written (overrides, tags, attachments,
     /// availabilityZone, containerInstanceArn, attributes).
     #[serde(flatten)]
