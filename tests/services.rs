@@ -851,3 +851,105 @@ print('codedeploy:', error(deploymentController={'type': 'CODE_DEPLOY'}))
         assert!(out.contains(line), "{line}:\n{out}");
     }
 }
+
+#[test]
+fn task_sets_of_an_external_service_run_their_share_of_tasks() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let out = boto3(
+        &server.endpoint,
+        &register(
+            r#"
+def sets(*ids, **kw):
+    r = ecs.describe_task_sets(cluster='default', service='ext', **({'taskSets': list(ids)} if ids else {}), **kw)
+    return r['taskSets'], r['failures']
+def settle(arn, running):
+    for _ in range(300):
+        found, _ = sets(arn)
+        if found and found[0]['stabilityStatus'] == 'STEADY_STATE' and found[0]['runningCount'] == running:
+            return found[0]
+        time.sleep(0.1)
+    return found[0] if found else None
+ecs.create_service(serviceName='web', taskDefinition='web:1', desiredCount=0)
+try:
+    ecs.create_task_set(service='web', cluster='default', taskDefinition='web:1')
+except ecs.exceptions.InvalidParameterException as e:
+    print('not external: InvalidParameterException')
+s = ecs.create_service(serviceName='ext', desiredCount=4, deploymentController={'type': 'EXTERNAL'})['service']
+print('service', s['deploymentController'], s['deployments'])
+blue = ecs.create_task_set(service='ext', cluster='default', taskDefinition='web:1', externalId='blue',
+                           scale={'value': 50, 'unit': 'PERCENT'}, tags=[{'key': 'colour', 'value': 'blue'}])['taskSet']
+print('blue', blue['taskSetArn'].startswith('arn:aws:ecs:us-east-1:000000000000:task-set/default/ext/ecs-svc/'), blue['status'], blue['computedDesiredCount'], blue['externalId'])
+b = settle(blue['taskSetArn'], 2)
+print('blue steady', b['runningCount'], b['pendingCount'], b['stabilityStatus'])
+tasks = ecs.describe_tasks(tasks=ecs.list_tasks(serviceName='ext')['taskArns'])['tasks']
+print('started by', sorted(set(t['startedBy'] for t in tasks)) == [blue['id']], len(tasks))
+green = ecs.create_task_set(service='ext', cluster='default', taskDefinition=v2, scale={'value': 100, 'unit': 'PERCENT'})['taskSet']
+g = settle(green['id'], 4)
+print('green steady', g['runningCount'], g['computedDesiredCount'])
+print('service counts', describe('ext')['runningCount'])
+p = ecs.update_service_primary_task_set(cluster='default', service='ext', primaryTaskSet=green['taskSetArn'])['taskSet']
+found, _ = sets()
+print('primary', p['status'], sorted(t['status'] for t in found), describe('ext')['taskDefinition'] == v2)
+ecs.update_task_set(cluster='default', service='ext', taskSet=blue['id'], scale={'value': 0, 'unit': 'PERCENT'})
+b = settle(blue['id'], 0)
+print('blue scaled in', b['runningCount'], b['computedDesiredCount'])
+try:
+    ecs.delete_task_set(cluster='default', service='ext', taskSet=green['id'])
+except ecs.exceptions.InvalidParameterException as e:
+    print('not forced: InvalidParameterException')
+d = ecs.delete_task_set(cluster='default', service='ext', taskSet=blue['id'])['taskSet']
+print('deleted', d['status'])
+for _ in range(200):
+    _, failures = sets(blue['id'])
+    if failures:
+        break
+    time.sleep(0.1)
+print('gone', [f['reason'] for f in failures])
+found, _ = sets(green['id'])
+print('no tags unless asked', 'tags' in found[0])
+ecs.tag_resource(resourceArn=green['taskSetArn'], tags=[{'key': 'colour', 'value': 'green'}])
+found, _ = sets(green['id'], include=['TAGS'])
+print('tags', found[0]['tags'], ecs.list_tags_for_resource(resourceArn=green['taskSetArn'])['tags'])
+ecs.untag_resource(resourceArn=green['taskSetArn'], tagKeys=['colour'])
+print('untagged', ecs.list_tags_for_resource(resourceArn=green['taskSetArn'])['tags'])
+print('service tags untouched', ecs.list_tags_for_resource(resourceArn=s['serviceArn'])['tags'])
+try:
+    ecs.update_task_set(cluster='default', service='ext', taskSet='ecs-svc/0000', scale={'value': 10, 'unit': 'PERCENT'})
+except ecs.exceptions.TaskSetNotFoundException:
+    print('ghost: TaskSetNotFoundException')
+ecs.update_service(service='ext', desiredCount=2)
+g = settle(green['id'], 2)
+print('follows desired', g['computedDesiredCount'], g['runningCount'])
+ecs.delete_service(service='ext', force=True)
+try:
+    ecs.create_task_set(service='ext', cluster='default', taskDefinition='web:1')
+except ecs.exceptions.ServiceNotActiveException:
+    print('deleted: ServiceNotActiveException')
+"#,
+        ),
+    );
+    for line in [
+        "not external: InvalidParameterException",
+        "service {'type': 'EXTERNAL'} []",
+        "blue True ACTIVE 2 blue",
+        "blue steady 2 0 STEADY_STATE",
+        "started by True 2",
+        "green steady 4 4",
+        "service counts 6",
+        "primary PRIMARY ['ACTIVE', 'PRIMARY'] True",
+        "blue scaled in 0 0",
+        "not forced: InvalidParameterException",
+        "deleted DRAINING",
+        "gone ['MISSING']",
+        "no tags unless asked False",
+        "tags [{'key': 'colour', 'value': 'green'}] [{'key': 'colour', 'value': 'green'}]",
+        "untagged []",
+        "service tags untouched []",
+        "ghost: TaskSetNotFoundException",
+        "follows desired 2 2",
+        "deleted: ServiceNotActiveException",
+    ] {
+        assert!(out.contains(line), "{line}:\n{out}");
+    }
+}

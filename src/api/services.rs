@@ -6,6 +6,7 @@ pub mod deployments;
 pub mod members;
 pub mod namespaces;
 pub mod protection;
+pub mod task_sets;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -99,7 +100,7 @@ fn check_members(body: &Value, operation: &str, own: &[&str]) -> Result<(), ApiE
 }
 
 /// The ACTIVE task definition `given` names, as (ARN, stored record).
-fn resolve_task_definition(api: &Api, given: &str) -> Result<(String, Value), ApiError> {
+pub(super) fn resolve_task_definition(api: &Api, given: &str) -> Result<(String, Value), ApiError> {
     let (record, _) = task_definitions::find(api, given)?;
     if record["status"] != "ACTIVE" {
         return Err(ApiError::client(format!(
@@ -216,6 +217,7 @@ pub fn create(api: &Api, body: Value) -> Result<Value, ApiError> {
         scheduling_strategy: "REPLICA".into(),
         tags: super::tags::given("tags", request.tags)?,
         kept,
+        task_sets: Vec::new(),
         scheduler: SchedulerState::default(),
         history: Default::default(),
     };

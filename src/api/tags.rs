@@ -1,5 +1,6 @@
 //! TagResource, UntagResource, ListTagsForResource on clusters, task definitions, tasks,
-//! services, container instances and capacity providers, with ECS's limits: at most 50 tags a resource, keys of
+//! services, task sets, container instances and capacity providers, with ECS's limits: at
+//! most 50 tags a resource, keys of
 //! 1-128 characters, values of at most 256, and the `aws:` prefix reserved.
 //!
 //! Every taggable record keeps its tags as ECS's `[{key, value}]` in a `tags` member, so one
@@ -62,8 +63,27 @@ pub fn given(field: &str, tags: Option<Value>) -> Result<Value, ApiError> {
     Ok(json!(parsed))
 }
 
+/// Where a resource's tags are: the store key of its record, and the id of the task set
+/// (kept in its service's record) when it is one.
+struct Target {
+    key: String,
+    task_set: Option<String>,
+}
+
+/// The tags member of `record` that `task_set` names (the record's own when `None`).
+fn tags_slot<'a>(record: &'a mut Value, task_set: Option<&str>) -> Option<&'a mut Value> {
+    match task_set {
+        None => Some(&mut record["tags"]),
+        Some(id) => record["taskSets"]
+            .as_array_mut()?
+            .iter_mut()
+            .find(|set| set["id"] == id)
+            .map(|set| &mut set["tags"]),
+    }
+}
+
 /// The store key of the resource an ARN names, and the error when it is not there.
-fn resource_key(api: &Api, arn: &str) -> Result<(String, ApiError), ApiError> {
+fn resource_key(api: &Api, arn: &str) -> Result<(Target, ApiError), ApiError> {
     let not_found = || {
         ApiError::invalid(format!(
             "resourceArn: the specified resource is not found: {arn}"
@@ -78,7 +98,20 @@ fn resource_key(api: &Api, arn: &str) -> Result<(String, ApiError), ApiError> {
     })?;
     let (kind, rest) = resource.split_once('/').ok_or_else(not_found)?;
     let parts: Vec<&str> = rest.split('/').collect();
-    Ok(match (kind, parts.as_slice()) {
+    // A task set's id is `ecs-svc/DIGITS`: its ARN is `task-set/CLUSTER/SERVICE/ecs-svc/DIGITS`.
+    if kind == "task-set" {
+        let mut parts = rest.splitn(3, '/');
+        let (Some(cluster), Some(service), Some(id)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(not_found());
+        };
+        let target = Target {
+            key: crate::control::routes::service_key(cluster, service),
+            task_set: Some(id.to_string()),
+        };
+        return Ok((target, not_found()));
+    }
+    let (key, missing) = match (kind, parts.as_slice()) {
         ("cluster", [name]) => (
             format!("clusters/{name}"),
             ApiError::new(ErrorKind::ClusterNotFoundException, "Cluster not found."),
@@ -106,12 +139,19 @@ fn resource_key(api: &Api, arn: &str) -> Result<(String, ApiError), ApiError> {
             (crate::control::hosts::host_key(id), not_found())
         }
         _ => return Err(not_found()),
-    })
+    };
+    Ok((
+        Target {
+            key,
+            task_set: None,
+        },
+        missing,
+    ))
 }
 
-/// The tags a stored record holds.
-fn tags_of(record: &Value) -> Vec<Tag> {
-    serde_json::from_value(record["tags"].clone()).unwrap_or_default()
+/// The tags a stored value holds.
+fn tags_of(tags: &Value) -> Vec<Tag> {
+    serde_json::from_value(tags.clone()).unwrap_or_default()
 }
 
 #[derive(Deserialize)]
@@ -171,9 +211,10 @@ struct ListTagsForResource {
 
 pub fn list(api: &Api, body: Value) -> Result<Value, ApiError> {
     let request: ListTagsForResource = parse(body)?;
-    let (key, missing) = resource_key(api, &request.resource_arn)?;
-    let found = api.control.store.get(&key)?.ok_or(missing)?;
-    Ok(json!({"tags": tags_of(&found.value)}))
+    let (target, missing) = resource_key(api, &request.resource_arn)?;
+    let mut found = api.control.store.get(&target.key)?.ok_or(missing.clone())?;
+    let tags = tags_slot(&mut found.value, target.task_set.as_deref()).ok_or(missing)?;
+    Ok(json!({"tags": tags_of(tags)}))
 }
 
 /// Applies `edit` to the tags of the resource `arn` names, writing them back if it says it
@@ -183,16 +224,21 @@ fn change(
     arn: &str,
     mut edit: impl FnMut(&mut Vec<Tag>) -> bool,
 ) -> Result<(), ApiError> {
-    let (key, missing) = resource_key(api, arn)?;
-    let updated = crate::records::update::<Value>(api.control.store.as_ref(), &key, |record| {
-        let mut tags = tags_of(record);
+    let (target, missing) = resource_key(api, arn)?;
+    let mut found = false;
+    crate::records::update::<Value>(api.control.store.as_ref(), &target.key, |record| {
+        let Some(slot) = tags_slot(record, target.task_set.as_deref()) else {
+            return false;
+        };
+        found = true;
+        let mut tags = tags_of(slot);
         if !edit(&mut tags) {
             return false;
         }
-        record["tags"] = json!(tags);
+        *slot = json!(tags);
         true
     })?;
-    updated.map(|_| ()).ok_or(missing)
+    if found { Ok(()) } else { Err(missing) }
 }
 
 #[cfg(test)]

@@ -18,6 +18,8 @@
 //! - StopServiceDeployment's requests (ROLLBACK, ABORT) are carried out here, and every
 //!   service deployment's status follows the scheduler deployment that carries it.
 
+mod task_sets;
+
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -155,6 +157,9 @@ pub const DRAINING_HOST_REASON: &str =
     "Task stopped because its container instance is being drained";
 
 pub fn plan(service: &Service, tasks: &[TaskView], now: f64, settings: &SchedulerSettings) -> Plan {
+    if service.is_external() {
+        return task_sets::plan(service, tasks, now, settings);
+    }
     let mut s = service.clone();
     let name = s.service_name.clone();
     account_stopped(&mut s, tasks, now, settings);
@@ -371,7 +376,9 @@ fn account_stopped(s: &mut Service, tasks: &[TaskView], now: f64, settings: &Sch
         }
         // Only the current deployment's failed starts throttle it; a task that ran and then
         // failed its health checks is replaced at once.
-        if failed_start && s.primary().is_some_and(|p| p.id == task.deployment) {
+        let current = s.primary().is_some_and(|p| p.id == task.deployment)
+            || s.task_sets.iter().any(|t| t.id == task.deployment);
+        if failed_start && current {
             new_failures += 1;
         }
     }
@@ -798,6 +805,7 @@ mod tests {
             scheduling_strategy: "REPLICA".into(),
             tags: serde_json::json!([]),
             kept: Default::default(),
+            task_sets: Vec::new(),
             scheduler: SchedulerState::default(),
             history: Default::default(),
         };
@@ -1260,6 +1268,91 @@ mod tests {
         settle(&mut world, 3);
         assert_eq!(world.service.status, ServiceStatus::Inactive);
         assert_eq!(world.not_stopped(), 0);
+    }
+
+    fn external(desired: u32, sets: &[(&str, f64)]) -> Service {
+        use crate::records::service::task_set::{Scale, ScaleUnit, StabilityStatus, TaskSet};
+        let mut s = service(desired, 100, 200);
+        s.deployments.clear();
+        s.history = Default::default();
+        s.kept.insert(
+            "deploymentController".into(),
+            serde_json::json!({"type": "EXTERNAL"}),
+        );
+        for (id, percent) in sets {
+            s.task_sets.push(TaskSet {
+                id: id.to_string(),
+                task_set_arn: format!("arn:task-set/{id}"),
+                service_arn: s.service_arn.clone(),
+                cluster_arn: s.cluster_arn.clone(),
+                external_id: None,
+                status: crate::records::service::task_set::TaskSetStatus::Active,
+                task_definition: format!("td:{id}"),
+                computed_desired_count: 0,
+                pending_count: 0,
+                running_count: 0,
+                created_at: 0.0,
+                updated_at: 0.0,
+                launch_type: LaunchType::Fargate,
+                scale: Scale {
+                    value: *percent,
+                    unit: ScaleUnit::Percent,
+                },
+                stability_status: StabilityStatus::Stabilizing,
+                stability_status_at: 0.0,
+                tags: serde_json::json!([]),
+                kept: Default::default(),
+            });
+        }
+        s
+    }
+
+    fn of_set(world: &World, id: &str) -> usize {
+        world
+            .tasks
+            .iter()
+            .filter(|t| t.deployment == id && t.phase == Phase::Running)
+            .count()
+    }
+
+    #[test]
+    fn task_sets_keep_their_share_of_the_desired_count() {
+        use crate::records::service::task_set::{StabilityStatus, TaskSetStatus};
+        let mut world = World::new(external(4, &[("blue", 100.0), ("green", 25.0)]));
+        settle(&mut world, 6);
+        assert_eq!((of_set(&world, "blue"), of_set(&world, "green")), (4, 1));
+        assert!(world.service.deployments.is_empty());
+        assert_eq!(world.service.running_count, 5);
+        let green = &world.service.task_sets[1];
+        assert_eq!(green.computed_desired_count, 1);
+        assert_eq!(green.stability_status, StabilityStatus::SteadyState);
+        // Blue scales in to 50 %, one of its tasks protected; green goes to 100 %.
+        world.service.task_sets[0].scale.value = 50.0;
+        world.service.task_sets[1].scale.value = 100.0;
+        let protected: Vec<String> = world
+            .tasks
+            .iter()
+            .filter(|t| t.deployment == "blue")
+            .take(3)
+            .map(|t| t.id.clone())
+            .collect();
+        let until = world.now + 100.0;
+        protect(&mut world, &protected, until);
+        settle(&mut world, 6);
+        assert_eq!((of_set(&world, "blue"), of_set(&world, "green")), (3, 4));
+        assert_eq!(
+            world.service.task_sets[0].stability_status,
+            StabilityStatus::Stabilizing
+        );
+        // Deleting blue drains it; it goes with its last task, protected or not.
+        world.service.task_sets[0].status = TaskSetStatus::Draining;
+        for task in &mut world.tasks {
+            task.protected_until = None;
+        }
+        settle(&mut world, 4);
+        assert_eq!(of_set(&world, "blue"), 0);
+        assert_eq!(world.service.task_sets.len(), 1);
+        assert_eq!(world.service.running_count, 4);
     }
 
     #[test]

@@ -3,12 +3,14 @@
 //! bookkeeping (`scheduler`, never shown to clients).
 
 pub mod history;
+pub mod task_set;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::LaunchType;
 use history::{History, REVISION_MEMBERS, ServiceRevision};
+use task_set::TaskSet;
 
 /// A service's `status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -86,6 +88,9 @@ pub struct Service {
     /// (networkConfiguration, loadBalancers, ...).
     #[serde(flatten)]
     pub kept: serde_json::Map<String, Value>,
+    /// The task sets of a service with an EXTERNAL deployment controller.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub task_sets: Vec<TaskSet>,
     /// The scheduler's bookkeeping; stripped from every answer.
     #[serde(default)]
     pub scheduler: SchedulerState,
@@ -194,6 +199,14 @@ pub struct SchedulerState {
 }
 
 impl Service {
+    /// Whether its deployment controller is EXTERNAL: it runs task sets, not deployments.
+    pub fn is_external(&self) -> bool {
+        self.kept
+            .get("deploymentController")
+            .and_then(|c| c.get("type"))
+            .is_some_and(|t| t == "EXTERNAL")
+    }
+
     pub fn primary(&self) -> Option<&Deployment> {
         self.deployments
             .iter()
