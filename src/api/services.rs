@@ -1,6 +1,8 @@
-//! CreateService, UpdateService, DeleteService, DescribeServices, ListServices. These only
-//! record what is desired (the service record, a new deployment); the scheduler
-//! (`crate::controller`) makes it so.
+//! CreateService, UpdateService, DeleteService, DescribeServices, ListServices, and below
+//! them the service's other families: members (`members`), service deployments and revisions
+//! (`deployments`), task sets (`task_sets`), task protection (`protection`), namespaces
+//! (`namespaces`). These only record what is desired (the service record, a new deployment,
+//! a task set, a request to stop a deployment); the scheduler (`crate::controller`) makes it so.
 
 pub mod deployments;
 pub mod members;

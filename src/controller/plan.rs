@@ -622,6 +622,26 @@ fn honour_stop_requests(s: &mut Service, now: f64) {
 /// Every ongoing service deployment follows the scheduler deployment carrying it: counts,
 /// the circuit breaker's tally, and SUCCESSFUL / STOPPED / ROLLBACK_* once it is decided.
 fn follow_service_deployments(s: &mut Service, now: f64) {
+    // A service stored before service deployments were kept gets one for its primary.
+    if s.history.deployments.is_empty()
+        && let Some(primary) = s.primary().cloned()
+    {
+        let others: Vec<String> = s
+            .deployments
+            .iter()
+            .filter(|d| d.id != primary.id)
+            .map(|d| d.id.clone())
+            .collect();
+        let revision = s.revision_for(&primary, primary.created_at);
+        let configuration = serde_json::to_value(&s.deployment_configuration).unwrap_or_default();
+        s.history.begin(
+            revision,
+            &primary.id,
+            &others,
+            configuration,
+            primary.created_at,
+        );
+    }
     let threshold = failure_threshold(s.desired_count);
     let breaker_on = s.deployment_configuration.deployment_circuit_breaker.enable;
     let carriers: Vec<Deployment> = s.deployments.clone();
@@ -1353,6 +1373,20 @@ mod tests {
         assert_eq!(of_set(&world, "blue"), 0);
         assert_eq!(world.service.task_sets.len(), 1);
         assert_eq!(world.service.running_count, 4);
+    }
+
+    #[test]
+    fn a_service_stored_without_history_gets_its_current_deployment() {
+        let mut world = World::new(service(1, 100, 200));
+        world.service.history = Default::default();
+        settle(&mut world, 3);
+        let history = &world.service.history;
+        assert_eq!(history.deployments.len(), 1);
+        assert_eq!(
+            history.deployments[0].status,
+            ServiceDeploymentStatus::Successful
+        );
+        assert_eq!(history.revision_of("d1").unwrap().task_definition, "td:1");
     }
 
     #[test]
