@@ -738,6 +738,13 @@ except ecs.exceptions.NamespaceNotFoundException as e:
 ecs.update_service(service='api', serviceConnectConfiguration={'enabled': True, 'namespace': 'shop'})
 page = ecs.list_services_by_namespace(namespace='shop', maxResults=1)
 print('paged', len(page['serviceArns']), 'nextToken' in page)
+# A cluster's default namespace: named by the cluster, it exists before any service uses it.
+ecs.create_cluster(clusterName='mall', serviceConnectDefaults={'namespace': 'mall-ns'})
+print('empty', ecs.list_services_by_namespace(namespace='mall-ns')['serviceArns'])
+ecs.create_service(cluster='mall', serviceName='cart', taskDefinition='web:1', desiredCount=0,
+                   serviceConnectConfiguration={'enabled': True})
+ecs.create_service(cluster='mall', serviceName='plain', taskDefinition='web:1', desiredCount=0)
+print('by default', [a.split('/')[-1] for a in ecs.list_services_by_namespace(namespace='mall-ns')['serviceArns']])
 "#,
         ),
     );
@@ -746,6 +753,8 @@ print('paged', len(page['serviceArns']), 'nextToken' in page)
         "by arn ['api']",
         "nowhere: NamespaceNotFoundException",
         "paged 1 True",
+        "empty []",
+        "by default ['cart']",
     ] {
         assert!(out.contains(line), "{line}:\n{out}");
     }

@@ -1,7 +1,7 @@
 //! TagResource, UntagResource, ListTagsForResource on clusters, task definitions, tasks,
 //! services, task sets, container instances and capacity providers, with ECS's limits: at
-//! most 50 tags a resource, keys of
-//! 1-128 characters, values of at most 256, and the `aws:` prefix reserved.
+//! most 50 tags a resource, keys of 1-128 characters, values of at most 256, and the `aws:`
+//! prefix reserved.
 //!
 //! Every taggable record keeps its tags as ECS's `[{key, value}]` in a `tags` member, so one
 //! compare-and-swap update of the stored JSON serves every kind.

@@ -43,12 +43,12 @@ pub fn list(api: &Api, body: Value) -> Result<Value, ApiError> {
         let Some(namespace) = found.value["serviceConnectDefaults"]["namespace"].as_str() else {
             continue;
         };
+        if found.value["status"] != "ACTIVE" {
+            continue;
+        }
         known |= same_namespace(namespace, given);
-        let arn = found.value["clusterArn"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        defaults.insert(arn, namespace.to_string());
+        let name = found.value["clusterName"].as_str().unwrap_or_default();
+        defaults.insert(api.control.arns.cluster(name), namespace.to_string());
     }
     let mut arns = Vec::new();
     for (_, found) in store.list("services/")? {

@@ -116,14 +116,17 @@ pub fn create(api: &Api, body: Value) -> Result<Value, ApiError> {
     let _guard = api.control.lock_services();
     let (mut service, revision, cluster) =
         external_service(api, &request.cluster, &request.service)?;
-    let providers: Vec<crate::api::tasks::CapacityProviderItem> =
+    let strategy: Vec<crate::control::providers::StrategyItem> =
         match kept.get("capacityProviderStrategy") {
-            Some(value) => parse(value.clone())?,
+            Some(value) => crate::api::parse_member("capacityProviderStrategy", value.clone())?,
             None => Vec::new(),
         };
-    let launch_type = match (request.launch_type.as_deref(), providers.is_empty()) {
-        (None, true) => service.launch_type,
-        (given, _) => crate::api::tasks::launch_type_of(given, &providers)?,
+    // Neither given: the service's own launch type.
+    let launch_type = if request.launch_type.is_none() && strategy.is_empty() {
+        service.launch_type
+    } else {
+        crate::api::tasks::capacity_of(api, &cluster, request.launch_type.as_deref(), strategy)?
+            .launch_type
     };
     let (task_definition, record) = super::resolve_task_definition(api, &request.task_definition)?;
     if let Ok(definition) = crate::taskdef::TaskDefinition::from_value(record["document"].clone()) {
