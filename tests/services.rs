@@ -288,9 +288,19 @@ print('rolled back', s['taskDefinition'] == v1, s['runningCount'], s['deployment
 print('events', any(f'(deployment {bad}) circuit breaker: rolling back to deployment' in x for x in m))
 failed = ecs.describe_tasks(tasks=ecs.list_tasks(serviceName='web', desiredStatus='STOPPED')['taskArns'])['tasks']
 print('failed tasks', sum(1 for t in failed if t['startedBy'] == bad) >= 3)
+newest = ecs.list_service_deployments(service='web')['serviceDeployments'][0]
+d = ecs.describe_service_deployments(serviceDeploymentArns=[newest['serviceDeploymentArn']])['serviceDeployments'][0]
+first = ecs.list_service_deployments(service='web')['serviceDeployments'][1]
+print('service deployment', d['status'], d['deploymentCircuitBreaker']['status'], d['deploymentCircuitBreaker']['failureCount'] >= 3, d['deploymentCircuitBreaker']['threshold'])
+print('rolled back to', d['rollback']['serviceRevisionArn'] == first['targetServiceRevisionArn'])
 "#,
         ),
     );
+    assert!(
+        out.contains("service deployment ROLLBACK_SUCCESSFUL TRIGGERED True 3"),
+        "{out}"
+    );
+    assert!(out.contains("rolled back to True"), "{out}");
     assert!(out.contains("failed deployment True"), "{out}");
     assert!(out.contains("rolled back True 2 COMPLETED True"), "{out}");
     assert!(out.contains("events True"), "{out}");
@@ -794,6 +804,15 @@ for name, value in members.items():
         got = d['deployments'][0][name]
     print(name, got == value)
 print('defaults', d['deploymentController'], d['schedulingStrategy'])
+ecs.tag_resource(resourceArn=s['serviceArn'], tags=[{'key': 'team', 'value': 'web'}])
+ecs.update_service(service='web', forceNewDeployment=True)
+for _ in range(300):
+    arns = ecs.list_tasks(serviceName='web', desiredStatus='RUNNING')['taskArns']
+    tasks = ecs.describe_tasks(tasks=arns, include=['TAGS'])['tasks'] if arns else []
+    if len(tasks) == 1 and tasks[0]['startedBy'] == describe()['deployments'][0]['id']:
+        break
+    time.sleep(0.1)
+print('task tags', sorted((t['key'], t['value']) for t in tasks[0].get('tags', [])))
 before = describe()['deployments'][0]['id']
 ecs.update_service(service='web', enableExecuteCommand=False, propagateTags='NONE', availabilityZoneRebalancing='ENABLED')
 d = describe()
@@ -847,6 +866,7 @@ print('codedeploy:', error(deploymentController={'type': 'CODE_DEPLOY'}))
     }
     for line in [
         "defaults {'type': 'ECS'} REPLICA",
+        "task tags [('aws:ecs:clusterName', 'default'), ('aws:ecs:serviceName', 'web'), ('team', 'web')]",
         "updated False NONE ENABLED True",
         "lb change deploys [] True",
         "revision members [] True True",

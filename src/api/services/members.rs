@@ -5,7 +5,8 @@
 //!
 //! Kept members live in the service record's `kept` map in ECS's shape; those that make up a
 //! service revision (`records::service::history::REVISION_MEMBERS`) start a new deployment
-//! when UpdateService changes them.
+//! when UpdateService changes them. `propagateTags` and `enableECSManagedTags` are acted on:
+//! the scheduler tags the tasks it starts.
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
