@@ -916,7 +916,7 @@ print('started by', sorted(set(t['startedBy'] for t in tasks)) == [blue['id']], 
 green = ecs.create_task_set(service='ext', cluster='default', taskDefinition=v2, scale={'value': 100, 'unit': 'PERCENT'})['taskSet']
 g = settle(green['id'], 4)
 print('green steady', g['runningCount'], g['computedDesiredCount'])
-print('service counts', describe('ext')['runningCount'])
+print('service counts', describe('ext')['runningCount'], len(describe('ext')['taskSets']), 'tags' in describe('ext')['taskSets'][0])
 p = ecs.update_service_primary_task_set(cluster='default', service='ext', primaryTaskSet=green['taskSetArn'])['taskSet']
 found, _ = sets()
 print('primary', p['status'], sorted(t['status'] for t in found), describe('ext')['taskDefinition'] == v2)
@@ -965,7 +965,7 @@ except ecs.exceptions.ServiceNotActiveException:
         "blue steady 2 0 STEADY_STATE",
         "started by True 2",
         "green steady 4 4",
-        "service counts 6",
+        "service counts 6 2 False",
         "primary PRIMARY ['ACTIVE', 'PRIMARY'] True",
         "blue scaled in 0 0",
         "not forced: InvalidParameterException",

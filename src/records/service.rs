@@ -233,6 +233,12 @@ impl Service {
         if let Some(object) = value.as_object_mut() {
             object.remove("scheduler");
             object.remove("wasmgateHistory");
+            // A task set's tags are DescribeTaskSets' to show (include TAGS), not the service's.
+            if let Some(Value::Array(sets)) = object.get_mut("taskSets") {
+                for set in sets.iter_mut().filter_map(Value::as_object_mut) {
+                    set.remove("tags");
+                }
+            }
             if let Some(current) = self.history.deployments.first() {
                 object.insert(
                     "currentServiceDeployment".into(),
