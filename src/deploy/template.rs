@@ -476,7 +476,9 @@ impl Context {
                                 ));
                             }
                         };
-                        self.substitute(&text, &locals).map(Value::String).map_err(fail)
+                        self.substitute(&text, &locals)
+                            .map(Value::String)
+                            .map_err(fail)
                     }
                     "Fn::Join" => {
                         let parts = argument
