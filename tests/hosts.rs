@@ -1086,3 +1086,260 @@ fn get_json_tls(controller: &Controller, ca: &Path) -> serde_json::Value {
     serde_json::from_slice(&output.stdout)
         .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&output.stderr)))
 }
+
+/// The ids of the container instances of a DAEMON service's running tasks, as a sorted list.
+const DAEMON_HELPERS: &str = r#"
+def instances_of(cluster, service):
+    arns = ecs.list_tasks(cluster=cluster, serviceName=service, desiredStatus='RUNNING')['taskArns']
+    ts = ecs.describe_tasks(cluster=cluster, tasks=arns)['tasks'] if arns else []
+    return sorted(t['containerInstanceArn'].rsplit('/', 1)[1] for t in ts if t['lastStatus'] == 'RUNNING')
+def daemon_on(cluster, service, hosts):
+    def check():
+        s = ecs.describe_services(cluster=cluster, services=[service])['services'][0]
+        return instances_of(cluster, service) == sorted(hosts) and s['desiredCount'] == len(hosts) and s['runningCount'] == len(hosts)
+    return check
+"#;
+
+#[test]
+fn a_daemon_service_runs_one_task_per_host_as_hosts_join_drain_and_stop_qualifying() {
+    let net = TestNet::new(3);
+    let controller = controller(&net);
+    let agents: Vec<Agent> = (0..2)
+        .map(|i| start_agent(&net, i, &controller, &["--cluster", "d"]))
+        .collect();
+    let (h0, h1) = (agents[0].id.clone(), agents[1].id.clone());
+    let out = boto3(
+        &controller,
+        &format!(
+            "{HOST_OF}{DAEMON_HELPERS}
+ecs.create_cluster(clusterName='d')
+for bad in [dict(desiredCount=2), dict(placementStrategy=[{{'type': 'spread', 'field': 'instanceId'}}]), dict(launchType='FARGATE')]:
+    try:
+        ecs.create_service(cluster='d', serviceName='bad', taskDefinition='sleepy', schedulingStrategy='DAEMON', **bad)
+    except ecs.exceptions.InvalidParameterException as e:
+        print('refused:', e.response['Error']['Message'])
+s = ecs.create_service(cluster='d', serviceName='agentd', taskDefinition='sleepy', schedulingStrategy='DAEMON')['service']
+print('created', s['schedulingStrategy'], s['launchType'], s['deploymentConfiguration']['minimumHealthyPercent'], s['deploymentConfiguration']['maximumPercent'])
+wait_until('a task on each host', daemon_on('d', 'agentd', ['{h0}', '{h1}']))
+print('two hosts')
+try:
+    ecs.update_service(cluster='d', service='agentd', desiredCount=5)
+except ecs.exceptions.InvalidParameterException as e:
+    print('update refused:', e.response['Error']['Message'])
+"
+        ),
+    );
+    assert!(
+        out.contains(
+            "refused: The daemon scheduling strategy does not support a desired count for services."
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "refused: The daemon scheduling strategy does not support placement strategies."
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "refused: The daemon scheduling strategy does not support the FARGATE launch type"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("created DAEMON EC2 0 100"), "{out}");
+    assert!(out.contains("two hosts"), "{out}");
+    assert!(
+        out.contains(
+            "update refused: The daemon scheduling strategy does not support a desired count"
+        ),
+        "{out}"
+    );
+
+    // A host that joins gets its task.
+    let joined = start_agent(
+        &net,
+        2,
+        &controller,
+        &["--cluster", "d", "--attribute", "kind=edge"],
+    );
+    let h2 = joined.id.clone();
+    let out = boto3(
+        &controller,
+        &format!(
+            "{HOST_OF}{DAEMON_HELPERS}
+wait_until('the new host to get its task', daemon_on('d', 'agentd', ['{h0}', '{h1}', '{h2}']))
+print('three hosts')
+# A deployment replaces per host.
+old = set(ecs.list_tasks(cluster='d', serviceName='agentd')['taskArns'])
+ecs.register_task_definition(family='sleepy', memory='64', containerDefinitions=[{{'name': 's', 'image': SLEEP, 'stopTimeout': 1, 'environment': [{{'name': 'V', 'value': '2'}}]}}])
+ecs.update_service(cluster='d', service='agentd', taskDefinition='sleepy')
+def rolled():
+    s = ecs.describe_services(cluster='d', services=['agentd'])['services'][0]
+    now = set(ecs.list_tasks(cluster='d', serviceName='agentd', desiredStatus='RUNNING')['taskArns'])
+    return len(s['deployments']) == 1 and s['deployments'][0]['rolloutState'] == 'COMPLETED' and s['runningCount'] == 3 and not (now & old)
+wait_until('the deployment to replace every host', rolled)
+print('rolled', instances_of('d', 'agentd') == sorted(['{h0}', '{h1}', '{h2}']))
+# Hosts that no longer meet the constraints lose their task.
+ecs.update_service(cluster='d', service='agentd', placementConstraints=[{{'type': 'memberOf', 'expression': 'attribute:kind == edge'}}])
+wait_until('only the edge host to keep its task', daemon_on('d', 'agentd', ['{h2}']))
+print('constrained')
+ecs.update_service(cluster='d', service='agentd', placementConstraints=[])
+wait_until('every host again', daemon_on('d', 'agentd', ['{h0}', '{h1}', '{h2}']))
+# A draining host's task stops; the count follows.
+arn = [a for a in ecs.list_container_instances(cluster='d')['containerInstanceArns'] if a.endswith('{h1}')][0]
+ecs.update_container_instances_state(cluster='d', containerInstances=[arn], status='DRAINING')
+wait_until('the drained host to lose its task', daemon_on('d', 'agentd', ['{h0}', '{h2}']))
+print('drained')
+m = [e['message'] for e in ecs.describe_services(cluster='d', services=['agentd'])['services'][0]['events']]
+print('events', any('deployment completed' in x for x in m), any('steady state' in x for x in m))
+ecs.delete_service(cluster='d', service='agentd')
+def gone():
+    s = ecs.describe_services(cluster='d', services=['agentd'])['services'][0]
+    return s['status'] == 'INACTIVE'
+wait_until('the deleted service to go inactive', gone)
+print('deleted')
+"
+        ),
+    );
+    assert!(out.contains("three hosts"), "{out}");
+    assert!(out.contains("rolled True"), "{out}");
+    assert!(out.contains("constrained"), "{out}");
+    assert!(out.contains("drained"), "{out}");
+    assert!(out.contains("events True True"), "{out}");
+    assert!(out.contains("deleted"), "{out}");
+}
+
+#[test]
+fn a_daemon_runs_on_every_host_of_its_capacity_provider_and_a_critical_one_drains_its_host() {
+    let net = TestNet::new(3);
+    let controller = controller(&net);
+    let first: Vec<Agent> = (0..2)
+        .map(|i| start_agent(&net, i, &controller, &[]))
+        .collect();
+    let out = boto3(
+        &controller,
+        &format!(
+            "{HOST_OF}
+def daemon(arn):
+    return ecs.describe_daemon(daemonArn=arn)['daemon']
+def running(arn, n):
+    def check():
+        d = daemon(arn)
+        return len(d['currentRevisions']) == 1 and d['currentRevisions'][0]['totalRunningCount'] == n and d['currentRevisions'][0]['totalWithoutDaemonCount'] == 0
+    return check
+def status(dep):
+    return ecs.describe_daemon_deployments(daemonDeploymentArns=[dep])['daemonDeployments'][0]['status']
+try:
+    ecs.register_daemon_task_definition(family='watch', pidMode='shared', containerDefinitions=[{{'name': 'w', 'image': SLEEP}}])
+except ecs.exceptions.UnsupportedFeatureException as e:
+    print('shared refused:', e.response['Error']['Message'][:40])
+td = ecs.register_daemon_task_definition(family='watch', memory='32', containerDefinitions=[{{'name': 'w', 'image': SLEEP, 'stopTimeout': 1}}])['daemonTaskDefinitionArn']
+print('td', td.split(':')[-2].split('/')[0], td.rsplit(':', 1)[1])
+d = ecs.describe_daemon_task_definition(daemonTaskDefinition='watch')['daemonTaskDefinition']
+print('described', d['status'], d['pidMode'], d['containerDefinitions'][0]['name'], d['revision'])
+c = ecs.create_daemon(daemonName='watch', daemonTaskDefinitionArn=td, capacityProviderArns=['FARGATE'])
+arn = c['daemonArn']
+print('created', c['status'], arn.split(':')[-1])
+wait_until('a daemon task on both hosts', running(arn, 2))
+wait_until('the first deployment to succeed', lambda: status(c['deploymentArn']) == 'SUCCESSFUL')
+print('two hosts')
+print('listed', ecs.list_daemons()['daemonSummariesList'][0]['daemonArn'] == arn)
+"
+        ),
+    );
+    assert!(
+        out.contains("shared refused: pidMode shared: wasmgate tasks never"),
+        "{out}"
+    );
+    assert!(out.contains("td daemon-task-definition 1"), "{out}");
+    assert!(out.contains("described ACTIVE none w 1"), "{out}");
+    assert!(out.contains("created ACTIVE daemon/default/watch"), "{out}");
+    assert!(out.contains("two hosts"), "{out}");
+    assert!(out.contains("listed True"), "{out}");
+
+    let _third = start_agent(&net, 2, &controller, &[]);
+    let out = boto3(
+        &controller,
+        &format!(
+            "{HOST_OF}
+ENDPOINT = {endpoint:?}
+arn = ecs.list_daemons()['daemonSummariesList'][0]['daemonArn']
+def daemon():
+    return ecs.describe_daemon(daemonArn=arn)['daemon']
+def tasks_of(revision_arn):
+    arns = ecs.list_tasks(startedBy=revision_arn.rsplit('/', 1)[1])['taskArns']
+    return ecs.describe_tasks(tasks=arns)['tasks'] if arns else []
+def alone(n):
+    def check():
+        revs = daemon()['currentRevisions']
+        return len(revs) == 1 and revs[0]['totalRunningCount'] == n and revs[0]['totalWithoutDaemonCount'] == 0
+    return check
+wait_until('the joining host to get the daemon', alone(3))
+rev = daemon()['currentRevisions'][0]['arn']
+ts = tasks_of(rev)
+print('three hosts', len({{host_of(t) for t in ts if t['lastStatus'] == 'RUNNING'}}), ts[0]['group'], ts[0]['taskDefinitionArn'].split(':')[-2].split('/')[0])
+r = ecs.describe_daemon_revisions(daemonRevisionArns=[rev, rev + 'x'])
+print('revision', r['daemonRevisions'][0]['critical'], r['daemonRevisions'][0]['containerImages'][0]['containerName'], r['failures'][0]['reason'])
+td2 = ecs.register_daemon_task_definition(family='watch', memory='32', containerDefinitions=[{{'name': 'w', 'image': SLEEP, 'stopTimeout': 1, 'environment': [{{'name': 'V', 'value': '2'}}]}}])['daemonTaskDefinitionArn']
+u = ecs.update_daemon(daemonArn=arn, daemonTaskDefinitionArn=td2, capacityProviderArns=['FARGATE'], deploymentConfiguration={{'drainPercent': 50}})
+def rolled():
+    revs = daemon()['currentRevisions']
+    return len(revs) == 1 and revs[0]['arn'] != rev and revs[0]['totalRunningCount'] == 3
+wait_until('the update to replace every host', rolled)
+dep = ecs.describe_daemon_deployments(daemonDeploymentArns=[u['deploymentArn']])['daemonDeployments'][0]
+wait_until('the deployment to succeed', lambda: ecs.describe_daemon_deployments(daemonDeploymentArns=[u['deploymentArn']])['daemonDeployments'][0]['status'] == 'SUCCESSFUL')
+dep = ecs.describe_daemon_deployments(daemonDeploymentArns=[u['deploymentArn']])['daemonDeployments'][0]
+print('deployment', dep['targetDaemonRevision']['totalRunningInstanceCount'], dep['sourceDaemonRevisions'][0]['arn'] == rev, dep['deploymentConfiguration']['drainPercent'])
+ls = ecs.list_daemon_deployments(daemonArn=arn)['daemonDeployments']
+print('deployments', [d['status'] for d in ls])
+# The critical daemon's task stops: its host drains.
+victim = [t for t in tasks_of(daemon()['currentRevisions'][0]['arn']) if t['lastStatus'] == 'RUNNING'][0]
+host = host_of(victim)
+ecs.stop_task(task=victim['taskArn'], reason='killed')
+import urllib.request
+def host_status():
+    arn_ = [a for a in json.loads(urllib.request.urlopen(ENDPOINT + '/v1/hosts').read())['Hosts'] if a['Id'] == host][0]['Arn']
+    return ecs.describe_container_instances(containerInstances=[arn_])['containerInstances'][0]['status']
+wait_until('the host to drain', lambda: host_status() == 'DRAINING')
+wait_until('two hosts to run it', alone(2))
+print('drained', host_status())
+ecs.delete_daemon(daemonArn=arn)
+try:
+    ecs.update_daemon(daemonArn=arn, daemonTaskDefinitionArn=td2, capacityProviderArns=['FARGATE'])
+except Exception as e:
+    print('update deleted', type(e).__name__)
+def gone():
+    try:
+        daemon()
+        return False
+    except ecs.exceptions.DaemonNotFoundException:
+        return True
+wait_until('the daemon to be gone', gone)
+print('gone', len(ecs.list_daemons()['daemonSummariesList']))
+print('delete td', ecs.delete_daemon_task_definition(daemonTaskDefinition='watch:1')['daemonTaskDefinitionArn'].endswith('watch:1'))
+print('listed tds', [s['status'] for s in ecs.list_daemon_task_definitions(status='ALL')['daemonTaskDefinitions']])
+",
+            endpoint = controller.endpoint
+        ),
+    );
+    drop(first);
+    assert!(
+        out.contains("three hosts 3 daemon:watch daemon-task-definition"),
+        "{out}"
+    );
+    assert!(out.contains("revision True w MISSING"), "{out}");
+    assert!(out.contains("deployment 3 True 50"), "{out}");
+    assert!(
+        out.contains("deployments ['SUCCESSFUL', 'SUCCESSFUL']"),
+        "{out}"
+    );
+    assert!(out.contains("drained DRAINING"), "{out}");
+    assert!(
+        out.contains("update deleted DaemonNotActiveException"),
+        "{out}"
+    );
+    assert!(out.contains("gone 0"), "{out}");
+    assert!(out.contains("delete td True"), "{out}");
+    assert!(out.contains("listed tds ['DELETED', 'ACTIVE']"), "{out}");
+}

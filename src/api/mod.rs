@@ -12,6 +12,8 @@ mod capacity_providers;
 pub use crate::arn;
 mod clusters;
 mod container_instances;
+mod daemon_task_definitions;
+mod daemons;
 mod enums;
 mod error;
 mod logs;
@@ -173,6 +175,18 @@ impl Api {
             "TagResource" => tags::tag(self, body),
             "UntagResource" => tags::untag(self, body),
             "ListTagsForResource" => tags::list(self, body),
+            "CreateDaemon" => daemons::create(self, body),
+            "UpdateDaemon" => daemons::update(self, body),
+            "DeleteDaemon" => daemons::delete(self, body),
+            "DescribeDaemon" => daemons::describe(self, body),
+            "ListDaemons" => daemons::list(self, body),
+            "DescribeDaemonDeployments" => daemons::describe_deployments(self, body),
+            "ListDaemonDeployments" => daemons::list_deployments(self, body),
+            "DescribeDaemonRevisions" => daemons::describe_revisions(self, body),
+            "RegisterDaemonTaskDefinition" => daemon_task_definitions::register(self, body),
+            "DescribeDaemonTaskDefinition" => daemon_task_definitions::describe(self, body),
+            "ListDaemonTaskDefinitions" => daemon_task_definitions::list(self, body),
+            "DeleteDaemonTaskDefinition" => daemon_task_definitions::delete(self, body),
             "WasmgateV1.GetTaskLogs" => logs::get_task_logs(self, body),
             "WasmgateV1.GetTaskStats" => logs::get_task_stats(self, body),
             "WasmgateV1.ListHosts" => observe::hosts(self),

@@ -101,6 +101,42 @@ fn check_members(body: &Value, operation: &str, own: &[&str]) -> Result<(), ApiE
     Ok(())
 }
 
+/// ECS's refusals for a DAEMON service: its desired count is the number of container
+/// instances, and it places one task on each, so neither can be given.
+fn check_daemon(desired: Option<u32>, strategy: &[PlacementStrategy]) -> Result<(), ApiError> {
+    if desired.is_some() {
+        return Err(ApiError::invalid(
+            "The daemon scheduling strategy does not support a desired count for services.",
+        ));
+    }
+    if !strategy.is_empty() {
+        return Err(ApiError::invalid(
+            "The daemon scheduling strategy does not support placement strategies.",
+        ));
+    }
+    Ok(())
+}
+
+/// A DAEMON service's deployment bounds: ECS's defaults for DAEMON (minimum 0%, maximum
+/// 100%); `maximumPercent` is kept but not used, since a host runs one task at a time.
+fn daemon_deployment_configuration(
+    given: Option<DeploymentConfigurationShape>,
+) -> Result<DeploymentConfiguration, ApiError> {
+    let given = given.unwrap_or_default();
+    let config = DeploymentConfiguration {
+        maximum_percent: given.maximum_percent.unwrap_or(100),
+        minimum_healthy_percent: given.minimum_healthy_percent.unwrap_or(0),
+        deployment_circuit_breaker: given.deployment_circuit_breaker.unwrap_or_default(),
+    };
+    if config.minimum_healthy_percent > 100 {
+        return Err(ApiError::invalid(format!(
+            "deploymentConfiguration.minimumHealthyPercent: must be 0-100 (got {})",
+            config.minimum_healthy_percent
+        )));
+    }
+    Ok(config)
+}
+
 /// The ACTIVE task definition `given` names, as (ARN, stored record).
 pub(super) fn resolve_task_definition(api: &Api, given: &str) -> Result<(String, Value), ApiError> {
     let (record, _) = task_definitions::find(api, given)?;
@@ -147,21 +183,44 @@ pub fn create(api: &Api, body: Value) -> Result<Value, ApiError> {
     let request: CreateService = parse(body)?;
     let cluster = clusters::require_active(api, request.cluster.as_deref())?;
     check_name(&request.service_name)?;
-    if let Some(strategy) = request.scheduling_strategy.as_deref()
-        && strategy != "REPLICA"
-    {
-        return Err(ApiError::invalid(format!(
-            "schedulingStrategy: only REPLICA is supported (got {strategy})"
-        )));
+    let daemon = match request.scheduling_strategy.as_deref() {
+        None | Some("REPLICA") => false,
+        Some("DAEMON") => true,
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "schedulingStrategy: must be REPLICA or DAEMON (got {other})"
+            )));
+        }
+    };
+    if daemon {
+        check_daemon(request.desired_count, &request.placement_strategy)?;
     }
     let strategy: Vec<crate::control::providers::StrategyItem> =
         match kept.get("capacityProviderStrategy") {
             Some(value) => super::parse_member("capacityProviderStrategy", value.clone())?,
             None => Vec::new(),
         };
-    let capacity =
-        super::tasks::capacity_of(api, &cluster, request.launch_type.as_deref(), strategy)?;
+    if daemon && !strategy.is_empty() {
+        return Err(ApiError::invalid(
+            "The daemon scheduling strategy does not support capacity provider strategies: a \
+             DAEMON service runs one task on each container instance of its cluster (launch \
+             type EC2 or EXTERNAL)",
+        ));
+    }
+    // A DAEMON service takes ECS's default launch type, EC2, not the cluster's strategy.
+    let launch = match request.launch_type.as_deref() {
+        None if daemon => Some("EC2"),
+        given => given,
+    };
+    let capacity = super::tasks::capacity_of(api, &cluster, launch, strategy)?;
     let launch_type = capacity.launch_type;
+    if daemon && launch_type == LaunchType::Fargate {
+        return Err(ApiError::invalid(
+            "The daemon scheduling strategy does not support the FARGATE launch type: a \
+             DAEMON service runs one task on each container instance of its cluster (launch \
+             type EC2 or EXTERNAL)",
+        ));
+    }
     // As ECS does, a service created without either takes the cluster's default strategy
     // at creation, and keeps it.
     if !capacity.strategy.is_empty() {
@@ -192,7 +251,11 @@ pub fn create(api: &Api, body: Value) -> Result<Value, ApiError> {
         }
     };
     let desired = request.desired_count.unwrap_or(0);
-    let config = deployment_configuration(request.deployment_configuration, &Default::default())?;
+    let config = if daemon {
+        daemon_deployment_configuration(request.deployment_configuration)?
+    } else {
+        deployment_configuration(request.deployment_configuration, &Default::default())?
+    };
     crate::control::placement::validate(
         &request.placement_strategy,
         &request.placement_constraints,
@@ -216,7 +279,7 @@ pub fn create(api: &Api, body: Value) -> Result<Value, ApiError> {
         placement_constraints: request.placement_constraints,
         placement_strategy: request.placement_strategy,
         health_check_grace_period_seconds: request.health_check_grace_period_seconds,
-        scheduling_strategy: "REPLICA".into(),
+        scheduling_strategy: if daemon { "DAEMON" } else { "REPLICA" }.into(),
         tags: super::tags::given("tags", request.tags)?,
         kept,
         task_sets: Vec::new(),
@@ -335,13 +398,31 @@ pub fn update(api: &Api, body: Value) -> Result<Value, ApiError> {
         ));
     }
     let external = controller == ControllerType::External;
+    let daemon = service.scheduling_strategy == "DAEMON";
+    if daemon {
+        check_daemon(
+            request.desired_count,
+            request.placement_strategy.as_deref().unwrap_or_default(),
+        )?;
+    }
     if let Some(desired) = request.desired_count {
         service.desired_count = desired;
     }
-    service.deployment_configuration = deployment_configuration(
-        request.deployment_configuration,
-        &service.deployment_configuration,
-    )?;
+    service.deployment_configuration = if daemon {
+        let mut given = request.deployment_configuration.unwrap_or_default();
+        given.maximum_percent = given
+            .maximum_percent
+            .or(Some(service.deployment_configuration.maximum_percent));
+        given.minimum_healthy_percent = given.minimum_healthy_percent.or(Some(
+            service.deployment_configuration.minimum_healthy_percent,
+        ));
+        daemon_deployment_configuration(Some(given))?
+    } else {
+        deployment_configuration(
+            request.deployment_configuration,
+            &service.deployment_configuration,
+        )?
+    };
     if let Some(grace) = request.health_check_grace_period_seconds {
         service.health_check_grace_period_seconds = Some(grace);
     }
@@ -420,7 +501,8 @@ pub fn delete(api: &Api, body: Value) -> Result<Value, ApiError> {
     let cluster = clusters::require_active(api, request.cluster.as_deref())?;
     let _guard = api.control.lock_services();
     let (mut service, revision) = find_active(api, &cluster, &request.service)?;
-    if service.desired_count > 0 && !request.force {
+    // A DAEMON service's count is its hosts': it is deleted without scaling in first.
+    if service.desired_count > 0 && !request.force && service.scheduling_strategy != "DAEMON" {
         return Err(ApiError::invalid(
             "The service cannot be stopped while it is scaled above 0.",
         ));

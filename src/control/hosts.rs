@@ -749,6 +749,9 @@ impl Hosts {
     }
 
     fn definition_document(&self, arn: &str) -> Option<Value> {
+        if let Some(daemon) = super::daemon_definitions::document_of_arn(self.store.as_ref(), arn) {
+            return daemon;
+        }
         let (family, revision) = arn.rsplit_once("task-definition/")?.1.rsplit_once(':')?;
         let revision: u64 = revision.parse().ok()?;
         let found = self

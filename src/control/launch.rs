@@ -433,7 +433,11 @@ pub fn launch(control: &Control, request: Launch<'_>) -> Result<Launched, Contro
         let task = TaskRecord {
             task_arn,
             cluster_arn: control.arns.cluster(cluster),
-            task_definition_arn: control.arns.task_definition(family, revision),
+            // A daemon task definition's record names its own ARN.
+            task_definition_arn: request.record["taskDefinitionArn"].as_str().map_or_else(
+                || control.arns.task_definition(family, revision),
+                str::to_string,
+            ),
             last_status: TaskStatus::Provisioning,
             desired_status: DesiredStatus::Running,
             health_status: HealthStatus::Unknown,

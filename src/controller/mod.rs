@@ -9,6 +9,9 @@
 //! so a lost or duplicated wake-up costs at most one pass and never a wrong decision; the
 //! decisions themselves are a pure function ([`plan`]), tested without I/O.
 
+pub mod daemon;
+pub mod daemons;
+mod host_tasks;
 pub mod plan;
 
 use std::collections::{HashMap, HashSet};
@@ -114,9 +117,14 @@ pub fn reconcile_all(
     control: &Control,
     settings: &SchedulerSettings,
 ) -> Result<Option<f64>, ControlError> {
+    // Daemons first: a host that joined gets its daemons' tasks before any service's.
+    let daemons_wake = daemons::reconcile_daemons(control, settings).unwrap_or_else(|error| {
+        tracing::warn!(%error, "the daemon pass failed; retrying at the next wake-up");
+        Some(timestamp() + 1.0)
+    });
     let services: Vec<Service> = crate::records::list(control.store.as_ref(), "services/")?;
     if services.iter().all(|s| s.status == ServiceStatus::Inactive) {
-        return Ok(None);
+        return Ok(daemons_wake);
     }
     let mut by_service: HashMap<(String, String), Vec<TaskRecord>> = HashMap::new();
     for task in crate::records::tasks(control.store.as_ref())? {
@@ -135,7 +143,7 @@ pub fn reconcile_all(
         .filter(|h| h.status == crate::control::hosts::HostStatus::Draining)
         .map(|h| h.id)
         .collect();
-    let mut wake_at: Option<f64> = None;
+    let mut wake_at: Option<f64> = daemons_wake;
     for service in services {
         if service.status == ServiceStatus::Inactive {
             continue;
@@ -171,6 +179,11 @@ fn reconcile_service(
     };
     let span = tracing::debug_span!("reconcile", service = %service.service_name);
     let _entered = span.enter();
+    if service.scheduling_strategy == "DAEMON" {
+        return host_tasks::reconcile_daemon_service(
+            control, key, cluster, &service, revision, tasks, settings,
+        );
+    }
     let now = timestamp();
     let views: Vec<TaskView> = tasks.iter().map(|t| task_view(t, draining)).collect();
     let plan = plan::plan(&service, &views, now, settings);

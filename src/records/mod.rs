@@ -8,6 +8,7 @@
 //! overwrites another's change; a stored value that is not a record of its kind is an error
 //! naming its key, never a panic.
 
+pub mod daemon;
 pub mod service;
 pub mod task;
 
