@@ -227,6 +227,9 @@ pub async fn run_server(
         None => None,
     };
     let gateway_address = gateway_listener.as_ref().and_then(|l| l.local_addr().ok());
+    if let Some(at) = gateway_address {
+        api.set_gateway_address(at);
+    }
     let metrics_listener = match options.metrics_listen {
         Some(at) => Some(tokio::net::TcpListener::bind(at).await.map_err(|e| {
             start_error(format!("cannot listen on {at} (--metrics-listen)"))(e.to_string())

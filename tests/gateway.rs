@@ -368,3 +368,107 @@ fn concurrent_requests_to_several_services() {
         assert_eq!(text, format!("Hello from wasmgate! You asked for {path}\n"));
     }
 }
+
+#[test]
+fn an_express_service_created_through_boto3_answers_http_on_its_ingress_endpoint() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let image = guest(Wasi::P2, "http_hello").display().to_string();
+    let out = boto3(
+        &server.endpoint,
+        &format!(
+            r#"
+import json
+role = 'arn:aws:iam::000000000000:role/ecsInfrastructureRole'
+s = ecs.create_express_gateway_service(serviceName='shop', infrastructureRoleArn=role, executionRoleArn='arn:aws:iam::000000000000:role/exec',
+    primaryContainer={{'image': '{image}', 'containerPort': 8080, 'environment': [{{'name': 'MODE', 'value': 'one'}}]}},
+    scalingTarget={{'minTaskCount': 2, 'maxTaskCount': 4}}, tags=[{{'key': 'team', 'value': 'web'}}])['service']
+c = s['activeConfigurations'][0]
+print('created', s['status']['statusCode'], s['serviceArn'].split(':')[-1], s['infrastructureRoleArn'] == role, c['cpu'], c['memory'], c['healthCheckPath'])
+print('endpoint', c['ingressPaths'][0]['accessType'], c['ingressPaths'][0]['endpoint'])
+print('definition', c['taskDefinitionArn'].split('/')[-1])
+td = ecs.describe_task_definition(taskDefinition=c['taskDefinitionArn'])['taskDefinition']
+print('container', td['containerDefinitions'][0]['name'], td['containerDefinitions'][0]['dockerLabels'])
+ecs.get_waiter('services_stable').wait(services=['shop'], WaiterConfig={{'Delay': 0.2, 'MaxAttempts': 150}})
+print('running', ecs.describe_services(services=['shop'])['services'][0]['runningCount'])
+d = ecs.describe_express_gateway_service(serviceArn=s['serviceArn'], include=['TAGS'])['service']
+print('described', d['status']['statusCode'], len(d['activeConfigurations']), d['tags'], d['currentDeployment'].split(':')[-1].split('/')[0])
+try:
+    ecs.describe_express_gateway_service(serviceArn=s['serviceArn'].replace('shop', 'ghost'))
+except ecs.exceptions.ResourceNotFoundException as e:
+    print('ghost', e.response['Error']['Code'])
+u = ecs.update_express_gateway_service(serviceArn=s['serviceArn'], cpu='512', memory='1024', scalingTarget={{'minTaskCount': 1}})['service']
+t = u['targetConfiguration']
+print('updated', t['cpu'], t['taskDefinitionArn'].split('/')[-1], t['scalingTarget']['minTaskCount'], t['primaryContainer']['containerPort'])
+ecs.get_waiter('services_stable').wait(services=['shop'], WaiterConfig={{'Delay': 0.2, 'MaxAttempts': 150}})
+d = ecs.describe_express_gateway_service(serviceArn=s['serviceArn'])['service']
+print('after update', len(d['activeConfigurations']), d['activeConfigurations'][0]['cpu'], ecs.describe_services(services=['shop'])['services'][0]['runningCount'])
+print('ENDPOINT', c['ingressPaths'][0]['endpoint'])
+"#
+        ),
+    );
+    assert!(
+        out.contains("created ACTIVE service/default/shop True 256 512 /ping"),
+        "{out}"
+    );
+    assert!(
+        out.contains("endpoint PUBLIC http://shop.default.localhost:"),
+        "{out}"
+    );
+    assert!(out.contains("definition express-shop:1"), "{out}");
+    assert!(
+        out.contains("container Main {'wasmgate.http.host': 'shop.default.localhost'}"),
+        "{out}"
+    );
+    assert!(out.contains("running 2"), "{out}");
+    assert!(
+        out.contains("described ACTIVE 1 [{'key': 'team', 'value': 'web'}] service-deployment"),
+        "{out}"
+    );
+    assert!(out.contains("ghost ResourceNotFoundException"), "{out}");
+    assert!(out.contains("updated 512 express-shop:2 1 8080"), "{out}");
+    assert!(out.contains("after update 1 512 1"), "{out}");
+    // The endpoint answers through the gateway.
+    let endpoint = out
+        .lines()
+        .find_map(|l| l.strip_prefix("ENDPOINT "))
+        .unwrap()
+        .trim()
+        .to_string();
+    let authority = endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let port = authority.rsplit(':').next().unwrap();
+    assert_eq!(format!("127.0.0.1:{port}"), server.gateway);
+    let reply = get_when_routed(&server.gateway, &authority, "/orders");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.text(), "Hello from wasmgate! You asked for /orders\n");
+    // Another host name is not this service's.
+    assert_eq!(
+        get(&server.gateway, "other.localhost", "/orders").status,
+        404
+    );
+
+    let out = boto3(
+        &server.endpoint,
+        r#"
+arn = ecs.describe_services(services=['shop'])['services'][0]['serviceArn']
+d = ecs.delete_express_gateway_service(serviceArn=arn)['service']
+print('deleted', d['status']['statusCode'])
+import time
+for _ in range(150):
+    if ecs.describe_express_gateway_service(serviceArn=arn)['service']['status']['statusCode'] == 'INACTIVE':
+        break
+    time.sleep(0.2)
+print('finally', ecs.describe_express_gateway_service(serviceArn=arn)['service']['status']['statusCode'])
+try:
+    ecs.delete_express_gateway_service(serviceArn=arn)
+except ecs.exceptions.ServiceNotActiveException as e:
+    print('again', e.response['Error']['Code'])
+"#,
+    );
+    assert!(out.contains("deleted DRAINING"), "{out}");
+    assert!(out.contains("finally INACTIVE"), "{out}");
+    assert!(out.contains("again ServiceNotActiveException"), "{out}");
+}

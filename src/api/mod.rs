@@ -16,6 +16,7 @@ mod daemon_task_definitions;
 mod daemons;
 mod enums;
 mod error;
+mod express;
 mod logs;
 mod observe;
 pub mod services;
@@ -68,6 +69,8 @@ pub struct Api {
     metrics_sources: std::sync::Mutex<Vec<Arc<dyn MetricsSource>>>,
     /// The URL this API is served at, once bound (DiscoverPollEndpoint answers it).
     endpoint: std::sync::OnceLock<String>,
+    /// Where the gateway listens, once bound (Express services' and gateways' URLs).
+    gateway_address: std::sync::OnceLock<std::net::SocketAddr>,
 }
 
 impl Api {
@@ -80,6 +83,7 @@ impl Api {
             requests: observe::RequestMetrics::default(),
             metrics_sources: std::sync::Mutex::new(Vec::new()),
             endpoint: std::sync::OnceLock::new(),
+            gateway_address: std::sync::OnceLock::new(),
         };
         clusters::ensure(&api, DEFAULT_CLUSTER, serde_json::Map::new())?;
         Ok(api)
@@ -94,6 +98,16 @@ impl Api {
     /// Records the URL the API is served at (once; later calls are ignored).
     pub fn set_endpoint(&self, url: String) {
         let _ = self.endpoint.set(url);
+    }
+
+    /// Tells the API where the gateway serves (the first address given stays).
+    pub fn set_gateway_address(&self, address: std::net::SocketAddr) {
+        let _ = self.gateway_address.set(address);
+    }
+
+    /// Where the gateway serves, if this server runs one.
+    pub(crate) fn gateway_address(&self) -> Option<std::net::SocketAddr> {
+        self.gateway_address.get().copied()
     }
 
     /// Adds figures to `/metrics`.
@@ -187,6 +201,10 @@ impl Api {
             "DescribeDaemonTaskDefinition" => daemon_task_definitions::describe(self, body),
             "ListDaemonTaskDefinitions" => daemon_task_definitions::list(self, body),
             "DeleteDaemonTaskDefinition" => daemon_task_definitions::delete(self, body),
+            "CreateExpressGatewayService" => express::create(self, body),
+            "UpdateExpressGatewayService" => express::update(self, body),
+            "DeleteExpressGatewayService" => express::delete(self, body),
+            "DescribeExpressGatewayService" => express::describe(self, body),
             "WasmgateV1.GetTaskLogs" => logs::get_task_logs(self, body),
             "WasmgateV1.GetTaskStats" => logs::get_task_stats(self, body),
             "WasmgateV1.ListHosts" => observe::hosts(self),
