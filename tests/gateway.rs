@@ -472,3 +472,119 @@ except ecs.exceptions.ServiceNotActiveException as e:
     assert!(out.contains("finally INACTIVE"), "{out}");
     assert!(out.contains("again ServiceNotActiveException"), "{out}");
 }
+
+#[test]
+fn gateways_are_views_of_the_listener_with_associations_routes_and_deletion_protection() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    http_service(&server, "hello", "{'wasmgate.http.path': '/hello'}", 1);
+    let port = server.gateway.rsplit(':').next().unwrap().to_string();
+    let out = boto3(
+        &server.endpoint,
+        r#"
+role = 'arn:aws:iam::000000000000:role/ecsGatewayRole'
+g = ecs.create_gateway(name='edge', infrastructureRoleArn=role, clientToken='t1', configuration={'hostSharedAlb': {'scheme': 'internet-facing', 'networkConfiguration': {'subnets': ['subnet-1']}}}, tags=[{'key': 'k', 'value': 'v'}])
+print('created', g['status'], g['gatewayArn'].split(':')[-1])
+print('again', ecs.create_gateway(name='edge', infrastructureRoleArn=role, clientToken='t1', configuration={'hostSharedAlb': {}})['gatewayArn'] == g['gatewayArn'])
+try:
+    ecs.create_gateway(name='edge', infrastructureRoleArn=role, configuration={'hostSharedAlb': {}})
+except ecs.exceptions.InvalidParameterException as e:
+    print('twice', e.response['Error']['Message'])
+for bad in [{'protocol': 'HTTPS'}, {'webACLArn': 'arn:aws:wafv2:x'}, {'accessLogs': {'destination': {'s3': {'bucket': 'b'}}}}]:
+    try:
+        ecs.create_gateway(name='bad', infrastructureRoleArn=role, configuration={'hostSharedAlb': bad})
+    except ecs.exceptions.UnsupportedFeatureException as e:
+        print('unsupported', e.response['Error']['Message'].split(':')[0])
+d = ecs.describe_gateway(gateway='edge')['gateway']
+alb = d['configuration']['hostSharedAlb']
+print('described', d['status'], d['accessType'], d['deletionProtection'], alb['protocol'], alb['port'], alb['currentAlbCount'], alb['networkConfiguration']['subnets'], d['tags'])
+print('listed', [x['name'] for x in ecs.list_gateways()['gateways']], ecs.list_gateways(names=['nope'])['gateways'])
+print('no routes yet', ecs.list_gateway_routes(gateway='edge')['gatewayRoutes'])
+a = ecs.associate_gateway_with_cluster(gateway='edge', cluster='default')
+print('associated', a['status'], a['clusterArn'].split(':')[-1])
+routes = ecs.list_gateway_routes(gateway='edge')['gatewayRoutes']
+print('routes', [(r['serviceArn'].split('/')[-1], r['serviceContainerPortName'], r['status']) for r in routes])
+r = ecs.describe_gateway_route(gatewayRouteArn=routes[0]['gatewayRouteArn'])['gatewayRoute']
+print('route', r['status'], r['serviceUrl'], r['resources'])
+res = ecs.describe_gateway_resources(gateway='edge')['gatewayResources']
+print('resources', res['resources']['hostSharedAlb'][0]['gatewayRouteArns'] == [routes[0]['gatewayRouteArn']])
+print('by service', len(ecs.list_gateway_routes(service='hello')['gatewayRoutes']), len(ecs.list_gateway_routes(cluster='other')['gatewayRoutes']))
+print('associations', [(x['clusterArn'].split('/')[-1], x['status']) for x in ecs.list_gateway_cluster_associations(gateway='edge')['gatewayClusterAssociations']])
+try:
+    ecs.delete_gateway(gateway='edge')
+except ecs.exceptions.ClientException as e:
+    print('protected', 'deletion protection' in e.response['Error']['Message'])
+u = ecs.update_gateway(gateway='edge', deletionProtection=False, configuration={'hostSharedAlb': {'maxAlbCount': 3}})
+print('updated', u['status'], ecs.describe_gateway(gateway='edge')['gateway']['configuration']['hostSharedAlb']['maxAlbCount'])
+try:
+    ecs.delete_gateway(gateway='edge')
+except ecs.exceptions.ClientException as e:
+    print('associated still', 'disassociate' in e.response['Error']['Message'])
+dis = ecs.disassociate_gateway_from_cluster(gateway='edge', cluster='default')
+print('disassociating', dis['status'], [x['status'] for x in ecs.list_gateway_routes(gateway='edge')['gatewayRoutes']])
+ecs.update_service(service='hello', desiredCount=0)
+ecs.delete_service(service='hello')
+print('inactive', [x['status'] for x in ecs.list_gateway_cluster_associations(gateway='edge')['gatewayClusterAssociations']])
+try:
+    ecs.disassociate_gateway_from_cluster(gateway='ghost', cluster='default')
+except ecs.exceptions.GatewayNotFoundException as e:
+    print('ghost', e.response['Error']['Code'])
+print('deleted', ecs.delete_gateway(gateway='edge')['status'])
+try:
+    ecs.describe_gateway(gateway='edge')
+except ecs.exceptions.GatewayNotFoundException as e:
+    print('gone', e.response['Error']['Code'])
+"#,
+    );
+    assert!(out.contains("created ACTIVE gateway/edge"), "{out}");
+    assert!(out.contains("again True"), "{out}");
+    assert!(
+        out.contains("twice A gateway named edge already exists."),
+        "{out}"
+    );
+    assert!(
+        out.contains("unsupported configuration.hostSharedAlb.protocol HTTPS"),
+        "{out}"
+    );
+    assert!(
+        out.contains("unsupported configuration.hostSharedAlb.webACLArn"),
+        "{out}"
+    );
+    assert!(
+        out.contains("unsupported configuration.hostSharedAlb.accessLogs"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "described ACTIVE PUBLIC True HTTP {port} 1 ['subnet-1'] [{{'key': 'k', 'value': 'v'}}]"
+        )),
+        "{out}"
+    );
+    assert!(out.contains("listed ['edge'] []"), "{out}");
+    assert!(out.contains("no routes yet []"), "{out}");
+    assert!(out.contains("associated ACTIVE cluster/default"), "{out}");
+    assert!(out.contains("routes [('hello', 'web', 'ACTIVE')]"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "route ACTIVE http://127.0.0.1:{port}/hello {{'hostSharedAlb': []}}"
+        )),
+        "{out}"
+    );
+    assert!(out.contains("resources True"), "{out}");
+    assert!(out.contains("by service 1 0"), "{out}");
+    assert!(
+        out.contains("associations [('default', 'ACTIVE')]"),
+        "{out}"
+    );
+    assert!(out.contains("protected True"), "{out}");
+    assert!(out.contains("updated UPDATE_COMPLETE 3"), "{out}");
+    assert!(out.contains("associated still True"), "{out}");
+    assert!(
+        out.contains("disassociating DISASSOCIATING ['DELETE_IN_PROGRESS']"),
+        "{out}"
+    );
+    assert!(out.contains("inactive ['INACTIVE']"), "{out}");
+    assert!(out.contains("ghost GatewayNotFoundException"), "{out}");
+    assert!(out.contains("deleted DELETED"), "{out}");
+    assert!(out.contains("gone GatewayNotFoundException"), "{out}");
+}

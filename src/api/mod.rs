@@ -17,6 +17,7 @@ mod daemons;
 mod enums;
 mod error;
 mod express;
+mod gateways;
 mod logs;
 mod observe;
 pub mod services;
@@ -205,6 +206,17 @@ impl Api {
             "UpdateExpressGatewayService" => express::update(self, body),
             "DeleteExpressGatewayService" => express::delete(self, body),
             "DescribeExpressGatewayService" => express::describe(self, body),
+            "CreateGateway" => gateways::create(self, body),
+            "UpdateGateway" => gateways::update(self, body),
+            "DeleteGateway" => gateways::delete(self, body),
+            "DescribeGateway" => gateways::describe(self, body),
+            "ListGateways" => gateways::list(self, body),
+            "AssociateGatewayWithCluster" => gateways::associate(self, body),
+            "DisassociateGatewayFromCluster" => gateways::disassociate(self, body),
+            "ListGatewayClusterAssociations" => gateways::list_associations(self, body),
+            "DescribeGatewayResources" => gateways::describe_resources(self, body),
+            "ListGatewayRoutes" => gateways::list_routes(self, body),
+            "DescribeGatewayRoute" => gateways::describe_route(self, body),
             "WasmgateV1.GetTaskLogs" => logs::get_task_logs(self, body),
             "WasmgateV1.GetTaskStats" => logs::get_task_stats(self, body),
             "WasmgateV1.ListHosts" => observe::hosts(self),

@@ -129,6 +129,14 @@ fn resource_key(api: &Api, arn: &str) -> Result<(Target, ApiError), ApiError> {
             crate::control::routes::service_key(cluster, name),
             ApiError::new(ErrorKind::ServiceNotFoundException, "Service not found."),
         ),
+        ("daemon", [cluster, name]) => (
+            crate::records::daemon::daemon_key(cluster, name),
+            ApiError::new(ErrorKind::DaemonNotFoundException, "Daemon not found."),
+        ),
+        ("gateway", [name]) => (
+            format!("gateways/{name}"),
+            ApiError::new(ErrorKind::GatewayNotFoundException, "Gateway not found."),
+        ),
         ("capacity-provider", [name]) => (
             crate::control::providers::provider_key(name),
             ApiError::client(format!(

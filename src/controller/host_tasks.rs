@@ -176,7 +176,7 @@ pub fn reconcile_daemon_service(
                     overrides: json!({}),
                     tags: json!([]),
                     strategy: &[],
-                strategies: &[],
+                    strategies: &[],
                     constraints: &constraints,
                 },
             );
