@@ -1279,6 +1279,7 @@ wait_until('the joining host to get the daemon', alone(3))
 rev = daemon()['currentRevisions'][0]['arn']
 ts = tasks_of(rev)
 print('three hosts', len({{host_of(t) for t in ts if t['lastStatus'] == 'RUNNING'}}), ts[0]['group'], ts[0]['taskDefinitionArn'].split(':')[-2].split('/')[0])
+print('by daemon name', len(ecs.list_tasks(daemonName='watch')['taskArns']), len(ecs.list_tasks(daemonName='other')['taskArns']))
 r = ecs.describe_daemon_revisions(daemonRevisionArns=[rev, rev + 'x'])
 print('revision', r['daemonRevisions'][0]['critical'], r['daemonRevisions'][0]['containerImages'][0]['containerName'], r['failures'][0]['reason'])
 td2 = ecs.register_daemon_task_definition(family='watch', memory='32', containerDefinitions=[{{'name': 'w', 'image': SLEEP, 'stopTimeout': 1, 'environment': [{{'name': 'V', 'value': '2'}}]}}])['daemonTaskDefinitionArn']
@@ -1328,6 +1329,7 @@ print('listed tds', [s['status'] for s in ecs.list_daemon_task_definitions(statu
         out.contains("three hosts 3 daemon:watch daemon-task-definition"),
         "{out}"
     );
+    assert!(out.contains("by daemon name 3 0"), "{out}");
     assert!(out.contains("revision True w MISSING"), "{out}");
     assert!(out.contains("deployment 3 True 50"), "{out}");
     assert!(

@@ -485,6 +485,8 @@ struct ListTasks {
     desired_status: Option<String>,
     started_by: Option<String>,
     service_name: Option<String>,
+    /// A daemon's tasks (their group is `daemon:NAME`).
+    daemon_name: Option<String>,
 }
 
 pub fn list(api: &Api, body: Value) -> Result<Value, ApiError> {
@@ -515,6 +517,12 @@ pub fn list(api: &Api, body: Value) -> Result<Value, ApiError> {
                 .service_name
                 .as_deref()
                 .is_none_or(|s| t.service_name() == Some(s))
+        })
+        .filter(|t| {
+            request
+                .daemon_name
+                .as_deref()
+                .is_none_or(|d| t.group.strip_prefix("daemon:") == Some(d))
         })
         .map(|t| json!(t.task_arn))
         .collect();

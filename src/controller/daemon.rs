@@ -282,20 +282,13 @@ pub fn plan_service(
     let name = s.service_name.clone();
     let failures = account_stopped(&mut s.scheduler, tasks, now, settings);
     if failures > 0 {
-        let primary_id = s.primary().map(|p| p.id.clone());
-        for task in tasks.iter().filter(|t| t.failed_start()) {
-            if Some(&task.revision) == primary_id.as_ref()
-                && let Some(d) = s.deployments.iter_mut().find(|d| d.id == task.revision)
-            {
-                d.updated_at = now;
-            }
-        }
         if let Some(primary) = s
             .deployments
             .iter_mut()
             .find(|d| d.status == DeploymentStatus::Primary)
         {
             primary.failed_tasks += failures;
+            primary.updated_at = now;
         }
         if s.scheduler.start_failures >= 2 {
             let message =
@@ -591,6 +584,95 @@ mod tests {
         let plan = place_per_host(&hosts, &[], "d1", 0, false);
         assert!(plan.start.is_empty());
         assert_eq!(plan.desired, 1);
+    }
+
+    fn daemon_service() -> Service {
+        use crate::records::LaunchType;
+        use crate::records::service::{Deployment, DeploymentConfiguration};
+        Service {
+            service_arn: "arn:svc".into(),
+            service_name: "agent".into(),
+            cluster_arn: "arn:cluster".into(),
+            status: ServiceStatus::Active,
+            desired_count: 0,
+            running_count: 0,
+            pending_count: 0,
+            launch_type: LaunchType::Ec2,
+            task_definition: "td:1".into(),
+            deployment_configuration: DeploymentConfiguration {
+                maximum_percent: 100,
+                minimum_healthy_percent: 0,
+                ..Default::default()
+            },
+            deployments: vec![Deployment {
+                id: "d1".into(),
+                status: DeploymentStatus::Primary,
+                task_definition: "td:1".into(),
+                desired_count: 0,
+                pending_count: 0,
+                running_count: 0,
+                failed_tasks: 0,
+                created_at: 0.0,
+                updated_at: 0.0,
+                launch_type: LaunchType::Ec2,
+                rollout_state: RolloutState::InProgress,
+                rollout_state_reason: String::new(),
+            }],
+            events: Vec::new(),
+            created_at: 0.0,
+            placement_constraints: Vec::new(),
+            placement_strategy: Vec::new(),
+            health_check_grace_period_seconds: None,
+            scheduling_strategy: "DAEMON".into(),
+            tags: serde_json::json!([]),
+            kept: Default::default(),
+            scheduler: SchedulerState::default(),
+        }
+    }
+
+    #[test]
+    fn a_daemon_service_counts_its_hosts_and_completes_when_each_runs_its_task() {
+        let settings = SchedulerSettings::default();
+        let hosts = [
+            host("a", HostState::Eligible),
+            host("b", HostState::Eligible),
+        ];
+        let plan = plan_service(&daemon_service(), &hosts, &[], 100.0, &settings);
+        assert_eq!(plan.service.desired_count, 2);
+        let (deployment, definition, on) = plan.start.clone().unwrap();
+        assert_eq!((deployment.as_str(), definition.as_str()), ("d1", "td:1"));
+        assert_eq!(on, ["a", "b"]);
+        assert_eq!(plan.service.deployments[0].desired_count, 2);
+
+        let tasks = [
+            task("t1", "a", "d1", Phase::Running),
+            task("t2", "b", "d1", Phase::Running),
+        ];
+        let plan = plan_service(&plan.service, &hosts, &tasks, 101.0, &settings);
+        assert!(plan.start.is_none() && plan.stop.is_empty());
+        assert_eq!(plan.service.running_count, 2);
+        assert_eq!(
+            plan.service.deployments[0].rollout_state,
+            RolloutState::Completed
+        );
+        assert!(plan.service.scheduler.steady);
+
+        // Deleted: every task stops, then the service is INACTIVE.
+        let mut deleted = plan.service.clone();
+        deleted.status = ServiceStatus::Draining;
+        let plan = plan_service(&deleted, &hosts, &tasks, 102.0, &settings);
+        assert_eq!(plan.stop.len(), 2);
+        assert_eq!(plan.service.desired_count, 0);
+        let stopped: Vec<HostTask> = tasks
+            .iter()
+            .map(|t| HostTask {
+                phase: Phase::Stopped,
+                stop_code: Some(StopCode::ServiceSchedulerInitiated),
+                ..t.clone()
+            })
+            .collect();
+        let plan = plan_service(&plan.service, &hosts, &stopped, 103.0, &settings);
+        assert_eq!(plan.service.status, ServiceStatus::Inactive);
     }
 
     #[test]
