@@ -174,13 +174,23 @@ pub fn register(api: &Api, body: Value) -> Result<Value, ApiError> {
     Ok(json!({"daemonTaskDefinitionArn": daemon_arn}))
 }
 
+/// A record's status as read: DELETE_IN_PROGRESS ends (DELETED) once no daemon's current
+/// revision runs it, judged at every read so nothing has to remember to finish it.
+fn status(record: &Value, in_use: &[Value]) -> Value {
+    if record["status"] == "DELETE_IN_PROGRESS" && !in_use.contains(&record["taskDefinitionArn"]) {
+        json!("DELETED")
+    } else {
+        record["status"].clone()
+    }
+}
+
 /// ECS's `DaemonTaskDefinition` shape of a stored record.
-fn shape(record: &Value) -> Value {
+fn shape(record: &Value, in_use: &[Value]) -> Value {
     let mut shape = json!({
         "daemonTaskDefinitionArn": record["taskDefinitionArn"],
         "family": record["family"],
         "revision": record["revision"],
-        "status": record["status"],
+        "status": status(record, in_use),
         "registeredAt": record["registeredAt"],
         "pidMode": record["daemon"]["pidMode"],
         "ipcMode": record["daemon"]["ipcMode"],
@@ -217,7 +227,8 @@ struct DescribeDaemonTaskDefinition {
 pub fn describe(api: &Api, body: Value) -> Result<Value, ApiError> {
     let request: DescribeDaemonTaskDefinition = parse(body)?;
     let (record, _) = find_record(api, &request.daemon_task_definition)?;
-    Ok(json!({"daemonTaskDefinition": shape(&record)}))
+    let in_use = super::daemons::definitions_in_use(api)?;
+    Ok(json!({"daemonTaskDefinition": shape(&record, &in_use)}))
 }
 
 #[derive(Deserialize)]
@@ -247,12 +258,18 @@ pub fn list(api: &Api, body: Value) -> Result<Value, ApiError> {
             )));
         }
     };
+    let in_use = super::daemons::definitions_in_use(api)?;
     let mut records: Vec<Value> = api
         .control
         .store
         .list("daemon-taskdefs/")?
         .into_iter()
         .map(|(_, v)| v.value)
+        .map(|mut r| {
+            r["status"] = self::status(&r, &in_use);
+            r
+        })
+        .filter(|r| r["status"] != "DELETED" || status == "ALL")
         .filter(|r| status == "ALL" || r["status"] == status)
         .filter(|r| {
             let family = r["family"].as_str().unwrap_or_default();
@@ -304,8 +321,8 @@ struct DeleteDaemonTaskDefinition {
     daemon_task_definition: String,
 }
 
-/// Deletion: the revision takes no new daemons at once; it is DELETED when no daemon's current
-/// revision runs it, DELETE_IN_PROGRESS until then (the daemon pass never needs it gone).
+/// Deletion: the revision takes no new daemons at once; it reads DELETE_IN_PROGRESS while a
+/// daemon's current revision runs it, DELETED after (see [`status`]).
 pub fn delete(api: &Api, body: Value) -> Result<Value, ApiError> {
     let request: DeleteDaemonTaskDefinition = parse(body)?;
     let given = &request.daemon_task_definition;
@@ -323,12 +340,7 @@ pub fn delete(api: &Api, body: Value) -> Result<Value, ApiError> {
         )));
     }
     let arn = record["taskDefinitionArn"].clone();
-    let in_use = super::daemons::definitions_in_use(api)?;
-    record["status"] = json!(if in_use.contains(&arn) {
-        "DELETE_IN_PROGRESS"
-    } else {
-        "DELETED"
-    });
+    record["status"] = json!("DELETE_IN_PROGRESS");
     record["deleteRequestedAt"] = json!(timestamp());
     let family = record["family"].as_str().unwrap_or_default().to_string();
     let number = record["revision"].as_u64().unwrap_or_default();
