@@ -477,7 +477,6 @@ fn shape(api: &Api, record: &Value, with_tags: bool) -> Result<Value, ApiError> 
         })
         .map(configuration_shape)
         .collect();
-    let scope = &api.control.arns;
     let mut shape = json!({
         "cluster": cluster,
         "serviceName": name,
@@ -488,13 +487,17 @@ fn shape(api: &Api, record: &Value, with_tags: bool) -> Result<Value, ApiError> 
         "createdAt": record["createdAt"],
         "updatedAt": record["updatedAt"],
     });
-    if let Some(primary) = service.as_ref().and_then(Service::primary) {
-        shape["currentDeployment"] = json!(format!(
-            "arn:aws:ecs:{}:{}:service-deployment/{cluster}/{name}/{}",
-            scope.region,
-            scope.account,
-            digits(&primary.id)
-        ));
+    // The service deployment (as ListServiceDeployments names it) that carries the primary
+    // deployment; the scheduler's first pass starts it.
+    if let Some(service) = service.as_ref()
+        && let Some(primary) = service.primary()
+        && let Some(carrying) = service
+            .history
+            .deployments
+            .iter()
+            .find(|d| d.carriers.iter().any(|c| c == &primary.id))
+    {
+        shape["currentDeployment"] = json!(service.child_arn("service-deployment", &carrying.id));
     }
     if with_tags {
         shape["tags"] = record["tags"].clone();

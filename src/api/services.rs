@@ -121,20 +121,14 @@ fn check_daemon(desired: Option<u32>, strategy: &[PlacementStrategy]) -> Result<
 /// 100%); `maximumPercent` is kept but not used, since a host runs one task at a time.
 fn daemon_deployment_configuration(
     given: Option<DeploymentConfigurationShape>,
-) -> Result<DeploymentConfiguration, ApiError> {
-    let given = given.unwrap_or_default();
-    let config = DeploymentConfiguration {
-        maximum_percent: given.maximum_percent.unwrap_or(100),
-        minimum_healthy_percent: given.minimum_healthy_percent.unwrap_or(0),
-        deployment_circuit_breaker: given.deployment_circuit_breaker.unwrap_or_default(),
+    current: Option<&crate::records::service::DeploymentConfiguration>,
+) -> Result<crate::records::service::DeploymentConfiguration, ApiError> {
+    let defaults = crate::records::service::DeploymentConfiguration {
+        maximum_percent: 100,
+        minimum_healthy_percent: 0,
+        ..Default::default()
     };
-    if config.minimum_healthy_percent > 100 {
-        return Err(ApiError::invalid(format!(
-            "deploymentConfiguration.minimumHealthyPercent: must be 0-100 (got {})",
-            config.minimum_healthy_percent
-        )));
-    }
-    Ok(config)
+    service_members::daemon_deployment_configuration(given, current.unwrap_or(&defaults))
 }
 
 /// The ACTIVE task definition `given` names, as (ARN, stored record).
@@ -252,7 +246,7 @@ pub fn create(api: &Api, body: Value) -> Result<Value, ApiError> {
     };
     let desired = request.desired_count.unwrap_or(0);
     let config = if daemon {
-        daemon_deployment_configuration(request.deployment_configuration)?
+        daemon_deployment_configuration(request.deployment_configuration, None)?
     } else {
         deployment_configuration(request.deployment_configuration, &Default::default())?
     };
@@ -409,14 +403,10 @@ pub fn update(api: &Api, body: Value) -> Result<Value, ApiError> {
         service.desired_count = desired;
     }
     service.deployment_configuration = if daemon {
-        let mut given = request.deployment_configuration.unwrap_or_default();
-        given.maximum_percent = given
-            .maximum_percent
-            .or(Some(service.deployment_configuration.maximum_percent));
-        given.minimum_healthy_percent = given.minimum_healthy_percent.or(Some(
-            service.deployment_configuration.minimum_healthy_percent,
-        ));
-        daemon_deployment_configuration(Some(given))?
+        daemon_deployment_configuration(
+            request.deployment_configuration,
+            Some(&service.deployment_configuration),
+        )?
     } else {
         deployment_configuration(
             request.deployment_configuration,

@@ -626,6 +626,8 @@ mod tests {
             scheduling_strategy: "DAEMON".into(),
             tags: serde_json::json!([]),
             kept: Default::default(),
+            task_sets: Vec::new(),
+            history: Default::default(),
             scheduler: SchedulerState::default(),
         }
     }

@@ -268,6 +268,23 @@ pub fn deployment_configuration(
     given: Option<DeploymentConfigurationShape>,
     current: &DeploymentConfiguration,
 ) -> Result<DeploymentConfiguration, ApiError> {
+    configure(given, current, false)
+}
+
+/// [`deployment_configuration`] for a DAEMON service: `maximumPercent` is kept but not used
+/// (a host runs one task at a time), so only `minimumHealthyPercent` is bounded.
+pub fn daemon_deployment_configuration(
+    given: Option<DeploymentConfigurationShape>,
+    current: &DeploymentConfiguration,
+) -> Result<DeploymentConfiguration, ApiError> {
+    configure(given, current, true)
+}
+
+fn configure(
+    given: Option<DeploymentConfigurationShape>,
+    current: &DeploymentConfiguration,
+    daemon: bool,
+) -> Result<DeploymentConfiguration, ApiError> {
     let given = given.unwrap_or_default();
     let mut kept = current.kept.clone();
     if let Some(strategy) = given.strategy {
@@ -341,6 +358,9 @@ pub fn deployment_configuration(
             "deploymentConfiguration.minimumHealthyPercent: must be 0-100 (got {})",
             config.minimum_healthy_percent
         )));
+    }
+    if daemon {
+        return Ok(config);
     }
     if config.maximum_percent < 100 || config.maximum_percent > 400 {
         return Err(ApiError::invalid(format!(
