@@ -518,6 +518,10 @@ print('builtin', code(lambda: ecs.delete_capacity_provider(capacityProvider='FAR
 d = ecs.describe_capacity_providers(capacityProviders=['mine', 'FARGATE', 'ghost'])
 print('described', [p['name'] for p in d['capacityProviders']], [f['reason'] for f in d['failures']])
 print('missing from cluster', code(lambda: ecs.put_cluster_capacity_providers(cluster='web', capacityProviders=['FARGATE'], defaultCapacityProviderStrategy=[{'capacityProvider': 'mine', 'weight': 1}])))
+print('service strategy', code(lambda: ecs.create_service(cluster='web', serviceName='s1', taskDefinition='sleep', desiredCount=0, capacityProviderStrategy=[{'capacityProvider': 'FARGATE_SPOT', 'weight': 1}])))
+print('update strategy', code(lambda: ecs.update_service(cluster='web', service='s1', capacityProviderStrategy=[{'capacityProvider': 'mine', 'weight': 1}])))
+print('kept strategy', ecs.describe_services(cluster='web', services=['s1'])['services'][0]['capacityProviderStrategy'])
+ecs.delete_service(cluster='web', service='s1', force=True)
 print('deleted', ecs.delete_capacity_provider(capacityProvider='mine')['capacityProvider']['status'])
 print('gone', [p['name'] for p in ecs.describe_capacity_providers()['capacityProviders']])
 "#),
@@ -601,6 +605,17 @@ print('gone', [p['name'] for p in ecs.describe_capacity_providers()['capacityPro
         "{out}"
     );
     assert!(out.contains("missing from cluster InvalidParameterException defaultCapacityProviderStrategy[0].capacityProvider"), "{out}");
+    assert!(out.contains("service strategy ok"), "{out}");
+    assert!(
+        out.contains("update strategy InvalidParameterException capacityProviderStrategy[0].capacityProvider: The specified capacity provider strategy cannot contain a capacity provider that is not associated"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "kept strategy [{'capacityProvider': 'FARGATE_SPOT', 'weight': 1, 'base': 0}]"
+        ),
+        "{out}"
+    );
     assert!(out.contains("deleted INACTIVE"), "{out}");
     assert!(out.contains("gone ['FARGATE', 'FARGATE_SPOT']"), "{out}");
 }

@@ -380,6 +380,16 @@ pub fn update(api: &Api, body: Value) -> Result<Value, ApiError> {
     let _guard = api.control.lock_services();
     let (mut service, revision) = find_active(api, &cluster, &request.service)?;
     let now = timestamp();
+    // A new strategy is checked as CreateService checks one (providers associated with the
+    // cluster, ECS's base and weight rules) and decides the launch type of new tasks.
+    if let Some(value) = given_kept.get("capacityProviderStrategy") {
+        let strategy: Vec<crate::control::providers::StrategyItem> =
+            super::parse_member("capacityProviderStrategy", value.clone())?;
+        if !strategy.is_empty() {
+            service.launch_type =
+                super::tasks::capacity_of(api, &cluster, None, strategy)?.launch_type;
+        }
+    }
     let controller = service_members::controller_of(&service.kept);
     if let Some(value) = given_kept.get("deploymentController")
         && service_members::controller_of(&Map::from_iter([(
