@@ -154,31 +154,28 @@ pub fn put(api: &Api, body: Value) -> Result<Value, ApiError> {
             ));
         }
     }
-    let mut answered = Vec::new();
-    for (host, attribute) in &targets {
-        api.control.hosts.update_record(&host.id, |record| {
-            record
-                .custom_attributes
-                .insert(attribute.name.clone(), attribute.value.clone());
-        })?;
-        answered.push(attribute_shape(
-            api,
-            host,
-            &attribute.name,
-            attribute.value.as_deref(),
-        ));
-    }
-    // Placement waiting for a host with this attribute may now find one.
-    api.control.wake_scheduler();
-    Ok(json!({"attributes": answered}))
+    apply(api, &targets, |custom, attribute| {
+        custom.insert(attribute.name.clone(), attribute.value.clone());
+    })
 }
 
 pub fn delete(api: &Api, body: Value) -> Result<Value, ApiError> {
     let (_, targets) = read_change(api, body, true)?;
+    apply(api, &targets, |custom, attribute| {
+        custom.remove(&attribute.name);
+    })
+}
+
+/// Applies `change` to each target host's custom attributes and answers the attributes.
+fn apply(
+    api: &Api,
+    targets: &[(HostRecord, Attribute)],
+    change: impl Fn(&mut std::collections::BTreeMap<String, Option<String>>, &Attribute),
+) -> Result<Value, ApiError> {
     let mut answered = Vec::new();
-    for (host, attribute) in &targets {
+    for (host, attribute) in targets {
         api.control.hosts.update_record(&host.id, |record| {
-            record.custom_attributes.remove(&attribute.name);
+            change(&mut record.custom_attributes, attribute);
         })?;
         answered.push(attribute_shape(
             api,
@@ -187,6 +184,7 @@ pub fn delete(api: &Api, body: Value) -> Result<Value, ApiError> {
             attribute.value.as_deref(),
         ));
     }
+    // Placement waiting for a host with (or without) this attribute may now find one.
     api.control.wake_scheduler();
     Ok(json!({"attributes": answered}))
 }

@@ -139,24 +139,7 @@ pub fn register(api: &Api, body: Value) -> Result<Value, ApiError> {
         ))
     })?;
     let family = definition.spec.family.clone();
-    let revision = loop {
-        let counter = api.control.store.get(&family_key(&family))?;
-        let next = counter
-            .as_ref()
-            .and_then(|c| c.value["lastRevision"].as_u64())
-            .unwrap_or(0)
-            + 1;
-        let expected = counter.map_or(Expect::Absent, |c| Expect::Revision(c.revision));
-        match api.control.store.put(
-            &family_key(&family),
-            &json!({"lastRevision": next}),
-            expected,
-        ) {
-            Ok(_) => break next,
-            Err(crate::store::StoreError::Conflict { .. }) => continue,
-            Err(other) => return Err(other.into()),
-        }
-    };
+    let revision = super::task_definitions::next_revision(api, &family_key(&family))?;
     let daemon_arn = arn(&api.control.arns, &family, revision);
     let record = json!({
         "family": family,

@@ -40,6 +40,29 @@ fn shape(api: &Api, record: &Value) -> Value {
     shape
 }
 
+/// Hands out the next revision of the family whose counter is at `counter_key`; a
+/// concurrent registration makes this retry, so no revision is handed out twice.
+pub(super) fn next_revision(api: &Api, counter_key: &str) -> Result<u64, ApiError> {
+    loop {
+        let counter = api.control.store.get(counter_key)?;
+        let next = counter
+            .as_ref()
+            .and_then(|c| c.value["lastRevision"].as_u64())
+            .unwrap_or(0)
+            + 1;
+        let expected = counter.map_or(Expect::Absent, |c| Expect::Revision(c.revision));
+        match api
+            .control
+            .store
+            .put(counter_key, &json!({"lastRevision": next}), expected)
+        {
+            Ok(_) => return Ok(next),
+            Err(crate::store::StoreError::Conflict { .. }) => continue,
+            Err(other) => return Err(other.into()),
+        }
+    }
+}
+
 pub fn register(api: &Api, body: Value) -> Result<Value, ApiError> {
     let tags = super::tags::given("tags", body.get("tags").cloned())?;
     let definition = TaskDefinition::from_value(body).map_err(|error| {
@@ -51,25 +74,7 @@ pub fn register(api: &Api, body: Value) -> Result<Value, ApiError> {
         ApiError::client(format!("Invalid task definition: {}", errors.join("; ")))
     })?;
     let family = definition.spec.family.clone();
-    // Hand out the next revision; a concurrent registration makes this retry.
-    let revision = loop {
-        let counter = api.control.store.get(&family_key(&family))?;
-        let next = counter
-            .as_ref()
-            .and_then(|c| c.value["lastRevision"].as_u64())
-            .unwrap_or(0)
-            + 1;
-        let expected = counter.map_or(Expect::Absent, |c| Expect::Revision(c.revision));
-        match api.control.store.put(
-            &family_key(&family),
-            &json!({"lastRevision": next}),
-            expected,
-        ) {
-            Ok(_) => break next,
-            Err(crate::store::StoreError::Conflict { .. }) => continue,
-            Err(other) => return Err(other.into()),
-        }
-    };
+    let revision = next_revision(api, &family_key(&family))?;
     let mut document = definition.raw;
     if let Some(object) = document.as_object_mut() {
         for output_only in [

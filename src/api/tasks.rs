@@ -184,11 +184,7 @@ pub fn run(api: &Api, body: Value) -> Result<Value, ApiError> {
             "count: must be between 1 and 10 (got {count})"
         )));
     }
-    let overrides_shape = request.overrides.unwrap_or(json!({}));
-    if !overrides_shape.is_object() {
-        return Err(ApiError::invalid("overrides: must be an object"));
-    }
-    check_overrides(&definition, &overrides_shape)?;
+    let overrides_shape = overrides_of(&definition, request.overrides)?;
     crate::control::placement::validate(
         &request.placement_strategy,
         &request.placement_constraints,
@@ -254,11 +250,7 @@ pub fn start(api: &Api, body: Value) -> Result<Value, ApiError> {
         )));
     }
     let (record, definition) = active_definition(api, &request.task_definition)?;
-    let overrides_shape = request.overrides.unwrap_or(json!({}));
-    if !overrides_shape.is_object() {
-        return Err(ApiError::invalid("overrides: must be an object"));
-    }
-    check_overrides(&definition, &overrides_shape)?;
+    let overrides_shape = overrides_of(&definition, request.overrides)?;
     let tags = tags_of_task(
         request.tags,
         request.propagate_tags.as_deref(),
@@ -347,6 +339,16 @@ pub fn execute_command(_api: &Api, _body: Value) -> Result<Value, ApiError> {
          WasmgateV1.GetTaskStats; to run a command, run it as a task (RunTask with \
          overrides.containerOverrides[].command).",
     ))
+}
+
+/// A call's `overrides` (`{}` when absent), checked against the definition.
+fn overrides_of(definition: &TaskDefinition, given: Option<Value>) -> Result<Value, ApiError> {
+    let shape = given.unwrap_or(json!({}));
+    if !shape.is_object() {
+        return Err(ApiError::invalid("overrides: must be an object"));
+    }
+    check_overrides(definition, &shape)?;
+    Ok(shape)
 }
 
 /// ECS's checks of RunTask's `overrides`: each names a container of the definition; a

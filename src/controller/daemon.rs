@@ -347,37 +347,12 @@ pub fn plan_service(
     }
 
     // Counts per deployment and for the service.
-    let (mut running_total, mut pending_total) = (0, 0);
-    for deployment in &mut s.deployments {
-        let (mut running, mut pending) = (0, 0);
-        for task in tasks.iter().filter(|t| t.revision == deployment.id) {
-            match task.phase {
-                Phase::Running => running += 1,
-                Phase::Pending => pending += 1,
-                Phase::Stopping | Phase::Stopped => {}
-            }
-        }
-        let wanted = if deployment.status == DeploymentStatus::Primary {
-            desired
-        } else {
-            0
-        };
-        if (
-            deployment.running_count,
-            deployment.pending_count,
-            deployment.desired_count,
-        ) != (running, pending, wanted)
-        {
-            deployment.running_count = running;
-            deployment.pending_count = pending;
-            deployment.desired_count = wanted;
-            deployment.updated_at = now;
-        }
-        running_total += running;
-        pending_total += pending;
-    }
-    s.running_count = running_total;
-    s.pending_count = pending_total;
+    super::plan::count_deployments(
+        &mut s,
+        tasks.iter().map(|t| (t.revision.as_str(), t.phase)),
+        desired,
+        now,
+    );
 
     // The rollout completes once every host runs a healthy task of the primary alone.
     let healthy_primary = tasks

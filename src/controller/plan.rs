@@ -707,12 +707,28 @@ fn follow_service_deployments(s: &mut Service, now: f64) {
 
 /// Per-deployment and service counts.
 fn update_counts(s: &mut Service, tasks: &[TaskView], desired: u32, now: f64) {
+    count_deployments(
+        s,
+        tasks.iter().map(|t| (t.deployment.as_str(), t.phase)),
+        desired,
+        now,
+    );
+}
+
+/// Sets every deployment's running, pending and desired counts (the PRIMARY wants `desired`,
+/// the others none) and the service's totals, from each task's deployment and phase; a
+/// deployment's `updatedAt` moves only when its counts change.
+pub(crate) fn count_deployments<'a>(
+    s: &mut Service,
+    tasks: impl Iterator<Item = (&'a str, Phase)> + Clone,
+    desired: u32,
+    now: f64,
+) {
     let (mut running_total, mut pending_total) = (0, 0);
     for deployment in &mut s.deployments {
-        let mine = tasks.iter().filter(|t| t.deployment == deployment.id);
         let (mut running, mut pending) = (0, 0);
-        for task in mine {
-            match task.phase {
+        for (_, phase) in tasks.clone().filter(|(d, _)| *d == deployment.id) {
+            match phase {
                 Phase::Running => running += 1,
                 Phase::Pending => pending += 1,
                 Phase::Stopping | Phase::Stopped => {}
