@@ -216,6 +216,11 @@ print('sleepy', z)
     );
     assert!(out.contains("timestamps True"), "{out}");
     assert!(out.contains("listed True"), "{out}");
+    assert!(
+        out.contains("included [{'key': 'k', 'value': 'v'}] INSUFFICIENT_DATA False"),
+        "{out}"
+    );
+    assert!(out.contains("pool health OK"), "{out}");
     assert!(out.contains("stopping STOPPED"), "{out}");
     assert!(
         out.contains("user stop UserInitiated enough for today 0"),
@@ -654,6 +659,11 @@ ci = ecs.register_container_instance(cluster='ext', instanceIdentityDocument=jso
     attributes=[{'name': 'zone', 'value': 'z1'}], tags=[{'key': 'k', 'value': 'v'}])['containerInstance']
 print('registered', ci['status'], ci['agentConnected'], [r['integerValue'] for r in ci['registeredResources']], [a.get('value') for a in ci['attributes'] if a['name'] == 'zone'])
 print('listed', ecs.list_container_instances(cluster='ext')['containerInstanceArns'] == [ci['containerInstanceArn']])
+full = ecs.describe_container_instances(cluster='ext', containerInstances=[ci['containerInstanceArn']], include=['TAGS', 'CONTAINER_INSTANCE_HEALTH'])['containerInstances'][0]
+plain = ecs.describe_container_instances(cluster='ext', containerInstances=[ci['containerInstanceArn']])['containerInstances'][0]
+print('included', full['tags'], full['healthStatus']['overallStatus'], 'tags' in plain)
+pool_health = ecs.describe_container_instances(containerInstances=[pool_arn], include=['CONTAINER_INSTANCE_HEALTH'])['containerInstances'][0]['healthStatus']['overallStatus']
+print('pool health', pool_health)
 f = ecs.run_task(cluster='ext', taskDefinition='sleep', launchType='EC2')
 print('nothing placed there', len(f['tasks']), len(f['failures']))
 print('started there', [x['reason'] for x in ecs.start_task(cluster='ext', taskDefinition='sleep', containerInstances=[ci['containerInstanceArn']])['failures']])
@@ -682,6 +692,11 @@ print('deregistered', ecs.deregister_container_instance(cluster='ext', container
         "{out}"
     );
     assert!(out.contains("listed True"), "{out}");
+    assert!(
+        out.contains("included [{'key': 'k', 'value': 'v'}] INSUFFICIENT_DATA False"),
+        "{out}"
+    );
+    assert!(out.contains("pool health OK"), "{out}");
     assert!(out.contains("nothing placed there 0 1"), "{out}");
     assert!(out.contains("started there ['AGENT']"), "{out}");
     assert!(out.contains("poll True"), "{out}");

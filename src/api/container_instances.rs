@@ -169,6 +169,8 @@ pub fn list(api: &Api, body: Value) -> Result<Value, ApiError> {
 struct DescribeContainerInstances {
     cluster: Option<String>,
     container_instances: Vec<String>,
+    #[serde(default)]
+    include: Vec<String>,
 }
 
 pub fn describe(api: &Api, body: Value) -> Result<Value, ApiError> {
@@ -180,12 +182,41 @@ pub fn describe(api: &Api, body: Value) -> Result<Value, ApiError> {
         match find(api, &cluster, &given)? {
             Some(host) => {
                 let used = usage.get(&host.id).copied().unwrap_or_default();
-                instances.push(shape(api, &host, used));
+                let mut shape = shape(api, &host, used);
+                // As ECS: tags and the health report only when asked for.
+                if request.include.iter().any(|i| i == "TAGS") {
+                    shape["tags"] = host.tags.clone().unwrap_or(json!([]));
+                }
+                if request
+                    .include
+                    .iter()
+                    .any(|i| i == "CONTAINER_INSTANCE_HEALTH")
+                {
+                    shape["healthStatus"] = health(api, &host);
+                }
+                instances.push(shape);
             }
             None => failures.push(json!({"arn": given, "reason": "MISSING"})),
         }
     }
     Ok(json!({"containerInstances": instances, "failures": failures}))
+}
+
+/// ECS's ContainerInstanceHealthStatus: the agent's runtime is OK while it reports within
+/// `--agent-timeout`, IMPAIRED once it is silent, INSUFFICIENT_DATA for an instance no agent
+/// ever ran (registered through the API).
+fn health(api: &Api, host: &HostRecord) -> Value {
+    let status = if api.control.hosts.connected(&host.id) {
+        "OK"
+    } else if host.credential_sha256.is_some() || host.local {
+        "IMPAIRED"
+    } else {
+        "INSUFFICIENT_DATA"
+    };
+    json!({
+        "overallStatus": status,
+        "details": [{"type": "CONTAINER_RUNTIME", "status": status}],
+    })
 }
 
 #[derive(Deserialize)]
