@@ -49,20 +49,21 @@ pub fn provider_hosts(
 pub fn reconcile_daemons(
     control: &Control,
     settings: &SchedulerSettings,
+    index: &super::index::TaskIndex,
 ) -> Result<Option<f64>, ControlError> {
     let daemons: Vec<DaemonRecord> = crate::records::list(control.store.as_ref(), "daemons/")?;
     if daemons.is_empty() {
         return Ok(None);
     }
     let mut by_daemon: HashMap<(String, String), Vec<TaskRecord>> = HashMap::new();
-    for task in crate::records::tasks(control.store.as_ref())? {
+    for task in index.tasks() {
         let Some(name) = task.group.strip_prefix("daemon:").map(str::to_string) else {
             continue;
         };
         by_daemon
             .entry((task.cluster_arn.clone(), name))
             .or_default()
-            .push(task);
+            .push(TaskRecord::clone(task));
     }
     let mut wake_at: Option<f64> = None;
     for daemon in daemons {

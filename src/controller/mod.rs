@@ -12,6 +12,7 @@
 pub mod daemon;
 pub mod daemons;
 mod host_tasks;
+mod index;
 pub mod plan;
 
 use std::collections::{HashMap, HashSet};
@@ -66,19 +67,36 @@ pub async fn run_scheduler(
     shutdown: CancellationToken,
 ) {
     let mut changes = control.store.watch();
+    let mut index = Some(index::TaskIndex::new(control.store.as_ref()));
     loop {
         let pass = {
             let control = control.clone();
             let settings = settings.clone();
-            tokio::task::spawn_blocking(move || reconcile_all(&control, &settings)).await
+            let mut taken = index
+                .take()
+                .unwrap_or_else(|| index::TaskIndex::new(control.store.as_ref()));
+            tokio::task::spawn_blocking(move || {
+                let result = taken
+                    .catch_up(control.store.as_ref())
+                    .map_err(ControlError::from)
+                    .and_then(|()| reconcile_all(&control, &settings, &taken));
+                (taken, result)
+            })
+            .await
         };
         let wake_at = match pass {
-            Ok(Ok(wake_at)) => wake_at,
-            Ok(Err(error)) => {
-                tracing::warn!(%error, "scheduler pass failed; retrying at the next wake-up");
-                Some(timestamp() + 1.0)
+            Ok((kept, result)) => {
+                index = Some(kept);
+                match result {
+                    Ok(wake_at) => wake_at,
+                    Err(error) => {
+                        tracing::warn!(%error, "scheduler pass failed; retrying at the next wake-up");
+                        Some(timestamp() + 1.0)
+                    }
+                }
             }
             Err(error) => {
+                // The index went with the panicking pass; the next one lists everything.
                 tracing::error!(%error, "scheduler pass panicked");
                 Some(timestamp() + 1.0)
             }
@@ -116,25 +134,27 @@ pub async fn run_scheduler(
 pub fn reconcile_all(
     control: &Control,
     settings: &SchedulerSettings,
+    index: &index::TaskIndex,
 ) -> Result<Option<f64>, ControlError> {
     // Daemons first: a host that joined gets its daemons' tasks before any service's.
-    let daemons_wake = daemons::reconcile_daemons(control, settings).unwrap_or_else(|error| {
-        tracing::warn!(%error, "the daemon pass failed; retrying at the next wake-up");
-        Some(timestamp() + 1.0)
-    });
+    let daemons_wake =
+        daemons::reconcile_daemons(control, settings, index).unwrap_or_else(|error| {
+            tracing::warn!(%error, "the daemon pass failed; retrying at the next wake-up");
+            Some(timestamp() + 1.0)
+        });
     let services: Vec<Service> = crate::records::list(control.store.as_ref(), "services/")?;
     if services.iter().all(|s| s.status == ServiceStatus::Inactive) {
         return Ok(daemons_wake);
     }
     let mut by_service: HashMap<(String, String), Vec<TaskRecord>> = HashMap::new();
-    for task in crate::records::tasks(control.store.as_ref())? {
+    for task in index.tasks() {
         let Some(name) = task.service_name() else {
             continue;
         };
         by_service
             .entry((task.cluster_arn.clone(), name.to_string()))
             .or_default()
-            .push(task);
+            .push(TaskRecord::clone(task));
     }
     let draining: HashSet<String> = control
         .hosts
