@@ -22,6 +22,7 @@ mod logs;
 mod observe;
 pub mod services;
 mod sigv4;
+mod stacks;
 mod tags;
 mod task_definitions;
 mod tasks;
@@ -72,6 +73,8 @@ pub struct Api {
     endpoint: std::sync::OnceLock<String>,
     /// Where the gateway listens, once bound (Express services' and gateways' URLs).
     gateway_address: std::sync::OnceLock<std::net::SocketAddr>,
+    /// The stacks a deploy or delete is changing now (one at a time per stack).
+    stacks_busy: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Api {
@@ -85,6 +88,7 @@ impl Api {
             metrics_sources: std::sync::Mutex::new(Vec::new()),
             endpoint: std::sync::OnceLock::new(),
             gateway_address: std::sync::OnceLock::new(),
+            stacks_busy: std::sync::Mutex::new(std::collections::BTreeSet::new()),
         };
         clusters::ensure(&api, DEFAULT_CLUSTER, serde_json::Map::new())?;
         Ok(api)
@@ -220,6 +224,10 @@ impl Api {
             "WasmgateV1.GetTaskLogs" => logs::get_task_logs(self, body),
             "WasmgateV1.GetTaskStats" => logs::get_task_stats(self, body),
             "WasmgateV1.ListHosts" => observe::hosts(self),
+            "WasmgateV1.DeployStack" => stacks::deploy(self, body),
+            "WasmgateV1.DescribeStack" => stacks::describe(self, body),
+            "WasmgateV1.ListStacks" => stacks::list(self, body),
+            "WasmgateV1.DeleteStack" => stacks::delete(self, body),
             other => Err(ApiError::new(
                 ErrorKind::UnknownOperationException,
                 format!("Unknown or unsupported operation: {other}"),

@@ -1,5 +1,9 @@
-//! Declarative provisioning (issue 15), begun: CloudFormation templates as `cdk synth` writes
-//! them, evaluated without I/O (`template`). Deploying a stack (a change set per logical id,
-//! applied in dependency order through the ECS API, rolled back on failure) builds on it.
+//! Declarative provisioning: CloudFormation templates as `cdk synth` writes them, evaluated
+//! without I/O (`template`), mapped onto ECS members (`properties`), per resource type
+//! (`resources`), and deployed as a stack: a change set per logical id, applied in dependency
+//! order through the ECS API and rolled back on failure (`stack`).
 
+pub mod properties;
+pub mod resources;
+pub mod stack;
 pub mod template;

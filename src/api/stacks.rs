@@ -1,0 +1,226 @@
+//! wasmgate's own actions for stacks (declarative provisioning): `WasmgateV1.DeployStack`
+//! (the change set and, unless `dryRun`, the deploy), `WasmgateV1.DescribeStack`,
+//! `WasmgateV1.ListStacks`, `WasmgateV1.DeleteStack`. A stack is a record under
+//! `stacks/NAME`; the deploy engine (`crate::deploy::stack`) calls ECS operations through
+//! `Api::call`, so a stack's resources are made exactly as an ECS client would make them.
+//! One deploy or delete per stack at a time.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Api, ApiError, ErrorKind, parse};
+use crate::deploy::stack::{self, DeployError, Ecs, StackRecord, StackStatus, Target};
+use crate::store::Expect;
+
+fn key(name: &str) -> String {
+    format!("stacks/{name}")
+}
+
+impl Ecs for Api {
+    fn call(&self, action: &str, body: Value) -> Result<Value, ApiError> {
+        Api::call(self, action, body)
+    }
+
+    /// Sleeps off the async runtime's worker when it can, so the agent and the scheduler
+    /// (which stop the tasks a delete waits for) keep running.
+    fn pause(&self) {
+        let wait = || std::thread::sleep(std::time::Duration::from_millis(250));
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(wait)
+            }
+            _ => wait(),
+        }
+    }
+}
+
+/// Holds a stack's name in the API's set of stacks being changed; dropped, frees it.
+struct StackLock<'a> {
+    api: &'a Api,
+    name: String,
+}
+
+impl<'a> StackLock<'a> {
+    fn take(api: &'a Api, name: &str) -> Result<Self, ApiError> {
+        let mut busy = api.stacks_busy.lock().unwrap_or_else(|p| p.into_inner());
+        if !busy.insert(name.to_string()) {
+            return Err(ApiError::new(
+                ErrorKind::UpdateInProgressException,
+                format!("stack {name}: another deploy or delete of it is in progress"),
+            ));
+        }
+        Ok(Self {
+            api,
+            name: name.to_string(),
+        })
+    }
+}
+
+impl Drop for StackLock<'_> {
+    fn drop(&mut self) {
+        self.api
+            .stacks_busy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.name);
+    }
+}
+
+fn check_name(name: &str) -> Result<(), ApiError> {
+    let valid = !name.is_empty()
+        && name.len() <= 128
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(format!(
+            "stackName: {name:?}: a letter, then letters, digits and hyphens, at most 128"
+        )))
+    }
+}
+
+fn load(api: &Api, name: &str) -> Result<Option<StackRecord>, ApiError> {
+    let Some(found) = api.control.store.get(&key(name))? else {
+        return Ok(None);
+    };
+    serde_json::from_value(found.value)
+        .map(Some)
+        .map_err(|e| ApiError::new(ErrorKind::ServerException, format!("stack {name}: {e}")))
+}
+
+fn save(api: &Api, record: &StackRecord) -> Result<(), ApiError> {
+    let value = serde_json::to_value(record)
+        .map_err(|e| ApiError::new(ErrorKind::ServerException, e.to_string()))?;
+    api.control
+        .store
+        .put(&key(&record.stack_name), &value, Expect::Any)?;
+    Ok(())
+}
+
+fn not_found(name: &str) -> ApiError {
+    ApiError::new(
+        ErrorKind::ResourceNotFoundException,
+        format!("stack {name} does not exist"),
+    )
+}
+
+fn target(api: &Api, name: &str) -> Target {
+    Target {
+        stack_name: name.to_string(),
+        region: api.control.arns.region.clone(),
+        account: api.control.arns.account.clone(),
+    }
+}
+
+fn invalid(error: DeployError) -> ApiError {
+    ApiError::invalid(error.to_string())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeployStack {
+    stack_name: String,
+    /// The template as JSON, or as the text of a JSON document.
+    template: Value,
+    #[serde(default)]
+    parameters: BTreeMap<String, String>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+pub fn deploy(api: &Api, body: Value) -> Result<Value, ApiError> {
+    let request: DeployStack = parse(body)?;
+    check_name(&request.stack_name)?;
+    let template = match request.template {
+        Value::String(text) => serde_json::from_str(&text)
+            .map_err(|e| ApiError::invalid(format!("template: not JSON: {e}")))?,
+        other => other,
+    };
+    let _lock = StackLock::take(api, &request.stack_name)?;
+    let previous = load(api, &request.stack_name)?;
+    let target = target(api, &request.stack_name);
+    let changes =
+        stack::plan(&target, &template, &request.parameters, previous.as_ref()).map_err(invalid)?;
+    if request.dry_run {
+        return Ok(json!({"changes": changes, "dryRun": true}));
+    }
+    let outcome = stack::deploy(
+        api,
+        &target,
+        &template,
+        &request.parameters,
+        previous.as_ref(),
+    )
+    .map_err(invalid)?;
+    save(api, &outcome.record)?;
+    Ok(json!({
+        "changes": changes,
+        "events": outcome.events,
+        "stack": summary(&outcome.record),
+        "failure": outcome.failure.map(|f| f.to_string()),
+    }))
+}
+
+/// A stack's name, status, outputs and resources, without its template and events.
+fn summary(record: &StackRecord) -> Value {
+    json!({
+        "stackName": record.stack_name,
+        "status": record.status,
+        "statusReason": record.status_reason,
+        "outputs": record.outputs,
+        "resources": record.order.iter().filter_map(|id| record.resources.get(id).map(|r| json!({
+            "logicalId": id,
+            "type": r.resource_type,
+            "physicalId": r.physical_id,
+        }))).collect::<Vec<_>>(),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StackName {
+    stack_name: String,
+}
+
+pub fn describe(api: &Api, body: Value) -> Result<Value, ApiError> {
+    let request: StackName = parse(body)?;
+    let record = load(api, &request.stack_name)?.ok_or_else(|| not_found(&request.stack_name))?;
+    Ok(json!({"stack": record}))
+}
+
+pub fn list(api: &Api, _body: Value) -> Result<Value, ApiError> {
+    let mut stacks = Vec::new();
+    for (name, found) in api.control.store.list("stacks/")? {
+        let record: StackRecord = serde_json::from_value(found.value)
+            .map_err(|e| ApiError::new(ErrorKind::ServerException, format!("{name}: {e}")))?;
+        stacks.push(json!({
+            "stackName": record.stack_name,
+            "status": record.status,
+            "resources": record.resources.len(),
+        }));
+    }
+    Ok(json!({"stacks": stacks}))
+}
+
+pub fn delete(api: &Api, body: Value) -> Result<Value, ApiError> {
+    let request: StackName = parse(body)?;
+    let _lock = StackLock::take(api, &request.stack_name)?;
+    let mut record =
+        load(api, &request.stack_name)?.ok_or_else(|| not_found(&request.stack_name))?;
+    let (events, left) = stack::delete_stack(api, &record);
+    if left.is_empty() {
+        api.control
+            .store
+            .delete(&key(&request.stack_name), Expect::Any)?;
+        return Ok(json!({"events": events, "status": "DELETE_COMPLETE"}));
+    }
+    record.order.retain(|id| left.contains_key(id));
+    record.resources = left;
+    record.status = StackStatus::DeleteFailed;
+    record.events.extend(events.iter().cloned());
+    save(api, &record)?;
+    Ok(json!({"events": events, "status": record.status}))
+}

@@ -1,0 +1,376 @@
+//! The resource types a stack can hold, as data and plain functions: which ECS calls create,
+//! update and delete each, which property changes need a replacement, and what its `Ref` and
+//! attributes are. Types with no counterpart here (IAM, logs, networking, CDK metadata) are
+//! *not applicable*: recorded with a placeholder id, never called.
+//!
+//! Architecture invariant: builds request bodies and reads answers; the calls themselves go
+//! through the engine's `Ecs` seam.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use super::properties::to_ecs;
+
+/// A resource type the engine knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Cluster,
+    TaskDefinition,
+    Service,
+    CapacityProvider,
+    ClusterCapacityProviderAssociations,
+    /// A type with no counterpart in wasmgate: recorded, never called.
+    NotApplicable,
+}
+
+/// Type prefixes (or whole types) that have nothing to act on here. A load balancer's
+/// listener rule could become a gateway route; that is not done yet.
+const NOT_APPLICABLE: &[&str] = &[
+    "AWS::IAM::",
+    "AWS::Logs::",
+    "AWS::EC2::",
+    "AWS::ElasticLoadBalancingV2::",
+    "AWS::ApplicationAutoScaling::",
+    "AWS::ServiceDiscovery::",
+    "AWS::KMS::",
+    "AWS::SSM::Parameter",
+    "AWS::CDK::Metadata",
+];
+
+/// Properties whose change replaces the resource (a new one is made, the old deleted once
+/// the stack settles); `*` means every change does.
+fn replacing(kind: Kind) -> &'static [&'static str] {
+    match kind {
+        Kind::Cluster => &["ClusterName"],
+        Kind::TaskDefinition => &["*"],
+        Kind::Service => &[
+            "ServiceName",
+            "Cluster",
+            "LaunchType",
+            "SchedulingStrategy",
+            "Role",
+            "DeploymentController",
+        ],
+        Kind::CapacityProvider => &["Name", "AutoScalingGroupProvider.AutoScalingGroupArn"],
+        Kind::ClusterCapacityProviderAssociations => &["Cluster"],
+        Kind::NotApplicable => &[],
+    }
+}
+
+impl Kind {
+    /// The kind of a template's `Type`, or `None` for a type wasmgate does not know.
+    pub fn of(type_name: &str) -> Option<Self> {
+        Some(match type_name {
+            "AWS::ECS::Cluster" => Self::Cluster,
+            "AWS::ECS::TaskDefinition" => Self::TaskDefinition,
+            "AWS::ECS::Service" => Self::Service,
+            "AWS::ECS::CapacityProvider" => Self::CapacityProvider,
+            "AWS::ECS::ClusterCapacityProviderAssociations" => {
+                Self::ClusterCapacityProviderAssociations
+            }
+            other if NOT_APPLICABLE.iter().any(|p| other.starts_with(p)) => Self::NotApplicable,
+            _ => return None,
+        })
+    }
+
+    /// Whether going from `old` to `new` (resolved properties) needs a replacement.
+    pub fn needs_replacement(self, old: &Value, new: &Value) -> bool {
+        replacing(self).iter().any(|path| {
+            if *path == "*" {
+                return old != new;
+            }
+            let pick = |v: &Value| {
+                path.split('.').fold(v.clone(), |at, member| {
+                    at.get(member).cloned().unwrap_or_default()
+                })
+            };
+            pick(old) != pick(new)
+        })
+    }
+}
+
+/// One ECS call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    pub action: &'static str,
+    pub body: Value,
+}
+
+fn call(action: &'static str, body: Value) -> Call {
+    Call { action, body }
+}
+
+/// What a created resource is: its `Ref` and its attributes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Created {
+    pub physical_id: String,
+    pub attributes: BTreeMap<String, Value>,
+}
+
+/// The member of `props` named `name` as text.
+fn text(props: &Value, name: &str) -> Option<String> {
+    props.get(name).and_then(Value::as_str).map(str::to_string)
+}
+
+/// The calls that create a resource; `default_name` is the name CloudFormation would make
+/// up (`STACK-LOGICALID-SUFFIX`) when the template gives none.
+pub fn create_calls(kind: Kind, props: &Value, default_name: &str) -> Vec<Call> {
+    let mut body = to_ecs(props);
+    match kind {
+        Kind::Cluster => {
+            if text(props, "ClusterName").is_none() {
+                body["clusterName"] = json!(default_name);
+            }
+            vec![call("CreateCluster", body)]
+        }
+        Kind::TaskDefinition => {
+            if text(props, "Family").is_none() {
+                body["family"] = json!(default_name);
+            }
+            vec![call("RegisterTaskDefinition", body)]
+        }
+        Kind::Service => {
+            if text(props, "ServiceName").is_none() {
+                body["serviceName"] = json!(default_name);
+            }
+            vec![call("CreateService", body)]
+        }
+        Kind::CapacityProvider => {
+            if text(props, "Name").is_none() {
+                body["name"] = json!(default_name);
+            }
+            vec![call("CreateCapacityProvider", body)]
+        }
+        Kind::ClusterCapacityProviderAssociations => vec![put_providers(&body)],
+        Kind::NotApplicable => Vec::new(),
+    }
+}
+
+fn put_providers(body: &Value) -> Call {
+    call(
+        "PutClusterCapacityProviders",
+        json!({
+            "cluster": body["cluster"],
+            "capacityProviders": body.get("capacityProviders").cloned().unwrap_or(json!([])),
+            "defaultCapacityProviderStrategy":
+                body.get("defaultCapacityProviderStrategy").cloned().unwrap_or(json!([])),
+        }),
+    )
+}
+
+/// What the first create call's answer says the resource is.
+pub fn created(
+    kind: Kind,
+    answer: &Value,
+    default_name: &str,
+    region: &str,
+    account: &str,
+) -> Created {
+    let mut attributes = BTreeMap::new();
+    let physical_id = match kind {
+        Kind::Cluster => {
+            let cluster = &answer["cluster"];
+            attributes.insert("Arn".into(), cluster["clusterArn"].clone());
+            cluster["clusterName"]
+                .as_str()
+                .unwrap_or(default_name)
+                .to_string()
+        }
+        Kind::TaskDefinition => {
+            let arn = answer["taskDefinition"]["taskDefinitionArn"].clone();
+            attributes.insert("TaskDefinitionArn".into(), arn.clone());
+            arn.as_str().unwrap_or_default().to_string()
+        }
+        Kind::Service => {
+            let service = &answer["service"];
+            attributes.insert("Name".into(), service["serviceName"].clone());
+            attributes.insert("ServiceArn".into(), service["serviceArn"].clone());
+            service["serviceArn"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        }
+        Kind::CapacityProvider => answer["capacityProvider"]["name"]
+            .as_str()
+            .unwrap_or(default_name)
+            .to_string(),
+        Kind::ClusterCapacityProviderAssociations => answer["cluster"]["clusterName"]
+            .as_str()
+            .unwrap_or(default_name)
+            .to_string(),
+        Kind::NotApplicable => {
+            attributes.insert(
+                "Arn".into(),
+                json!(format!(
+                    "arn:aws:wasmgate:{region}:{account}:not-applicable/{default_name}"
+                )),
+            );
+            default_name.to_string()
+        }
+    };
+    Created {
+        physical_id,
+        attributes,
+    }
+}
+
+/// The attributes `Fn::GetAtt` can name on a resource of `kind`.
+pub fn attribute_names(kind: Kind) -> &'static [&'static str] {
+    match kind {
+        Kind::Cluster | Kind::NotApplicable => &["Arn"],
+        Kind::TaskDefinition => &["TaskDefinitionArn"],
+        Kind::Service => &["Name", "ServiceArn"],
+        Kind::CapacityProvider | Kind::ClusterCapacityProviderAssociations => &[],
+    }
+}
+
+/// ECS members CreateService takes that UpdateService does not (they replace instead, or
+/// cannot change).
+const SERVICE_CREATE_ONLY: &[&str] = &[
+    "serviceName",
+    "cluster",
+    "launchType",
+    "schedulingStrategy",
+    "role",
+    "deploymentController",
+    "tags",
+    "clientToken",
+];
+
+/// The calls that bring a resource from `old` to `new` properties in place.
+pub fn update_calls(kind: Kind, physical_id: &str, old: &Value, new: &Value) -> Vec<Call> {
+    let body = to_ecs(new);
+    match kind {
+        Kind::Cluster => {
+            let mut calls = vec![call(
+                "UpdateCluster",
+                json!({
+                    "cluster": physical_id,
+                    "settings": body.get("settings").cloned().unwrap_or(json!([])),
+                    "configuration": body.get("configuration").cloned().unwrap_or(json!({})),
+                }),
+            )];
+            if let Some(defaults) = body.get("serviceConnectDefaults") {
+                calls[0].body["serviceConnectDefaults"] = defaults.clone();
+            }
+            if old.get("CapacityProviders") != new.get("CapacityProviders")
+                || old.get("DefaultCapacityProviderStrategy")
+                    != new.get("DefaultCapacityProviderStrategy")
+            {
+                let mut put = body.clone();
+                put["cluster"] = json!(physical_id);
+                calls.push(put_providers(&put));
+            }
+            calls
+        }
+        // Every change of a task definition is a replacement (a new revision).
+        Kind::TaskDefinition | Kind::NotApplicable => Vec::new(),
+        Kind::Service => {
+            let mut update = serde_json::Map::new();
+            update.insert(
+                "cluster".into(),
+                body.get("cluster").cloned().unwrap_or(json!("default")),
+            );
+            update.insert("service".into(), json!(physical_id));
+            for (member, value) in body.as_object().into_iter().flatten() {
+                if !SERVICE_CREATE_ONLY.contains(&member.as_str()) {
+                    update.insert(member.clone(), value.clone());
+                }
+            }
+            vec![call("UpdateService", Value::Object(update))]
+        }
+        Kind::CapacityProvider => {
+            let mut update = body.clone();
+            if let Some(map) = update.as_object_mut() {
+                map.remove("tags");
+                map.insert("name".into(), json!(physical_id));
+                if let Some(asg) = map
+                    .get_mut("autoScalingGroupProvider")
+                    .and_then(Value::as_object_mut)
+                {
+                    asg.remove("autoScalingGroupArn");
+                }
+            }
+            vec![call("UpdateCapacityProvider", update)]
+        }
+        Kind::ClusterCapacityProviderAssociations => vec![put_providers(&body)],
+    }
+}
+
+/// The calls that delete a resource.
+pub fn delete_calls(kind: Kind, physical_id: &str, props: &Value) -> Vec<Call> {
+    match kind {
+        Kind::Cluster => vec![call("DeleteCluster", json!({"cluster": physical_id}))],
+        Kind::TaskDefinition => vec![call(
+            "DeregisterTaskDefinition",
+            json!({"taskDefinition": physical_id}),
+        )],
+        Kind::Service => vec![call(
+            "DeleteService",
+            json!({
+                "cluster": text(props, "Cluster").unwrap_or_else(|| "default".into()),
+                "service": physical_id,
+                "force": true,
+            }),
+        )],
+        Kind::CapacityProvider => vec![call(
+            "DeleteCapacityProvider",
+            json!({"capacityProvider": physical_id}),
+        )],
+        Kind::ClusterCapacityProviderAssociations => vec![call(
+            "PutClusterCapacityProviders",
+            json!({"cluster": physical_id, "capacityProviders": [], "defaultCapacityProviderStrategy": []}),
+        )],
+        Kind::NotApplicable => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn which_changes_replace() {
+        let old = json!({"ServiceName": "a", "DesiredCount": 1});
+        assert!(
+            !Kind::Service.needs_replacement(&old, &json!({"ServiceName": "a", "DesiredCount": 2}))
+        );
+        assert!(
+            Kind::Service.needs_replacement(&old, &json!({"ServiceName": "b", "DesiredCount": 1}))
+        );
+        assert!(
+            Kind::TaskDefinition.needs_replacement(&json!({"Cpu": "256"}), &json!({"Cpu": "512"}))
+        );
+        assert!(Kind::Cluster.needs_replacement(&json!({}), &json!({"ClusterName": "x"})));
+        assert!(!Kind::Cluster.needs_replacement(
+            &json!({"ClusterSettings": []}),
+            &json!({"ClusterSettings": [{"Name": "containerInsights", "Value": "enabled"}]})
+        ));
+    }
+
+    #[test]
+    fn types_are_known_not_applicable_or_unknown() {
+        assert_eq!(Kind::of("AWS::ECS::Service"), Some(Kind::Service));
+        assert_eq!(Kind::of("AWS::IAM::Role"), Some(Kind::NotApplicable));
+        assert_eq!(Kind::of("AWS::CDK::Metadata"), Some(Kind::NotApplicable));
+        assert_eq!(Kind::of("AWS::S3::Bucket"), None);
+    }
+
+    #[test]
+    fn a_service_update_leaves_out_what_only_create_takes() {
+        let calls = update_calls(
+            Kind::Service,
+            "arn:svc",
+            &json!({}),
+            &json!({"Cluster": "c", "ServiceName": "s", "DesiredCount": "2", "Tags": []}),
+        );
+        assert_eq!(
+            calls,
+            vec![call(
+                "UpdateService",
+                json!({"cluster": "c", "service": "arn:svc", "desiredCount": 2})
+            )]
+        );
+    }
+}

@@ -1,0 +1,1106 @@
+//! Deploying a stack: from a template, its parameters and the stack's previous record, a
+//! change set per logical id (create, update, replace, delete, no change), applied in
+//! dependency order through the ECS API (deletes last, in reverse order), and rolled back on
+//! failure: what this deploy created is deleted, what it updated is updated back, and the
+//! previous record is restored.
+//!
+//! Architecture invariant: no HTTP and no store here. ECS is reached through the `Ecs` seam
+//! (the API implements it with `Api::call`; tests with a recording fake); the caller stores
+//! the record this returns.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::Digest as _;
+
+use super::resources::{self, Call, Created, Kind};
+use super::template::{Context, Template, TemplateError};
+use crate::api::{ApiError, ErrorKind};
+
+/// The ECS operations a deploy calls.
+pub trait Ecs {
+    fn call(&self, action: &str, body: Value) -> Result<Value, ApiError>;
+    /// Waits a moment before a delete is tried again (a cluster whose tasks still stop).
+    fn pause(&self) {}
+}
+
+/// How many times a delete is tried while what it waits for (tasks stopping) goes away.
+const DELETE_ATTEMPTS: usize = 120;
+/// How many events a stack record keeps (the newest).
+const KEPT_EVENTS: usize = 500;
+
+/// Why a deploy failed, naming the logical id at fault.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DeployError {
+    #[error("{0}")]
+    Template(#[from] TemplateError),
+    #[error("Resources.{logical_id}: type {kind} has no counterpart in wasmgate")]
+    UnknownType { logical_id: String, kind: String },
+    #[error("Resources.{logical_id} ({kind}): {action}: {error}")]
+    Call {
+        logical_id: String,
+        kind: String,
+        action: String,
+        error: ApiError,
+    },
+}
+
+/// A stack's status, as CloudFormation names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum StackStatus {
+    CreateComplete,
+    UpdateComplete,
+    RollbackComplete,
+    RollbackFailed,
+    UpdateRollbackComplete,
+    UpdateRollbackFailed,
+    DeleteFailed,
+}
+
+/// A resource's status in an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ResourceStatus {
+    CreateComplete,
+    CreateFailed,
+    UpdateComplete,
+    UpdateFailed,
+    DeleteComplete,
+    DeleteFailed,
+    /// A type with nothing to act on here: recorded only.
+    NotApplicable,
+}
+
+impl ResourceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CreateComplete => "CREATE_COMPLETE",
+            Self::CreateFailed => "CREATE_FAILED",
+            Self::UpdateComplete => "UPDATE_COMPLETE",
+            Self::UpdateFailed => "UPDATE_FAILED",
+            Self::DeleteComplete => "DELETE_COMPLETE",
+            Self::DeleteFailed => "DELETE_FAILED",
+            Self::NotApplicable => "NOT_APPLICABLE",
+        }
+    }
+}
+
+/// One step of a deploy, for one logical id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StackEvent {
+    pub logical_id: String,
+    pub resource_type: String,
+    pub status: ResourceStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub physical_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl StackEvent {
+    /// The event as a progress line.
+    pub fn line(&self) -> String {
+        let mut line = format!(
+            "{}\t{}\t{}",
+            self.logical_id,
+            self.resource_type,
+            self.status.as_str()
+        );
+        if let Some(id) = &self.physical_id {
+            line.push('\t');
+            line.push_str(id);
+        }
+        if let Some(reason) = &self.reason {
+            line.push('\t');
+            line.push_str(reason);
+        }
+        line
+    }
+}
+
+/// What a stack holds of one resource.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceRecord {
+    #[serde(rename = "type")]
+    pub resource_type: String,
+    pub physical_id: String,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, Value>,
+    /// The properties as resolved when it was last created or updated.
+    pub properties: Value,
+}
+
+/// A stack as the store keeps it (`stacks/NAME`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StackRecord {
+    pub stack_name: String,
+    pub status: StackStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
+    pub template: Value,
+    pub parameters: BTreeMap<String, String>,
+    pub resources: BTreeMap<String, ResourceRecord>,
+    /// The logical ids in the order they were created; deletes go in reverse.
+    pub order: Vec<String>,
+    pub outputs: BTreeMap<String, Value>,
+    pub events: Vec<StackEvent>,
+    /// How many deploys the stack has seen (made-up names differ per deploy).
+    pub generation: u64,
+}
+
+impl StackRecord {
+    fn push_events(&mut self, events: &[StackEvent]) {
+        self.events.extend_from_slice(events);
+        let excess = self.events.len().saturating_sub(KEPT_EVENTS);
+        self.events.drain(..excess);
+    }
+}
+
+/// What a deploy does to one logical id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Action {
+    Create,
+    Update,
+    Replace,
+    Delete,
+    NoChange,
+}
+
+/// One line of a change set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Change {
+    pub logical_id: String,
+    pub resource_type: String,
+    pub action: Action,
+    /// The type has nothing to act on here: the change is recorded only.
+    pub not_applicable: bool,
+}
+
+/// Where a stack is deployed.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub stack_name: String,
+    pub region: String,
+    pub account: String,
+}
+
+/// What a deploy did.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The record to store: the new stack, or the previous one restored after a rollback.
+    pub record: StackRecord,
+    pub events: Vec<StackEvent>,
+    /// Why it failed (and was rolled back), naming the logical id.
+    pub failure: Option<DeployError>,
+}
+
+/// A template to deploy, parsed, with its context (parameters and conditions evaluated).
+struct Prepared {
+    template: Template,
+    context: Context,
+    order: Vec<String>,
+}
+
+fn prepare(
+    target: &Target,
+    document: &Value,
+    parameters: &BTreeMap<String, String>,
+) -> Result<Prepared, DeployError> {
+    let template = Template::parse(document)?;
+    let context = Context::new(
+        &template,
+        &target.stack_name,
+        &target.region,
+        &target.account,
+        parameters,
+    )?;
+    let mut order = Vec::new();
+    for id in template.creation_order()? {
+        let resource = &template.resources[&id];
+        if !context.included(resource.condition.as_deref()) {
+            continue;
+        }
+        if Kind::of(&resource.kind).is_none() {
+            return Err(DeployError::UnknownType {
+                logical_id: id,
+                kind: resource.kind.clone(),
+            });
+        }
+        order.push(id);
+    }
+    Ok(Prepared {
+        template,
+        context,
+        order,
+    })
+}
+
+/// The resources of `previous` that count (none after a first deploy rolled back).
+fn previous_resources(previous: Option<&StackRecord>) -> BTreeMap<String, ResourceRecord> {
+    previous.map(|p| p.resources.clone()).unwrap_or_default()
+}
+
+fn decide(
+    kind: Kind,
+    previous: Option<&ResourceRecord>,
+    resolved: &Value,
+    type_name: &str,
+) -> Action {
+    match previous {
+        None => Action::Create,
+        // A logical id whose type changed is a new resource.
+        Some(old) if old.resource_type != type_name => Action::Replace,
+        Some(old) if old.properties == *resolved => Action::NoChange,
+        Some(old) if kind.needs_replacement(&old.properties, resolved) => Action::Replace,
+        Some(_) => Action::Update,
+    }
+}
+
+/// The name CloudFormation would make up for a resource the template names not:
+/// `STACK-LOGICALID-SUFFIX`, the suffix differing per deploy so a replacement never clashes.
+fn made_up_name(stack: &str, logical_id: &str, generation: u64) -> String {
+    let digest = sha2::Sha256::digest(format!("{stack}/{logical_id}/{generation}"));
+    let suffix = hex::encode_upper(&digest[..6]);
+    format!("{stack}-{logical_id}-{suffix}")
+}
+
+/// The placeholder `Ref` of a resource a dry run would create.
+fn pending_id(logical_id: &str) -> String {
+    format!("(new {logical_id})")
+}
+
+/// The change set: what deploying `document` with `parameters` over `previous` would do, per
+/// logical id, in the order it would be done.
+pub fn plan(
+    target: &Target,
+    document: &Value,
+    parameters: &BTreeMap<String, String>,
+    previous: Option<&StackRecord>,
+) -> Result<Vec<Change>, DeployError> {
+    let Prepared {
+        template,
+        mut context,
+        order,
+    } = prepare(target, document, parameters)?;
+    let old = previous_resources(previous);
+    let generation = previous.map_or(0, |p| p.generation) + 1;
+    let mut changes = Vec::new();
+    for id in &order {
+        let resource = &template.resources[id];
+        let kind = Kind::of(&resource.kind).unwrap_or(Kind::NotApplicable);
+        let resolved =
+            context.resolve(&resource.properties, &format!("Resources.{id}.Properties"))?;
+        let action = decide(kind, old.get(id), &resolved, &resource.kind);
+        match (action, old.get(id)) {
+            (Action::NoChange | Action::Update, Some(record)) => {
+                context
+                    .physical_ids
+                    .insert(id.clone(), record.physical_id.clone());
+                context
+                    .attributes
+                    .insert(id.clone(), record.attributes.clone());
+            }
+            _ => {
+                let name = made_up_name(&target.stack_name, id, generation);
+                let created = if kind == Kind::NotApplicable {
+                    resources::created(kind, &Value::Null, &name, &target.region, &target.account)
+                } else {
+                    Created {
+                        physical_id: pending_id(id),
+                        attributes: resources::attribute_names(kind)
+                            .iter()
+                            .map(|a| (a.to_string(), json!(pending_id(id))))
+                            .collect(),
+                    }
+                };
+                context.physical_ids.insert(id.clone(), created.physical_id);
+                context.attributes.insert(id.clone(), created.attributes);
+            }
+        }
+        changes.push(Change {
+            logical_id: id.clone(),
+            resource_type: resource.kind.clone(),
+            action,
+            not_applicable: kind == Kind::NotApplicable,
+        });
+    }
+    for id in deletion_order(previous, &order) {
+        changes.push(Change {
+            logical_id: id.clone(),
+            resource_type: old[&id].resource_type.clone(),
+            action: Action::Delete,
+            not_applicable: Kind::of(&old[&id].resource_type) == Some(Kind::NotApplicable),
+        });
+    }
+    Ok(changes)
+}
+
+/// The logical ids of `previous` that `order` no longer has, in reverse creation order.
+fn deletion_order(previous: Option<&StackRecord>, order: &[String]) -> Vec<String> {
+    let Some(previous) = previous else {
+        return Vec::new();
+    };
+    previous
+        .order
+        .iter()
+        .rev()
+        .filter(|id| previous.resources.contains_key(*id) && !order.contains(id))
+        .cloned()
+        .collect()
+}
+
+/// What a deploy must undo if a later step fails.
+enum Undo {
+    Delete {
+        logical_id: String,
+        record: ResourceRecord,
+    },
+    Restore {
+        logical_id: String,
+        old: ResourceRecord,
+        new: Value,
+    },
+}
+
+/// Runs `calls` in order; the first call's answer is returned.
+fn run(ecs: &dyn Ecs, calls: &[Call]) -> Result<Value, (String, ApiError)> {
+    let mut first = Value::Null;
+    for (i, call) in calls.iter().enumerate() {
+        let answer = ecs
+            .call(call.action, call.body.clone())
+            .map_err(|e| (call.action.to_string(), e))?;
+        if i == 0 {
+            first = answer;
+        }
+    }
+    Ok(first)
+}
+
+/// Deletes a resource: what is already gone counts as deleted, and a cluster whose tasks
+/// are still stopping is tried again after a pause.
+fn delete(ecs: &dyn Ecs, record: &ResourceRecord) -> Result<(), (String, ApiError)> {
+    let kind = Kind::of(&record.resource_type).unwrap_or(Kind::NotApplicable);
+    for call in resources::delete_calls(kind, &record.physical_id, &record.properties) {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match ecs.call(call.action, call.body.clone()) {
+                Ok(_) => break,
+                Err(e) if gone(&e) => break,
+                Err(e)
+                    if attempt < DELETE_ATTEMPTS
+                        && matches!(
+                            e.kind,
+                            ErrorKind::ClusterContainsTasksException
+                                | ErrorKind::ClusterContainsServicesException
+                        ) =>
+                {
+                    ecs.pause();
+                }
+                Err(e) => return Err((call.action.to_string(), e)),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether an error says the resource is not there (any more).
+fn gone(error: &ApiError) -> bool {
+    matches!(
+        error.kind,
+        ErrorKind::ClusterNotFoundException
+            | ErrorKind::ServiceNotFoundException
+            | ErrorKind::ServiceNotActiveException
+            | ErrorKind::ResourceNotFoundException
+    )
+}
+
+fn event(
+    logical_id: &str,
+    resource_type: &str,
+    status: ResourceStatus,
+    physical_id: Option<&str>,
+    reason: Option<String>,
+) -> StackEvent {
+    StackEvent {
+        logical_id: logical_id.to_string(),
+        resource_type: resource_type.to_string(),
+        status,
+        physical_id: physical_id.map(str::to_string),
+        reason,
+    }
+}
+
+/// Deploys `document` over `previous`: creates and updates in dependency order, then
+/// deletes what is gone or was replaced, in reverse order; on a failure undoes what it did.
+/// A template that changes nothing calls nothing and returns `previous` as it was.
+pub fn deploy(
+    ecs: &dyn Ecs,
+    target: &Target,
+    document: &Value,
+    parameters: &BTreeMap<String, String>,
+    previous: Option<&StackRecord>,
+) -> Result<Outcome, DeployError> {
+    let changes = plan(target, document, parameters, previous)?;
+    if let Some(previous) = previous
+        && changes.iter().all(|c| c.action == Action::NoChange)
+        && previous.parameters == *parameters
+    {
+        return Ok(Outcome {
+            record: previous.clone(),
+            events: Vec::new(),
+            failure: None,
+        });
+    }
+    let Prepared {
+        template,
+        mut context,
+        order,
+    } = prepare(target, document, parameters)?;
+    let old = previous_resources(previous);
+    let generation = previous.map_or(0, |p| p.generation) + 1;
+    let mut events = Vec::new();
+    let mut undo = Vec::new();
+    let mut kept = BTreeMap::new();
+    let mut retired: Vec<String> = Vec::new();
+    let mut failure = None;
+    for id in &order {
+        let resource = &template.resources[id];
+        let kind = Kind::of(&resource.kind).unwrap_or(Kind::NotApplicable);
+        let resolved =
+            match context.resolve(&resource.properties, &format!("Resources.{id}.Properties")) {
+                Ok(resolved) => resolved,
+                Err(e) => {
+                    failure = Some(DeployError::Template(e));
+                    break;
+                }
+            };
+        let previous_record = old.get(id);
+        let action = decide(kind, previous_record, &resolved, &resource.kind);
+        let record = match (action, previous_record) {
+            (Action::NoChange, Some(record)) => record.clone(),
+            (Action::Update, Some(record)) => {
+                let calls = resources::update_calls(
+                    kind,
+                    &record.physical_id,
+                    &record.properties,
+                    &resolved,
+                );
+                if let Err((action, error)) = run(ecs, &calls) {
+                    events.push(event(
+                        id,
+                        &resource.kind,
+                        ResourceStatus::UpdateFailed,
+                        Some(&record.physical_id),
+                        Some(error.to_string()),
+                    ));
+                    failure = Some(DeployError::Call {
+                        logical_id: id.clone(),
+                        kind: resource.kind.clone(),
+                        action,
+                        error,
+                    });
+                    break;
+                }
+                undo.push(Undo::Restore {
+                    logical_id: id.clone(),
+                    old: record.clone(),
+                    new: resolved.clone(),
+                });
+                let status = if kind == Kind::NotApplicable {
+                    ResourceStatus::NotApplicable
+                } else {
+                    ResourceStatus::UpdateComplete
+                };
+                events.push(event(
+                    id,
+                    &resource.kind,
+                    status,
+                    Some(&record.physical_id),
+                    None,
+                ));
+                ResourceRecord {
+                    properties: resolved,
+                    ..record.clone()
+                }
+            }
+            _ => {
+                let name = made_up_name(&target.stack_name, id, generation);
+                let calls = resources::create_calls(kind, &resolved, &name);
+                let answer = match run(ecs, &calls) {
+                    Ok(answer) => answer,
+                    Err((action, error)) => {
+                        events.push(event(
+                            id,
+                            &resource.kind,
+                            ResourceStatus::CreateFailed,
+                            None,
+                            Some(error.to_string()),
+                        ));
+                        failure = Some(DeployError::Call {
+                            logical_id: id.clone(),
+                            kind: resource.kind.clone(),
+                            action,
+                            error,
+                        });
+                        break;
+                    }
+                };
+                let created =
+                    resources::created(kind, &answer, &name, &target.region, &target.account);
+                let record = ResourceRecord {
+                    resource_type: resource.kind.clone(),
+                    physical_id: created.physical_id,
+                    attributes: created.attributes,
+                    properties: resolved,
+                };
+                undo.push(Undo::Delete {
+                    logical_id: id.clone(),
+                    record: record.clone(),
+                });
+                if action == Action::Replace {
+                    retired.push(id.clone());
+                }
+                let status = if kind == Kind::NotApplicable {
+                    ResourceStatus::NotApplicable
+                } else {
+                    ResourceStatus::CreateComplete
+                };
+                events.push(event(
+                    id,
+                    &resource.kind,
+                    status,
+                    Some(&record.physical_id),
+                    None,
+                ));
+                record
+            }
+        };
+        context
+            .physical_ids
+            .insert(id.clone(), record.physical_id.clone());
+        context
+            .attributes
+            .insert(id.clone(), record.attributes.clone());
+        kept.insert(id.clone(), record);
+    }
+    let mut outputs = BTreeMap::new();
+    if failure.is_none() {
+        for (name, output) in &template.outputs {
+            if !context.included(output["Condition"].as_str()) {
+                continue;
+            }
+            match context.resolve(&output["Value"], &format!("Outputs.{name}")) {
+                Ok(value) => {
+                    outputs.insert(name.clone(), value);
+                }
+                Err(e) => {
+                    failure = Some(DeployError::Template(e));
+                    break;
+                }
+            }
+        }
+    }
+    if let Some(failure) = failure {
+        let (undone, failed_rollback) = roll_back(ecs, undo);
+        events.extend(undone);
+        let mut record = previous.cloned().unwrap_or_else(|| StackRecord {
+            stack_name: target.stack_name.clone(),
+            status: StackStatus::RollbackComplete,
+            status_reason: None,
+            template: document.clone(),
+            parameters: parameters.clone(),
+            resources: BTreeMap::new(),
+            order: Vec::new(),
+            outputs: BTreeMap::new(),
+            events: Vec::new(),
+            generation: 0,
+        });
+        record.status = match (
+            previous.is_some_and(|p| !p.resources.is_empty()),
+            failed_rollback,
+        ) {
+            (true, false) => StackStatus::UpdateRollbackComplete,
+            (true, true) => StackStatus::UpdateRollbackFailed,
+            (false, false) => StackStatus::RollbackComplete,
+            (false, true) => StackStatus::RollbackFailed,
+        };
+        record.status_reason = Some(failure.to_string());
+        record.generation = generation;
+        record.push_events(&events);
+        return Ok(Outcome {
+            record,
+            events,
+            failure: Some(failure),
+        });
+    }
+    // The stack has settled: delete what it no longer has and the old halves of
+    // replacements (an old task definition revision), in reverse creation order. A failed
+    // cleanup is reported, not rolled back (as CloudFormation does).
+    let mut doomed = deletion_order(previous, &order);
+    let previous_order = previous.map(|p| p.order.clone()).unwrap_or_default();
+    for id in previous_order.iter().rev() {
+        if retired.contains(id) {
+            doomed.push(id.clone());
+        }
+    }
+    doomed.sort_by_key(|id| std::cmp::Reverse(previous_order.iter().position(|o| o == id)));
+    for id in doomed {
+        let record = &old[&id];
+        let status = match delete(ecs, record) {
+            Ok(()) => (ResourceStatus::DeleteComplete, None),
+            Err((action, error)) => (
+                ResourceStatus::DeleteFailed,
+                Some(format!("{action}: {error}")),
+            ),
+        };
+        events.push(event(
+            &id,
+            &record.resource_type,
+            status.0,
+            Some(&record.physical_id),
+            status.1,
+        ));
+    }
+    let first = previous.is_none_or(|p| p.resources.is_empty());
+    let mut record = StackRecord {
+        stack_name: target.stack_name.clone(),
+        status: if first {
+            StackStatus::CreateComplete
+        } else {
+            StackStatus::UpdateComplete
+        },
+        status_reason: None,
+        template: document.clone(),
+        parameters: parameters.clone(),
+        resources: kept,
+        order,
+        outputs,
+        events: previous.map(|p| p.events.clone()).unwrap_or_default(),
+        generation,
+    };
+    record.push_events(&events);
+    Ok(Outcome {
+        record,
+        events,
+        failure: None,
+    })
+}
+
+/// Undoes a failed deploy's steps, newest first; says whether any step could not be undone.
+fn roll_back(ecs: &dyn Ecs, undo: Vec<Undo>) -> (Vec<StackEvent>, bool) {
+    let mut events = Vec::new();
+    let mut failed = false;
+    for step in undo.into_iter().rev() {
+        match step {
+            Undo::Delete { logical_id, record } => {
+                let (status, reason) = match delete(ecs, &record) {
+                    Ok(()) => (ResourceStatus::DeleteComplete, Some("rollback".to_string())),
+                    Err((action, error)) => {
+                        failed = true;
+                        (
+                            ResourceStatus::DeleteFailed,
+                            Some(format!("rollback: {action}: {error}")),
+                        )
+                    }
+                };
+                events.push(event(
+                    &logical_id,
+                    &record.resource_type,
+                    status,
+                    Some(&record.physical_id),
+                    reason,
+                ));
+            }
+            Undo::Restore {
+                logical_id,
+                old,
+                new,
+            } => {
+                let kind = Kind::of(&old.resource_type).unwrap_or(Kind::NotApplicable);
+                let calls = resources::update_calls(kind, &old.physical_id, &new, &old.properties);
+                let (status, reason) = match run(ecs, &calls) {
+                    Ok(_) => (ResourceStatus::UpdateComplete, Some("rollback".to_string())),
+                    Err((action, error)) => {
+                        failed = true;
+                        (
+                            ResourceStatus::UpdateFailed,
+                            Some(format!("rollback: {action}: {error}")),
+                        )
+                    }
+                };
+                events.push(event(
+                    &logical_id,
+                    &old.resource_type,
+                    status,
+                    Some(&old.physical_id),
+                    reason,
+                ));
+            }
+        }
+    }
+    (events, failed)
+}
+
+/// Deletes every resource of a stack, in reverse creation order. Returns the events and the
+/// resources that could not be deleted (the stack then stays, DELETE_FAILED).
+pub fn delete_stack(
+    ecs: &dyn Ecs,
+    record: &StackRecord,
+) -> (Vec<StackEvent>, BTreeMap<String, ResourceRecord>) {
+    let mut events = Vec::new();
+    let mut left = BTreeMap::new();
+    for id in record.order.iter().rev() {
+        let Some(resource) = record.resources.get(id) else {
+            continue;
+        };
+        match delete(ecs, resource) {
+            Ok(()) => events.push(event(
+                id,
+                &resource.resource_type,
+                ResourceStatus::DeleteComplete,
+                Some(&resource.physical_id),
+                None,
+            )),
+            Err((action, error)) => {
+                events.push(event(
+                    id,
+                    &resource.resource_type,
+                    ResourceStatus::DeleteFailed,
+                    Some(&resource.physical_id),
+                    Some(format!("{action}: {error}")),
+                ));
+                left.insert(id.clone(), resource.clone());
+            }
+        }
+    }
+    (events, left)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    /// Records every call and answers as ECS would, failing the action named in `fail`.
+    #[derive(Default)]
+    struct FakeEcs {
+        calls: RefCell<Vec<(String, Value)>>,
+        fail: Option<&'static str>,
+    }
+
+    impl FakeEcs {
+        fn actions(&self) -> Vec<String> {
+            self.calls.borrow().iter().map(|(a, _)| a.clone()).collect()
+        }
+    }
+
+    impl Ecs for FakeEcs {
+        fn call(&self, action: &str, body: Value) -> Result<Value, ApiError> {
+            self.calls
+                .borrow_mut()
+                .push((action.to_string(), body.clone()));
+            if self.fail == Some(action) {
+                return Err(ApiError::invalid("taskDefinition: no such task definition"));
+            }
+            let n = self.calls.borrow().len();
+            Ok(match action {
+                "CreateCluster" => json!({"cluster": {
+                    "clusterName": body["clusterName"],
+                    "clusterArn": format!("arn:cluster/{}", body["clusterName"].as_str().unwrap_or_default()),
+                }}),
+                "RegisterTaskDefinition" => json!({"taskDefinition": {
+                    "taskDefinitionArn": format!("arn:task-definition/{}:{n}", body["family"].as_str().unwrap_or_default()),
+                }}),
+                "CreateService" => json!({"service": {
+                    "serviceName": body["serviceName"],
+                    "serviceArn": format!("arn:service/{}", body["serviceName"].as_str().unwrap_or_default()),
+                }}),
+                _ => json!({}),
+            })
+        }
+    }
+
+    fn target() -> Target {
+        Target {
+            stack_name: "web".into(),
+            region: "us-east-1".into(),
+            account: "123456789012".into(),
+        }
+    }
+
+    /// The shape `cdk synth` writes: a cluster, a task definition, a service, a role.
+    fn template(image: &str) -> Value {
+        json!({
+            "Parameters": {"DesiredCount": {"Type": "Number", "Default": "1"}},
+            "Conditions": {"Always": {"Fn::Equals": ["a", "a"]}},
+            "Resources": {
+                "Cluster": {"Type": "AWS::ECS::Cluster", "Properties": {}},
+                "Role": {"Type": "AWS::IAM::Role", "Properties": {"AssumeRolePolicyDocument": {}}},
+                "TaskDef": {"Type": "AWS::ECS::TaskDefinition", "Properties": {
+                    "Family": "web",
+                    "ExecutionRoleArn": {"Fn::GetAtt": ["Role", "Arn"]},
+                    "ContainerDefinitions": [{"Name": "app", "Image": image, "Essential": true}]
+                }},
+                "Service": {"Type": "AWS::ECS::Service", "Condition": "Always", "Properties": {
+                    "Cluster": {"Ref": "Cluster"},
+                    "TaskDefinition": {"Ref": "TaskDef"},
+                    "DesiredCount": {"Ref": "DesiredCount"}
+                }}
+            },
+            "Outputs": {"ServiceName": {"Value": {"Fn::GetAtt": ["Service", "Name"]}}}
+        })
+    }
+
+    fn params(count: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([("DesiredCount".to_string(), count.to_string())])
+    }
+
+    fn actions_of(changes: &[Change]) -> Vec<(&str, Action)> {
+        changes
+            .iter()
+            .map(|c| (c.logical_id.as_str(), c.action))
+            .collect()
+    }
+
+    fn first_deploy(ecs: &FakeEcs) -> StackRecord {
+        let outcome = deploy(ecs, &target(), &template("a.wasm"), &params("1"), None).unwrap();
+        assert!(outcome.failure.is_none(), "{:?}", outcome.failure);
+        outcome.record
+    }
+
+    #[test]
+    fn a_first_deploy_creates_in_dependency_order_and_records_the_stack() {
+        let changes = plan(&target(), &template("a.wasm"), &params("1"), None).unwrap();
+        assert_eq!(
+            actions_of(&changes),
+            [
+                ("Cluster", Action::Create),
+                ("Role", Action::Create),
+                ("TaskDef", Action::Create),
+                ("Service", Action::Create)
+            ]
+        );
+        assert!(changes[1].not_applicable);
+        let ecs = FakeEcs::default();
+        let record = first_deploy(&ecs);
+        assert_eq!(
+            ecs.actions(),
+            ["CreateCluster", "RegisterTaskDefinition", "CreateService"]
+        );
+        let calls = ecs.calls.borrow();
+        let cluster = calls[0].1["clusterName"].as_str().unwrap().to_string();
+        assert!(cluster.starts_with("web-Cluster-"), "{cluster}");
+        assert_eq!(calls[2].1["cluster"], json!(cluster));
+        assert_eq!(calls[2].1["desiredCount"], json!(1));
+        assert_eq!(
+            calls[2].1["taskDefinition"],
+            json!("arn:task-definition/web:2")
+        );
+        assert!(
+            calls[1].1["executionRoleArn"]
+                .as_str()
+                .unwrap()
+                .contains("not-applicable/web-Role-")
+        );
+        assert_eq!(record.status, StackStatus::CreateComplete);
+        assert_eq!(record.outputs["ServiceName"], calls[2].1["serviceName"]);
+        assert_eq!(
+            record.resources["Service"].physical_id,
+            format!(
+                "arn:service/{}",
+                calls[2].1["serviceName"].as_str().unwrap()
+            )
+        );
+    }
+
+    #[test]
+    fn the_same_template_again_changes_nothing_and_calls_nothing() {
+        let ecs = FakeEcs::default();
+        let record = first_deploy(&ecs);
+        let changes = plan(&target(), &template("a.wasm"), &params("1"), Some(&record)).unwrap();
+        assert!(
+            changes.iter().all(|c| c.action == Action::NoChange),
+            "{changes:?}"
+        );
+        let again = FakeEcs::default();
+        let outcome = deploy(
+            &again,
+            &target(),
+            &template("a.wasm"),
+            &params("1"),
+            Some(&record),
+        )
+        .unwrap();
+        assert!(again.actions().is_empty());
+        assert_eq!(outcome.record, record);
+    }
+
+    #[test]
+    fn a_new_desired_count_is_one_update_of_the_service() {
+        let ecs = FakeEcs::default();
+        let record = first_deploy(&ecs);
+        let changes = plan(&target(), &template("a.wasm"), &params("3"), Some(&record)).unwrap();
+        assert_eq!(
+            actions_of(&changes),
+            [
+                ("Cluster", Action::NoChange),
+                ("Role", Action::NoChange),
+                ("TaskDef", Action::NoChange),
+                ("Service", Action::Update)
+            ]
+        );
+        let update = FakeEcs::default();
+        let outcome = deploy(
+            &update,
+            &target(),
+            &template("a.wasm"),
+            &params("3"),
+            Some(&record),
+        )
+        .unwrap();
+        assert_eq!(update.actions(), ["UpdateService"]);
+        let body = &update.calls.borrow()[0].1;
+        assert_eq!(body["desiredCount"], json!(3));
+        assert_eq!(
+            body["service"],
+            json!(record.resources["Service"].physical_id)
+        );
+        assert_eq!(outcome.record.status, StackStatus::UpdateComplete);
+    }
+
+    #[test]
+    fn a_changed_task_definition_is_a_new_revision_and_the_old_one_is_deregistered_last() {
+        let ecs = FakeEcs::default();
+        let record = first_deploy(&ecs);
+        let changes = plan(&target(), &template("b.wasm"), &params("1"), Some(&record)).unwrap();
+        assert_eq!(
+            actions_of(&changes)[2..],
+            [("TaskDef", Action::Replace), ("Service", Action::Update)]
+        );
+        let update = FakeEcs::default();
+        deploy(
+            &update,
+            &target(),
+            &template("b.wasm"),
+            &params("1"),
+            Some(&record),
+        )
+        .unwrap();
+        assert_eq!(
+            update.actions(),
+            [
+                "RegisterTaskDefinition",
+                "UpdateService",
+                "DeregisterTaskDefinition"
+            ]
+        );
+        let calls = update.calls.borrow();
+        assert_eq!(
+            calls[2].1["taskDefinition"],
+            json!(record.resources["TaskDef"].physical_id)
+        );
+    }
+
+    #[test]
+    fn a_failed_update_undoes_what_it_did_and_restores_the_previous_record() {
+        let ecs = FakeEcs::default();
+        let record = first_deploy(&ecs);
+        let failing = FakeEcs {
+            fail: Some("UpdateService"),
+            ..Default::default()
+        };
+        let outcome = deploy(
+            &failing,
+            &target(),
+            &template("b.wasm"),
+            &params("1"),
+            Some(&record),
+        )
+        .unwrap();
+        let failure = outcome.failure.unwrap().to_string();
+        assert!(
+            failure.starts_with("Resources.Service (AWS::ECS::Service): UpdateService:"),
+            "{failure}"
+        );
+        // The new revision is deregistered; the service never changed.
+        assert_eq!(
+            failing.actions(),
+            [
+                "RegisterTaskDefinition",
+                "UpdateService",
+                "DeregisterTaskDefinition"
+            ]
+        );
+        assert_eq!(outcome.record.status, StackStatus::UpdateRollbackComplete);
+        assert_eq!(outcome.record.resources, record.resources);
+        assert_eq!(outcome.record.template, record.template);
+    }
+
+    #[test]
+    fn a_failed_first_deploy_deletes_what_it_created() {
+        let failing = FakeEcs {
+            fail: Some("CreateService"),
+            ..Default::default()
+        };
+        let outcome = deploy(&failing, &target(), &template("a.wasm"), &params("1"), None).unwrap();
+        assert!(outcome.failure.is_some());
+        assert_eq!(
+            failing.actions(),
+            [
+                "CreateCluster",
+                "RegisterTaskDefinition",
+                "CreateService",
+                "DeregisterTaskDefinition",
+                "DeleteCluster"
+            ]
+        );
+        assert_eq!(outcome.record.status, StackStatus::RollbackComplete);
+        assert!(outcome.record.resources.is_empty());
+    }
+
+    #[test]
+    fn deleting_a_stack_goes_in_reverse_order_and_a_removed_resource_is_deleted() {
+        let ecs = FakeEcs::default();
+        let record = first_deploy(&ecs);
+        let deleting = FakeEcs::default();
+        let (events, left) = delete_stack(&deleting, &record);
+        assert!(left.is_empty());
+        assert_eq!(
+            deleting.actions(),
+            ["DeleteService", "DeregisterTaskDefinition", "DeleteCluster"]
+        );
+        let ids: Vec<&str> = events.iter().map(|e| e.logical_id.as_str()).collect();
+        assert_eq!(ids, ["Service", "TaskDef", "Role", "Cluster"]);
+
+        let mut smaller = template("a.wasm");
+        smaller["Resources"]
+            .as_object_mut()
+            .unwrap()
+            .remove("Service");
+        smaller["Outputs"] = json!({});
+        let changes = plan(&target(), &smaller, &params("1"), Some(&record)).unwrap();
+        assert_eq!(
+            changes.last().map(|c| (c.logical_id.as_str(), c.action)),
+            Some(("Service", Action::Delete))
+        );
+    }
+
+    #[test]
+    fn an_unknown_type_is_an_error_naming_the_logical_id() {
+        let mut document = template("a.wasm");
+        document["Resources"]["Bucket"] = json!({"Type": "AWS::S3::Bucket"});
+        let error = plan(&target(), &document, &params("1"), None).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "Resources.Bucket: type AWS::S3::Bucket has no counterpart in wasmgate"
+        );
+    }
+}
