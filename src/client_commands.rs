@@ -29,7 +29,7 @@ pub struct Target {
 }
 
 impl Target {
-    fn client(&self) -> anyhow::Result<Client> {
+    pub(crate) fn client(&self) -> anyhow::Result<Client> {
         Ok(Client::new(&self.endpoint, Client::signing_key_from_env())?)
     }
 }
@@ -892,7 +892,7 @@ pub async fn stats(target: &Target, no_stream: bool) -> anyhow::Result<u8> {
     }
 }
 
-fn text_of(value: &Value) -> String {
+pub(crate) fn text_of(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
         Value::Null => String::new(),
@@ -972,7 +972,7 @@ fn format_time(epoch: f64) -> String {
 }
 
 /// Prints rows as columns padded to their widest cell.
-fn print_table<const N: usize>(rows: &[[String; N]]) {
+pub(crate) fn print_table<const N: usize>(rows: &[[String; N]]) {
     let mut widths = [0usize; N];
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {

@@ -309,6 +309,23 @@ enum Command {
         target: client_commands::Target,
     },
 
+    /// Deploy a CloudFormation template (as `cdk synth` writes it) as a stack: prints the
+    /// change set, then each resource's progress, then the outputs; a failure is rolled back.
+    Deploy {
+        #[command(flatten)]
+        args: stack_commands::DeployArgs,
+        #[command(flatten)]
+        target: client_commands::Target,
+    },
+
+    /// The stacks `wasmgate deploy` made: `ls`, `describe NAME`, `rm NAME`.
+    Stack {
+        #[command(subcommand)]
+        action: stack_commands::StackAction,
+        #[command(flatten)]
+        target: client_commands::Target,
+    },
+
     /// Live memory and CPU of the running tasks, like `docker stats`.
     Stats {
         /// Print once and exit.
@@ -462,6 +479,7 @@ struct RunArgs {
 
 mod client_commands;
 mod progress;
+mod stack_commands;
 
 /// The memory limit of a module run without --memory, in MiB.
 const DEFAULT_MODULE_MEMORY_MIB: u32 = 1024;
@@ -551,6 +569,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             client_commands::create_service(&target, args).await
         }
         Command::Scale { args, target } => client_commands::scale(&target, args).await,
+        Command::Deploy { args, target } => stack_commands::deploy(&target, args).await,
+        Command::Stack { action, target } => stack_commands::stack(&target, action).await,
         Command::UpdateService { args, target } => {
             client_commands::update_service(&target, args).await
         }

@@ -12,6 +12,13 @@ use serde_json::{Map, Value};
 const RENAMED: &[(&str, &str)] = &[
     ("ClusterSettings", "settings"),
     ("ProxyConfigurationProperties", "properties"),
+    ("PlacementStrategies", "placementStrategy"),
+    ("EFSVolumeConfiguration", "efsVolumeConfiguration"),
+    (
+        "FSxWindowsFileServerVolumeConfiguration",
+        "fsxWindowsFileServerVolumeConfiguration",
+    ),
+    ("IAM", "iam"),
 ];
 
 /// Members whose value is a map of the user's own keys: the keys stay as written.

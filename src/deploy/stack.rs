@@ -100,27 +100,6 @@ pub struct StackEvent {
     pub reason: Option<String>,
 }
 
-impl StackEvent {
-    /// The event as a progress line.
-    pub fn line(&self) -> String {
-        let mut line = format!(
-            "{}\t{}\t{}",
-            self.logical_id,
-            self.resource_type,
-            self.status.as_str()
-        );
-        if let Some(id) = &self.physical_id {
-            line.push('\t');
-            line.push_str(id);
-        }
-        if let Some(reason) = &self.reason {
-            line.push('\t');
-            line.push_str(reason);
-        }
-        line
-    }
-}
-
 /// What a stack holds of one resource.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -1,0 +1,168 @@
+//! The CLI verbs for stacks (declarative provisioning): `deploy TEMPLATE.json --stack NAME`
+//! and `stack ls|describe|rm`, over wasmgate's own `WasmgateV1.*Stack` actions.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+
+use crate::client_commands::{Target, print_table, text_of};
+
+/// What `wasmgate deploy` was asked.
+#[derive(clap::Args)]
+pub struct DeployArgs {
+    /// The template (JSON, as `cdk synth` writes it to cdk.out/STACK.template.json).
+    template: PathBuf,
+    /// The stack's name.
+    #[arg(long, value_name = "NAME")]
+    stack: String,
+    /// A parameter's value (repeatable); others take their Default.
+    #[arg(long = "parameter", value_name = "KEY=VALUE")]
+    parameters: Vec<String>,
+    /// Print the change set only.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// What `wasmgate stack` does.
+#[derive(clap::Subcommand)]
+pub enum StackAction {
+    /// One line per stack: name, status, resources.
+    Ls,
+    /// The stack's record as JSON: resources, outputs, events.
+    Describe { name: String },
+    /// Delete the stack's resources in reverse creation order, then the stack.
+    Rm { name: String },
+}
+
+fn parameters(given: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    given
+        .iter()
+        .map(|pair| match pair.split_once('=') {
+            Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+            _ => bail!("--parameter {pair}: expected KEY=VALUE"),
+        })
+        .collect()
+}
+
+fn print_changes(changes: &[Value]) {
+    let mut rows = vec![[
+        "LOGICAL ID".to_string(),
+        "TYPE".to_string(),
+        "ACTION".to_string(),
+    ]];
+    for change in changes {
+        let mut action = text_of(&change["action"]);
+        if change["notApplicable"] == json!(true) {
+            action.push_str(" (not applicable here)");
+        }
+        rows.push([
+            text_of(&change["logicalId"]),
+            text_of(&change["resourceType"]),
+            action,
+        ]);
+    }
+    print_table(&rows);
+}
+
+/// A stack event as a progress line: logical id, type, status, physical id, reason.
+fn event_line(event: &Value) -> String {
+    let mut line = format!(
+        "{}\t{}\t{}",
+        text_of(&event["logicalId"]),
+        text_of(&event["resourceType"]),
+        text_of(&event["status"])
+    );
+    for member in ["physicalId", "reason"] {
+        if let Some(text) = event[member].as_str() {
+            line.push('\t');
+            line.push_str(text);
+        }
+    }
+    line
+}
+
+/// `wasmgate deploy TEMPLATE --stack NAME [--parameter K=V]... [--dry-run]`.
+pub async fn deploy(target: &Target, args: DeployArgs) -> anyhow::Result<u8> {
+    let client = target.client()?;
+    let text = std::fs::read_to_string(&args.template)
+        .with_context(|| format!("cannot read {}", args.template.display()))?;
+    let template: Value = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not JSON", args.template.display()))?;
+    let body = json!({
+        "stackName": args.stack,
+        "template": template,
+        "parameters": parameters(&args.parameters)?,
+        "dryRun": args.dry_run,
+    });
+    let answer = client
+        .call("WasmgateV1.DeployStack", body)
+        .await
+        .with_context(|| format!("stack {}: not deployed", args.stack))?;
+    let changes = answer["changes"].as_array().cloned().unwrap_or_default();
+    print_changes(&changes);
+    if args.dry_run {
+        return Ok(0);
+    }
+    let events = answer["events"].as_array().cloned().unwrap_or_default();
+    if events.is_empty() && answer["failure"].is_null() {
+        println!("stack {}: no changes", args.stack);
+    }
+    for event in &events {
+        println!("{}", event_line(event));
+    }
+    let stack = &answer["stack"];
+    for (name, value) in stack["outputs"].as_object().into_iter().flatten() {
+        println!("output {name} = {}", text_of(value));
+    }
+    println!("stack {}: {}", args.stack, text_of(&stack["status"]));
+    if let Some(failure) = answer["failure"].as_str() {
+        eprintln!("stack {}: failed and rolled back: {failure}", args.stack);
+        return Ok(1);
+    }
+    Ok(0)
+}
+
+/// `wasmgate stack ls|describe NAME|rm NAME`.
+pub async fn stack(target: &Target, action: StackAction) -> anyhow::Result<u8> {
+    let client = target.client()?;
+    match action {
+        StackAction::Ls => {
+            let answer = client.call("WasmgateV1.ListStacks", json!({})).await?;
+            let mut rows = vec![[
+                "STACK".to_string(),
+                "STATUS".to_string(),
+                "RESOURCES".to_string(),
+            ]];
+            for stack in answer["stacks"].as_array().into_iter().flatten() {
+                rows.push([
+                    text_of(&stack["stackName"]),
+                    text_of(&stack["status"]),
+                    text_of(&stack["resources"]),
+                ]);
+            }
+            print_table(&rows);
+            Ok(0)
+        }
+        StackAction::Describe { name } => {
+            let answer = client
+                .call("WasmgateV1.DescribeStack", json!({"stackName": name}))
+                .await?;
+            println!("{}", serde_json::to_string_pretty(&answer["stack"])?);
+            Ok(0)
+        }
+        StackAction::Rm { name } => {
+            let answer = client
+                .call("WasmgateV1.DeleteStack", json!({"stackName": name}))
+                .await
+                .with_context(|| format!("stack {name}: not deleted"))?;
+            for event in answer["events"].as_array().into_iter().flatten() {
+                println!("{}", event_line(event));
+            }
+            let status = text_of(&answer["status"]);
+            println!("stack {name}: {status}");
+            Ok(if status == "DELETE_COMPLETE" { 0 } else { 1 })
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! `wasmgate deploy` of a template in the shape `cdk synth` writes, against a real server:
+//! create, an unchanged deploy (no change at all), a parameter change (one update), a failing
+//! deploy rolled back to the previous state, and `stack rm` in reverse order; the ECS side
+//! checked through boto3.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::aws::boto3;
+use common::server::Server;
+use common::{Wasi, guest, wasmgate};
+use serde_json::{Value, json};
+
+/// `wasmgate ARGS...` against `server`.
+fn cli(server: &Server, args: &[&str]) -> Output {
+    let data = tempfile::tempdir().unwrap();
+    let mut command: Command = wasmgate(data.path());
+    command
+        .args(args)
+        .env("WASMGATE_ENDPOINT", &server.endpoint)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY");
+    command.output().unwrap()
+}
+
+fn text(output: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn ok(server: &Server, args: &[&str]) -> String {
+    let output = cli(server, args);
+    let (stdout, stderr) = text(&output);
+    assert!(
+        output.status.success(),
+        "wasmgate {args:?}:\n{stdout}\n{stderr}"
+    );
+    stdout
+}
+
+/// The progress lines (logical id, type, status, ...) of a deploy's output.
+fn progress(stdout: &str) -> Vec<(String, String)> {
+    stdout
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split('\t').collect();
+            (fields.len() >= 3).then(|| (fields[0].to_string(), fields[2].to_string()))
+        })
+        .collect()
+}
+
+/// A stack as `cdk synth` writes it: CDK metadata, bootstrap parameter and rule, an IAM role
+/// and a log group (not applicable here), a cluster, a Wasm task definition and a service.
+fn template(image: &str, service_extra: Value) -> Value {
+    let mut service = json!({
+        "Cluster": {"Ref": "Cluster"},
+        "TaskDefinition": {"Ref": "TaskDef"},
+        "DesiredCount": {"Ref": "DesiredCount"},
+        "DeploymentConfiguration": {"MaximumPercent": 200, "MinimumHealthyPercent": 50},
+        "EnableECSManagedTags": false
+    });
+    for (k, v) in service_extra.as_object().unwrap() {
+        service[k] = v.clone();
+    }
+    json!({
+        "Parameters": {
+            "DesiredCount": {"Type": "Number", "Default": "1"},
+            "Env": {"Type": "String", "Default": "dev", "AllowedValues": ["dev", "prod"]},
+            "BootstrapVersion": {
+                "Type": "AWS::SSM::Parameter::Value<String>",
+                "Default": "/cdk-bootstrap/hnb659fds/version"
+            }
+        },
+        "Conditions": {"IsProd": {"Fn::Equals": [{"Ref": "Env"}, "prod"]}},
+        "Resources": {
+            "ClusterEB0386A7": {"Type": "AWS::CDK::Metadata", "Properties": {"Analytics": "v2:deflate64:H4sI"}},
+            "Cluster": {
+                "Type": "AWS::ECS::Cluster",
+                "Properties": {"ClusterSettings": [{"Name": "containerInsights", "Value": "disabled"}]},
+                "Metadata": {"aws:cdk:path": "Web/Cluster/Resource"}
+            },
+            "TaskRole": {
+                "Type": "AWS::IAM::Role",
+                "Properties": {"AssumeRolePolicyDocument": {"Statement": [{"Action": "sts:AssumeRole", "Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}}], "Version": "2012-10-17"}}
+            },
+            "LogGroup": {
+                "Type": "AWS::Logs::LogGroup",
+                "Properties": {"RetentionInDays": 30},
+                "UpdateReplacePolicy": "Retain",
+                "DeletionPolicy": "Retain"
+            },
+            "TaskDef": {
+                "Type": "AWS::ECS::TaskDefinition",
+                "Properties": {
+                    "ContainerDefinitions": [{
+                        "Essential": true,
+                        "Image": image,
+                        "Memory": 32,
+                        "Name": "app",
+                        "Environment": [{"Name": "STAGE", "Value": {"Fn::If": ["IsProd", "production", "development"]}}],
+                        "DockerLabels": {"team": "web"}
+                    }],
+                    "Family": {"Fn::Sub": "${AWS::StackName}-app"},
+                    "TaskRoleArn": {"Fn::GetAtt": ["TaskRole", "Arn"]},
+                    "RequiresCompatibilities": ["FARGATE"],
+                    "NetworkMode": "awsvpc",
+                    "Cpu": "256",
+                    "Memory": "512"
+                }
+            },
+            "Service": {
+                "Type": "AWS::ECS::Service",
+                "Properties": service,
+                "DependsOn": ["TaskRole"]
+            },
+            "ProdAlarmLog": {
+                "Type": "AWS::Logs::LogGroup",
+                "Condition": "IsProd",
+                "Properties": {}
+            }
+        },
+        "Outputs": {
+            "ClusterName": {"Value": {"Ref": "Cluster"}},
+            "ServiceName": {"Value": {"Fn::GetAtt": ["Service", "Name"]}},
+            "Stage": {"Value": {"Fn::If": ["IsProd", "prod", "dev"]}}
+        },
+        "Rules": {
+            "CheckBootstrapVersion": {"Assertions": [{"Assert": {"Fn::Not": [{"Fn::Contains": [["1", "2"], {"Ref": "BootstrapVersion"}]}]}}]}
+        }
+    })
+}
+
+fn write(dir: &std::path::Path, name: &str, document: &Value) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, serde_json::to_string_pretty(document).unwrap()).unwrap();
+    path.display().to_string()
+}
+
+fn output_of(stdout: &str, name: &str) -> String {
+    let prefix = format!("output {name} = ");
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no output {name} in:\n{stdout}"))
+        .to_string()
+}
+
+#[test]
+fn a_cdk_stack_deploys_updates_rolls_back_and_is_removed_in_reverse_order() {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let image = guest(Wasi::P1, "graceful").display().to_string();
+    let good = write(
+        files.path(),
+        "Web.template.json",
+        &template(&image, json!({})),
+    );
+
+    // Create.
+    let first = ok(&server, &["deploy", &good, "--stack", "web"]);
+    let steps = progress(&first);
+    for (id, status) in [
+        ("Cluster", "CREATE_COMPLETE"),
+        ("TaskDef", "CREATE_COMPLETE"),
+        ("Service", "CREATE_COMPLETE"),
+        ("TaskRole", "NOT_APPLICABLE"),
+        ("LogGroup", "NOT_APPLICABLE"),
+        ("ClusterEB0386A7", "NOT_APPLICABLE"),
+    ] {
+        assert!(
+            steps.contains(&(id.into(), status.into())),
+            "{id} {status}:\n{first}"
+        );
+    }
+    assert!(
+        !first.contains("ProdAlarmLog"),
+        "the IsProd resource is out:\n{first}"
+    );
+    assert!(first.contains("not applicable here"), "{first}");
+    assert!(first.contains("stack web: CREATE_COMPLETE"), "{first}");
+    let cluster = output_of(&first, "ClusterName");
+    let service = output_of(&first, "ServiceName");
+    assert!(cluster.starts_with("web-Cluster-"), "{cluster}");
+    assert_eq!(output_of(&first, "Stage"), "dev");
+    let ecs = boto3(
+        &server.endpoint,
+        &format!(
+            r#"
+c = ecs.describe_clusters(clusters=['{cluster}'])['clusters'][0]
+print('cluster', c['status'])
+try:
+    ecs.get_waiter('services_stable').wait(cluster='{cluster}', services=['{service}'], WaiterConfig={{'Delay': 0.5, 'MaxAttempts': 120}})
+except Exception as e:
+    print([x['message'] for x in ecs.describe_services(cluster='{cluster}', services=['{service}'])['services'][0]['events']])
+    raise
+s = ecs.describe_services(cluster='{cluster}', services=['{service}'])['services'][0]
+print('service', s['desiredCount'], s['runningCount'], s['taskDefinition'].split('/')[-1])
+td = ecs.describe_task_definition(taskDefinition=s['taskDefinition'])['taskDefinition']
+print('labels', td['containerDefinitions'][0]['dockerLabels'])
+"#
+        ),
+    );
+    assert!(ecs.contains("cluster ACTIVE"), "{ecs}");
+    assert!(ecs.contains("service 1 1 web-app:1"), "{ecs}");
+    assert!(ecs.contains("labels {'team': 'web'}"), "{ecs}");
+
+    // The same template again: no change at all.
+    let again = ok(&server, &["deploy", &good, "--stack", "web"]);
+    assert!(again.contains("stack web: no changes"), "{again}");
+    assert!(progress(&again).is_empty(), "{again}");
+    assert_eq!(again.matches("NO_CHANGE").count(), 6, "{again}");
+
+    // A new desired count: exactly one update.
+    let dry = ok(
+        &server,
+        &[
+            "deploy",
+            &good,
+            "--stack",
+            "web",
+            "--parameter",
+            "DesiredCount=2",
+            "--dry-run",
+        ],
+    );
+    let updates: Vec<&str> = dry.lines().filter(|l| l.contains("UPDATE")).collect();
+    assert_eq!(updates.len(), 1, "{dry}");
+    assert!(updates[0].starts_with("Service"), "{dry}");
+    let scaled = ok(
+        &server,
+        &[
+            "deploy",
+            &good,
+            "--stack",
+            "web",
+            "--parameter",
+            "DesiredCount=2",
+        ],
+    );
+    assert_eq!(
+        progress(&scaled),
+        [("Service".to_string(), "UPDATE_COMPLETE".to_string())],
+        "{scaled}"
+    );
+    let count = boto3(
+        &server.endpoint,
+        &format!(
+            "print(ecs.describe_services(cluster='{cluster}', services=['{service}'])['services'][0]['desiredCount'])"
+        ),
+    );
+    assert_eq!(count.trim(), "2");
+
+    // A new image and an invalid member: the new revision is registered, the service update
+    // is refused, and both are undone.
+    let bad = write(
+        files.path(),
+        "Bad.template.json",
+        &template("/nonexistent/app.wasm", json!({"PropagateTags": "NOWHERE"})),
+    );
+    let failed = cli(
+        &server,
+        &[
+            "deploy",
+            &bad,
+            "--stack",
+            "web",
+            "--parameter",
+            "DesiredCount=2",
+        ],
+    );
+    let (stdout, stderr) = text(&failed);
+    assert!(!failed.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("Resources.Service (AWS::ECS::Service): UpdateService"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("stack web: UPDATE_ROLLBACK_COMPLETE"),
+        "{stdout}"
+    );
+    let after = boto3(
+        &server.endpoint,
+        &format!(
+            r#"
+s = ecs.describe_services(cluster='{cluster}', services=['{service}'])['services'][0]
+print('service', s['desiredCount'], s['taskDefinition'].split('/')[-1])
+print('rev2', ecs.describe_task_definition(taskDefinition='web-app:2')['taskDefinition']['status'])
+"#
+        ),
+    );
+    assert!(after.contains("service 2 web-app:1"), "{after}");
+    assert!(after.contains("rev2 INACTIVE"), "{after}");
+    let described: Value =
+        serde_json::from_str(&ok(&server, &["stack", "describe", "web"])).unwrap();
+    assert_eq!(described["status"], "UPDATE_ROLLBACK_COMPLETE");
+    assert_eq!(described["parameters"]["DesiredCount"], "2");
+    assert!(ok(&server, &["stack", "ls"]).contains("UPDATE_ROLLBACK_COMPLETE"));
+
+    // Removal in reverse creation order.
+    let removed = ok(&server, &["stack", "rm", "web"]);
+    let order: Vec<String> = progress(&removed).into_iter().map(|(id, _)| id).collect();
+    let at = |id: &str| {
+        order
+            .iter()
+            .position(|o| o == id)
+            .unwrap_or_else(|| panic!("{id}: {removed}"))
+    };
+    assert!(
+        at("Service") < at("TaskDef")
+            && at("TaskDef") < at("TaskRole")
+            && at("Service") < at("Cluster"),
+        "{removed}"
+    );
+    assert!(removed.contains("stack web: DELETE_COMPLETE"), "{removed}");
+    let gone = boto3(
+        &server.endpoint,
+        &format!(
+            r#"
+print('cluster', ecs.describe_clusters(clusters=['{cluster}'])['clusters'][0]['status'])
+print('rev1', ecs.describe_task_definition(taskDefinition='web-app:1')['taskDefinition']['status'])
+"#
+        ),
+    );
+    assert!(gone.contains("cluster INACTIVE"), "{gone}");
+    assert!(gone.contains("rev1 INACTIVE"), "{gone}");
+    assert!(!ok(&server, &["stack", "ls"]).contains("web"));
+}
