@@ -59,7 +59,11 @@ fn template(image: &str, service_extra: Value) -> Value {
         "Cluster": {"Ref": "Cluster"},
         "TaskDefinition": {"Ref": "TaskDef"},
         "DesiredCount": {"Ref": "DesiredCount"},
-        "DeploymentConfiguration": {"MaximumPercent": 200, "MinimumHealthyPercent": 50},
+        "DeploymentConfiguration": {
+            "MaximumPercent": 200,
+            "MinimumHealthyPercent": 50,
+            "DeploymentCircuitBreaker": {"Enable": true, "Rollback": true}
+        },
         "EnableECSManagedTags": false
     });
     for (k, v) in service_extra.as_object().unwrap() {
@@ -152,7 +156,8 @@ fn output_of(stdout: &str, name: &str) -> String {
 fn a_cdk_stack_deploys_updates_rolls_back_and_is_removed_in_reverse_order() {
     let data = tempfile::tempdir().unwrap();
     let files = tempfile::tempdir().unwrap();
-    let server = Server::start(data.path());
+    // Tasks that cannot start are retried quickly, so the circuit breaker trips soon.
+    let server = Server::start_with(data.path(), &["--service-restart-delay", "0.2"]);
     let image = guest(Wasi::P1, "graceful").display().to_string();
     let good = write(
         files.path(),
@@ -254,12 +259,43 @@ print('labels', td['containerDefinitions'][0]['dockerLabels'])
     );
     assert_eq!(count.trim(), "2");
 
-    // A new image and an invalid member: the new revision is registered, the service update
-    // is refused, and both are undone.
+    // A missing image: the new revision's tasks cannot start, the service's circuit breaker
+    // fails its deployment, and the deploy rolls back (the service back on revision 1, the
+    // new revision deregistered).
+    let missing = write(
+        files.path(),
+        "Missing.template.json",
+        &template("/nonexistent/app.wasm", json!({})),
+    );
+    let failed = cli(
+        &server,
+        &[
+            "deploy",
+            &missing,
+            "--stack",
+            "web",
+            "--parameter",
+            "DesiredCount=2",
+        ],
+    );
+    let (stdout, stderr) = text(&failed);
+    assert!(!failed.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(
+            "Resources.Service (AWS::ECS::Service): waiting for the service to become stable"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("stack web: UPDATE_ROLLBACK_COMPLETE"),
+        "{stdout}"
+    );
+
+    // An invalid member of the service: UpdateService refuses it, nothing else changed.
     let bad = write(
         files.path(),
         "Bad.template.json",
-        &template("/nonexistent/app.wasm", json!({"PropagateTags": "NOWHERE"})),
+        &template(&image, json!({"PropagateTags": "NOWHERE"})),
     );
     let failed = cli(
         &server,
@@ -288,12 +324,18 @@ print('labels', td['containerDefinitions'][0]['dockerLabels'])
             r#"
 s = ecs.describe_services(cluster='{cluster}', services=['{service}'])['services'][0]
 print('service', s['desiredCount'], s['taskDefinition'].split('/')[-1])
+ecs.get_waiter('services_stable').wait(cluster='{cluster}', services=['{service}'], WaiterConfig={{'Delay': 0.5, 'MaxAttempts': 120}})
+s = ecs.describe_services(cluster='{cluster}', services=['{service}'])['services'][0]
+print('stable', s['runningCount'], s['taskDefinition'].split('/')[-1])
 print('rev2', ecs.describe_task_definition(taskDefinition='web-app:2')['taskDefinition']['status'])
+print('revisions', len(ecs.list_task_definitions(familyPrefix='web-app')['taskDefinitionArns']))
 "#
         ),
     );
     assert!(after.contains("service 2 web-app:1"), "{after}");
+    assert!(after.contains("stable 2 web-app:1"), "{after}");
     assert!(after.contains("rev2 INACTIVE"), "{after}");
+    assert!(after.contains("revisions 1"), "{after}");
     let described: Value =
         serde_json::from_str(&ok(&server, &["stack", "describe", "web"])).unwrap();
     assert_eq!(described["status"], "UPDATE_ROLLBACK_COMPLETE");

@@ -27,6 +27,9 @@ pub trait Ecs {
 
 /// How many times a delete is tried while what it waits for (tasks stopping) goes away.
 const DELETE_ATTEMPTS: usize = 120;
+/// How many times a deploy looks at a service it changed before it gives up waiting for it
+/// to settle (with the server's pauses of a quarter second: ten minutes).
+const SETTLE_ATTEMPTS: usize = 2400;
 /// How many events a stack record keeps (the newest).
 const KEPT_EVENTS: usize = 500;
 
@@ -390,6 +393,54 @@ fn delete(ecs: &dyn Ecs, record: &ResourceRecord) -> Result<(), (String, ApiErro
     Ok(())
 }
 
+/// What a deploy waits for after it created or updated a service.
+const SETTLE_STEP: &str = "waiting for the service to become stable";
+
+/// Waits until a service created or updated (`answer`) is stable, as CloudFormation does:
+/// the deployment it started is the only one and runs as many tasks as desired. A deployment
+/// that fails (the circuit breaker) or is rolled back fails the deploy; so does one that
+/// does not settle within `SETTLE_ATTEMPTS` looks.
+fn settle(ecs: &dyn Ecs, kind: Kind, answer: &Value) -> Result<(), (String, ApiError)> {
+    let service = &answer["service"];
+    let (Kind::Service, Some(cluster), Some(arn), Some(ours)) = (
+        kind,
+        service["clusterArn"].as_str(),
+        service["serviceArn"].as_str(),
+        service["deployments"][0]["id"].as_str(),
+    ) else {
+        return Ok(());
+    };
+    let failed = |why: String| (SETTLE_STEP.to_string(), ApiError::client(why));
+    for _ in 0..SETTLE_ATTEMPTS {
+        let now = ecs
+            .call(
+                "DescribeServices",
+                json!({"cluster": cluster, "services": [arn]}),
+            )
+            .map_err(|e| ("DescribeServices".to_string(), e))?;
+        let now = &now["services"][0];
+        let deployments = now["deployments"].as_array().map_or(&[][..], Vec::as_slice);
+        match deployments.iter().find(|d| d["id"] == ours) {
+            None => return Err(failed(format!("its deployment {ours} was rolled back"))),
+            Some(d) if d["rolloutState"] == "FAILED" => {
+                return Err(failed(format!(
+                    "its deployment {ours} failed: {}",
+                    d["rolloutStateReason"]
+                        .as_str()
+                        .unwrap_or("tasks failed to start")
+                )));
+            }
+            Some(_) if deployments.len() == 1 && now["runningCount"] == now["desiredCount"] => {
+                return Ok(());
+            }
+            Some(_) => ecs.pause(),
+        }
+    }
+    Err(failed(format!(
+        "its deployment {ours} did not become stable after {SETTLE_ATTEMPTS} looks"
+    )))
+}
+
 /// Whether an error says the resource is not there (any more).
 fn gone(error: &ApiError) -> bool {
     matches!(
@@ -472,7 +523,17 @@ pub fn deploy(
                     &record.properties,
                     &resolved,
                 );
-                if let Err((action, error)) = run(ecs, &calls) {
+                let result = run(ecs, &calls);
+                // Once the update went through, a failure while the service settles must
+                // update it back too.
+                if result.is_ok() {
+                    undo.push(Undo::Restore {
+                        logical_id: id.clone(),
+                        old: record.clone(),
+                        new: resolved.clone(),
+                    });
+                }
+                if let Err((action, error)) = result.and_then(|answer| settle(ecs, kind, &answer)) {
                     events.push(event(
                         id,
                         &resource.kind,
@@ -488,11 +549,6 @@ pub fn deploy(
                     });
                     break;
                 }
-                undo.push(Undo::Restore {
-                    logical_id: id.clone(),
-                    old: record.clone(),
-                    new: resolved.clone(),
-                });
                 let status = if kind == Kind::NotApplicable {
                     ResourceStatus::NotApplicable
                 } else {
@@ -546,6 +602,22 @@ pub fn deploy(
                 });
                 if action == Action::Replace {
                     retired.push(id.clone());
+                }
+                if let Err((action, error)) = settle(ecs, kind, &answer) {
+                    events.push(event(
+                        id,
+                        &resource.kind,
+                        ResourceStatus::CreateFailed,
+                        Some(&record.physical_id),
+                        Some(error.to_string()),
+                    ));
+                    failure = Some(DeployError::Call {
+                        logical_id: id.clone(),
+                        kind: resource.kind.clone(),
+                        action,
+                        error,
+                    });
+                    break;
                 }
                 let status = if kind == Kind::NotApplicable {
                     ResourceStatus::NotApplicable
@@ -773,6 +845,8 @@ mod tests {
     struct FakeEcs {
         calls: RefCell<Vec<(String, Value)>>,
         fail: Option<&'static str>,
+        /// When set, services answer with a deployment in this rollout state.
+        rollout: Option<&'static str>,
     }
 
     impl FakeEcs {
@@ -798,10 +872,22 @@ mod tests {
                 "RegisterTaskDefinition" => json!({"taskDefinition": {
                     "taskDefinitionArn": format!("arn:task-definition/{}:{n}", body["family"].as_str().unwrap_or_default()),
                 }}),
-                "CreateService" => json!({"service": {
-                    "serviceName": body["serviceName"],
-                    "serviceArn": format!("arn:service/{}", body["serviceName"].as_str().unwrap_or_default()),
-                }}),
+                "CreateService" => {
+                    let mut answer = json!({"service": {
+                        "serviceName": body["serviceName"],
+                        "serviceArn": format!("arn:service/{}", body["serviceName"].as_str().unwrap_or_default()),
+                    }});
+                    if self.rollout.is_some() {
+                        answer["service"]["clusterArn"] = json!("arn:cluster");
+                        answer["service"]["deployments"] = json!([{"id": "ecs-svc/1"}]);
+                    }
+                    answer
+                }
+                "DescribeServices" => json!({"services": [{
+                    "desiredCount": 1,
+                    "runningCount": 0,
+                    "deployments": [{"id": "ecs-svc/1", "rolloutState": self.rollout, "rolloutStateReason": "tasks failed to start"}],
+                }]}),
                 _ => json!({}),
             })
         }
@@ -1043,6 +1129,41 @@ mod tests {
         );
         assert_eq!(outcome.record.status, StackStatus::RollbackComplete);
         assert!(outcome.record.resources.is_empty());
+    }
+
+    #[test]
+    fn a_service_whose_deployment_fails_is_rolled_back() {
+        let failing = FakeEcs {
+            rollout: Some("FAILED"),
+            ..Default::default()
+        };
+        let outcome = deploy(
+            &failing,
+            &target(),
+            &template("missing.wasm"),
+            &params("1"),
+            None,
+        )
+        .unwrap();
+        let failure = outcome.failure.unwrap().to_string();
+        assert_eq!(
+            failure,
+            "Resources.Service (AWS::ECS::Service): waiting for the service to become stable: \
+             ClientException: its deployment ecs-svc/1 failed: tasks failed to start"
+        );
+        assert_eq!(
+            failing.actions(),
+            [
+                "CreateCluster",
+                "RegisterTaskDefinition",
+                "CreateService",
+                "DescribeServices",
+                "DeleteService",
+                "DeregisterTaskDefinition",
+                "DeleteCluster"
+            ]
+        );
+        assert_eq!(outcome.record.status, StackStatus::RollbackComplete);
     }
 
     #[test]
