@@ -238,8 +238,51 @@ const SERVICE_CREATE_ONLY: &[&str] = &[
     "clientToken",
 ];
 
-/// The calls that bring a resource from `old` to `new` properties in place.
-pub fn update_calls(kind: Kind, physical_id: &str, old: &Value, new: &Value) -> Vec<Call> {
+/// A template's `Tags` (`[{Key, Value}]`) as a map.
+fn tags_of(props: &Value) -> BTreeMap<String, Value> {
+    props["Tags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| Some((t["Key"].as_str()?.to_string(), t["Value"].clone())))
+        .collect()
+}
+
+/// TagResource and UntagResource for what changed in `Tags`: UpdateCluster and
+/// UpdateService take no tags.
+fn tag_calls(arn: &str, old: &Value, new: &Value) -> Vec<Call> {
+    let (before, after) = (tags_of(old), tags_of(new));
+    let mut calls = Vec::new();
+    let removed: Vec<&String> = before.keys().filter(|k| !after.contains_key(*k)).collect();
+    if !removed.is_empty() {
+        calls.push(call(
+            "UntagResource",
+            json!({"resourceArn": arn, "tagKeys": removed}),
+        ));
+    }
+    let changed: Vec<Value> = after
+        .iter()
+        .filter(|(k, v)| before.get(*k) != Some(*v))
+        .map(|(k, v)| json!({"key": k, "value": v}))
+        .collect();
+    if !changed.is_empty() {
+        calls.push(call(
+            "TagResource",
+            json!({"resourceArn": arn, "tags": changed}),
+        ));
+    }
+    calls
+}
+
+/// The calls that bring a resource from `old` to `new` properties in place; `arn` is the
+/// resource's ARN (tags are changed on it).
+pub fn update_calls(
+    kind: Kind,
+    physical_id: &str,
+    arn: &str,
+    old: &Value,
+    new: &Value,
+) -> Vec<Call> {
     let body = to_ecs(new);
     match kind {
         Kind::Cluster => {
@@ -262,6 +305,7 @@ pub fn update_calls(kind: Kind, physical_id: &str, old: &Value, new: &Value) -> 
                 put["cluster"] = json!(physical_id);
                 calls.push(put_providers(&put));
             }
+            calls.extend(tag_calls(arn, old, new));
             calls
         }
         // Every change of a task definition is a replacement (a new revision).
@@ -278,7 +322,9 @@ pub fn update_calls(kind: Kind, physical_id: &str, old: &Value, new: &Value) -> 
                     update.insert(member.clone(), value.clone());
                 }
             }
-            vec![call("UpdateService", Value::Object(update))]
+            let mut calls = vec![call("UpdateService", Value::Object(update))];
+            calls.extend(tag_calls(arn, old, new));
+            calls
         }
         Kind::CapacityProvider => {
             let mut update = body.clone();
@@ -358,9 +404,30 @@ mod tests {
     }
 
     #[test]
+    fn changed_tags_are_tagged_and_removed_ones_untagged() {
+        let old = json!({"Tags": [{"Key": "a", "Value": "1"}, {"Key": "b", "Value": "2"}]});
+        let new = json!({"Tags": [{"Key": "a", "Value": "1"}, {"Key": "c", "Value": "3"}]});
+        let calls = update_calls(Kind::Cluster, "web", "arn:cluster/web", &old, &new);
+        assert_eq!(
+            calls[1..],
+            [
+                call(
+                    "UntagResource",
+                    json!({"resourceArn": "arn:cluster/web", "tagKeys": ["b"]})
+                ),
+                call(
+                    "TagResource",
+                    json!({"resourceArn": "arn:cluster/web", "tags": [{"key": "c", "value": "3"}]})
+                ),
+            ]
+        );
+    }
+
+    #[test]
     fn a_service_update_leaves_out_what_only_create_takes() {
         let calls = update_calls(
             Kind::Service,
+            "arn:svc",
             "arn:svc",
             &json!({}),
             &json!({"Cluster": "c", "ServiceName": "s", "DesiredCount": "2", "Tags": []}),

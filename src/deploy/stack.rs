@@ -116,6 +116,17 @@ pub struct ResourceRecord {
     pub properties: Value,
 }
 
+impl ResourceRecord {
+    /// The resource's ARN: its `Arn` attribute, else its physical id (a service's and a
+    /// task definition's `Ref` is their ARN).
+    fn arn(&self) -> &str {
+        self.attributes
+            .get("Arn")
+            .and_then(Value::as_str)
+            .unwrap_or(&self.physical_id)
+    }
+}
+
 /// A stack as the store keeps it (`stacks/NAME`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -520,6 +531,7 @@ pub fn deploy(
                 let calls = resources::update_calls(
                     kind,
                     &record.physical_id,
+                    record.arn(),
                     &record.properties,
                     &resolved,
                 );
@@ -776,7 +788,13 @@ fn roll_back(ecs: &dyn Ecs, undo: Vec<Undo>) -> (Vec<StackEvent>, bool) {
                 new,
             } => {
                 let kind = Kind::of(&old.resource_type).unwrap_or(Kind::NotApplicable);
-                let calls = resources::update_calls(kind, &old.physical_id, &new, &old.properties);
+                let calls = resources::update_calls(
+                    kind,
+                    &old.physical_id,
+                    old.arn(),
+                    &new,
+                    &old.properties,
+                );
                 let (status, reason) = match run(ecs, &calls) {
                     Ok(_) => (ResourceStatus::UpdateComplete, Some("rollback".to_string())),
                     Err((action, error)) => {
@@ -1164,6 +1182,47 @@ mod tests {
             ]
         );
         assert_eq!(outcome.record.status, StackStatus::RollbackComplete);
+    }
+
+    #[test]
+    fn a_renamed_cluster_replaces_it_and_its_service_and_the_old_ones_go_last() {
+        let ecs = FakeEcs::default();
+        let record = first_deploy(&ecs);
+        let mut renamed = template("a.wasm");
+        renamed["Resources"]["Cluster"]["Properties"] = json!({"ClusterName": "blue"});
+        let changes = plan(&target(), &renamed, &params("1"), Some(&record)).unwrap();
+        assert_eq!(
+            actions_of(&changes),
+            [
+                ("Cluster", Action::Replace),
+                ("Role", Action::NoChange),
+                ("TaskDef", Action::NoChange),
+                ("Service", Action::Replace)
+            ]
+        );
+        let replacing = FakeEcs::default();
+        let outcome = deploy(&replacing, &target(), &renamed, &params("1"), Some(&record)).unwrap();
+        assert!(outcome.failure.is_none());
+        assert_eq!(
+            replacing.actions(),
+            [
+                "CreateCluster",
+                "CreateService",
+                "DeleteService",
+                "DeleteCluster"
+            ]
+        );
+        let calls = replacing.calls.borrow();
+        assert_eq!(calls[1].1["cluster"], json!("blue"));
+        assert_eq!(
+            calls[2].1["service"],
+            json!(record.resources["Service"].physical_id)
+        );
+        assert_eq!(
+            calls[3].1["cluster"],
+            json!(record.resources["Cluster"].physical_id)
+        );
+        assert_eq!(outcome.record.resources["Cluster"].physical_id, "blue");
     }
 
     #[test]
