@@ -159,9 +159,50 @@ fn put_providers(body: &Value) -> Call {
     )
 }
 
-/// What the first create call's answer says the resource is.
+/// The attributes CDK templates read of types that are not applicable here, beside `Arn`
+/// (a security group's `GroupId`, a VPC's `DefaultSecurityGroup`, a load balancer's
+/// `DNSName`, ...): each is given the placeholder id, so templates resolve.
+const NOT_APPLICABLE_ATTRIBUTES: &[(&str, &[&str])] = &[
+    ("AWS::IAM::Role", &["RoleId"]),
+    ("AWS::EC2::SecurityGroup", &["GroupId", "VpcId"]),
+    (
+        "AWS::EC2::VPC",
+        &[
+            "VpcId",
+            "CidrBlock",
+            "DefaultSecurityGroup",
+            "DefaultNetworkAcl",
+        ],
+    ),
+    (
+        "AWS::EC2::Subnet",
+        &["SubnetId", "AvailabilityZone", "VpcId"],
+    ),
+    (
+        "AWS::ElasticLoadBalancingV2::LoadBalancer",
+        &[
+            "DNSName",
+            "LoadBalancerArn",
+            "LoadBalancerFullName",
+            "LoadBalancerName",
+            "CanonicalHostedZoneID",
+        ],
+    ),
+    (
+        "AWS::ElasticLoadBalancingV2::TargetGroup",
+        &["TargetGroupArn", "TargetGroupFullName", "TargetGroupName"],
+    ),
+    ("AWS::ElasticLoadBalancingV2::Listener", &["ListenerArn"]),
+    ("AWS::ServiceDiscovery::Service", &["Id", "Name"]),
+    ("AWS::ServiceDiscovery::PrivateDnsNamespace", &["Id"]),
+    ("AWS::KMS::Key", &["KeyId"]),
+];
+
+/// What the first create call's answer says the resource is (`type_name` is the template's
+/// `Type`).
 pub fn created(
     kind: Kind,
+    type_name: &str,
     answer: &Value,
     default_name: &str,
     region: &str,
@@ -206,6 +247,13 @@ pub fn created(
                     "arn:aws:wasmgate:{region}:{account}:not-applicable/{default_name}"
                 )),
             );
+            let names = NOT_APPLICABLE_ATTRIBUTES
+                .iter()
+                .filter(|(t, _)| *t == type_name)
+                .flat_map(|(_, names)| names.iter());
+            for name in names {
+                attributes.insert((*name).to_string(), json!(default_name));
+            }
             default_name.to_string()
         }
     };
@@ -286,16 +334,22 @@ pub fn update_calls(
     let body = to_ecs(new);
     match kind {
         Kind::Cluster => {
-            let mut calls = vec![call(
-                "UpdateCluster",
-                json!({
+            let mut calls = Vec::new();
+            let changed = |member: &str| old.get(member) != new.get(member);
+            if changed("ClusterSettings")
+                || changed("Configuration")
+                || changed("ServiceConnectDefaults")
+            {
+                let mut update = json!({
                     "cluster": physical_id,
                     "settings": body.get("settings").cloned().unwrap_or(json!([])),
-                    "configuration": body.get("configuration").cloned().unwrap_or(json!({})),
-                }),
-            )];
-            if let Some(defaults) = body.get("serviceConnectDefaults") {
-                calls[0].body["serviceConnectDefaults"] = defaults.clone();
+                });
+                for member in ["configuration", "serviceConnectDefaults"] {
+                    if let Some(value) = body.get(member) {
+                        update[member] = value.clone();
+                    }
+                }
+                calls.push(call("UpdateCluster", update));
             }
             if old.get("CapacityProviders") != new.get("CapacityProviders")
                 || old.get("DefaultCapacityProviderStrategy")
@@ -377,6 +431,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_not_applicable_security_group_has_the_attributes_cdk_reads() {
+        let created = created(
+            Kind::NotApplicable,
+            "AWS::EC2::SecurityGroup",
+            &Value::Null,
+            "web-Sg-1",
+            "us-east-1",
+            "1",
+        );
+        assert_eq!(created.physical_id, "web-Sg-1");
+        assert_eq!(created.attributes["GroupId"], json!("web-Sg-1"));
+        assert!(
+            created.attributes["Arn"]
+                .as_str()
+                .unwrap()
+                .ends_with("not-applicable/web-Sg-1")
+        );
+    }
+
+    #[test]
     fn which_changes_replace() {
         let old = json!({"ServiceName": "a", "DesiredCount": 1});
         assert!(
@@ -408,8 +482,9 @@ mod tests {
         let old = json!({"Tags": [{"Key": "a", "Value": "1"}, {"Key": "b", "Value": "2"}]});
         let new = json!({"Tags": [{"Key": "a", "Value": "1"}, {"Key": "c", "Value": "3"}]});
         let calls = update_calls(Kind::Cluster, "web", "arn:cluster/web", &old, &new);
+        // Only the tags changed: no UpdateCluster.
         assert_eq!(
-            calls[1..],
+            calls,
             [
                 call(
                     "UntagResource",

@@ -303,7 +303,14 @@ pub fn plan(
             _ => {
                 let name = made_up_name(&target.stack_name, id, generation);
                 let created = if kind == Kind::NotApplicable {
-                    resources::created(kind, &Value::Null, &name, &target.region, &target.account)
+                    resources::created(
+                        kind,
+                        &resource.kind,
+                        &Value::Null,
+                        &name,
+                        &target.region,
+                        &target.account,
+                    )
                 } else {
                     Created {
                         physical_id: pending_id(id),
@@ -600,8 +607,14 @@ pub fn deploy(
                         break;
                     }
                 };
-                let created =
-                    resources::created(kind, &answer, &name, &target.region, &target.account);
+                let created = resources::created(
+                    kind,
+                    &resource.kind,
+                    &answer,
+                    &name,
+                    &target.region,
+                    &target.account,
+                );
                 let record = ResourceRecord {
                     resource_type: resource.kind.clone(),
                     physical_id: created.physical_id,
