@@ -64,7 +64,13 @@ fn template(image: &str, service_extra: Value) -> Value {
             "MinimumHealthyPercent": 50,
             "DeploymentCircuitBreaker": {"Enable": true, "Rollback": true}
         },
-        "EnableECSManagedTags": false
+        "EnableECSManagedTags": false,
+        "LaunchType": "FARGATE",
+        "NetworkConfiguration": {"AwsvpcConfiguration": {
+            "AssignPublicIp": "DISABLED",
+            "SecurityGroups": [{"Fn::GetAtt": ["ServiceSecurityGroup", "GroupId"]}],
+            "Subnets": [{"Ref": "VpcPrivateSubnet1"}]
+        }}
     });
     for (k, v) in service_extra.as_object().unwrap() {
         service[k] = v.clone();
@@ -78,9 +84,37 @@ fn template(image: &str, service_extra: Value) -> Value {
                 "Default": "/cdk-bootstrap/hnb659fds/version"
             }
         },
-        "Conditions": {"IsProd": {"Fn::Equals": [{"Ref": "Env"}, "prod"]}},
+        "Conditions": {
+            "IsProd": {"Fn::Equals": [{"Ref": "Env"}, "prod"]},
+            "CDKMetadataAvailable": {"Fn::Or": [
+                {"Fn::Or": [
+                    {"Fn::Equals": [{"Ref": "AWS::Region"}, "eu-west-1"]},
+                    {"Fn::Equals": [{"Ref": "AWS::Region"}, "us-east-1"]}
+                ]},
+                {"Fn::Equals": [{"Ref": "AWS::Region"}, "us-west-2"]}
+            ]}
+        },
         "Resources": {
-            "ClusterEB0386A7": {"Type": "AWS::CDK::Metadata", "Properties": {"Analytics": "v2:deflate64:H4sI"}},
+            "ClusterEB0386A7": {
+                "Type": "AWS::CDK::Metadata",
+                "Properties": {"Analytics": "v2:deflate64:H4sI"},
+                "Condition": "CDKMetadataAvailable"
+            },
+            "Vpc8378EB38": {
+                "Type": "AWS::EC2::VPC",
+                "Properties": {"CidrBlock": "10.0.0.0/16", "EnableDnsHostnames": true}
+            },
+            "VpcPrivateSubnet1": {
+                "Type": "AWS::EC2::Subnet",
+                "Properties": {"VpcId": {"Ref": "Vpc8378EB38"}, "CidrBlock": "10.0.0.0/18",
+                               "AvailabilityZone": {"Fn::Select": [0, {"Fn::GetAZs": ""}]}}
+            },
+            "ServiceSecurityGroup": {
+                "Type": "AWS::EC2::SecurityGroup",
+                "Properties": {"GroupDescription": "Web/Service/SecurityGroup",
+                               "VpcId": {"Ref": "Vpc8378EB38"},
+                               "SecurityGroupEgress": [{"CidrIp": "0.0.0.0/0", "IpProtocol": "-1"}]}
+            },
             "Cluster": {
                 "Type": "AWS::ECS::Cluster",
                 "Properties": {"ClusterSettings": [{"Name": "containerInsights", "Value": "disabled"}]},
@@ -175,6 +209,9 @@ fn a_cdk_stack_deploys_updates_rolls_back_and_is_removed_in_reverse_order() {
         ("TaskRole", "NOT_APPLICABLE"),
         ("LogGroup", "NOT_APPLICABLE"),
         ("ClusterEB0386A7", "NOT_APPLICABLE"),
+        ("Vpc8378EB38", "NOT_APPLICABLE"),
+        ("VpcPrivateSubnet1", "NOT_APPLICABLE"),
+        ("ServiceSecurityGroup", "NOT_APPLICABLE"),
     ] {
         assert!(
             steps.contains(&(id.into(), status.into())),
@@ -204,6 +241,8 @@ except Exception as e:
     raise
 s = ecs.describe_services(cluster='{cluster}', services=['{service}'])['services'][0]
 print('service', s['desiredCount'], s['runningCount'], s['taskDefinition'].split('/')[-1])
+net = s['networkConfiguration']['awsvpcConfiguration']
+print('network', s['launchType'], net['subnets'][0].startswith('web-VpcPrivateSubnet1-'), net['securityGroups'][0].startswith('web-ServiceSecurityGroup-'))
 td = ecs.describe_task_definition(taskDefinition=s['taskDefinition'])['taskDefinition']
 print('labels', td['containerDefinitions'][0]['dockerLabels'])
 "#
@@ -212,12 +251,13 @@ print('labels', td['containerDefinitions'][0]['dockerLabels'])
     assert!(ecs.contains("cluster ACTIVE"), "{ecs}");
     assert!(ecs.contains("service 1 1 web-app:1"), "{ecs}");
     assert!(ecs.contains("labels {'team': 'web'}"), "{ecs}");
+    assert!(ecs.contains("network FARGATE True True"), "{ecs}");
 
     // The same template again: no change at all.
     let again = ok(&server, &["deploy", &good, "--stack", "web"]);
     assert!(again.contains("stack web: no changes"), "{again}");
     assert!(progress(&again).is_empty(), "{again}");
-    assert_eq!(again.matches("NO_CHANGE").count(), 6, "{again}");
+    assert_eq!(again.matches("NO_CHANGE").count(), 9, "{again}");
 
     // A new desired count: exactly one update.
     let dry = ok(
