@@ -74,7 +74,7 @@ pub struct Api {
     /// Where the gateway listens, once bound (Express services' and gateways' URLs).
     gateway_address: std::sync::OnceLock<std::net::SocketAddr>,
     /// The stacks a deploy or delete is changing now (one at a time per stack).
-    stacks_busy: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    stacks_busy: stacks::StackLocks,
 }
 
 impl Api {
@@ -88,7 +88,7 @@ impl Api {
             metrics_sources: std::sync::Mutex::new(Vec::new()),
             endpoint: std::sync::OnceLock::new(),
             gateway_address: std::sync::OnceLock::new(),
-            stacks_busy: std::sync::Mutex::new(std::collections::BTreeSet::new()),
+            stacks_busy: stacks::StackLocks::default(),
         };
         clusters::ensure(&api, DEFAULT_CLUSTER, serde_json::Map::new())?;
         Ok(api)

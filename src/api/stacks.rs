@@ -36,32 +36,37 @@ impl Ecs for Api {
     }
 }
 
-/// Holds a stack's name in the API's set of stacks being changed; dropped, frees it.
-struct StackLock<'a> {
-    api: &'a Api,
-    name: String,
-}
+/// The stacks a deploy or delete is changing now: one at a time per stack.
+#[derive(Default)]
+pub(crate) struct StackLocks(std::sync::Mutex<std::collections::BTreeSet<String>>);
 
-impl<'a> StackLock<'a> {
-    fn take(api: &'a Api, name: &str) -> Result<Self, ApiError> {
-        let mut busy = api.stacks_busy.lock().unwrap_or_else(|p| p.into_inner());
+impl StackLocks {
+    /// Takes `name`, or refuses while another deploy or delete holds it.
+    fn take(&self, name: &str) -> Result<StackLock<'_>, ApiError> {
+        let mut busy = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if !busy.insert(name.to_string()) {
             return Err(ApiError::new(
                 ErrorKind::UpdateInProgressException,
                 format!("stack {name}: another deploy or delete of it is in progress"),
             ));
         }
-        Ok(Self {
-            api,
+        Ok(StackLock {
+            locks: self,
             name: name.to_string(),
         })
     }
 }
 
+/// A stack's name held in the [`StackLocks`]; dropped, frees it.
+struct StackLock<'a> {
+    locks: &'a StackLocks,
+    name: String,
+}
+
 impl Drop for StackLock<'_> {
     fn drop(&mut self) {
-        self.api
-            .stacks_busy
+        self.locks
+            .0
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.name);
@@ -125,8 +130,9 @@ struct DeployStack {
     stack_name: String,
     /// The template as JSON, or as the text of a JSON document.
     template: Value,
+    /// Parameter values: strings, or numbers and booleans (taken as their text).
     #[serde(default)]
-    parameters: BTreeMap<String, String>,
+    parameters: BTreeMap<String, Value>,
     #[serde(default)]
     dry_run: bool,
 }
@@ -139,22 +145,27 @@ pub fn deploy(api: &Api, body: Value) -> Result<Value, ApiError> {
             .map_err(|e| ApiError::invalid(format!("template: not JSON: {e}")))?,
         other => other,
     };
-    let _lock = StackLock::take(api, &request.stack_name)?;
+    let parameters = request
+        .parameters
+        .into_iter()
+        .map(|(name, value)| match value {
+            Value::String(text) => Ok((name, text)),
+            Value::Number(_) | Value::Bool(_) => Ok((name, value.to_string())),
+            _ => Err(ApiError::invalid(format!(
+                "parameters.{name}: a string, number or boolean"
+            ))),
+        })
+        .collect::<Result<BTreeMap<_, _>, _>>()?;
+    let _lock = api.stacks_busy.take(&request.stack_name)?;
     let previous = load(api, &request.stack_name)?;
     let target = target(api, &request.stack_name);
     let changes =
-        stack::plan(&target, &template, &request.parameters, previous.as_ref()).map_err(invalid)?;
+        stack::plan(&target, &template, &parameters, previous.as_ref()).map_err(invalid)?;
     if request.dry_run {
         return Ok(json!({"changes": changes, "dryRun": true}));
     }
-    let outcome = stack::deploy(
-        api,
-        &target,
-        &template,
-        &request.parameters,
-        previous.as_ref(),
-    )
-    .map_err(invalid)?;
+    let outcome =
+        stack::deploy(api, &target, &template, &parameters, previous.as_ref()).map_err(invalid)?;
     save(api, &outcome.record)?;
     Ok(json!({
         "changes": changes,
@@ -207,7 +218,7 @@ pub fn list(api: &Api, _body: Value) -> Result<Value, ApiError> {
 
 pub fn delete(api: &Api, body: Value) -> Result<Value, ApiError> {
     let request: StackName = parse(body)?;
-    let _lock = StackLock::take(api, &request.stack_name)?;
+    let _lock = api.stacks_busy.take(&request.stack_name)?;
     let mut record =
         load(api, &request.stack_name)?.ok_or_else(|| not_found(&request.stack_name))?;
     let (events, left) = stack::delete_stack(api, &record);
@@ -223,4 +234,20 @@ pub fn delete(api: &Api, body: Value) -> Result<Value, ApiError> {
     record.events.extend(events.iter().cloned());
     save(api, &record)?;
     Ok(json!({"events": events, "status": record.status}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_deploy_per_stack_at_a_time() {
+        let locks = StackLocks::default();
+        let held = locks.take("web").unwrap();
+        let refused = locks.take("web").err().unwrap();
+        assert_eq!(refused.kind, ErrorKind::UpdateInProgressException);
+        assert!(locks.take("other").is_ok());
+        drop(held);
+        assert!(locks.take("web").is_ok());
+    }
 }
