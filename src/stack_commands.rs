@@ -2,7 +2,7 @@
 //! and `stack ls|describe|rm`, over wasmgate's own `WasmgateV1.*Stack` actions.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
@@ -83,13 +83,44 @@ fn event_line(event: &Value) -> String {
     line
 }
 
+/// Makes the relative file images of a template's task definitions absolute against its
+/// directory, as `register` does, so the stack runs the same wherever the server resolves it.
+fn absolutize_images(template: &mut Value, dir: &Path) {
+    let Some(resources) = template.get_mut("Resources").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for resource in resources.values_mut() {
+        if resource.get("Type").and_then(Value::as_str) != Some("AWS::ECS::TaskDefinition") {
+            continue;
+        }
+        let Some(containers) = resource
+            .get_mut("Properties")
+            .and_then(|p| p.get_mut("ContainerDefinitions"))
+            .and_then(Value::as_array_mut)
+        else {
+            continue;
+        };
+        for container in containers {
+            let Some(image) = container.get("Image").and_then(Value::as_str) else {
+                continue;
+            };
+            let mut document = json!({"containerDefinitions": [{"image": image}]});
+            wasmgate::image::reference::absolutize_file_images(&mut document, dir);
+            container["Image"] = document["containerDefinitions"][0]["image"].clone();
+        }
+    }
+}
+
 /// `wasmgate deploy TEMPLATE --stack NAME [--parameter K=V]... [--dry-run]`.
 pub async fn deploy(target: &Target, args: DeployArgs) -> anyhow::Result<u8> {
     let client = target.client()?;
     let text = std::fs::read_to_string(&args.template)
         .with_context(|| format!("cannot read {}", args.template.display()))?;
-    let template: Value = serde_json::from_str(&text)
+    let mut template: Value = serde_json::from_str(&text)
         .with_context(|| format!("{}: not JSON", args.template.display()))?;
+    let dir = std::path::absolute(args.template.parent().unwrap_or(Path::new(".")))
+        .with_context(|| format!("cannot resolve {}", args.template.display()))?;
+    absolutize_images(&mut template, &dir);
     let body = json!({
         "stackName": args.stack,
         "template": template,

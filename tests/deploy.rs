@@ -411,3 +411,37 @@ print('rev1', ecs.describe_task_definition(taskDefinition='web-app:1')['taskDefi
     assert!(gone.contains("rev1 INACTIVE"), "{gone}");
     assert!(!ok(&server, &["stack", "ls"]).contains("web"));
 }
+
+#[test]
+fn the_example_stack_serves_http_through_the_gateway_until_it_is_removed() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    guest(Wasi::P2, "http_hello");
+    // The template's image path is relative to the template, as a person writes it.
+    let example = common::repo_root().join("examples/stacks/web.template.json");
+    let example = example.to_str().unwrap();
+    let deployed = ok(&server, &["deploy", example, "--stack", "web"]);
+    assert!(
+        deployed.contains("stack web: CREATE_COMPLETE"),
+        "{deployed}"
+    );
+    // The deploy waited for the service to be stable; the gateway takes the route from the
+    // store a moment later.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let reply = loop {
+        let reply = common::http::get(&server.gateway, "localhost", "/hello");
+        if reply.status == 200 {
+            break reply;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/hello never answered: {reply:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(reply.text(), "Hello from wasmgate! You asked for /hello\n");
+    let removed = ok(&server, &["stack", "rm", "web"]);
+    assert!(removed.contains("stack web: DELETE_COMPLETE"), "{removed}");
+    let listed = ok(&server, &["stack", "ls"]);
+    assert_eq!(listed.lines().count(), 1, "only the header: {listed}");
+}
