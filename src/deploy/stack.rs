@@ -488,7 +488,8 @@ fn event(
 
 /// Deploys `document` over `previous`: creates and updates in dependency order, then
 /// deletes what is gone or was replaced, in reverse order; on a failure undoes what it did.
-/// A template that changes nothing calls nothing and returns `previous` as it was.
+/// A template that changes nothing calls nothing and returns `previous` as it was; one that
+/// changes no resource (only outputs, say) calls nothing either, and records the new outputs.
 pub fn deploy(
     ecs: &dyn Ecs,
     target: &Target,
@@ -500,6 +501,7 @@ pub fn deploy(
     if let Some(previous) = previous
         && changes.iter().all(|c| c.action == Action::NoChange)
         && previous.parameters == *parameters
+        && previous.template == *document
     {
         return Ok(Outcome {
             record: previous.clone(),
@@ -1236,6 +1238,22 @@ mod tests {
             json!(record.resources["Cluster"].physical_id)
         );
         assert_eq!(outcome.record.resources["Cluster"].physical_id, "blue");
+    }
+
+    #[test]
+    fn a_new_output_alone_calls_nothing_and_is_recorded() {
+        let ecs = FakeEcs::default();
+        let record = first_deploy(&ecs);
+        let mut more = template("a.wasm");
+        more["Outputs"]["ClusterName"] = json!({"Value": {"Ref": "Cluster"}});
+        let quiet = FakeEcs::default();
+        let outcome = deploy(&quiet, &target(), &more, &params("1"), Some(&record)).unwrap();
+        assert!(quiet.actions().is_empty());
+        assert_eq!(outcome.record.status, StackStatus::UpdateComplete);
+        assert_eq!(
+            outcome.record.outputs["ClusterName"],
+            json!(record.resources["Cluster"].physical_id)
+        );
     }
 
     #[test]
