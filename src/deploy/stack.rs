@@ -516,10 +516,15 @@ pub fn deploy(
     } = prepare(target, document, parameters)?;
     let old = previous_resources(previous);
     let generation = previous.map_or(0, |p| p.generation) + 1;
-    let mut events = Vec::new();
-    let mut undo = Vec::new();
+    let mut steps = Steps {
+        ecs,
+        target,
+        generation,
+        events: Vec::new(),
+        undo: Vec::new(),
+        retired: Vec::new(),
+    };
     let mut kept = BTreeMap::new();
-    let mut retired: Vec<String> = Vec::new();
     let mut failure = None;
     for id in &order {
         let resource = &template.resources[id];
@@ -533,132 +538,19 @@ pub fn deploy(
                 }
             };
         let previous_record = old.get(id);
-        let action = decide(kind, previous_record, &resolved, &resource.kind);
-        let record = match (action, previous_record) {
-            (Action::NoChange, Some(record)) => record.clone(),
-            (Action::Update, Some(record)) => {
-                let calls = resources::update_calls(
-                    kind,
-                    &record.physical_id,
-                    record.arn(),
-                    &record.properties,
-                    &resolved,
-                );
-                let result = run(ecs, &calls);
-                // Once the update went through, a failure while the service settles must
-                // update it back too.
-                if result.is_ok() {
-                    undo.push(Undo::Restore {
-                        logical_id: id.clone(),
-                        old: record.clone(),
-                        new: resolved.clone(),
-                    });
-                }
-                if let Err((action, error)) = result.and_then(|answer| settle(ecs, kind, &answer)) {
-                    events.push(event(
-                        id,
-                        &resource.kind,
-                        ResourceStatus::UpdateFailed,
-                        Some(&record.physical_id),
-                        Some(error.to_string()),
-                    ));
-                    failure = Some(DeployError::Call {
-                        logical_id: id.clone(),
-                        kind: resource.kind.clone(),
-                        action,
-                        error,
-                    });
-                    break;
-                }
-                let status = if kind == Kind::NotApplicable {
-                    ResourceStatus::NotApplicable
-                } else {
-                    ResourceStatus::UpdateComplete
-                };
-                events.push(event(
-                    id,
-                    &resource.kind,
-                    status,
-                    Some(&record.physical_id),
-                    None,
-                ));
-                ResourceRecord {
-                    properties: resolved,
-                    ..record.clone()
-                }
-            }
-            _ => {
-                let name = made_up_name(&target.stack_name, id, generation);
-                let calls = resources::create_calls(kind, &resolved, &name);
-                let answer = match run(ecs, &calls) {
-                    Ok(answer) => answer,
-                    Err((action, error)) => {
-                        events.push(event(
-                            id,
-                            &resource.kind,
-                            ResourceStatus::CreateFailed,
-                            None,
-                            Some(error.to_string()),
-                        ));
-                        failure = Some(DeployError::Call {
-                            logical_id: id.clone(),
-                            kind: resource.kind.clone(),
-                            action,
-                            error,
-                        });
-                        break;
-                    }
-                };
-                let created = resources::created(
-                    kind,
-                    &resource.kind,
-                    &answer,
-                    &name,
-                    &target.region,
-                    &target.account,
-                );
-                let record = ResourceRecord {
-                    resource_type: resource.kind.clone(),
-                    physical_id: created.physical_id,
-                    attributes: created.attributes,
-                    properties: resolved,
-                };
-                undo.push(Undo::Delete {
-                    logical_id: id.clone(),
-                    record: record.clone(),
-                });
-                if action == Action::Replace {
-                    retired.push(id.clone());
-                }
-                if let Err((action, error)) = settle(ecs, kind, &answer) {
-                    events.push(event(
-                        id,
-                        &resource.kind,
-                        ResourceStatus::CreateFailed,
-                        Some(&record.physical_id),
-                        Some(error.to_string()),
-                    ));
-                    failure = Some(DeployError::Call {
-                        logical_id: id.clone(),
-                        kind: resource.kind.clone(),
-                        action,
-                        error,
-                    });
-                    break;
-                }
-                let status = if kind == Kind::NotApplicable {
-                    ResourceStatus::NotApplicable
-                } else {
-                    ResourceStatus::CreateComplete
-                };
-                events.push(event(
-                    id,
-                    &resource.kind,
-                    status,
-                    Some(&record.physical_id),
-                    None,
-                ));
-                record
+        let step = match (
+            decide(kind, previous_record, &resolved, &resource.kind),
+            previous_record,
+        ) {
+            (Action::NoChange, Some(record)) => Ok(record.clone()),
+            (Action::Update, Some(record)) => steps.update(id, kind, record, resolved),
+            (action, _) => steps.create(id, kind, &resource.kind, action, resolved),
+        };
+        let record = match step {
+            Ok(record) => record,
+            Err(error) => {
+                failure = Some(error);
+                break;
             }
         };
         context
@@ -686,6 +578,12 @@ pub fn deploy(
             }
         }
     }
+    let Steps {
+        mut events,
+        undo,
+        retired,
+        ..
+    } = steps;
     if let Some(failure) = failure {
         let (undone, failed_rollback) = roll_back(ecs, undo);
         events.extend(undone);
@@ -770,6 +668,161 @@ pub fn deploy(
         events,
         failure: None,
     })
+}
+
+/// The steps of one deploy so far: what it reported, what it would undo, and which logical
+/// ids it replaced (their old resources are deleted once the stack settled).
+struct Steps<'a> {
+    ecs: &'a dyn Ecs,
+    target: &'a Target,
+    generation: u64,
+    events: Vec<StackEvent>,
+    undo: Vec<Undo>,
+    retired: Vec<String>,
+}
+
+impl Steps<'_> {
+    /// Reports a failed step of `id` and says why it failed.
+    fn failed(
+        &mut self,
+        id: &str,
+        type_name: &str,
+        status: ResourceStatus,
+        physical_id: Option<&str>,
+        (action, error): (String, ApiError),
+    ) -> DeployError {
+        self.events.push(event(
+            id,
+            type_name,
+            status,
+            physical_id,
+            Some(error.to_string()),
+        ));
+        DeployError::Call {
+            logical_id: id.to_string(),
+            kind: type_name.to_string(),
+            action,
+            error,
+        }
+    }
+
+    /// Updates `record` in place to `resolved` (and waits for a service to settle).
+    fn update(
+        &mut self,
+        id: &str,
+        kind: Kind,
+        record: &ResourceRecord,
+        resolved: Value,
+    ) -> Result<ResourceRecord, DeployError> {
+        let type_name = record.resource_type.as_str();
+        let calls = resources::update_calls(
+            kind,
+            &record.physical_id,
+            record.arn(),
+            &record.properties,
+            &resolved,
+        );
+        let result = run(self.ecs, &calls);
+        // Once the update went through, a failure while the service settles must update it
+        // back too.
+        if result.is_ok() {
+            self.undo.push(Undo::Restore {
+                logical_id: id.to_string(),
+                old: record.clone(),
+                new: resolved.clone(),
+            });
+        }
+        if let Err(why) = result.and_then(|answer| settle(self.ecs, kind, &answer)) {
+            let physical_id = Some(record.physical_id.as_str());
+            return Err(self.failed(
+                id,
+                type_name,
+                ResourceStatus::UpdateFailed,
+                physical_id,
+                why,
+            ));
+        }
+        let status = if kind == Kind::NotApplicable {
+            ResourceStatus::NotApplicable
+        } else {
+            ResourceStatus::UpdateComplete
+        };
+        self.events.push(event(
+            id,
+            type_name,
+            status,
+            Some(&record.physical_id),
+            None,
+        ));
+        Ok(ResourceRecord {
+            properties: resolved,
+            ..record.clone()
+        })
+    }
+
+    /// Creates `id` (a new resource, or the replacement of one) from `resolved`, and waits
+    /// for a service to settle.
+    fn create(
+        &mut self,
+        id: &str,
+        kind: Kind,
+        type_name: &str,
+        action: Action,
+        resolved: Value,
+    ) -> Result<ResourceRecord, DeployError> {
+        let name = made_up_name(&self.target.stack_name, id, self.generation);
+        let calls = resources::create_calls(kind, &resolved, &name);
+        let answer = match run(self.ecs, &calls) {
+            Ok(answer) => answer,
+            Err(why) => {
+                return Err(self.failed(id, type_name, ResourceStatus::CreateFailed, None, why));
+            }
+        };
+        let created = resources::created(
+            kind,
+            type_name,
+            &answer,
+            &name,
+            &self.target.region,
+            &self.target.account,
+        );
+        let record = ResourceRecord {
+            resource_type: type_name.to_string(),
+            physical_id: created.physical_id,
+            attributes: created.attributes,
+            properties: resolved,
+        };
+        self.undo.push(Undo::Delete {
+            logical_id: id.to_string(),
+            record: record.clone(),
+        });
+        if action == Action::Replace {
+            self.retired.push(id.to_string());
+        }
+        if let Err(why) = settle(self.ecs, kind, &answer) {
+            let physical_id = Some(record.physical_id.as_str());
+            return Err(self.failed(
+                id,
+                type_name,
+                ResourceStatus::CreateFailed,
+                physical_id,
+                why,
+            ));
+        }
+        let status = if kind == Kind::NotApplicable {
+            ResourceStatus::NotApplicable
+        } else {
+            ResourceStatus::CreateComplete
+        };
+        self.events.push(event(
+            id,
+            type_name,
+            status,
+            Some(&record.physical_id),
+            None,
+        ));
+        Ok(record)
+    }
 }
 
 /// Undoes a failed deploy's steps, newest first; says whether any step could not be undone.
