@@ -454,27 +454,35 @@ print('nothing to delete', code(lambda: ecs.delete_account_setting(name='contain
     );
 }
 
-#[test]
-fn clusters_update_and_describe_with_include() {
-    let data = tempfile::tempdir().unwrap();
-    let server = Server::start(data.path());
+/// Runs a boto3 script with a task definition `sleep` (a guest that sleeps until stopped)
+/// registered and `code(call)` defined: the error code and message a call answers, or `ok`.
+fn boto3_with_sleep(endpoint: &str, script: &str) -> String {
     let sleep = common::guest(common::Wasi::P1, "sleep")
         .display()
         .to_string();
-    let register = format!(
-        "ecs.register_task_definition(family='sleep', memory='16', \
-         containerDefinitions=[{{'name': 's', 'image': {sleep:?}}}])\n"
-    );
-    let out = boto3(
-        &server.endpoint,
-        &(register
-            + r#"
+    boto3(
+        endpoint,
+        &format!(
+            "ecs.register_task_definition(family='sleep', memory='16', \
+             containerDefinitions=[{{'name': 's', 'image': {sleep:?}}}])
 def code(call):
     try:
         call()
         return 'ok'
     except ecs.exceptions.ClientError as e:
         return e.response['Error']['Code'] + ' ' + e.response['Error']['Message']
+{script}"
+        ),
+    )
+}
+
+#[test]
+fn clusters_update_and_describe_with_include() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let out = boto3_with_sleep(
+        &server.endpoint,
+        r#"
 ecs.create_cluster(clusterName='web', tags=[{'key': 'team', 'value': 'a'}],
                    serviceConnectDefaults={'namespace': 'shop'})
 plain = ecs.describe_clusters(clusters=['web'])['clusters'][0]
@@ -524,7 +532,7 @@ print('kept strategy', ecs.describe_services(cluster='web', services=['s1'])['se
 ecs.delete_service(cluster='web', service='s1', force=True)
 print('deleted', ecs.delete_capacity_provider(capacityProvider='mine')['capacityProvider']['status'])
 print('gone', [p['name'] for p in ecs.describe_capacity_providers()['capacityProviders']])
-"#),
+"#,
     );
     assert!(
         out.contains("plain [] ['FARGATE', 'FARGATE_SPOT'] {'namespace': 'shop'}"),
@@ -624,23 +632,9 @@ print('gone', [p['name'] for p in ecs.describe_capacity_providers()['capacityPro
 fn start_task_and_the_agent_facing_operations() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path());
-    let sleep = common::guest(common::Wasi::P1, "sleep")
-        .display()
-        .to_string();
-    let register = format!(
-        "ecs.register_task_definition(family='sleep', memory='16', \
-         containerDefinitions=[{{'name': 's', 'image': {sleep:?}}}])\n"
-    );
-    let out = boto3(
+    let out = boto3_with_sleep(
         &server.endpoint,
-        &(register
-            + r#"
-def code(call):
-    try:
-        call()
-        return 'ok'
-    except ecs.exceptions.ClientError as e:
-        return e.response['Error']['Code'] + ' ' + e.response['Error']['Message']
+        r#"
 import json, time, urllib.request
 pool = [h for h in json.load(urllib.request.urlopen(ecs.meta.endpoint_url + '/v1/hosts'))['Hosts']][0]
 pool_arn = 'arn:aws:ecs:us-east-1:000000000000:container-instance/' + pool['Id']
@@ -675,7 +669,7 @@ d = ecs.describe_tasks(tasks=[t['taskArn']])['tasks'][0]
 print('recorded', d['lastStatus'], d['stoppedReason'], d['containers'][0].get('exitCode'))
 print('bad status', code(lambda: ecs.submit_task_state_change(cluster='default', task=t['taskArn'], status='SLEEPING')).split(':')[0])
 print('deregistered', ecs.deregister_container_instance(cluster='ext', containerInstance=ci['containerInstanceArn'])['containerInstance']['status'])
-"#),
+"#,
     );
     assert!(out.contains("started 1 FARGATE ['MISSING']"), "{out}");
     assert!(
