@@ -431,6 +431,22 @@ fn find(api: &Api, given: &str, missing: ErrorKind) -> Result<(Value, u64), ApiE
 }
 
 /// The service an Express record runs.
+/// The Express record `given` names, with its revision, when its service is ACTIVE; else
+/// ECS's ServiceNotFoundException / ServiceNotActiveException.
+fn find_active(api: &Api, given: &str) -> Result<(Value, u64), ApiError> {
+    let (record, revision) = find(api, given, ErrorKind::ServiceNotFoundException)?;
+    if service_of(api, &record)?
+        .as_ref()
+        .is_none_or(|s| s.status != ServiceStatus::Active)
+    {
+        return Err(ApiError::new(
+            ErrorKind::ServiceNotActiveException,
+            format!("Service was not ACTIVE: {given}"),
+        ));
+    }
+    Ok((record, revision))
+}
+
 fn service_of(api: &Api, record: &Value) -> Result<Option<Service>, ApiError> {
     let key = crate::control::routes::service_key(
         record["cluster"].as_str().unwrap_or_default(),
@@ -507,21 +523,7 @@ fn shape(api: &Api, record: &Value, with_tags: bool) -> Result<Value, ApiError> 
 
 pub fn update(api: &Api, body: Value) -> Result<Value, ApiError> {
     let request: UpdateExpress = parse(body)?;
-    let (mut record, revision) = find(
-        api,
-        &request.service_arn,
-        ErrorKind::ServiceNotFoundException,
-    )?;
-    let service = service_of(api, &record)?;
-    if service
-        .as_ref()
-        .is_none_or(|s| s.status != ServiceStatus::Active)
-    {
-        return Err(ApiError::new(
-            ErrorKind::ServiceNotActiveException,
-            format!("Service was not ACTIVE: {}", request.service_arn),
-        ));
-    }
+    let (mut record, revision) = find_active(api, &request.service_arn)?;
     let cluster = record["cluster"].as_str().unwrap_or_default().to_string();
     let name = record["serviceName"]
         .as_str()
@@ -571,21 +573,7 @@ pub fn update(api: &Api, body: Value) -> Result<Value, ApiError> {
 
 pub fn delete(api: &Api, body: Value) -> Result<Value, ApiError> {
     let request: ServiceArn = parse(body)?;
-    let (mut record, revision) = find(
-        api,
-        &request.service_arn,
-        ErrorKind::ServiceNotFoundException,
-    )?;
-    let service = service_of(api, &record)?;
-    if service
-        .as_ref()
-        .is_none_or(|s| s.status != ServiceStatus::Active)
-    {
-        return Err(ApiError::new(
-            ErrorKind::ServiceNotActiveException,
-            format!("Service was not ACTIVE: {}", request.service_arn),
-        ));
-    }
+    let (mut record, revision) = find_active(api, &request.service_arn)?;
     super::services::delete(
         api,
         json!({

@@ -336,11 +336,24 @@ pub fn plan(service: &Service, tasks: &[TaskView], now: f64, settings: &Schedule
         && s.pending_count == 0
         && start.is_none()
         && stop.is_empty();
+    finish(s, settled, start, stop, wake_at, now)
+}
+
+/// The plan of a pass, with the "reached a steady state" event when the service has just
+/// `settled` (and nothing more to start or stop).
+pub(crate) fn finish(
+    mut s: Service,
+    settled: bool,
+    start: Option<(String, String, u32)>,
+    stop: Vec<(String, String)>,
+    wake_at: Option<f64>,
+    now: f64,
+) -> Plan {
     if settled && !s.scheduler.steady {
+        let name = s.service_name.clone();
         s.add_event(now, format!("(service {name}) has reached a steady state."));
     }
     s.scheduler.steady = settled;
-
     Plan {
         service: s,
         start,

@@ -166,14 +166,5 @@ pub fn plan(service: &Service, tasks: &[TaskView], now: f64, settings: &Schedule
             .all(|t| t.stability_status == StabilityStatus::SteadyState)
         && start.is_none()
         && stop.is_empty();
-    if settled && !s.scheduler.steady {
-        s.add_event(now, format!("(service {name}) has reached a steady state."));
-    }
-    s.scheduler.steady = settled;
-    Plan {
-        service: s,
-        start,
-        stop,
-        wake_at,
-    }
+    super::finish(s, settled, start, stop, wake_at, now)
 }
