@@ -7,7 +7,9 @@
 #                            server, htpasswd and skopeo (a second tool that must be able to pull
 #                            what wasmgate pushes) for the image tests, runc (the container
 #                            capacity's runtime) and busybox-static (the container tests' image),
-#                            iproute2 (the multi-host tests' network namespaces).
+#                            iproute2 (the multi-host tests' network namespaces), node and
+#                            npm (the CDK example's packages, installed by its test from the
+#                            lockfile).
 set -euo pipefail
 
 case "${1:-all}" in
@@ -32,6 +34,8 @@ if [ "$want" = all ]; then
   # (static: the tests copy it into an image that has no libc)
   { [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; } || missing+=(busybox-static)
   command -v ip >/dev/null || missing+=(iproute2)
+  # (the CDK example's test synthesizes it with the CDK CLI from npm)
+  command -v npm >/dev/null || missing+=(nodejs npm)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]} (Debian)"

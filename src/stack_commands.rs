@@ -51,6 +51,7 @@ fn print_changes(changes: &[Value]) {
         "LOGICAL ID".to_string(),
         "TYPE".to_string(),
         "ACTION".to_string(),
+        "NOTE".to_string(),
     ]];
     for change in changes {
         let mut action = text_of(&change["action"]);
@@ -61,6 +62,7 @@ fn print_changes(changes: &[Value]) {
             text_of(&change["logicalId"]),
             text_of(&change["resourceType"]),
             action,
+            change["note"].as_str().unwrap_or_default().to_string(),
         ]);
     }
     print_table(&rows);

@@ -5,5 +5,6 @@
 
 pub mod properties;
 pub mod resources;
+pub mod routes;
 pub mod stack;
 pub mod template;

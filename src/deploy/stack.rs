@@ -174,6 +174,9 @@ pub struct Change {
     pub action: Action,
     /// The type has nothing to act on here: the change is recorded only.
     pub not_applicable: bool,
+    /// What it means here, when that needs saying (a listener rule's gateway route).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// Where a stack is deployed.
@@ -199,6 +202,8 @@ struct Prepared {
     template: Template,
     context: Context,
     order: Vec<String>,
+    /// What the listener rules route (or why not), by logical id (`routes`).
+    notes: BTreeMap<String, String>,
 }
 
 fn prepare(
@@ -206,7 +211,8 @@ fn prepare(
     document: &Value,
     parameters: &BTreeMap<String, String>,
 ) -> Result<Prepared, DeployError> {
-    let template = Template::parse(document)?;
+    let mut template = Template::parse(document)?;
+    let notes = super::routes::route_listeners(&mut template);
     let context = Context::new(
         &template,
         &target.stack_name,
@@ -232,6 +238,7 @@ fn prepare(
         template,
         context,
         order,
+        notes,
     })
 }
 
@@ -281,6 +288,7 @@ pub fn plan(
         template,
         mut context,
         order,
+        notes,
     } = prepare(target, document, parameters)?;
     let old = previous_resources(previous);
     let generation = previous.map_or(0, |p| p.generation) + 1;
@@ -329,6 +337,7 @@ pub fn plan(
             resource_type: resource.kind.clone(),
             action,
             not_applicable: kind == Kind::NotApplicable,
+            note: notes.get(id).cloned(),
         });
     }
     for id in deletion_order(previous, &order) {
@@ -337,6 +346,7 @@ pub fn plan(
             resource_type: old[&id].resource_type.clone(),
             action: Action::Delete,
             not_applicable: Kind::of(&old[&id].resource_type) == Some(Kind::NotApplicable),
+            note: None,
         });
     }
     Ok(changes)
@@ -513,6 +523,7 @@ pub fn deploy(
         template,
         mut context,
         order,
+        notes,
     } = prepare(target, document, parameters)?;
     let old = previous_resources(previous);
     let generation = previous.map_or(0, |p| p.generation) + 1;
@@ -584,6 +595,12 @@ pub fn deploy(
         retired,
         ..
     } = steps;
+    // A record-only resource says what it means here when that needs saying.
+    for event in &mut events {
+        if event.status == ResourceStatus::NotApplicable && event.reason.is_none() {
+            event.reason = notes.get(&event.logical_id).cloned();
+        }
+    }
     if let Some(failure) = failure {
         let (undone, failed_rollback) = roll_back(ecs, undo);
         events.extend(undone);
