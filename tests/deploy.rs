@@ -445,3 +445,56 @@ fn the_example_stack_serves_http_through_the_gateway_until_it_is_removed() {
     let listed = ok(&server, &["stack", "ls"]);
     assert_eq!(listed.lines().count(), 1, "only the header: {listed}");
 }
+
+#[test]
+fn exports_are_imported_across_stacks_and_retained_resources_stay() {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let network = write(
+        files.path(),
+        "Net.template.json",
+        &json!({
+            "Resources": {"Cluster": {
+                "Type": "AWS::ECS::Cluster",
+                "DeletionPolicy": "Retain",
+                "Properties": {"ClusterName": "shared"}
+            }},
+            "Outputs": {"ClusterName": {
+                "Value": {"Ref": "Cluster"},
+                "Export": {"Name": {"Fn::Sub": "${AWS::StackName}-cluster"}}
+            }}
+        }),
+    );
+    let app = write(
+        files.path(),
+        "App.template.json",
+        &json!({"Resources": {"Cluster": {
+            "Type": "AWS::ECS::Cluster",
+            "Properties": {"ClusterName": {"Fn::Join": ["-", [{"Fn::ImportValue": "net-cluster"}, "app"]]}}
+        }}}),
+    );
+    ok(&server, &["deploy", &network, "--stack", "net"]);
+    let deployed = ok(&server, &["deploy", &app, "--stack", "app"]);
+    assert!(deployed.contains("shared-app"), "{deployed}");
+
+    // While app imports it, net cannot go.
+    let refused = cli(&server, &["stack", "rm", "net"]);
+    let (stdout, stderr) = text(&refused);
+    assert!(!refused.status.success(), "{stdout}");
+    assert!(
+        stderr.contains("Export net-cluster cannot be deleted: stack app imports it"),
+        "{stderr}"
+    );
+    ok(&server, &["stack", "rm", "app"]);
+    let removed = ok(&server, &["stack", "rm", "net"]);
+    assert!(removed.contains("DELETE_SKIPPED"), "{removed}");
+    let clusters = boto3(
+        &server.endpoint,
+        "print(sorted((c['clusterName'], c['status']) for c in ecs.describe_clusters(clusters=['shared', 'shared-app'])['clusters']))",
+    );
+    assert!(
+        clusters.contains("('shared', 'ACTIVE'), ('shared-app', 'INACTIVE')"),
+        "the retained cluster stays: {clusters}"
+    );
+}

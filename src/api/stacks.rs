@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Api, ApiError, ErrorKind, parse};
-use crate::deploy::stack::{self, DeployError, Ecs, StackRecord, StackStatus, Target};
+use crate::deploy::stack::{self, DeployError, Ecs, Neighbours, StackRecord, StackStatus, Target};
 use crate::store::Expect;
 
 fn key(name: &str) -> String {
@@ -112,12 +112,26 @@ fn not_found(name: &str) -> ApiError {
     )
 }
 
-fn target(api: &Api, name: &str) -> Target {
-    Target {
+fn target(api: &Api, name: &str) -> Result<Target, ApiError> {
+    Ok(Target {
         stack_name: name.to_string(),
         region: api.control.arns.region.clone(),
         account: api.control.arns.account.clone(),
-    }
+        neighbours: Neighbours::of(&load_all(api)?, name),
+    })
+}
+
+/// Every stack's record.
+fn load_all(api: &Api) -> Result<Vec<StackRecord>, ApiError> {
+    api.control
+        .store
+        .list("stacks/")?
+        .into_iter()
+        .map(|(name, found)| {
+            serde_json::from_value(found.value)
+                .map_err(|e| ApiError::new(ErrorKind::ServerException, format!("{name}: {e}")))
+        })
+        .collect()
 }
 
 fn invalid(error: DeployError) -> ApiError {
@@ -158,7 +172,7 @@ pub fn deploy(api: &Api, body: Value) -> Result<Value, ApiError> {
         .collect::<Result<BTreeMap<_, _>, _>>()?;
     let _lock = api.stacks_busy.take(&request.stack_name)?;
     let previous = load(api, &request.stack_name)?;
-    let target = target(api, &request.stack_name);
+    let target = target(api, &request.stack_name)?;
     let changes =
         stack::plan(&target, &template, &parameters, previous.as_ref()).map_err(invalid)?;
     if request.dry_run {
@@ -204,9 +218,7 @@ pub fn describe(api: &Api, body: Value) -> Result<Value, ApiError> {
 
 pub fn list(api: &Api, _body: Value) -> Result<Value, ApiError> {
     let mut stacks = Vec::new();
-    for (name, found) in api.control.store.list("stacks/")? {
-        let record: StackRecord = serde_json::from_value(found.value)
-            .map_err(|e| ApiError::new(ErrorKind::ServerException, format!("{name}: {e}")))?;
+    for record in load_all(api)? {
         stacks.push(json!({
             "stackName": record.stack_name,
             "status": record.status,
@@ -221,6 +233,13 @@ pub fn delete(api: &Api, body: Value) -> Result<Value, ApiError> {
     let _lock = api.stacks_busy.take(&request.stack_name)?;
     let mut record =
         load(api, &request.stack_name)?.ok_or_else(|| not_found(&request.stack_name))?;
+    let neighbours = Neighbours::of(&load_all(api)?, &request.stack_name);
+    if let Some((export, users)) = neighbours.in_use(record.exports.keys()) {
+        return Err(ApiError::invalid(format!(
+            "stack {}: Export {export} cannot be deleted: stack {users} imports it",
+            request.stack_name
+        )));
+    }
     let (events, left) = stack::delete_stack(api, &record);
     if left.is_empty() {
         api.control

@@ -36,6 +36,17 @@ struct Forward {
     route: Result<Route, String>,
 }
 
+/// A task definition's logical id and one of its containers' names.
+type Container = (String, String);
+
+/// A route a rule gives a container, and the service that registers it.
+struct Routed {
+    route: Route,
+    /// The rule's (or listener's) logical id.
+    from: String,
+    service: String,
+}
+
 /// A gateway route: a path prefix and/or a host.
 #[derive(Debug, Clone, PartialEq, Default)]
 struct Route {
@@ -60,8 +71,7 @@ impl Route {
 pub fn route_listeners(template: &mut Template) -> BTreeMap<String, String> {
     let mut notes = BTreeMap::new();
     let forwards = forwards_by_target_group(template);
-    // (task definition, container) → (route, the rule it came from, the service)
-    let mut wanted: BTreeMap<(String, String), Vec<(Route, String, String)>> = BTreeMap::new();
+    let mut wanted: BTreeMap<Container, Vec<Routed>> = BTreeMap::new();
     for (service_id, service) in &template.resources {
         if service.kind != SERVICE {
             continue;
@@ -106,7 +116,11 @@ pub fn route_listeners(template: &mut Template) -> BTreeMap<String, String> {
                 Ok(route) => wanted
                     .entry((definition.to_string(), container.to_string()))
                     .or_default()
-                    .push((route.clone(), forward.from.clone(), service_id.clone())),
+                    .push(Routed {
+                        route: route.clone(),
+                        from: forward.from.clone(),
+                        service: service_id.clone(),
+                    }),
                 Err(why) => {
                     notes.insert(forward.from.clone(), format!("not routed: {why}"));
                 }
@@ -114,9 +128,9 @@ pub fn route_listeners(template: &mut Template) -> BTreeMap<String, String> {
         }
     }
     for ((definition, container), routes) in wanted {
-        let (route, _, service) = &routes[0];
-        if routes.iter().any(|(other, ..)| other != route) {
-            for (_, from, _) in &routes {
+        let Routed { route, service, .. } = &routes[0];
+        if routes.iter().any(|other| other.route != *route) {
+            for Routed { from, .. } in &routes {
                 notes.insert(
                     from.clone(),
                     format!(
@@ -134,7 +148,7 @@ pub fn route_listeners(template: &mut Template) -> BTreeMap<String, String> {
             ),
             Err(why) => format!("not routed: {why}"),
         };
-        for (_, from, _) in &routes {
+        for Routed { from, .. } in &routes {
             notes.insert(from.clone(), note.clone());
         }
     }

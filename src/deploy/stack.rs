@@ -8,14 +8,14 @@
 //! (the API implements it with `Api::call`; tests with a recording fake); the caller stores
 //! the record this returns.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
 use super::resources::{self, Call, Created, Kind};
-use super::template::{Context, Template, TemplateError};
+use super::template::{Context, Policy, Template, TemplateError};
 use crate::api::{ApiError, ErrorKind};
 
 /// The ECS operations a deploy calls.
@@ -47,6 +47,8 @@ pub enum DeployError {
         action: String,
         error: ApiError,
     },
+    #[error("Outputs: Export {name}: {why}")]
+    Export { name: String, why: String },
 }
 
 /// A stack's status, as CloudFormation names them.
@@ -72,6 +74,8 @@ pub enum ResourceStatus {
     UpdateFailed,
     DeleteComplete,
     DeleteFailed,
+    /// Left in place by its `DeletionPolicy` or `UpdateReplacePolicy`; the stack forgets it.
+    DeleteSkipped,
     /// A type with nothing to act on here: recorded only.
     NotApplicable,
 }
@@ -85,6 +89,7 @@ impl ResourceStatus {
             Self::UpdateFailed => "UPDATE_FAILED",
             Self::DeleteComplete => "DELETE_COMPLETE",
             Self::DeleteFailed => "DELETE_FAILED",
+            Self::DeleteSkipped => "DELETE_SKIPPED",
             Self::NotApplicable => "NOT_APPLICABLE",
         }
     }
@@ -114,6 +119,10 @@ pub struct ResourceRecord {
     pub attributes: BTreeMap<String, Value>,
     /// The properties as resolved when it was last created or updated.
     pub properties: Value,
+    #[serde(default, skip_serializing_if = "Policy::is_delete")]
+    pub deletion_policy: Policy,
+    #[serde(default, skip_serializing_if = "Policy::is_delete")]
+    pub update_replace_policy: Policy,
 }
 
 impl ResourceRecord {
@@ -141,6 +150,12 @@ pub struct StackRecord {
     /// The logical ids in the order they were created; deletes go in reverse.
     pub order: Vec<String>,
     pub outputs: BTreeMap<String, Value>,
+    /// The outputs it exports, by export name (`Fn::ImportValue` in other stacks).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub exports: BTreeMap<String, Value>,
+    /// The export names of other stacks it imports.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub imports: BTreeSet<String>,
     pub events: Vec<StackEvent>,
     /// How many deploys the stack has seen (made-up names differ per deploy).
     pub generation: u64,
@@ -185,6 +200,53 @@ pub struct Target {
     pub stack_name: String,
     pub region: String,
     pub account: String,
+    /// What the other stacks export and import.
+    pub neighbours: Neighbours,
+}
+
+/// The other stacks' exports and imports, for `Fn::ImportValue` and its rules: an export
+/// name is one stack's, and an export another stack imports can neither change nor go.
+#[derive(Debug, Clone, Default)]
+pub struct Neighbours {
+    /// Export name → (the stack exporting it, its value).
+    pub exported: BTreeMap<String, (String, Value)>,
+    /// Export name → the stacks importing it.
+    pub importers: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl Neighbours {
+    /// What `stacks` other than `except` export and import.
+    pub fn of<'a>(stacks: impl IntoIterator<Item = &'a StackRecord>, except: &str) -> Self {
+        let mut out = Self::default();
+        for stack in stacks {
+            if stack.stack_name == except {
+                continue;
+            }
+            for (name, value) in &stack.exports {
+                out.exported
+                    .insert(name.clone(), (stack.stack_name.clone(), value.clone()));
+            }
+            for name in &stack.imports {
+                out.importers
+                    .entry(name.clone())
+                    .or_default()
+                    .insert(stack.stack_name.clone());
+            }
+        }
+        out
+    }
+
+    /// The first of `exports` another stack imports, with the stacks importing it.
+    pub fn in_use<'a>(
+        &self,
+        mut exports: impl Iterator<Item = &'a String>,
+    ) -> Option<(String, String)> {
+        exports.find_map(|name| {
+            let users = self.importers.get(name).filter(|u| !u.is_empty())?;
+            let users: Vec<&str> = users.iter().map(String::as_str).collect();
+            Some((name.clone(), users.join(", ")))
+        })
+    }
 }
 
 /// What a deploy did.
@@ -213,24 +275,41 @@ fn prepare(
 ) -> Result<Prepared, DeployError> {
     let mut template = Template::parse(document)?;
     let notes = super::routes::route_listeners(&mut template);
-    let context = Context::new(
+    let mut context = Context::new(
         &template,
         &target.stack_name,
         &target.region,
         &target.account,
         parameters,
     )?;
+    context.exports = target
+        .neighbours
+        .exported
+        .iter()
+        .map(|(name, (_, value))| (name.clone(), value.clone()))
+        .collect();
     let mut order = Vec::new();
     for id in template.creation_order()? {
         let resource = &template.resources[&id];
         if !context.included(resource.condition.as_deref()) {
             continue;
         }
-        if Kind::of(&resource.kind).is_none() {
+        let Some(kind) = Kind::of(&resource.kind) else {
             return Err(DeployError::UnknownType {
                 logical_id: id,
                 kind: resource.kind.clone(),
             });
+        };
+        let snapshot =
+            [resource.deletion_policy, resource.update_replace_policy].contains(&Policy::Snapshot);
+        if snapshot && kind != Kind::NotApplicable {
+            return Err(DeployError::Template(TemplateError::Resource(
+                id,
+                format!(
+                    "Snapshot: {} has no snapshots (use Retain or Delete)",
+                    resource.kind
+                ),
+            )));
         }
         order.push(id);
     }
@@ -421,6 +500,94 @@ fn delete(ecs: &dyn Ecs, record: &ResourceRecord) -> Result<(), (String, ApiErro
     Ok(())
 }
 
+/// Deletes a resource leaving the stack, unless `policy` keeps it: DELETE_COMPLETE, or
+/// DELETE_SKIPPED for one left in place (the stack forgets it either way).
+fn remove(
+    ecs: &dyn Ecs,
+    record: &ResourceRecord,
+    policy: Policy,
+) -> Result<ResourceStatus, (String, ApiError)> {
+    match policy {
+        Policy::Retain | Policy::RetainExceptOnCreate => Ok(ResourceStatus::DeleteSkipped),
+        Policy::Delete | Policy::Snapshot => {
+            delete(ecs, record).map(|()| ResourceStatus::DeleteComplete)
+        }
+    }
+}
+
+/// The template's outputs resolved, and those it exports by export name.
+#[allow(clippy::type_complexity)]
+fn resolve_outputs(
+    template: &Template,
+    context: &Context,
+) -> Result<(BTreeMap<String, Value>, BTreeMap<String, Value>), DeployError> {
+    let mut outputs = BTreeMap::new();
+    let mut exports = BTreeMap::new();
+    for (name, output) in &template.outputs {
+        if !context.included(output["Condition"].as_str()) {
+            continue;
+        }
+        let value = context.resolve(&output["Value"], &format!("Outputs.{name}"))?;
+        if !output["Export"].is_null() {
+            let export = context.resolve(
+                &output["Export"]["Name"],
+                &format!("Outputs.{name}.Export.Name"),
+            )?;
+            let Some(export) = export.as_str().filter(|e| !e.is_empty()) else {
+                return Err(DeployError::Template(TemplateError::Function(
+                    format!("Outputs.{name}.Export.Name"),
+                    "an export needs a name".into(),
+                )));
+            };
+            if exports.insert(export.to_string(), value.clone()).is_some() {
+                return Err(DeployError::Export {
+                    name: export.to_string(),
+                    why: format!("exported twice by this template (again by {name})"),
+                });
+            }
+        }
+        outputs.insert(name.clone(), value);
+    }
+    Ok((outputs, exports))
+}
+
+/// CloudFormation's rules for exports: a name is one stack's, and an export another stack
+/// imports can neither change its value nor go.
+fn check_exports(
+    target: &Target,
+    previous: Option<&StackRecord>,
+    exports: &BTreeMap<String, Value>,
+) -> Result<(), DeployError> {
+    for (name, value) in exports {
+        if let Some((other, _)) = target.neighbours.exported.get(name) {
+            return Err(DeployError::Export {
+                name: name.clone(),
+                why: format!("already exported by stack {other}"),
+            });
+        }
+        let changed = previous
+            .and_then(|p| p.exports.get(name))
+            .is_some_and(|old| old != value);
+        if changed && let Some((_, users)) = target.neighbours.in_use(std::iter::once(name)) {
+            return Err(DeployError::Export {
+                name: name.clone(),
+                why: format!("cannot change its value: stack {users} imports it"),
+            });
+        }
+    }
+    let gone = previous
+        .into_iter()
+        .flat_map(|p| p.exports.keys())
+        .filter(|name| !exports.contains_key(*name));
+    if let Some((name, users)) = target.neighbours.in_use(gone) {
+        return Err(DeployError::Export {
+            name,
+            why: format!("cannot remove it: stack {users} imports it"),
+        });
+    }
+    Ok(())
+}
+
 /// What a deploy waits for after it created or updated a service.
 const SETTLE_STEP: &str = "waiting for the service to become stable";
 
@@ -549,21 +716,23 @@ pub fn deploy(
                 }
             };
         let previous_record = old.get(id);
+        let policies = (resource.deletion_policy, resource.update_replace_policy);
         let step = match (
             decide(kind, previous_record, &resolved, &resource.kind),
             previous_record,
         ) {
             (Action::NoChange, Some(record)) => Ok(record.clone()),
             (Action::Update, Some(record)) => steps.update(id, kind, record, resolved),
-            (action, _) => steps.create(id, kind, &resource.kind, action, resolved),
+            (action, _) => steps.create(id, kind, &resource.kind, action, resolved, policies),
         };
-        let record = match step {
+        let mut record = match step {
             Ok(record) => record,
             Err(error) => {
                 failure = Some(error);
                 break;
             }
         };
+        (record.deletion_policy, record.update_replace_policy) = policies;
         context
             .physical_ids
             .insert(id.clone(), record.physical_id.clone());
@@ -573,21 +742,17 @@ pub fn deploy(
         kept.insert(id.clone(), record);
     }
     let mut outputs = BTreeMap::new();
+    let mut exports = BTreeMap::new();
     if failure.is_none() {
-        for (name, output) in &template.outputs {
-            if !context.included(output["Condition"].as_str()) {
-                continue;
-            }
-            match context.resolve(&output["Value"], &format!("Outputs.{name}")) {
-                Ok(value) => {
-                    outputs.insert(name.clone(), value);
-                }
-                Err(e) => {
-                    failure = Some(DeployError::Template(e));
-                    break;
-                }
-            }
+        match resolve_outputs(&template, &context) {
+            Ok((resolved, exported)) => (outputs, exports) = (resolved, exported),
+            Err(e) => failure = Some(e),
         }
+    }
+    if failure.is_none()
+        && let Err(e) = check_exports(target, previous, &exports)
+    {
+        failure = Some(e);
     }
     let Steps {
         mut events,
@@ -613,6 +778,8 @@ pub fn deploy(
             resources: BTreeMap::new(),
             order: Vec::new(),
             outputs: BTreeMap::new(),
+            exports: BTreeMap::new(),
+            imports: BTreeSet::new(),
             events: Vec::new(),
             generation: 0,
         });
@@ -647,8 +814,14 @@ pub fn deploy(
     doomed.sort_by_key(|id| std::cmp::Reverse(previous_order.iter().position(|o| o == id)));
     for id in doomed {
         let record = &old[&id];
-        let status = match delete(ecs, record) {
-            Ok(()) => (ResourceStatus::DeleteComplete, None),
+        // A replaced resource's old half goes by the template's UpdateReplacePolicy, a
+        // removed one by the DeletionPolicy it had.
+        let policy = match kept.get(&id) {
+            Some(new) => new.update_replace_policy,
+            None => record.deletion_policy,
+        };
+        let status = match remove(ecs, record, policy) {
+            Ok(status) => (status, None),
             Err((action, error)) => (
                 ResourceStatus::DeleteFailed,
                 Some(format!("{action}: {error}")),
@@ -676,6 +849,8 @@ pub fn deploy(
         resources: kept,
         order,
         outputs,
+        exports,
+        imports: context.imported.take(),
         events: previous.map(|p| p.events.clone()).unwrap_or_default(),
         generation,
     };
@@ -786,6 +961,7 @@ impl Steps<'_> {
         type_name: &str,
         action: Action,
         resolved: Value,
+        (deletion_policy, update_replace_policy): (Policy, Policy),
     ) -> Result<ResourceRecord, DeployError> {
         let name = made_up_name(&self.target.stack_name, id, self.generation);
         let calls = resources::create_calls(kind, &resolved, &name);
@@ -808,6 +984,8 @@ impl Steps<'_> {
             physical_id: created.physical_id,
             attributes: created.attributes,
             properties: resolved,
+            deletion_policy,
+            update_replace_policy,
         };
         self.undo.push(Undo::Delete {
             logical_id: id.to_string(),
@@ -849,8 +1027,13 @@ fn roll_back(ecs: &dyn Ecs, undo: Vec<Undo>) -> (Vec<StackEvent>, bool) {
     for step in undo.into_iter().rev() {
         match step {
             Undo::Delete { logical_id, record } => {
-                let (status, reason) = match delete(ecs, &record) {
-                    Ok(()) => (ResourceStatus::DeleteComplete, Some("rollback".to_string())),
+                // Created by this deploy: only Retain keeps it (RetainExceptOnCreate does not).
+                let policy = match record.deletion_policy {
+                    Policy::Retain => Policy::Retain,
+                    _ => Policy::Delete,
+                };
+                let (status, reason) = match remove(ecs, &record, policy) {
+                    Ok(status) => (status, Some("rollback".to_string())),
                     Err((action, error)) => {
                         failed = true;
                         (
@@ -915,11 +1098,11 @@ pub fn delete_stack(
         let Some(resource) = record.resources.get(id) else {
             continue;
         };
-        match delete(ecs, resource) {
-            Ok(()) => events.push(event(
+        match remove(ecs, resource, resource.deletion_policy) {
+            Ok(status) => events.push(event(
                 id,
                 &resource.resource_type,
-                ResourceStatus::DeleteComplete,
+                status,
                 Some(&resource.physical_id),
                 None,
             )),
@@ -1001,6 +1184,7 @@ mod tests {
             stack_name: "web".into(),
             region: "us-east-1".into(),
             account: "123456789012".into(),
+            neighbours: Neighbours::default(),
         }
     }
 
@@ -1361,6 +1545,167 @@ mod tests {
         assert_eq!(
             error.to_string(),
             "Resources.Bucket: type AWS::S3::Bucket has no counterpart in wasmgate"
+        );
+    }
+
+    #[test]
+    fn retained_resources_are_left_in_place_when_removed_or_the_stack_is_deleted() {
+        let mut retained = template("a.wasm");
+        retained["Resources"]["Cluster"]["DeletionPolicy"] = json!("Retain");
+        retained["Resources"]["Service"]["DeletionPolicy"] = json!("RetainExceptOnCreate");
+        let ecs = FakeEcs::default();
+        let record = deploy(&ecs, &target(), &retained, &params("1"), None)
+            .unwrap()
+            .record;
+        assert_eq!(record.resources["Cluster"].deletion_policy, Policy::Retain);
+        // The service leaves the template: skipped, not deleted.
+        let mut without = retained.clone();
+        without["Resources"]
+            .as_object_mut()
+            .unwrap()
+            .remove("Service");
+        without.as_object_mut().unwrap().remove("Outputs");
+        let removed = FakeEcs::default();
+        let outcome = deploy(&removed, &target(), &without, &params("1"), Some(&record)).unwrap();
+        assert!(outcome.failure.is_none(), "{:?}", outcome.failure);
+        assert!(!removed.actions().contains(&"DeleteService".to_string()));
+        assert!(
+            outcome
+                .events
+                .iter()
+                .any(|e| e.logical_id == "Service" && e.status == ResourceStatus::DeleteSkipped)
+        );
+        // The stack deleted: the cluster stays, the task definition goes.
+        let deleting = FakeEcs::default();
+        let (events, left) = delete_stack(&deleting, &outcome.record);
+        assert!(left.is_empty());
+        assert_eq!(deleting.actions(), ["DeregisterTaskDefinition"]);
+        assert!(
+            events
+                .iter()
+                .any(|e| e.logical_id == "Cluster" && e.status == ResourceStatus::DeleteSkipped)
+        );
+    }
+
+    #[test]
+    fn retain_except_on_create_is_deleted_when_its_first_deploy_rolls_back() {
+        let mut document = template("a.wasm");
+        document["Resources"]["Cluster"]["DeletionPolicy"] = json!("RetainExceptOnCreate");
+        document["Resources"]["TaskDef"]["DeletionPolicy"] = json!("Retain");
+        let ecs = FakeEcs {
+            fail: Some("CreateService"),
+            ..Default::default()
+        };
+        let outcome = deploy(&ecs, &target(), &document, &params("1"), None).unwrap();
+        assert!(outcome.failure.is_some());
+        let actions = ecs.actions();
+        assert!(
+            actions.contains(&"DeleteCluster".to_string()),
+            "{actions:?}"
+        );
+        assert!(
+            !actions.contains(&"DeregisterTaskDefinition".to_string()),
+            "Retain keeps it even then: {actions:?}"
+        );
+    }
+
+    #[test]
+    fn snapshot_is_refused_for_what_has_no_snapshots() {
+        let mut document = template("a.wasm");
+        document["Resources"]["Service"]["DeletionPolicy"] = json!("Snapshot");
+        let error = plan(&target(), &document, &params("1"), None).unwrap_err();
+        assert!(
+            error.to_string().contains("Resources.Service: Snapshot"),
+            "{error}"
+        );
+        document["Resources"]["Service"]["DeletionPolicy"] = json!("Keep");
+        let error = plan(&target(), &document, &params("1"), None).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("DeletionPolicy: Keep is not one of"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn exports_are_imported_by_other_stacks_and_kept_while_imported() {
+        let mut network = template("a.wasm");
+        network["Outputs"]["Cluster"] = json!({
+            "Value": {"Ref": "Cluster"},
+            "Export": {"Name": {"Fn::Sub": "${AWS::StackName}-cluster"}}
+        });
+        let ecs = FakeEcs::default();
+        let shared = deploy(&ecs, &target(), &network, &params("1"), None)
+            .unwrap()
+            .record;
+        let cluster = shared.exports["web-cluster"].clone();
+        assert!(cluster.as_str().unwrap().starts_with("web-Cluster-"));
+
+        // Another stack imports it.
+        let app = json!({"Resources": {"Service": {"Type": "AWS::ECS::Service", "Properties": {
+            "Cluster": {"Fn::ImportValue": "web-cluster"},
+            "TaskDefinition": "arn:task-definition/web:2"
+        }}}});
+        let mut other = target();
+        other.stack_name = "app".into();
+        other.neighbours = Neighbours::of([&shared], "app");
+        let importing = FakeEcs::default();
+        let app_record = deploy(&importing, &other, &app, &BTreeMap::new(), None)
+            .unwrap()
+            .record;
+        assert_eq!(importing.calls.borrow()[0].1["cluster"], cluster);
+        assert_eq!(
+            app_record.imports,
+            BTreeSet::from(["web-cluster".to_string()])
+        );
+        // An import nobody exports is an error naming it.
+        let missing = json!({"Resources": {"Service": {"Type": "AWS::ECS::Service", "Properties": {
+            "Cluster": {"Fn::ImportValue": "nope"}, "TaskDefinition": "x"}}}});
+        let error = plan(&other, &missing, &BTreeMap::new(), None).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("Fn::ImportValue nope: no stack exports it"),
+            "{error}"
+        );
+
+        // While it is imported, the first stack can neither drop the export nor change it.
+        let mut back = target();
+        back.neighbours = Neighbours::of([&app_record], "web");
+        let mut dropped = network.clone();
+        dropped["Outputs"]
+            .as_object_mut()
+            .unwrap()
+            .remove("Cluster");
+        let outcome = deploy(
+            &FakeEcs::default(),
+            &back,
+            &dropped,
+            &params("1"),
+            Some(&shared),
+        )
+        .unwrap();
+        let failure = outcome.failure.expect("refused").to_string();
+        assert!(
+            failure.contains("Export web-cluster: cannot remove it: stack app imports it"),
+            "{failure}"
+        );
+        assert_eq!(
+            back.neighbours.in_use(shared.exports.keys()),
+            Some(("web-cluster".to_string(), "app".to_string()))
+        );
+        // And a second stack cannot export the same name.
+        let mut twin = target();
+        twin.stack_name = "twin".into();
+        twin.neighbours = Neighbours::of([&shared], "twin");
+        let mut same_name = network.clone();
+        same_name["Outputs"]["Cluster"]["Export"]["Name"] = json!("web-cluster");
+        let outcome = deploy(&FakeEcs::default(), &twin, &same_name, &params("1"), None).unwrap();
+        let failure = outcome.failure.expect("refused").to_string();
+        assert!(
+            failure.contains("already exported by stack web"),
+            "{failure}"
         );
     }
 }

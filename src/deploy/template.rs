@@ -33,6 +33,51 @@ pub struct Resource {
     pub properties: Value,
     pub depends_on: Vec<String>,
     pub condition: Option<String>,
+    /// What happens to it when it leaves the stack (removed, or the stack deleted).
+    pub deletion_policy: Policy,
+    /// What happens to the old one when it is replaced.
+    pub update_replace_policy: Policy,
+}
+
+/// A `DeletionPolicy` or `UpdateReplacePolicy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum Policy {
+    #[default]
+    Delete,
+    Retain,
+    /// Retained, except when the deploy that created it is rolled back.
+    RetainExceptOnCreate,
+    /// A snapshot, then deleted: only for resources that have snapshots.
+    Snapshot,
+}
+
+impl Policy {
+    fn parse(id: &str, member: &str, value: &Value) -> Result<Self, TemplateError> {
+        match value {
+            Value::Null => Ok(Self::Delete),
+            Value::String(text) => match text.as_str() {
+                "Delete" => Ok(Self::Delete),
+                "Retain" => Ok(Self::Retain),
+                "RetainExceptOnCreate" => Ok(Self::RetainExceptOnCreate),
+                "Snapshot" => Ok(Self::Snapshot),
+                other => Err(TemplateError::Resource(
+                    id.to_string(),
+                    format!(
+                        "{member}: {other} is not one of Delete, Retain, RetainExceptOnCreate, \
+                         Snapshot"
+                    ),
+                )),
+            },
+            _ => Err(TemplateError::Resource(
+                id.to_string(),
+                format!("{member}: a string"),
+            )),
+        }
+    }
+
+    pub fn is_delete(&self) -> bool {
+        *self == Self::Delete
+    }
 }
 
 /// A parsed template.
@@ -84,6 +129,10 @@ impl Template {
                 }
             };
             let condition = resource["Condition"].as_str().map(str::to_string);
+            let deletion_policy =
+                Policy::parse(&id, "DeletionPolicy", &resource["DeletionPolicy"])?;
+            let update_replace_policy =
+                Policy::parse(&id, "UpdateReplacePolicy", &resource["UpdateReplacePolicy"])?;
             resources.insert(
                 id,
                 Resource {
@@ -94,6 +143,8 @@ impl Template {
                         .unwrap_or_else(|| json!({})),
                     depends_on,
                     condition,
+                    deletion_policy,
+                    update_replace_policy,
                 },
             );
         }
@@ -235,6 +286,10 @@ pub struct Context {
     pub physical_ids: BTreeMap<String, String>,
     /// Per created resource: its attributes for `Fn::GetAtt`.
     pub attributes: BTreeMap<String, BTreeMap<String, Value>>,
+    /// What other stacks export, by export name, for `Fn::ImportValue`.
+    pub exports: BTreeMap<String, Value>,
+    /// The export names `Fn::ImportValue` has resolved so far.
+    pub imported: std::cell::RefCell<BTreeSet<String>>,
 }
 
 /// Marks a property to be dropped (`Ref: AWS::NoValue`).
@@ -539,6 +594,17 @@ impl Context {
                         Ok(json!(
                             base64::engine::general_purpose::STANDARD.encode(text)
                         ))
+                    }
+                    "Fn::ImportValue" => {
+                        let name = self.resolve_inner(argument, at)?;
+                        let name = name
+                            .as_str()
+                            .ok_or_else(|| fail("Fn::ImportValue takes an export name".into()))?;
+                        let value = self.exports.get(name).cloned().ok_or_else(|| {
+                            fail(format!("Fn::ImportValue {name}: no stack exports it"))
+                        })?;
+                        self.imported.borrow_mut().insert(name.to_string());
+                        Ok(value)
                     }
                     "Fn::GetAZs" => Ok(json!([
                         format!("{}a", self.region),
