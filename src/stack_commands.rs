@@ -113,6 +113,39 @@ fn absolutize_images(template: &mut Value, dir: &Path) {
     }
 }
 
+/// Waits for `call` (a deploy or delete of `stack`) while printing the steps the server
+/// reports for it as they happen (DescribeStack's `progress`, every quarter second).
+/// Returns the call's answer and how many of its `events` (the steps' endings, in order)
+/// were printed already.
+async fn follow<F>(client: &wasmgate::client::Client, stack: &str, call: F) -> (F::Output, usize)
+where
+    F: std::future::Future,
+{
+    let mut call = std::pin::pin!(call);
+    let (mut seen, mut endings) = (0, 0);
+    loop {
+        tokio::select! {
+            answer = &mut call => return (answer, endings),
+            () = tokio::time::sleep(std::time::Duration::from_millis(250)) => {
+                let Ok(now) = client
+                    .call("WasmgateV1.DescribeStack", json!({"stackName": stack}))
+                    .await
+                else {
+                    continue;
+                };
+                let progress = now["progress"].as_array().map_or(&[][..], Vec::as_slice);
+                for event in progress.iter().skip(seen) {
+                    println!("{}", event_line(event));
+                    if !text_of(&event["status"]).ends_with("_IN_PROGRESS") {
+                        endings += 1;
+                    }
+                }
+                seen = seen.max(progress.len());
+            }
+        }
+    }
+}
+
 /// `wasmgate deploy TEMPLATE --stack NAME [--parameter K=V]... [--dry-run]`.
 pub async fn deploy(target: &Target, args: DeployArgs) -> anyhow::Result<u8> {
     let client = target.client()?;
@@ -123,26 +156,35 @@ pub async fn deploy(target: &Target, args: DeployArgs) -> anyhow::Result<u8> {
     let dir = std::path::absolute(args.template.parent().unwrap_or(Path::new(".")))
         .with_context(|| format!("cannot resolve {}", args.template.display()))?;
     absolutize_images(&mut template, &dir);
-    let body = json!({
+    let mut body = json!({
         "stackName": args.stack,
         "template": template,
         "parameters": parameters(&args.parameters)?,
-        "dryRun": args.dry_run,
+        "dryRun": true,
     });
-    let answer = client
-        .call("WasmgateV1.DeployStack", body)
+    // The change set first, as CloudFormation shows one before it executes it.
+    let planned = client
+        .call("WasmgateV1.DeployStack", body.clone())
         .await
         .with_context(|| format!("stack {}: not deployed", args.stack))?;
-    let changes = answer["changes"].as_array().cloned().unwrap_or_default();
+    let changes = planned["changes"].as_array().cloned().unwrap_or_default();
     print_changes(&changes);
     if args.dry_run {
         return Ok(0);
     }
+    body["dryRun"] = json!(false);
+    let (answer, shown) = follow(
+        &client,
+        &args.stack,
+        client.call("WasmgateV1.DeployStack", body),
+    )
+    .await;
+    let answer = answer.with_context(|| format!("stack {}: not deployed", args.stack))?;
     let events = answer["events"].as_array().cloned().unwrap_or_default();
     if events.is_empty() && answer["failure"].is_null() {
         println!("stack {}: no changes", args.stack);
     }
-    for event in &events {
+    for event in events.iter().skip(shown) {
         println!("{}", event_line(event));
     }
     let stack = &answer["stack"];
@@ -186,11 +228,19 @@ pub async fn stack(target: &Target, action: StackAction) -> anyhow::Result<u8> {
             Ok(0)
         }
         StackAction::Rm { name } => {
-            let answer = client
-                .call("WasmgateV1.DeleteStack", json!({"stackName": name}))
-                .await
-                .with_context(|| format!("stack {name}: not deleted"))?;
-            for event in answer["events"].as_array().into_iter().flatten() {
+            let (answer, shown) = follow(
+                &client,
+                &name,
+                client.call("WasmgateV1.DeleteStack", json!({"stackName": name})),
+            )
+            .await;
+            let answer = answer.with_context(|| format!("stack {name}: not deleted"))?;
+            for event in answer["events"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .skip(shown)
+            {
                 println!("{}", event_line(event));
             }
             let status = text_of(&answer["status"]);

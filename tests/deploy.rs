@@ -52,6 +52,14 @@ fn progress(stdout: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The progress lines that say how a step ended (not the `*_IN_PROGRESS` ones).
+fn endings(stdout: &str) -> Vec<(String, String)> {
+    progress(stdout)
+        .into_iter()
+        .filter(|(_, status)| !status.ends_with("_IN_PROGRESS"))
+        .collect()
+}
+
 /// A stack as `cdk synth` writes it: CDK metadata, bootstrap parameter and rule, an IAM role
 /// and a log group (not applicable here), a cluster, a Wasm task definition and a service.
 fn template(image: &str, service_extra: Value) -> Value {
@@ -218,6 +226,15 @@ fn a_cdk_stack_deploys_updates_rolls_back_and_is_removed_in_reverse_order() {
             "{id} {status}:\n{first}"
         );
     }
+    // The steps were printed as they happened: the service's creation began before it ended
+    // (it waits for the service to be stable, long enough for the quarter-second follow).
+    let began = steps
+        .iter()
+        .position(|s| *s == ("Service".to_string(), "CREATE_IN_PROGRESS".to_string()));
+    let ended = steps
+        .iter()
+        .position(|s| *s == ("Service".to_string(), "CREATE_COMPLETE".to_string()));
+    assert!(began.is_some() && began < ended, "{first}");
     assert!(
         !first.contains("ProdAlarmLog"),
         "the IsProd resource is out:\n{first}"
@@ -287,7 +304,7 @@ print('labels', td['containerDefinitions'][0]['dockerLabels'])
         ],
     );
     assert_eq!(
-        progress(&scaled),
+        endings(&scaled),
         [("Service".to_string(), "UPDATE_COMPLETE".to_string())],
         "{scaled}"
     );
@@ -384,7 +401,7 @@ print('revisions', len(ecs.list_task_definitions(familyPrefix='web-app')['taskDe
 
     // Removal in reverse creation order.
     let removed = ok(&server, &["stack", "rm", "web"]);
-    let order: Vec<String> = progress(&removed).into_iter().map(|(id, _)| id).collect();
+    let order: Vec<String> = endings(&removed).into_iter().map(|(id, _)| id).collect();
     let at = |id: &str| {
         order
             .iter()

@@ -11,7 +11,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Api, ApiError, ErrorKind, parse};
-use crate::deploy::stack::{self, DeployError, Ecs, Neighbours, StackRecord, StackStatus, Target};
+use crate::deploy::stack::{
+    self, DeployError, Ecs, Neighbours, StackEvent, StackRecord, StackStatus, Target,
+};
 use crate::store::Expect;
 
 fn key(name: &str) -> String {
@@ -36,15 +38,16 @@ impl Ecs for Api {
     }
 }
 
-/// The stacks a deploy or delete is changing now: one at a time per stack.
+/// The stacks a deploy or delete is changing now (one at a time per stack), with the steps
+/// it has reported so far, which DescribeStack shows while it runs.
 #[derive(Default)]
-pub(crate) struct StackLocks(std::sync::Mutex<std::collections::BTreeSet<String>>);
+pub(crate) struct StackLocks(std::sync::Mutex<BTreeMap<String, Vec<StackEvent>>>);
 
 impl StackLocks {
     /// Takes `name`, or refuses while another deploy or delete holds it.
     fn take(&self, name: &str) -> Result<StackLock<'_>, ApiError> {
         let mut busy = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if !busy.insert(name.to_string()) {
+        if busy.insert(name.to_string(), Vec::new()).is_some() {
             return Err(ApiError::new(
                 ErrorKind::UpdateInProgressException,
                 format!("stack {name}: another deploy or delete of it is in progress"),
@@ -57,10 +60,56 @@ impl StackLocks {
     }
 }
 
+impl StackLocks {
+    /// The steps reported so far by the deploy or delete of `name` running now.
+    fn progress(&self, name: &str) -> Option<Vec<StackEvent>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+}
+
 /// A stack's name held in the [`StackLocks`]; dropped, frees it.
 struct StackLock<'a> {
     locks: &'a StackLocks,
     name: String,
+}
+
+impl StackLock<'_> {
+    fn report(&self, event: &StackEvent) {
+        if let Some(events) = self
+            .locks
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&self.name)
+        {
+            events.push(event.clone());
+        }
+    }
+}
+
+/// The ECS the engine calls while it changes one stack: the API, with each step reported
+/// into the stack's progress.
+struct Changing<'a> {
+    api: &'a Api,
+    lock: &'a StackLock<'a>,
+}
+
+impl Ecs for Changing<'_> {
+    fn call(&self, action: &str, body: Value) -> Result<Value, ApiError> {
+        Ecs::call(self.api, action, body)
+    }
+
+    fn pause(&self) {
+        Ecs::pause(self.api)
+    }
+
+    fn progress(&self, event: &StackEvent) {
+        self.lock.report(event);
+    }
 }
 
 impl Drop for StackLock<'_> {
@@ -170,7 +219,7 @@ pub fn deploy(api: &Api, body: Value) -> Result<Value, ApiError> {
             ))),
         })
         .collect::<Result<BTreeMap<_, _>, _>>()?;
-    let _lock = api.stacks_busy.take(&request.stack_name)?;
+    let lock = api.stacks_busy.take(&request.stack_name)?;
     let previous = load(api, &request.stack_name)?;
     let target = target(api, &request.stack_name)?;
     let changes =
@@ -178,8 +227,15 @@ pub fn deploy(api: &Api, body: Value) -> Result<Value, ApiError> {
     if request.dry_run {
         return Ok(json!({"changes": changes, "dryRun": true}));
     }
-    let outcome =
-        stack::deploy(api, &target, &template, &parameters, previous.as_ref()).map_err(invalid)?;
+    let changing = Changing { api, lock: &lock };
+    let outcome = stack::deploy(
+        &changing,
+        &target,
+        &template,
+        &parameters,
+        previous.as_ref(),
+    )
+    .map_err(invalid)?;
     save(api, &outcome.record)?;
     Ok(json!({
         "changes": changes,
@@ -210,10 +266,18 @@ struct StackName {
     stack_name: String,
 }
 
+/// The stack's record; while a deploy or delete of it runs, also `progress`: the steps it
+/// has reported so far (`*_IN_PROGRESS` and how each ended), in order. A stack whose first
+/// deploy runs has only `progress`.
 pub fn describe(api: &Api, body: Value) -> Result<Value, ApiError> {
     let request: StackName = parse(body)?;
-    let record = load(api, &request.stack_name)?.ok_or_else(|| not_found(&request.stack_name))?;
-    Ok(json!({"stack": record}))
+    let progress = api.stacks_busy.progress(&request.stack_name);
+    let record = load(api, &request.stack_name)?;
+    match (record, progress) {
+        (None, None) => Err(not_found(&request.stack_name)),
+        (record, None) => Ok(json!({"stack": record})),
+        (record, Some(progress)) => Ok(json!({"stack": record, "progress": progress})),
+    }
 }
 
 pub fn list(api: &Api, _body: Value) -> Result<Value, ApiError> {
@@ -230,7 +294,7 @@ pub fn list(api: &Api, _body: Value) -> Result<Value, ApiError> {
 
 pub fn delete(api: &Api, body: Value) -> Result<Value, ApiError> {
     let request: StackName = parse(body)?;
-    let _lock = api.stacks_busy.take(&request.stack_name)?;
+    let lock = api.stacks_busy.take(&request.stack_name)?;
     let mut record =
         load(api, &request.stack_name)?.ok_or_else(|| not_found(&request.stack_name))?;
     let neighbours = Neighbours::of(&load_all(api)?, &request.stack_name);
@@ -240,7 +304,7 @@ pub fn delete(api: &Api, body: Value) -> Result<Value, ApiError> {
             request.stack_name
         )));
     }
-    let (events, left) = stack::delete_stack(api, &record);
+    let (events, left) = stack::delete_stack(&Changing { api, lock: &lock }, &record);
     if left.is_empty() {
         api.control
             .store

@@ -23,6 +23,21 @@ pub trait Ecs {
     fn call(&self, action: &str, body: Value) -> Result<Value, ApiError>;
     /// Waits a moment before a delete is tried again (a cluster whose tasks still stop).
     fn pause(&self) {}
+    /// Hears of each step as it happens (the `*_IN_PROGRESS` ones too), for a live view.
+    fn progress(&self, _event: &StackEvent) {}
+}
+
+/// Reports `event` as it happens and keeps it.
+fn emit(ecs: &dyn Ecs, events: &mut Vec<StackEvent>, event: StackEvent) {
+    ecs.progress(&event);
+    events.push(event);
+}
+
+/// Reports that a step on `id` begins (not kept: the events kept say how steps ended).
+fn begin(ecs: &dyn Ecs, id: &str, type_name: &str, status: ResourceStatus) {
+    if Kind::of(type_name) != Some(Kind::NotApplicable) {
+        ecs.progress(&event(id, type_name, status, None, None));
+    }
 }
 
 /// How many times a delete is tried while what it waits for (tasks stopping) goes away.
@@ -68,6 +83,9 @@ pub enum StackStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ResourceStatus {
+    CreateInProgress,
+    UpdateInProgress,
+    DeleteInProgress,
     CreateComplete,
     CreateFailed,
     UpdateComplete,
@@ -83,6 +101,9 @@ pub enum ResourceStatus {
 impl ResourceStatus {
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::CreateInProgress => "CREATE_IN_PROGRESS",
+            Self::UpdateInProgress => "UPDATE_IN_PROGRESS",
+            Self::DeleteInProgress => "DELETE_IN_PROGRESS",
             Self::CreateComplete => "CREATE_COMPLETE",
             Self::CreateFailed => "CREATE_FAILED",
             Self::UpdateComplete => "UPDATE_COMPLETE",
@@ -504,12 +525,19 @@ fn delete(ecs: &dyn Ecs, record: &ResourceRecord) -> Result<(), (String, ApiErro
 /// DELETE_SKIPPED for one left in place (the stack forgets it either way).
 fn remove(
     ecs: &dyn Ecs,
+    id: &str,
     record: &ResourceRecord,
     policy: Policy,
 ) -> Result<ResourceStatus, (String, ApiError)> {
     match policy {
         Policy::Retain | Policy::RetainExceptOnCreate => Ok(ResourceStatus::DeleteSkipped),
         Policy::Delete | Policy::Snapshot => {
+            begin(
+                ecs,
+                id,
+                &record.resource_type,
+                ResourceStatus::DeleteInProgress,
+            );
             delete(ecs, record).map(|()| ResourceStatus::DeleteComplete)
         }
     }
@@ -696,6 +724,7 @@ pub fn deploy(
     let generation = previous.map_or(0, |p| p.generation) + 1;
     let mut steps = Steps {
         ecs,
+        notes: &notes,
         target,
         generation,
         events: Vec::new(),
@@ -760,12 +789,6 @@ pub fn deploy(
         retired,
         ..
     } = steps;
-    // A record-only resource says what it means here when that needs saying.
-    for event in &mut events {
-        if event.status == ResourceStatus::NotApplicable && event.reason.is_none() {
-            event.reason = notes.get(&event.logical_id).cloned();
-        }
-    }
     if let Some(failure) = failure {
         let (undone, failed_rollback) = roll_back(ecs, undo);
         events.extend(undone);
@@ -820,20 +843,24 @@ pub fn deploy(
             Some(new) => new.update_replace_policy,
             None => record.deletion_policy,
         };
-        let status = match remove(ecs, record, policy) {
+        let status = match remove(ecs, &id, record, policy) {
             Ok(status) => (status, None),
             Err((action, error)) => (
                 ResourceStatus::DeleteFailed,
                 Some(format!("{action}: {error}")),
             ),
         };
-        events.push(event(
-            &id,
-            &record.resource_type,
-            status.0,
-            Some(&record.physical_id),
-            status.1,
-        ));
+        emit(
+            ecs,
+            &mut events,
+            event(
+                &id,
+                &record.resource_type,
+                status.0,
+                Some(&record.physical_id),
+                status.1,
+            ),
+        );
     }
     let first = previous.is_none_or(|p| p.resources.is_empty());
     let mut record = StackRecord {
@@ -866,6 +893,8 @@ pub fn deploy(
 /// ids it replaced (their old resources are deleted once the stack settled).
 struct Steps<'a> {
     ecs: &'a dyn Ecs,
+    /// What record-only resources mean here, by logical id (`Prepared::notes`).
+    notes: &'a BTreeMap<String, String>,
     target: &'a Target,
     generation: u64,
     events: Vec<StackEvent>,
@@ -874,6 +903,21 @@ struct Steps<'a> {
 }
 
 impl Steps<'_> {
+    /// How a step that went through ends: `done`, or NOT_APPLICABLE with what the record-only
+    /// resource means here when that needs saying.
+    fn ending(
+        &self,
+        id: &str,
+        kind: Kind,
+        done: ResourceStatus,
+    ) -> (ResourceStatus, Option<String>) {
+        if kind == Kind::NotApplicable {
+            (ResourceStatus::NotApplicable, self.notes.get(id).cloned())
+        } else {
+            (done, None)
+        }
+    }
+
     /// Reports a failed step of `id` and says why it failed.
     fn failed(
         &mut self,
@@ -883,13 +927,11 @@ impl Steps<'_> {
         physical_id: Option<&str>,
         (action, error): (String, ApiError),
     ) -> DeployError {
-        self.events.push(event(
-            id,
-            type_name,
-            status,
-            physical_id,
-            Some(error.to_string()),
-        ));
+        emit(
+            self.ecs,
+            &mut self.events,
+            event(id, type_name, status, physical_id, Some(error.to_string())),
+        );
         DeployError::Call {
             logical_id: id.to_string(),
             kind: type_name.to_string(),
@@ -907,6 +949,7 @@ impl Steps<'_> {
         resolved: Value,
     ) -> Result<ResourceRecord, DeployError> {
         let type_name = record.resource_type.as_str();
+        begin(self.ecs, id, type_name, ResourceStatus::UpdateInProgress);
         let calls = resources::update_calls(
             kind,
             &record.physical_id,
@@ -934,18 +977,12 @@ impl Steps<'_> {
                 why,
             ));
         }
-        let status = if kind == Kind::NotApplicable {
-            ResourceStatus::NotApplicable
-        } else {
-            ResourceStatus::UpdateComplete
-        };
-        self.events.push(event(
-            id,
-            type_name,
-            status,
-            Some(&record.physical_id),
-            None,
-        ));
+        let (status, note) = self.ending(id, kind, ResourceStatus::UpdateComplete);
+        emit(
+            self.ecs,
+            &mut self.events,
+            event(id, type_name, status, Some(&record.physical_id), note),
+        );
         Ok(ResourceRecord {
             properties: resolved,
             ..record.clone()
@@ -964,6 +1001,7 @@ impl Steps<'_> {
         (deletion_policy, update_replace_policy): (Policy, Policy),
     ) -> Result<ResourceRecord, DeployError> {
         let name = made_up_name(&self.target.stack_name, id, self.generation);
+        begin(self.ecs, id, type_name, ResourceStatus::CreateInProgress);
         let calls = resources::create_calls(kind, &resolved, &name);
         let answer = match run(self.ecs, &calls) {
             Ok(answer) => answer,
@@ -1004,18 +1042,12 @@ impl Steps<'_> {
                 why,
             ));
         }
-        let status = if kind == Kind::NotApplicable {
-            ResourceStatus::NotApplicable
-        } else {
-            ResourceStatus::CreateComplete
-        };
-        self.events.push(event(
-            id,
-            type_name,
-            status,
-            Some(&record.physical_id),
-            None,
-        ));
+        let (status, note) = self.ending(id, kind, ResourceStatus::CreateComplete);
+        emit(
+            self.ecs,
+            &mut self.events,
+            event(id, type_name, status, Some(&record.physical_id), note),
+        );
         Ok(record)
     }
 }
@@ -1032,7 +1064,7 @@ fn roll_back(ecs: &dyn Ecs, undo: Vec<Undo>) -> (Vec<StackEvent>, bool) {
                     Policy::Retain => Policy::Retain,
                     _ => Policy::Delete,
                 };
-                let (status, reason) = match remove(ecs, &record, policy) {
+                let (status, reason) = match remove(ecs, &logical_id, &record, policy) {
                     Ok(status) => (status, Some("rollback".to_string())),
                     Err((action, error)) => {
                         failed = true;
@@ -1042,13 +1074,17 @@ fn roll_back(ecs: &dyn Ecs, undo: Vec<Undo>) -> (Vec<StackEvent>, bool) {
                         )
                     }
                 };
-                events.push(event(
-                    &logical_id,
-                    &record.resource_type,
-                    status,
-                    Some(&record.physical_id),
-                    reason,
-                ));
+                emit(
+                    ecs,
+                    &mut events,
+                    event(
+                        &logical_id,
+                        &record.resource_type,
+                        status,
+                        Some(&record.physical_id),
+                        reason,
+                    ),
+                );
             }
             Undo::Restore {
                 logical_id,
@@ -1073,13 +1109,17 @@ fn roll_back(ecs: &dyn Ecs, undo: Vec<Undo>) -> (Vec<StackEvent>, bool) {
                         )
                     }
                 };
-                events.push(event(
-                    &logical_id,
-                    &old.resource_type,
-                    status,
-                    Some(&old.physical_id),
-                    reason,
-                ));
+                emit(
+                    ecs,
+                    &mut events,
+                    event(
+                        &logical_id,
+                        &old.resource_type,
+                        status,
+                        Some(&old.physical_id),
+                        reason,
+                    ),
+                );
             }
         }
     }
@@ -1098,22 +1138,30 @@ pub fn delete_stack(
         let Some(resource) = record.resources.get(id) else {
             continue;
         };
-        match remove(ecs, resource, resource.deletion_policy) {
-            Ok(status) => events.push(event(
-                id,
-                &resource.resource_type,
-                status,
-                Some(&resource.physical_id),
-                None,
-            )),
-            Err((action, error)) => {
-                events.push(event(
+        match remove(ecs, id, resource, resource.deletion_policy) {
+            Ok(status) => emit(
+                ecs,
+                &mut events,
+                event(
                     id,
                     &resource.resource_type,
-                    ResourceStatus::DeleteFailed,
+                    status,
                     Some(&resource.physical_id),
-                    Some(format!("{action}: {error}")),
-                ));
+                    None,
+                ),
+            ),
+            Err((action, error)) => {
+                emit(
+                    ecs,
+                    &mut events,
+                    event(
+                        id,
+                        &resource.resource_type,
+                        ResourceStatus::DeleteFailed,
+                        Some(&resource.physical_id),
+                        Some(format!("{action}: {error}")),
+                    ),
+                );
                 left.insert(id.clone(), resource.clone());
             }
         }
