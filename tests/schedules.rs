@@ -84,7 +84,7 @@ fn schedules_cli(endpoint: &str, args: &[&str]) -> String {
     let output = common::wasmgate(data.path())
         .arg("schedules")
         .args(args)
-        .args(["--endpoint", endpoint])
+        .env("WASMGATE_ENDPOINT", endpoint)
         .output()
         .expect("wasmgate runs");
     assert!(
@@ -554,7 +554,8 @@ print('tags', sch.list_tags_for_resource(ResourceArn=sch.get_schedule_group(Name
     deploy(&["--parameter", "Count=3"]);
     assert!(python(&server.endpoint, show).contains("schedule cron(0 3 * * ? *) 3 "));
     let output = common::wasmgate(data.path())
-        .args(["stack", "rm", "jobs", "--endpoint", &server.endpoint])
+        .args(["stack", "rm", "jobs"])
+        .env("WASMGATE_ENDPOINT", &server.endpoint)
         .output()
         .expect("wasmgate runs");
     assert!(
