@@ -271,7 +271,7 @@ print('spaced', all(b > a and (b - a) % 60 == 0 for a, b in zip(stamps, stamps[1
 
 # at() in a time zone, once, deleted after (ActionAfterCompletion DELETE).
 now = wg('WasmgateV1.ListSchedules', {})['scheduleTime']
-tokyo = datetime.datetime.fromtimestamp(now + 180, datetime.timezone(datetime.timedelta(hours=9)))
+tokyo = datetime.datetime.fromtimestamp(now + 300, datetime.timezone(datetime.timedelta(hours=9)))
 sch.create_schedule(Name='once', ScheduleExpression='at(' + tokyo.strftime('%Y-%m-%dT%H:%M:%S') + ')', ScheduleExpressionTimezone='Asia/Tokyo',
     FlexibleTimeWindow={'Mode': 'OFF'}, ActionAfterCompletion='DELETE', Target=target())
 def gone():
