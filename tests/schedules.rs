@@ -156,6 +156,11 @@ try:
     sch.get_schedule(Name='ghost')
 except sch.exceptions.ResourceNotFoundException:
     print('raised ResourceNotFoundException')
+eu = boto3.client('scheduler', **dict(kw, region_name='eu-west-1'))
+a = eu.create_schedule(Name='eu', ScheduleExpression='rate(1 day)', FlexibleTimeWindow={'Mode': 'OFF'}, State='DISABLED',
+    Target={'Arn': 'arn:aws:ecs:eu-west-1:000000000000:cluster/default', 'RoleArn': ROLE, 'EcsParameters': {'TaskDefinitionArn': 'hello'}})['ScheduleArn']
+print('eu', a, eu.get_schedule(Name='eu')['Target']['Arn'], sch.get_schedule(Name='eu')['Arn'])
+eu.delete_schedule(Name='eu')
 sch.tag_resource(ResourceArn=g, Tags=[{'Key': 'env', 'Value': 'prod'}])
 sch.untag_resource(ResourceArn=g, TagKeys=['team'])
 print('tags', sch.list_tags_for_resource(ResourceArn=g)['Tags'])
@@ -184,6 +189,7 @@ err(sch.delete_schedule, Name='nightly')
         "ConflictException 409 Schedule group jobs already exists.",
         "ValidationException 400 The default schedule group cannot be deleted.",
         "raised ResourceNotFoundException",
+        "eu arn:aws:scheduler:eu-west-1:000000000000:schedule/default/eu arn:aws:ecs:eu-west-1:000000000000:cluster/default arn:aws:scheduler:us-east-1:000000000000:schedule/default/eu",
         "tags [{'Key': 'env', 'Value': 'prod'}]",
         "groups ['default', 'jobs'] ACTIVE",
         "ResourceNotFoundException 404 Schedule group jobs does not exist.",

@@ -244,7 +244,8 @@ fn respond(request_id: &str, result: Result<Value, SchedulerError>) -> Response<
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::from_static(b"{}"))))
 }
 
-/// Serves one REST request of the scheduler's paths.
+/// Serves one REST request of the scheduler's paths (counted in `/metrics` as
+/// `scheduler.OPERATION`).
 pub async fn handle(
     api: &Api,
     request: Request<Incoming>,
@@ -258,14 +259,58 @@ pub async fn handle(
         ));
         return respond(&request_id, Err(error));
     };
-    let span =
-        tracing::info_span!("request", %request_id, action = %format!("scheduler.{operation}"));
+    let label = format!("scheduler.{operation}");
+    let span = tracing::info_span!("request", %request_id, action = %label);
     async {
-        let result = read_and_call(api, operation, resource, request).await;
+        let started = std::time::Instant::now();
+        // A client signed for another region sees its region in every ARN, as with ECS.
+        let region = super::signed_region(request.headers())
+            .filter(|region| region != &api.control.arns.region);
+        let result = match region {
+            None => read_and_call(api, operation, resource, request, |_| {}).await,
+            Some(region) => {
+                let account = &api.control.arns.account;
+                let ours = prefixes(&api.control.arns.region, account);
+                let theirs = prefixes(&region, account);
+                let resource = resource.map(|r| translate(&r, &theirs, &ours));
+                let rewrite = |value: &mut Value, from: &[String; 2], to: &[String; 2]| {
+                    for (from, to) in from.iter().zip(to) {
+                        super::rewrite_arns(value, from, to);
+                    }
+                };
+                let mut answer = read_and_call(api, operation, resource, request, |body| {
+                    rewrite(body, &theirs, &ours)
+                })
+                .await;
+                match &mut answer {
+                    Ok(value) => rewrite(value, &ours, &theirs),
+                    Err(error) => error.message = translate(&error.message, &ours, &theirs),
+                }
+                answer
+            }
+        };
+        api.requests
+            .record(&label, result.is_ok(), started.elapsed());
         respond(&request_id, result)
     }
     .instrument(span)
     .await
+}
+
+/// The ARN prefixes of a region (ECS's and the scheduler's).
+fn prefixes(region: &str, account: &str) -> [String; 2] {
+    [
+        format!("arn:aws:ecs:{region}:{account}:"),
+        format!("arn:aws:scheduler:{region}:{account}:"),
+    ]
+}
+
+fn translate(text: &str, from: &[String; 2], to: &[String; 2]) -> String {
+    from.iter()
+        .zip(to)
+        .fold(text.to_string(), |text, (from, to)| {
+            text.replace(from.as_str(), to)
+        })
 }
 
 async fn read_and_call(
@@ -273,6 +318,7 @@ async fn read_and_call(
     operation: &str,
     resource: Option<String>,
     request: Request<Incoming>,
+    adjust: impl FnOnce(&mut Value),
 ) -> Result<Value, SchedulerError> {
     let query = parse_query(request.uri().query().unwrap_or_default());
     let (parts, body) = request.into_parts();
@@ -301,6 +347,8 @@ async fn read_and_call(
             "the request body must be a JSON object",
         ));
     }
+    let mut body = body;
+    adjust(&mut body);
     let call_ = Call {
         resource,
         query,
