@@ -45,15 +45,21 @@ fn firing_value(scheduled: i64) -> String {
 
 impl ScheduleFirer {
     /// A firer over `api` whose schedule time runs `rate` times the wall clock (1: the wall
-    /// clock). A fast clock is stored, so a restart with the same rate goes on where it was.
+    /// clock). A fast clock is stored, so a restart with the same rate goes on where it was
+    /// (and the API reads schedule time from it).
     pub fn new(api: Arc<Api>, rate: f64) -> Result<Self, StoreError> {
         let store = api.control.store.as_ref();
         let stored = store.get(CLOCK_KEY)?;
         let current = record::clock(store);
-        let clock = if stored.is_some() && current.rate == rate {
-            current
-        } else if rate == 1.0 && stored.is_none() {
+        let clock = if rate == 1.0 {
+            // The wall clock again: schedule time may go back after a fast run; the cursors
+            // keep every firing from repeating, schedules only wait for the wall clock.
+            if stored.is_some() {
+                store.delete(CLOCK_KEY, Expect::Any)?;
+            }
             ScheduleClock::wall()
+        } else if stored.is_some() && current.rate == rate {
+            current
         } else {
             // A new rate starts where the old clock is now, so schedule time never jumps back.
             let wall = crate::records::timestamp();
