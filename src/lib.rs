@@ -20,6 +20,7 @@ pub mod logs;
 pub mod net;
 pub mod protocol;
 pub mod records;
+pub mod schedule;
 pub mod server;
 pub mod store;
 pub mod taskdef;

@@ -193,6 +193,11 @@ enum Command {
         )]
         service_restart_delay_max: f64,
 
+        /// Run schedule time this many times faster than the wall clock (tests: 60 makes
+        /// `rate(1 minute)` fire every second).
+        #[arg(long, default_value_t = 1.0, hide = true, value_name = "RATE")]
+        clock_rate: f64,
+
         #[command(flatten)]
         hosts: HostArgs,
     },
@@ -322,6 +327,14 @@ enum Command {
     Stack {
         #[command(subcommand)]
         action: stack_commands::StackAction,
+        #[command(flatten)]
+        target: client_commands::Target,
+    },
+
+    /// Scheduled tasks (EventBridge Scheduler's schedules for ECS): list, describe, delete.
+    Schedules {
+        #[command(subcommand)]
+        action: schedule_commands::SchedulesAction,
         #[command(flatten)]
         target: client_commands::Target,
     },
@@ -479,6 +492,7 @@ struct RunArgs {
 
 mod client_commands;
 mod progress;
+mod schedule_commands;
 mod stack_commands;
 
 /// The memory limit of a module run without --memory, in MiB.
@@ -571,6 +585,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Scale { args, target } => client_commands::scale(&target, args).await,
         Command::Deploy { args, target } => stack_commands::deploy(&target, args).await,
         Command::Stack { action, target } => stack_commands::stack(&target, action).await,
+        Command::Schedules { action, target } => {
+            schedule_commands::schedules(&target, action).await
+        }
         Command::UpdateService { args, target } => {
             client_commands::update_service(&target, args).await
         }
@@ -587,6 +604,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             account_id,
             service_restart_delay,
             service_restart_delay_max,
+            clock_rate,
             hosts,
         } => {
             let scheduler = wasmgate::controller::plan::SchedulerSettings {
@@ -640,6 +658,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 tls: hosts.tls_cert.clone().zip(hosts.tls_key.clone()),
                 arns: wasmgate::arn::ArnScope::new(&region, &account_id)
                     .map_err(|why| anyhow::anyhow!("{why}"))?,
+                clock_rate: if clock_rate.is_finite() && clock_rate >= 1.0 {
+                    clock_rate
+                } else {
+                    anyhow::bail!("--clock-rate {clock_rate}: must be a number of at least 1")
+                },
             };
             let signatures = if options.credentials.is_some() {
                 Signatures::Checked

@@ -63,6 +63,8 @@ pub struct ServerOptions {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// The region and account ARNs name (a client's signed region wins per request).
     pub arns: ArnScope,
+    /// How many times faster than the wall clock schedule time runs (1 but in tests).
+    pub clock_rate: f64,
 }
 
 /// Where a started server listens, for whoever started it to announce.
@@ -280,6 +282,9 @@ pub async fn run_server(
         options.scheduler.clone(),
         shutdown.clone(),
     ));
+    let firer = crate::api::scheduler::ScheduleFirer::new(api.clone(), options.clock_rate)
+        .map_err(|e| start_error("cannot start the schedules")(e.to_string()))?;
+    tasks.spawn(firer.run(shutdown.clone()));
     tasks.spawn(watch_for_lost_hosts(control.clone(), shutdown.clone()));
     tasks.spawn(sweep_stopped_tasks(
         control.clone(),

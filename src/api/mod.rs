@@ -20,6 +20,7 @@ mod express;
 mod gateways;
 mod logs;
 mod observe;
+pub mod scheduler;
 pub mod services;
 mod sigv4;
 mod stacks;
@@ -228,6 +229,13 @@ impl Api {
             "WasmgateV1.DescribeStack" => stacks::describe(self, body),
             "WasmgateV1.ListStacks" => stacks::list(self, body),
             "WasmgateV1.DeleteStack" => stacks::delete(self, body),
+            "WasmgateV1.ListSchedules" => scheduler::cli::list(self, body),
+            "WasmgateV1.DescribeSchedule" => scheduler::cli::describe(self, body),
+            "WasmgateV1.DeleteSchedule" => scheduler::cli::delete(self, body),
+            // The stack engine's AWS::Scheduler::* resources, through the scheduler's checks.
+            other if other.starts_with(scheduler::ACTION_PREFIX) => {
+                scheduler::call_action(self, &other[scheduler::ACTION_PREFIX.len()..], body)
+            }
             other => Err(ApiError::new(
                 ErrorKind::UnknownOperationException,
                 format!("Unknown or unsupported operation: {other}"),
@@ -278,6 +286,10 @@ impl Api {
             .starts_with(crate::protocol::http::AGENT_PATH)
         {
             return crate::protocol::http::serve_agent(&self.control.hosts, request).await;
+        }
+        if scheduler::is_scheduler_path(request.uri().path()) {
+            let request_id = format!("{:016x}", self.request_ids.fetch_add(1, Ordering::Relaxed));
+            return scheduler::handle(self, request, request_id).await;
         }
         if request.method() == hyper::Method::GET {
             // With credentials on, introspection is signed like every other call (curl:
@@ -481,6 +493,23 @@ fn check_signature<B>(
     request: &Request<B>,
     body: &[u8],
 ) -> Result<(), ApiError> {
+    check_signature_of(
+        credentials,
+        request,
+        request.uri().path(),
+        request.uri().query().unwrap_or_default(),
+        body,
+    )
+}
+
+/// [`check_signature`] with the canonical path and query given (REST calls encode them).
+fn check_signature_of<B>(
+    credentials: &Credentials,
+    request: &Request<B>,
+    canonical_path: &str,
+    canonical_query: &str,
+    body: &[u8],
+) -> Result<(), ApiError> {
     let headers: Vec<(String, String)> = request
         .headers()
         .iter()
@@ -498,8 +527,8 @@ fn check_signature<B>(
     sigv4::verify(
         credentials,
         request.method().as_str(),
-        request.uri().path(),
-        request.uri().query().unwrap_or_default(),
+        canonical_path,
+        canonical_query,
         &headers,
         body,
         now,

@@ -20,6 +20,10 @@ pub enum Kind {
     Service,
     CapacityProvider,
     ClusterCapacityProviderAssociations,
+    /// `AWS::Scheduler::Schedule`: EventBridge Scheduler's CreateSchedule (an ECS target).
+    Schedule,
+    /// `AWS::Scheduler::ScheduleGroup`.
+    ScheduleGroup,
     /// A type with no counterpart in wasmgate: recorded, never called.
     NotApplicable,
 }
@@ -54,6 +58,8 @@ fn replacing(kind: Kind) -> &'static [&'static str] {
         ],
         Kind::CapacityProvider => &["Name", "AutoScalingGroupProvider.AutoScalingGroupArn"],
         Kind::ClusterCapacityProviderAssociations => &["Cluster"],
+        Kind::Schedule => &["Name", "GroupName"],
+        Kind::ScheduleGroup => &["Name"],
         Kind::NotApplicable => &[],
     }
 }
@@ -69,6 +75,8 @@ impl Kind {
             "AWS::ECS::ClusterCapacityProviderAssociations" => {
                 Self::ClusterCapacityProviderAssociations
             }
+            "AWS::Scheduler::Schedule" => Self::Schedule,
+            "AWS::Scheduler::ScheduleGroup" => Self::ScheduleGroup,
             other if NOT_APPLICABLE.iter().any(|p| other.starts_with(p)) => Self::NotApplicable,
             _ => return None,
         })
@@ -143,8 +151,114 @@ pub fn create_calls(kind: Kind, props: &Value, default_name: &str) -> Vec<Call> 
             vec![call("CreateCapacityProvider", body)]
         }
         Kind::ClusterCapacityProviderAssociations => vec![put_providers(&body)],
+        Kind::Schedule => vec![call(
+            "Scheduler.CreateSchedule",
+            schedule_body(props, default_name),
+        )],
+        Kind::ScheduleGroup => vec![call(
+            "Scheduler.CreateScheduleGroup",
+            json!({
+                "Name": text(props, "Name").unwrap_or_else(|| default_name.to_string()),
+                "Tags": props.get("Tags").cloned().unwrap_or(json!([])),
+            }),
+        )],
         Kind::NotApplicable => Vec::new(),
     }
+}
+
+/// An `AWS::Scheduler::Schedule`'s properties as CreateSchedule's body. They are the API's
+/// members already, but for: StartDate and EndDate (ISO 8601 strings in a template, epoch
+/// seconds in the API), and the ECS shapes inside EcsParameters, which CloudFormation
+/// spells in PascalCase (`AwsvpcConfiguration`, `CapacityProvider`, `Type`) where the API
+/// keeps ECS's camelCase.
+fn schedule_body(props: &Value, default_name: &str) -> Value {
+    let mut body = props.clone();
+    if text(props, "Name").is_none() {
+        body["Name"] = json!(default_name);
+    }
+    for member in ["StartDate", "EndDate"] {
+        if let Some(date) = props.get(member).and_then(Value::as_str)
+            && let Ok(at) = date.parse::<jiff::Timestamp>()
+        {
+            body[member] = json!(at.as_second());
+        }
+    }
+    let camel_items = |items: &Value| -> Value {
+        let lower = |key: &str| {
+            let mut chars = key.chars();
+            chars
+                .next()
+                .map(|c| c.to_lowercase().chain(chars).collect::<String>())
+                .unwrap_or_default()
+        };
+        Value::Array(
+            items
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|item| match item.as_object() {
+                    Some(members) => {
+                        Value::Object(members.iter().map(|(k, v)| (lower(k), v.clone())).collect())
+                    }
+                    None => item.clone(),
+                })
+                .collect(),
+        )
+    };
+    // Numbers and booleans written as strings (a `Ref` to a parameter) become JSON ones.
+    for pointer in [
+        "/FlexibleTimeWindow/MaximumWindowInMinutes",
+        "/Target/RetryPolicy/MaximumRetryAttempts",
+        "/Target/RetryPolicy/MaximumEventAgeInSeconds",
+        "/Target/EcsParameters/TaskCount",
+    ] {
+        if let Some(slot) = body.pointer_mut(pointer)
+            && let Some(n) = slot.as_str().and_then(|t| t.parse::<i64>().ok())
+        {
+            *slot = json!(n);
+        }
+    }
+    for pointer in [
+        "/Target/EcsParameters/EnableECSManagedTags",
+        "/Target/EcsParameters/EnableExecuteCommand",
+    ] {
+        if let Some(slot) = body.pointer_mut(pointer)
+            && let Some(b) = slot.as_str().and_then(|t| t.parse::<bool>().ok())
+        {
+            *slot = json!(b);
+        }
+    }
+    if let Some(ecs) = body
+        .get_mut("Target")
+        .and_then(|t| t.get_mut("EcsParameters"))
+        .and_then(Value::as_object_mut)
+    {
+        for member in [
+            "CapacityProviderStrategy",
+            "PlacementConstraints",
+            "PlacementStrategy",
+        ] {
+            if let Some(items) = ecs.get(member) {
+                let items = camel_items(items);
+                ecs.insert(member.into(), items);
+            }
+        }
+        if let Some(network) = ecs
+            .get_mut("NetworkConfiguration")
+            .and_then(Value::as_object_mut)
+            && let Some(vpc) = network.remove("AwsvpcConfiguration")
+        {
+            network.insert("awsvpcConfiguration".into(), vpc);
+        }
+    }
+    body
+}
+
+/// The last `/` segment of an ARN (a schedule's or group's name).
+fn last_segment(arn: &Value) -> Option<String> {
+    arn.as_str()
+        .and_then(|a| a.rsplit('/').next())
+        .map(str::to_string)
 }
 
 fn put_providers(body: &Value) -> Call {
@@ -240,6 +354,14 @@ pub fn created(
             .as_str()
             .unwrap_or(default_name)
             .to_string(),
+        Kind::Schedule => {
+            attributes.insert("Arn".into(), answer["ScheduleArn"].clone());
+            last_segment(&answer["ScheduleArn"]).unwrap_or_else(|| default_name.to_string())
+        }
+        Kind::ScheduleGroup => {
+            attributes.insert("Arn".into(), answer["ScheduleGroupArn"].clone());
+            last_segment(&answer["ScheduleGroupArn"]).unwrap_or_else(|| default_name.to_string())
+        }
         Kind::NotApplicable => {
             attributes.insert(
                 "Arn".into(),
@@ -266,7 +388,7 @@ pub fn created(
 /// The attributes `Fn::GetAtt` can name on a resource of `kind`.
 pub fn attribute_names(kind: Kind) -> &'static [&'static str] {
     match kind {
-        Kind::Cluster | Kind::NotApplicable => &["Arn"],
+        Kind::Cluster | Kind::NotApplicable | Kind::Schedule | Kind::ScheduleGroup => &["Arn"],
         Kind::TaskDefinition => &["TaskDefinitionArn"],
         Kind::Service => &["Name", "ServiceArn"],
         Kind::CapacityProvider | Kind::ClusterCapacityProviderAssociations => &[],
@@ -395,6 +517,35 @@ pub fn update_calls(
             vec![call("UpdateCapacityProvider", update)]
         }
         Kind::ClusterCapacityProviderAssociations => vec![put_providers(&body)],
+        // UpdateSchedule replaces every member, as a template's new properties do.
+        Kind::Schedule => {
+            let mut update = schedule_body(new, physical_id);
+            update["Name"] = json!(physical_id);
+            vec![call("Scheduler.UpdateSchedule", update)]
+        }
+        Kind::ScheduleGroup => {
+            let (before, after) = (tags_of(old), tags_of(new));
+            let mut calls = Vec::new();
+            let removed: Vec<&String> = before.keys().filter(|k| !after.contains_key(*k)).collect();
+            if !removed.is_empty() {
+                calls.push(call(
+                    "Scheduler.UntagResource",
+                    json!({"ResourceArn": arn, "TagKeys": removed}),
+                ));
+            }
+            let changed: Vec<Value> = after
+                .iter()
+                .filter(|(k, v)| before.get(*k) != Some(*v))
+                .map(|(k, v)| json!({"Key": k, "Value": v}))
+                .collect();
+            if !changed.is_empty() {
+                calls.push(call(
+                    "Scheduler.TagResource",
+                    json!({"ResourceArn": arn, "Tags": changed}),
+                ));
+            }
+            calls
+        }
     }
 }
 
@@ -421,6 +572,14 @@ pub fn delete_calls(kind: Kind, physical_id: &str, props: &Value) -> Vec<Call> {
         Kind::ClusterCapacityProviderAssociations => vec![call(
             "PutClusterCapacityProviders",
             json!({"cluster": physical_id, "capacityProviders": [], "defaultCapacityProviderStrategy": []}),
+        )],
+        Kind::Schedule => vec![call(
+            "Scheduler.DeleteSchedule",
+            json!({"Name": physical_id, "GroupName": text(props, "GroupName")}),
+        )],
+        Kind::ScheduleGroup => vec![call(
+            "Scheduler.DeleteScheduleGroup",
+            json!({"Name": physical_id}),
         )],
         Kind::NotApplicable => Vec::new(),
     }
@@ -495,6 +654,60 @@ mod tests {
                     json!({"resourceArn": "arn:cluster/web", "tags": [{"key": "c", "value": "3"}]})
                 ),
             ]
+        );
+    }
+
+    #[test]
+    fn a_schedule_is_create_schedule_with_dates_and_ecs_shapes_as_the_api_takes_them() {
+        let props = json!({
+            "ScheduleExpression": "cron(0 3 * * ? *)",
+            "StartDate": "2030-01-01T00:00:00Z",
+            "FlexibleTimeWindow": {"Mode": "OFF"},
+            "Target": {
+                "Arn": "arn:aws:ecs:us-east-1:000000000000:cluster/default",
+                "RoleArn": "arn:aws:iam::000000000000:role/r",
+                "EcsParameters": {
+                    "TaskDefinitionArn": "report",
+                    "CapacityProviderStrategy": [{"CapacityProvider": "FARGATE", "Weight": 1}],
+                    "PlacementConstraints": [{"Type": "distinctInstance"}],
+                    "NetworkConfiguration": {"AwsvpcConfiguration": {"Subnets": ["s-1"]}}
+                }
+            }
+        });
+        let calls = create_calls(Kind::Schedule, &props, "stack-Nightly-ABC");
+        let body = &calls[0].body;
+        assert_eq!(calls[0].action, "Scheduler.CreateSchedule");
+        assert_eq!(body["Name"], "stack-Nightly-ABC");
+        assert_eq!(body["StartDate"], 1_893_456_000);
+        let ecs = &body["Target"]["EcsParameters"];
+        assert_eq!(
+            ecs["CapacityProviderStrategy"],
+            json!([{"capacityProvider": "FARGATE", "weight": 1}])
+        );
+        assert_eq!(
+            ecs["PlacementConstraints"],
+            json!([{"type": "distinctInstance"}])
+        );
+        assert_eq!(
+            ecs["NetworkConfiguration"],
+            json!({"awsvpcConfiguration": {"Subnets": ["s-1"]}})
+        );
+        let made = created(
+            Kind::Schedule,
+            "AWS::Scheduler::Schedule",
+            &json!({"ScheduleArn": "arn:aws:scheduler:us-east-1:0:schedule/default/stack-Nightly-ABC"}),
+            "x",
+            "us-east-1",
+            "0",
+        );
+        assert_eq!(made.physical_id, "stack-Nightly-ABC");
+        assert!(
+            Kind::Schedule
+                .needs_replacement(&json!({"GroupName": "a"}), &json!({"GroupName": "b"}))
+        );
+        assert!(
+            !Kind::Schedule
+                .needs_replacement(&props, &json!({"ScheduleExpression": "rate(1 hour)"}))
         );
     }
 

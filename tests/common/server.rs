@@ -21,7 +21,17 @@ impl Server {
     }
 
     pub fn start_with(data_dir: &std::path::Path, extra: &[&str]) -> Self {
+        Self::start_with_env(data_dir, extra, &[])
+    }
+
+    /// [`Server::start_with`] with environment variables set for the server.
+    pub fn start_with_env(
+        data_dir: &std::path::Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut command = super::wasmgate(data_dir);
+        command.envs(env.iter().copied());
         command.args(["server", "--listen", "127.0.0.1:0"]);
         if !extra.contains(&"--gateway") {
             command.args(["--gateway", "127.0.0.1:0"]);
@@ -76,6 +86,19 @@ impl Server {
         let pid = self.child.id() as i32;
         // SAFETY: signalling a child process this test started and has not reaped.
         unsafe { libc::kill(pid, libc::SIGINT) };
+        let until = std::time::Instant::now() + deadline;
+        while std::time::Instant::now() < until {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// Waits at most `deadline` for the server to exit by itself (a test crash point);
+    /// returns its exit status, or `None` if it still runs.
+    pub fn wait_exit(&mut self, deadline: std::time::Duration) -> Option<std::process::ExitStatus> {
         let until = std::time::Instant::now() + deadline;
         while std::time::Instant::now() < until {
             if let Ok(Some(status)) = self.child.try_wait() {
