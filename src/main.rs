@@ -318,6 +318,31 @@ enum Command {
         target: client_commands::Target,
     },
 
+    /// Apply an AWS Copilot manifest (Load Balanced Web Service, Backend Service, Scheduled
+    /// Job) as the stack `copilot-NAME`; an unchanged manifest changes nothing.
+    Apply {
+        #[command(flatten)]
+        args: copilot_commands::ManifestArgs,
+        #[command(flatten)]
+        target: client_commands::Target,
+    },
+
+    /// What applying a Copilot manifest would change, per resource and property (old → new).
+    Diff {
+        #[command(flatten)]
+        args: copilot_commands::ManifestArgs,
+        #[command(flatten)]
+        target: client_commands::Target,
+    },
+
+    /// Delete what a Copilot manifest applied (its stack); the cluster stays.
+    Delete {
+        #[command(flatten)]
+        args: copilot_commands::ManifestArgs,
+        #[command(flatten)]
+        target: client_commands::Target,
+    },
+
     /// The stacks `wasmgate deploy` made: `ls`, `describe NAME`, `rm NAME`.
     Stack {
         #[command(subcommand)]
@@ -478,6 +503,7 @@ struct RunArgs {
 }
 
 mod client_commands;
+mod copilot_commands;
 mod progress;
 mod stack_commands;
 
@@ -571,6 +597,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Scale { args, target } => client_commands::scale(&target, args).await,
         Command::Deploy { args, target } => stack_commands::deploy(&target, args).await,
         Command::Stack { action, target } => stack_commands::stack(&target, action).await,
+        Command::Apply { args, target } => copilot_commands::apply(&target, args).await,
+        Command::Diff { args, target } => copilot_commands::diff(&target, args).await,
+        Command::Delete { args, target } => copilot_commands::delete(&target, args).await,
         Command::UpdateService { args, target } => {
             client_commands::update_service(&target, args).await
         }
