@@ -36,8 +36,8 @@ fn prepare(args: &ManifestArgs, cluster: &str) -> anyhow::Result<Prepared> {
     let file = args.file.display();
     let text =
         std::fs::read_to_string(&args.file).with_context(|| format!("cannot read {file}"))?;
-    let manifest = copilot::parse(&text, args.environment.as_deref())
-        .with_context(|| format!("{file}: not applied"))?;
+    let manifest =
+        copilot::parse(&text, args.environment.as_deref()).with_context(|| file.to_string())?;
     for note in &manifest.notes {
         eprintln!("{file}: note: {note}");
     }

@@ -311,9 +311,11 @@ print('check', h['command'], h['interval'], h['retries'], h['timeout'], h.get('s
 print('labels', c.get('dockerLabels'))
 print('env', sorted((e['name'], e['value']) for e in c['environment']))
 print('deployment', s['deploymentConfiguration']['minimumHealthyPercent'], s['deploymentConfiguration']['maximumPercent'])
+print('exec', s['enableExecuteCommand'])
 "#,
     );
     for line in [
+        "exec True",
         "check ['CMD-SHELL', 'curl -f http://localhost:8080/healthz || exit 1'] 5 2 2 0",
         "labels None",
         "env [('API_TOKEN', 'dev-token'), ('COPILOT_SERVICE_NAME', 'api'), ('MODE', 'internal')]",

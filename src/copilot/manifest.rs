@@ -56,49 +56,51 @@ impl WorkloadType {
 
     /// The top-level keys a manifest of this type may have.
     fn keys(self) -> &'static [&'static str] {
-        const COMMON: [&str; 7] = [
-            "name",
-            "type",
-            "image",
-            "cpu",
-            "memory",
-            "variables",
-            "secrets",
-        ];
         match self {
             Self::LoadBalancedWebService => &[
-                COMMON[0],
-                COMMON[1],
-                COMMON[2],
-                COMMON[3],
-                COMMON[4],
-                COMMON[5],
-                COMMON[6],
+                "name",
+                "type",
+                "image",
+                "command",
+                "entrypoint",
+                "platform",
+                "cpu",
+                "memory",
+                "variables",
+                "secrets",
                 "http",
                 "count",
+                "exec",
                 "deployment",
                 "environments",
             ],
             Self::BackendService => &[
-                COMMON[0],
-                COMMON[1],
-                COMMON[2],
-                COMMON[3],
-                COMMON[4],
-                COMMON[5],
-                COMMON[6],
+                "name",
+                "type",
+                "image",
+                "command",
+                "entrypoint",
+                "platform",
+                "cpu",
+                "memory",
+                "variables",
+                "secrets",
                 "count",
+                "exec",
                 "deployment",
                 "environments",
             ],
             Self::ScheduledJob => &[
-                COMMON[0],
-                COMMON[1],
-                COMMON[2],
-                COMMON[3],
-                COMMON[4],
-                COMMON[5],
-                COMMON[6],
+                "name",
+                "type",
+                "image",
+                "command",
+                "entrypoint",
+                "platform",
+                "cpu",
+                "memory",
+                "variables",
+                "secrets",
                 "on",
                 "retries",
                 "timeout",
@@ -126,6 +128,11 @@ pub struct Manifest {
     /// `image.location`, as written (a relative file is relative to the manifest).
     pub image: String,
     pub port: Option<u16>,
+    /// The container's `command` and `entryPoint` (a string is split at whitespace).
+    pub command: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    /// `platform` as ECS's runtime platform (operating system family, CPU architecture).
+    pub platform: Option<(String, String)>,
     /// CPU units (Copilot's default 256).
     pub cpu: u32,
     /// MiB (Copilot's default 512).
@@ -148,6 +155,8 @@ pub enum Kind {
     Service {
         count: u32,
         rolling: Rolling,
+        /// `exec`: ECS Exec enabled on the service.
+        exec: bool,
         /// A web service's route and its health check's grace period.
         http: Option<HttpRoute>,
     },
@@ -203,6 +212,10 @@ struct Document {
     #[serde(rename = "type")]
     _type: Option<String>,
     image: Option<ImageDoc>,
+    command: Option<Value>,
+    entrypoint: Option<Value>,
+    platform: Option<String>,
+    exec: Option<bool>,
     http: Option<HttpDoc>,
     cpu: Option<u32>,
     memory: Option<u32>,
@@ -286,6 +299,7 @@ fn typed<T: serde::de::DeserializeOwned>(value: &Value, at: &str) -> Result<T, M
         let path = match (at.is_empty(), inner.as_str()) {
             (true, _) => inner.clone(),
             (false, ".") => at.to_string(),
+            (false, _) if inner.starts_with('[') => format!("{at}{inner}"),
             (false, _) => format!("{at}.{inner}"),
         };
         field(path, plain(&error.inner().to_string()))
@@ -604,6 +618,7 @@ fn build(
             Kind::Service {
                 count,
                 rolling,
+                exec: document.exec.unwrap_or(false),
                 http,
             }
         }
@@ -638,12 +653,31 @@ fn build(
             }
         }
     };
+    let words = |value: Option<Value>, path: &str| -> Result<Option<Vec<String>>, ManifestError> {
+        match value {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) => {
+                Ok(Some(text.split_whitespace().map(str::to_string).collect()))
+            }
+            Some(list @ Value::Array(_)) => typed(&list, path).map(Some),
+            Some(_) => Err(field(path, "expected a string or a list of strings")),
+        }
+    };
+    let command = words(document.command, "command")?;
+    let entrypoint = words(document.entrypoint, "entrypoint")?;
+    let platform = match document.platform.as_deref() {
+        None => None,
+        Some(text) => Some(platform(text).map_err(|why| field("platform", why))?),
+    };
     Ok(Manifest {
         name,
         workload_type,
         environment: environment.map(str::to_string),
         image,
         port: image_doc.port,
+        command,
+        entrypoint,
+        platform,
         cpu: document.cpu.unwrap_or(256),
         memory: document.memory.unwrap_or(512),
         variables,
@@ -788,6 +822,27 @@ fn web_route(
     ))
 }
 
+/// `platform` (`linux/x86_64`, `linux/arm64`, ...) as ECS's operating system family and
+/// CPU architecture.
+fn platform(text: &str) -> Result<(String, String), String> {
+    let (os, arch) = text
+        .split_once('/')
+        .ok_or_else(|| format!("{text:?} is not OS/ARCH, e.g. linux/x86_64"))?;
+    if os != "linux" {
+        return Err(format!("{text:?}: only linux platforms are taken"));
+    }
+    let arch = match arch {
+        "x86_64" | "amd64" => "X86_64",
+        "arm64" | "arm" => "ARM64",
+        other => {
+            return Err(format!(
+                "{text:?}: architecture {other} is not x86_64, amd64, arm64 or arm"
+            ));
+        }
+    };
+    Ok(("LINUX".to_string(), arch.to_string()))
+}
+
 /// A path as Copilot takes it (`api` is `/api`).
 fn route_path(path: &str) -> Result<String, String> {
     let path = path.trim();
@@ -844,6 +899,7 @@ environments:
             count,
             rolling,
             http,
+            ..
         } = &web.kind
         else {
             panic!("{:?}", web.kind)
@@ -884,6 +940,7 @@ environments:
             Kind::Service {
                 count: 1,
                 rolling: Rolling::Default,
+                exec: false,
                 http: None
             }
         );
@@ -944,6 +1001,34 @@ environments:
     }
 
     #[test]
+    fn command_entrypoint_platform_and_exec_are_taken() {
+        let backend = parse(
+            "name: api\ntype: Backend Service\nimage: {location: a.wasm}\ncommand: serve --port 80\nentrypoint: [/app, -v]\nplatform: linux/amd64\nexec: true\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(backend.command.unwrap(), ["serve", "--port", "80"]);
+        assert_eq!(backend.entrypoint.unwrap(), ["/app", "-v"]);
+        assert_eq!(backend.platform.unwrap(), ("LINUX".into(), "X86_64".into()));
+        assert!(matches!(backend.kind, Kind::Service { exec: true, .. }));
+        let error = parse(
+            "name: api\ntype: Backend Service\nimage: {location: a.wasm}\ncommand: [serve, 80]\n",
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "command[1]: invalid type: integer `80`, expected a string"
+        );
+        let error = parse(
+            "name: api\ntype: Backend Service\nimage: {location: a.wasm}\nplatform: windows/x86_64\n",
+            None,
+        )
+        .unwrap_err();
+        assert!(error.to_string().starts_with("platform: "), "{error}");
+    }
+
+    #[test]
     fn a_count_range_runs_its_minimum_and_says_so() {
         for count in [
             "{range: 2-10, cpu_percentage: 70}",
@@ -981,7 +1066,7 @@ environments:
             ),
             (
                 "name: w\ntype: Backend Service\nimage: {location: a.wasm}\nhttp: {path: /}\n",
-                "http: unknown key (known: name, type, image, cpu, memory, variables, secrets, count, deployment, environments)",
+                "http: unknown key (known: name, type, image, command, entrypoint, platform, cpu, memory, variables, secrets, count, exec, deployment, environments)",
             ),
             (
                 "name: w\ntype: Backend Service\nimage: {location: a.wasm}\nenvironments:\n  test:\n    cpu: lots\n",
@@ -1001,7 +1086,7 @@ environments:
             ),
             (
                 "name: w\ntype: Backend Service\nimage: {location: a.wasm}\nenvironments:\n  test:\n    imag: {}\n",
-                "environments.test.imag: unknown key (known: name, type, image, cpu, memory, variables, secrets, count, deployment, environments)",
+                "environments.test.imag: unknown key (known: name, type, image, command, entrypoint, platform, cpu, memory, variables, secrets, count, exec, deployment, environments)",
             ),
             (
                 "name: j\ntype: Scheduled Job\nimage: {location: a.wasm, port: 80}\non: {schedule: '@daily'}\n",

@@ -47,6 +47,12 @@ pub fn template(manifest: &Manifest, placement: &Placement, image: &str) -> Valu
         "Essential": true,
         "Environment": environment,
     });
+    if let Some(command) = &manifest.command {
+        container["Command"] = json!(command);
+    }
+    if let Some(entrypoint) = &manifest.entrypoint {
+        container["EntryPoint"] = json!(entrypoint);
+    }
     if let Some(port) = manifest.port {
         container["PortMappings"] = json!([{"ContainerPort": port, "Protocol": "tcp"}]);
     }
@@ -65,7 +71,7 @@ pub fn template(manifest: &Manifest, placement: &Placement, image: &str) -> Valu
     {
         container["DockerLabels"] = json!({format!("{HTTP_LABELS}path"): route.path});
     }
-    let task_definition = json!({
+    let mut task_definition = json!({
         "Type": "AWS::ECS::TaskDefinition",
         "Properties": {
             "Family": manifest.name,
@@ -76,6 +82,10 @@ pub fn template(manifest: &Manifest, placement: &Placement, image: &str) -> Valu
             "ContainerDefinitions": [container],
         },
     });
+    if let Some((os, arch)) = &manifest.platform {
+        task_definition["Properties"]["RuntimePlatform"] =
+            json!({"OperatingSystemFamily": os, "CpuArchitecture": arch});
+    }
     let description = format!(
         "Copilot manifest {} ({}), applied by wasmgate apply",
         manifest.name,
@@ -85,6 +95,7 @@ pub fn template(manifest: &Manifest, placement: &Placement, image: &str) -> Valu
         Kind::Service {
             count,
             rolling,
+            exec,
             http,
         } => {
             let (minimum, maximum) = rolling.percents();
@@ -100,6 +111,9 @@ pub fn template(manifest: &Manifest, placement: &Placement, image: &str) -> Valu
                     "DeploymentCircuitBreaker": {"Enable": true, "Rollback": true},
                 },
             });
+            if *exec {
+                service["EnableExecuteCommand"] = json!(true);
+            }
             let mut outputs = json!({
                 "ServiceName": {"Value": {"Fn::GetAtt": ["Service", "Name"]}},
                 "ClusterName": {"Value": placement.cluster},
@@ -229,7 +243,7 @@ mod tests {
     #[test]
     fn a_recreate_backend_service_has_no_route_and_stops_old_tasks_first() {
         let backend = parse(
-            "name: api\ntype: Backend Service\nimage: {location: api.wasm}\ndeployment: {rolling: recreate}\n",
+            "name: api\ntype: Backend Service\nimage: {location: api.wasm}\ndeployment: {rolling: recreate}\ncommand: serve now\nplatform: linux/arm64\nexec: true\n",
             None,
         )
         .unwrap();
@@ -238,6 +252,15 @@ mod tests {
             &template["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"][0];
         assert!(container.get("DockerLabels").is_none());
         assert!(container.get("HealthCheck").is_none());
+        assert_eq!(container["Command"], json!(["serve", "now"]));
+        assert_eq!(
+            template["Resources"]["TaskDefinition"]["Properties"]["RuntimePlatform"],
+            json!({"OperatingSystemFamily": "LINUX", "CpuArchitecture": "ARM64"})
+        );
+        assert_eq!(
+            template["Resources"]["Service"]["Properties"]["EnableExecuteCommand"],
+            true
+        );
         let deployment = &template["Resources"]["Service"]["Properties"]["DeploymentConfiguration"];
         assert_eq!(
             (
