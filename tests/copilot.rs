@@ -330,6 +330,28 @@ print('exec', s['enableExecuteCommand'])
         deleted.contains("stack copilot-api: DELETE_COMPLETE"),
         "{deleted}"
     );
+
+    // The check is a real request: a path the component answers with 500 (it traps) makes
+    // the task unhealthy, and the service replaces it.
+    let sick = edited(files.path(), "backend.yml", |text| {
+        text.replace("name: api", "name: sick")
+            .replace("localhost:8080/healthz", "localhost:8080/trap")
+    });
+    let applied = ok(&server, &["apply", "-f", &sick]);
+    assert!(
+        applied.contains("stack copilot-sick: CREATE_COMPLETE"),
+        "{applied}"
+    );
+    wait_for(
+        &server,
+        r#"
+arns = ecs.list_tasks(cluster='default', serviceName='sick', desiredStatus='STOPPED')['taskArns']
+tasks = ecs.describe_tasks(cluster='default', tasks=arns)['tasks'] if arns else []
+print(any('health checks' in (t.get('stoppedReason') or '') for t in tasks))
+"#,
+        "True",
+    );
+    ok(&server, &["delete", "-f", &sick]);
 }
 
 #[test]
