@@ -162,8 +162,11 @@ print('deployment', s['deploymentConfiguration']['minimumHealthyPercent'], s['de
         "active ['web:1'] inactive [] deployments 1 primary web:1 desired 1"
     );
 
-    // The same manifest again: no revision, no deployment.
+    // The same manifest again, even reached by another path: no revision, no deployment.
     let again = ok(&server, &["apply", "-f", &web]);
+    assert!(again.contains("stack copilot-web: no changes"), "{again}");
+    let roundabout = example("../stacks/../copilot/web.yml");
+    let again = ok(&server, &["apply", "-f", &roundabout]);
     assert!(again.contains("stack copilot-web: no changes"), "{again}");
     let unchanged_diff = ok(&server, &["diff", "-f", &web]);
     assert_eq!(unchanged_diff.trim(), "stack copilot-web: no changes");
