@@ -2,7 +2,7 @@
 //! read before a deploy: `DesiredCount: 1 → 2`,
 //! `ContainerDefinitions[web].Environment[LOG_LEVEL].Value: "info" → "debug"`. Lists of
 //! objects that carry a `Name` (or `Key`) are matched by it, so adding one entry is one line,
-//! not a shift of every later index. Pure.
+//! not a shift of every later index; a resource to be created lists every leaf. Pure.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -23,6 +23,54 @@ pub fn property_changes(old: &Value, new: &Value) -> Vec<PropertyChange> {
     let mut out = Vec::new();
     walk("", Some(old), Some(new), &mut out);
     out
+}
+
+/// Every property of a resource to be created, one per leaf value (lists of named objects
+/// by name, other lists whole).
+pub fn every_property(new: &Value) -> Vec<PropertyChange> {
+    let mut out = Vec::new();
+    leaves("", new, &mut out);
+    out
+}
+
+fn leaves(at: &str, value: &Value, out: &mut Vec<PropertyChange>) {
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            for (key, member) in map {
+                leaves(&join(at, key), member, out);
+            }
+        }
+        Value::Array(items) if !items.is_empty() => match names(items) {
+            Some(names) => {
+                for (name, item) in names.iter().zip(items) {
+                    let at = format!("{at}[{name}]");
+                    // The name is in the path already.
+                    let rest: serde_json::Map<String, Value> = item
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .filter(|(_, v)| v.as_str() != Some(name))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    if rest.is_empty() {
+                        leaves(&at, item, out);
+                    } else {
+                        leaves(&at, &Value::Object(rest), out);
+                    }
+                }
+            }
+            None => out.push(PropertyChange {
+                path: at.to_string(),
+                old: None,
+                new: Some(value.clone()),
+            }),
+        },
+        _ => out.push(PropertyChange {
+            path: at.to_string(),
+            old: None,
+            new: Some(value.clone()),
+        }),
+    }
 }
 
 fn join(at: &str, key: &str) -> String {
@@ -138,6 +186,33 @@ mod tests {
         assert_eq!(
             lines(json!({"a": [1]}), json!({"a": [1, 3]})),
             ["a: [1] → [1,3]"]
+        );
+    }
+
+    #[test]
+    fn a_created_resource_lists_every_leaf() {
+        let created = every_property(&json!({
+            "Family": "web",
+            "ContainerDefinitions": [{"Name": "web", "Environment": [{"Name": "A", "Value": "1"}],
+                                      "Command": ["serve"]}],
+        }));
+        let paths: Vec<(String, Value)> = created
+            .into_iter()
+            .map(|c| (c.path, c.new.unwrap()))
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                ("Family".to_string(), json!("web")),
+                (
+                    "ContainerDefinitions[web].Environment[A].Value".to_string(),
+                    json!("1")
+                ),
+                (
+                    "ContainerDefinitions[web].Command".to_string(),
+                    json!(["serve"])
+                ),
+            ]
         );
     }
 }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
-use super::diff::{PropertyChange, property_changes};
+use super::diff::{PropertyChange, every_property, property_changes};
 use super::resources::{self, Call, Created, Kind};
 use super::template::{Context, Policy, Template, TemplateError};
 use crate::api::{ApiError, ErrorKind};
@@ -385,7 +385,7 @@ pub fn plan(
         let properties = match (action, old.get(id)) {
             (Action::NoChange, _) => Vec::new(),
             (_, Some(record)) => property_changes(&record.properties, &resolved),
-            (_, None) => property_changes(&json!({}), &resolved),
+            (_, None) => every_property(&resolved),
         };
         match (action, old.get(id)) {
             (Action::NoChange | Action::Update, Some(record)) => {
