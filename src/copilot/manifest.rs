@@ -327,7 +327,6 @@ fn plain(message: &str) -> String {
         ("expected u16", "expected a port number (0-65535)"),
         ("expected a sequence", "expected a list"),
         ("invalid type: sequence", "invalid type: list"),
-        ("invalid type: map", "invalid type: map"),
     ] {
         text = text.replace(from, to);
     }
