@@ -3,7 +3,7 @@
 //! health check passing inside the task), applied again unchanged (no new task definition
 //! revision, no new deployment), changed (count, a variable: `diff` shows it, then one
 //! revision and one deployment), deleted; a Backend Service with a container health check;
-//! a Scheduled Job; manifests with an unknown key or a wrong type refused by key path. The ECS
+//! a Scheduled Job whose schedule runs its task; manifests with an unknown key or a wrong type refused by key path. The ECS
 //! side checked through boto3.
 
 mod common;
@@ -362,7 +362,8 @@ print(any('health checks' in (t.get('stoppedReason') or '') for t in tasks))
 fn a_scheduled_job_is_a_schedule_of_its_task_definition() {
     let data = tempfile::tempdir().unwrap();
     let files = tempfile::tempdir().unwrap();
-    let server = Server::start(data.path());
+    // Schedule time at 600 times the wall clock: `@every 10m` fires every second.
+    let server = Server::start_with(data.path(), &["--clock-rate", "600"]);
     guest(Wasi::P1, "hello");
     // The copy its changed version is made from, so only what the test changes differs.
     let job = edited(files.path(), "job.yml", |text| text);
@@ -396,8 +397,18 @@ fn a_scheduled_job_is_a_schedule_of_its_task_definition() {
         again.contains("stack copilot-report: no changes"),
         "{again}"
     );
+    // The schedule runs the job's task in the cluster, and it ends as the program does.
+    wait_for(
+        &server,
+        r#"
+arns = ecs.list_tasks(cluster='default', family='report', desiredStatus='STOPPED')['taskArns']
+tasks = ecs.describe_tasks(cluster='default', tasks=arns)['tasks'] if arns else []
+print(any(t['containers'][0].get('exitCode') == 0 for t in tasks))
+"#,
+        "True",
+    );
 
-    // New retries change the schedule only; a new variable is a new revision it runs.
+    // New retries change the schedule only.
     let changed = edited(files.path(), "job.yml", |text| {
         text.replace("retries: 2", "retries: 3")
     });
