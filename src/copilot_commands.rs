@@ -176,6 +176,9 @@ pub async fn diff(target: &Target, args: ManifestArgs) -> anyhow::Result<u8> {
             text_of(&change["logicalId"]),
             text_of(&change["resourceType"])
         );
+        if let Some(note) = change["note"].as_str() {
+            println!("    ({note})");
+        }
         for property in change["properties"].as_array().into_iter().flatten() {
             let path = text_of(&property["path"]);
             let (old, new) = (&property["old"], &property["new"]);
