@@ -3,6 +3,7 @@
 //! health check passing inside the task), applied again unchanged (no new task definition
 //! revision, no new deployment), changed (count, a variable: `diff` shows it, then one
 //! revision and one deployment), deleted; a Backend Service with a container health check;
+//! a task stopped at its `wasmgate.task.timeout` (a job's `timeout`);
 //! a Scheduled Job whose schedule runs its task; manifests with an unknown key or a wrong type refused by key path. The ECS
 //! side checked through boto3.
 
@@ -355,6 +356,27 @@ print(any('health checks' in (t.get('stoppedReason') or '') for t in tasks))
         "True",
     );
     ok(&server, &["delete", "-f", &sick]);
+
+    // A Scheduled Job's `timeout` is its task's `wasmgate.task.timeout` label: a task that
+    // runs that long is stopped as StopTask would stop it.
+    let graceful = guest(Wasi::P1, "graceful").display().to_string();
+    let stopped = boto3(
+        &server.endpoint,
+        &format!(
+            r#"
+ecs.register_task_definition(family='timed', memory='64', containerDefinitions=[{{
+    'name': 'timed', 'image': '{graceful}', 'dockerLabels': {{'wasmgate.task.timeout': '1'}}}}])
+arn = ecs.run_task(cluster='default', taskDefinition='timed')['tasks'][0]['taskArn']
+ecs.get_waiter('tasks_stopped').wait(cluster='default', tasks=[arn], WaiterConfig={{'Delay': 0.5, 'MaxAttempts': 120}})
+t = ecs.describe_tasks(cluster='default', tasks=[arn])['tasks'][0]
+print(t['stopCode'], t['stoppedReason'], t['containers'][0]['exitCode'])
+"#
+        ),
+    );
+    assert_eq!(
+        stopped.trim(),
+        "UserInitiated TaskTimeout: the task ran for its timeout of 1s (wasmgate.task.timeout) 0"
+    );
 }
 
 #[test]

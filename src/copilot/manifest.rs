@@ -480,7 +480,7 @@ fn seconds(text: Option<&str>, path: &str, default: u64) -> Result<u64, Manifest
     }
 }
 
-/// Checks a health check against ECS's bounds (interval 5-300 s, timeout 2-120 s, retries
+/// Checks a health check against ECS's bounds (interval 5-300 s, timeout 2-60 s, retries
 /// 1-10, start period 0-300 s); `names` are the manifest's keys for the four, under `at`.
 fn within_ecs_bounds(check: &HealthCheck, at: &str, names: [&str; 4]) -> Result<(), ManifestError> {
     let values = [
@@ -489,7 +489,7 @@ fn within_ecs_bounds(check: &HealthCheck, at: &str, names: [&str; 4]) -> Result<
         u64::from(check.retries),
         check.start_period,
     ];
-    let bounds = [(5, 300, "s"), (2, 120, "s"), (1, 10, ""), (0, 300, "s")];
+    let bounds = [(5, 300, "s"), (2, 60, "s"), (1, 10, ""), (0, 300, "s")];
     for ((value, (min, max, unit)), name) in values.into_iter().zip(bounds).zip(names) {
         if !(min..=max).contains(&value) {
             return Err(field(
@@ -635,14 +635,16 @@ fn build(
                     format!("{retries}: EventBridge retries at most 185 times"),
                 ));
             }
+            // Stopped after it by the task's `wasmgate.task.timeout` label.
             let timeout = match document.timeout.as_deref() {
                 None => None,
                 Some(text) => {
-                    let timeout = duration::parse(text).map_err(|why| field("timeout", why))?;
-                    notes.push(format!(
-                        "timeout: {text} is not enforced here yet: a run of the job is not stopped after it"
-                    ));
-                    Some(timeout)
+                    let seconds =
+                        duration::whole_seconds(text).map_err(|why| field("timeout", why))?;
+                    if !(1..=31_536_000).contains(&seconds) {
+                        return Err(field("timeout", format!("{text}: 1s to a year")));
+                    }
+                    Some(Duration::from_secs(seconds))
                 }
             };
             Kind::Job {
@@ -979,11 +981,7 @@ environments:
                 timeout: Some(Duration::from_secs(3600))
             }
         );
-        assert!(
-            job.notes[0].starts_with("timeout: 1h is not enforced"),
-            "{:?}",
-            job.notes
-        );
+        assert!(job.notes.is_empty(), "{:?}", job.notes);
         let none = parse(
             "name: once\ntype: Scheduled Job\non: {schedule: none}\nimage: {location: j.wasm}\n",
             None,

@@ -8,6 +8,7 @@
 use serde_json::{Value, json};
 
 use super::manifest::{Kind, Manifest};
+use crate::taskdef::TASK_TIMEOUT_LABEL;
 use crate::taskdef::http::PREFIX as HTTP_LABELS;
 
 /// Where a manifest is applied.
@@ -65,11 +66,19 @@ pub fn template(manifest: &Manifest, placement: &Placement, image: &str) -> Valu
             "StartPeriod": check.start_period,
         });
     }
-    if let Kind::Service {
-        http: Some(route), ..
-    } = &manifest.kind
-    {
-        container["DockerLabels"] = json!({format!("{HTTP_LABELS}path"): route.path});
+    match &manifest.kind {
+        Kind::Service {
+            http: Some(route), ..
+        } => {
+            container["DockerLabels"] = json!({format!("{HTTP_LABELS}path"): route.path});
+        }
+        Kind::Job {
+            timeout: Some(timeout),
+            ..
+        } => {
+            container["DockerLabels"] = json!({TASK_TIMEOUT_LABEL: timeout.as_secs().to_string()});
+        }
+        _ => {}
     }
     let mut task_definition = json!({
         "Type": "AWS::ECS::TaskDefinition",
@@ -274,11 +283,15 @@ mod tests {
     #[test]
     fn a_scheduled_job_is_a_task_definition_and_a_schedule_in_the_cluster() {
         let job = parse(
-            "name: report\ntype: Scheduled Job\non: {schedule: '30 9 * * 1-5'}\nimage: {location: job.wasm}\nretries: 2\n",
+            "name: report\ntype: Scheduled Job\non: {schedule: '30 9 * * 1-5'}\nimage: {location: job.wasm}\nretries: 2\ntimeout: 1h30m\n",
             None,
         )
         .unwrap();
         let template = template(&job, &default_cluster(), "job.wasm");
+        assert_eq!(
+            template["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"][0]["DockerLabels"],
+            json!({"wasmgate.task.timeout": "5400"})
+        );
         let schedule = &template["Resources"]["Schedule"];
         assert_eq!(schedule["Type"], "AWS::Scheduler::Schedule");
         let props = &schedule["Properties"];
