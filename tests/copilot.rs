@@ -419,6 +419,11 @@ fn a_scheduled_job_is_a_schedule_of_its_task_definition() {
         again.contains("stack copilot-report: no changes"),
         "{again}"
     );
+    let labels = boto3(
+        &server.endpoint,
+        "print(ecs.describe_task_definition(taskDefinition='report')['taskDefinition']['containerDefinitions'][0]['dockerLabels'])",
+    );
+    assert_eq!(labels.trim(), "{'wasmgate.task.timeout': '300'}");
     // The schedule runs the job's task in the cluster, and it ends as the program does.
     wait_for(
         &server,
