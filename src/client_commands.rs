@@ -25,7 +25,7 @@ pub struct Target {
 
     /// The cluster.
     #[arg(long, default_value = "default")]
-    cluster: String,
+    pub(crate) cluster: String,
 }
 
 impl Target {

@@ -13,6 +13,7 @@ pub mod client;
 pub mod config;
 pub mod control;
 pub mod controller;
+pub mod copilot;
 pub mod deploy;
 pub mod gateway;
 pub mod image;

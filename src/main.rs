@@ -323,6 +323,31 @@ enum Command {
         target: client_commands::Target,
     },
 
+    /// Apply an AWS Copilot manifest (Load Balanced Web Service, Backend Service, Scheduled
+    /// Job) as the stack `copilot-NAME`; an unchanged manifest changes nothing.
+    Apply {
+        #[command(flatten)]
+        args: copilot_commands::ManifestArgs,
+        #[command(flatten)]
+        target: client_commands::Target,
+    },
+
+    /// What applying a Copilot manifest would change, per resource and property (old → new).
+    Diff {
+        #[command(flatten)]
+        args: copilot_commands::ManifestArgs,
+        #[command(flatten)]
+        target: client_commands::Target,
+    },
+
+    /// Delete what a Copilot manifest applied (its stack); the cluster stays.
+    Delete {
+        #[command(flatten)]
+        args: copilot_commands::ManifestArgs,
+        #[command(flatten)]
+        target: client_commands::Target,
+    },
+
     /// The stacks `wasmgate deploy` made: `ls`, `describe NAME`, `rm NAME`.
     Stack {
         #[command(subcommand)]
@@ -491,6 +516,7 @@ struct RunArgs {
 }
 
 mod client_commands;
+mod copilot_commands;
 mod progress;
 mod schedule_commands;
 mod stack_commands;
@@ -588,6 +614,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Schedules { action, target } => {
             schedule_commands::schedules(&target, action).await
         }
+        Command::Apply { args, target } => copilot_commands::apply(&target, args).await,
+        Command::Diff { args, target } => copilot_commands::diff(&target, args).await,
+        Command::Delete { args, target } => copilot_commands::delete(&target, args).await,
         Command::UpdateService { args, target } => {
             client_commands::update_service(&target, args).await
         }

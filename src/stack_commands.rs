@@ -69,7 +69,7 @@ fn print_changes(changes: &[Value]) {
 }
 
 /// A stack event as a progress line: logical id, type, status, physical id, reason.
-fn event_line(event: &Value) -> String {
+pub(crate) fn event_line(event: &Value) -> String {
     let mut line = format!(
         "{}\t{}\t{}",
         text_of(&event["logicalId"]),

@@ -6,8 +6,10 @@
 //! with the container's environment, mounts and limits, the way `docker exec` runs a command
 //! inside a running container: exit 0 is a pass, anything else (or no exit within `timeout`) a
 //! failure. `["CMD-SHELL", "a b c"]` is the same with the string split at whitespace, since a
-//! Wasm image has no shell. The first check runs as soon as the container starts, then one every
-//! `interval`.
+//! Wasm image has no shell. A `wasi:http` component has no arguments to run with: its check is
+//! an HTTP GET, as `curl -f http://localhost/PATH` inside it would be (the URL's path, served
+//! by a fresh instance; a status below 400 passes). The first check runs as soon as the
+//! container starts, then one every `interval`.
 //!
 //! Status: UNKNOWN until the first pass or until failures count; HEALTHY after a pass; UNHEALTHY
 //! after `retries` failures in a row. Failures within `startPeriod` of the start do not count

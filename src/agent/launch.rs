@@ -80,6 +80,14 @@ impl<'a> Launch<'a> {
     pub(super) async fn run(mut self, mut stop: watch::Receiver<Option<TaskStop>>) -> TaskOutcome {
         let mut exits: JoinSet<(usize, ContainerExit, ContainerStats)> = JoinSet::new();
         let mut listening_for_stop = true;
+        // The task's `wasmgate.task.timeout` (the smallest of its containers'), from now.
+        let timeout = self
+            .definitions()
+            .iter()
+            .filter_map(|d| d.task_timeout())
+            .min();
+        let deadline =
+            tokio::time::Instant::now() + timeout.unwrap_or(Duration::from_secs(1 << 30));
         loop {
             self.start_ready_containers(&mut exits);
             if exits.is_empty() {
@@ -92,6 +100,15 @@ impl<'a> Launch<'a> {
                     }
                 }
                 Some((index, status)) = self.health_rx.recv() => self.on_health(index, status),
+                () = tokio::time::sleep_until(deadline), if timeout.is_some() && self.stopping.is_none() => {
+                    let seconds = timeout.map_or(0, |t| t.as_secs());
+                    self.begin_stopping(
+                        StopCode::UserInitiated,
+                        format!("TaskTimeout: the task ran for its timeout of {seconds}s (wasmgate.task.timeout)"),
+                        None,
+                        None,
+                    );
+                }
                 changed = stop.changed(), if listening_for_stop => {
                     if changed.is_err() {
                         // The RunningTask was dropped: nobody can stop us any more.

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
+use super::diff::{PropertyChange, every_property, property_changes};
 use super::resources::{self, Call, Created, Kind};
 use super::template::{Context, Policy, Template, TemplateError};
 use crate::api::{ApiError, ErrorKind};
@@ -213,6 +214,9 @@ pub struct Change {
     /// What it means here, when that needs saying (a listener rule's gateway route).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// What changes in its properties, old → new (every property of a resource created).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub properties: Vec<PropertyChange>,
 }
 
 /// Where a stack is deployed.
@@ -399,6 +403,11 @@ pub fn plan(
         let resolved =
             context.resolve(&resource.properties, &format!("Resources.{id}.Properties"))?;
         let action = decide(kind, old.get(id), &resolved, &resource.kind);
+        let properties = match (action, old.get(id)) {
+            (Action::NoChange, _) => Vec::new(),
+            (_, Some(record)) => property_changes(&record.properties, &resolved),
+            (_, None) => every_property(&resolved),
+        };
         match (action, old.get(id)) {
             (Action::NoChange | Action::Update, Some(record)) => {
                 context
@@ -438,6 +447,7 @@ pub fn plan(
             action,
             not_applicable: kind == Kind::NotApplicable,
             note: notes.get(id).cloned(),
+            properties,
         });
     }
     for id in deletion_order(previous, &order) {
@@ -447,6 +457,7 @@ pub fn plan(
             action: Action::Delete,
             not_applicable: Kind::of(&old[&id].resource_type) == Some(Kind::NotApplicable),
             note: None,
+            properties: Vec::new(),
         });
     }
     Ok(changes)

@@ -223,11 +223,33 @@ pub struct ContainerDefinition {
 /// ECS's default `stopTimeout`, in seconds.
 pub const DEFAULT_STOP_TIMEOUT_SECS: u32 = 30;
 
+/// The label that limits how long a task runs (whole seconds): once it has run that long,
+/// it is stopped as StopTask would stop it (each container with its `stopTimeout`). A Copilot
+/// Scheduled Job's `timeout`; ECS has no such member.
+pub const TASK_TIMEOUT_LABEL: &str = "wasmgate.task.timeout";
+
+/// The seconds of a `wasmgate.task.timeout` label: 1 to a year.
+fn timeout_seconds(value: &str) -> Option<u64> {
+    value
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|s| (1..=31_536_000).contains(s))
+}
+
 impl ContainerDefinition {
     /// How the container serves HTTP (its `wasmgate.http.*` labels), if it declares a route.
     /// The labels were validated with the task definition.
     pub fn http_settings(&self) -> Option<http::HttpSettings> {
         http::HttpSettings::from_labels(&self.docker_labels, "", &mut Vec::new())
+    }
+
+    /// Its `wasmgate.task.timeout` label, if it has one (validated with the definition).
+    pub fn task_timeout(&self) -> Option<std::time::Duration> {
+        self.docker_labels
+            .get(TASK_TIMEOUT_LABEL)
+            .and_then(|v| timeout_seconds(v))
+            .map(std::time::Duration::from_secs)
     }
 
     /// `essential` defaults to true, as in ECS.

@@ -281,6 +281,14 @@ fn check_container_memory(
 
 fn check_container_misc(path: &str, container: &ContainerDefinition, errors: &mut Vec<FieldError>) {
     super::http::HttpSettings::from_labels(&container.docker_labels, path, errors);
+    if let Some(value) = container.docker_labels.get(super::TASK_TIMEOUT_LABEL)
+        && super::timeout_seconds(value).is_none()
+    {
+        errors.push(FieldError::new(
+            format!("{path}.dockerLabels[\"{}\"]", super::TASK_TIMEOUT_LABEL),
+            format!("must be whole seconds, 1 to 31536000 (got \"{value}\")"),
+        ));
+    }
     if let Some(dir) = &container.working_directory
         && !dir.starts_with('/')
     {
@@ -648,6 +656,14 @@ mod tests {
                 "family: must be 1-255 letters",
             ),
             (with(base(), "/family", json!("")), "family: must be 1-255"),
+            (
+                with(
+                    base(),
+                    "/containerDefinitions/0/dockerLabels",
+                    json!({"wasmgate.task.timeout": "1h"}),
+                ),
+                "containerDefinitions[0].dockerLabels[\"wasmgate.task.timeout\"]: must be whole seconds",
+            ),
             (
                 with(base(), "/containerDefinitions", json!([])),
                 "containerDefinitions: must have at least one container",

@@ -330,6 +330,77 @@ impl<F: Future> Future for CpuTimed<F> {
     }
 }
 
+/// A health check of a `wasi:http` component, the way `curl -f URL` run inside its container
+/// checks a server: a GET of the path of the first URL (`http://localhost:8080/healthz`) or
+/// absolute path among the check's arguments (`/` when there is none), served by a fresh
+/// instance with the container's environment and limits, never registered as an endpoint.
+/// A status below 400 passes.
+pub(super) async fn probe(
+    engine: Engine,
+    pre: ProxyPre<HttpState>,
+    spec: &ContainerSpec,
+    args: &[String],
+    timeout: Duration,
+) -> Result<(), String> {
+    let path = probe_path(args);
+    let (_keep, no_input) = watch::channel(true);
+    let worker = Arc::new(HttpWorker {
+        task_id: spec.task_id.clone(),
+        container: spec.name.clone(),
+        engine,
+        pre,
+        spec: spec.clone(),
+        outbound: OutboundPolicy::allowing(&spec.http_outbound_hosts),
+        stats: Arc::new(StatsCell::default()),
+        in_flight: AtomicUsize::new(0),
+        accepting: AtomicBool::new(true),
+        idle: Notify::new(),
+        no_input,
+    });
+    let request = hyper::Request::get(path.as_str())
+        .header(hyper::header::HOST, "localhost")
+        .header(hyper::header::USER_AGENT, "wasmgate-health-check")
+        .body(
+            http_body_util::Empty::<Bytes>::new()
+                .map_err(|never| -> wasmtime_wasi_http::Error { match never {} }),
+        )
+        .map_err(|e| format!("GET {path}: {e}"))?;
+    let limits = HttpLimits {
+        timeout,
+        max_request_bytes: 0,
+        max_response_bytes: 1 << 20,
+    };
+    match HttpWorker::serve(&worker, request, &limits, |_| {}).await {
+        Ok(response) if response.status().as_u16() < 400 => Ok(()),
+        Ok(response) => Err(format!("GET {path}: {}", response.status())),
+        Err(HttpFailure::Timeout) => Err(format!(
+            "GET {path}: no answer within {}s",
+            timeout.as_secs()
+        )),
+        Err(failure) => Err(format!("GET {path}: {failure:?}")),
+    }
+}
+
+/// The path a check's arguments ask for: that of the first `http://` or `https://` URL, else
+/// the first argument that is an absolute path, else `/`.
+fn probe_path(args: &[String]) -> String {
+    for arg in args {
+        if let Some(rest) = arg
+            .strip_prefix("http://")
+            .or_else(|| arg.strip_prefix("https://"))
+        {
+            return match rest.find('/') {
+                Some(at) => rest[at..].to_string(),
+                None => "/".to_string(),
+            };
+        }
+    }
+    args.iter()
+        .find(|a| a.starts_with('/'))
+        .cloned()
+        .unwrap_or_else(|| "/".to_string())
+}
+
 /// Starts `spec` as an HTTP worker of `pre`: registered until a stop request, which lets the
 /// requests in flight finish within the grace period.
 pub(super) fn start_worker(
@@ -487,5 +558,30 @@ impl HttpEndpoint for HttpWorker {
                 Err(HttpFailure::Stopping) => text(503, "the task is stopping; try again\n"),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::probe_path;
+
+    #[test]
+    fn a_check_asks_for_the_path_of_its_url() {
+        let path =
+            |args: &[&str]| probe_path(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            path(&[
+                "curl",
+                "-f",
+                "http://localhost:8080/healthz",
+                "||",
+                "exit",
+                "1"
+            ]),
+            "/healthz"
+        );
+        assert_eq!(path(&["wget", "-q", "https://localhost"]), "/");
+        assert_eq!(path(&["/ready?deep=1"]), "/ready?deep=1");
+        assert_eq!(path(&[]), "/");
     }
 }

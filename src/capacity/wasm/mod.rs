@@ -312,6 +312,17 @@ impl crate::capacity::PreparedImage for PreparedWasm {
         command: crate::capacity::CheckCommand<'a>,
     ) -> crate::capacity::BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
+            // An HTTP handler has no arguments to run with: its check is a request.
+            if let ProgramPre::Http(pre) = &self.program.pre {
+                return http::probe(
+                    self.capacity.shared.engine.clone(),
+                    pre.clone(),
+                    container,
+                    command.args,
+                    command.timeout,
+                )
+                .await;
+            }
             let log = Arc::new(crate::capacity::ContainerLog::new(
                 4096,
                 crate::capacity::Tee::None,
