@@ -18,6 +18,7 @@ mod enums;
 mod error;
 mod express;
 mod gateways;
+mod http_routes;
 mod logs;
 mod observe;
 pub mod services;
@@ -45,7 +46,7 @@ pub use crate::arn::ArnScope;
 pub use crate::records::timestamp;
 pub use clusters::DEFAULT_CLUSTER;
 pub use error::{ApiError, ErrorKind};
-pub use observe::MetricsSource;
+pub use observe::{HttpFigures, MetricsSource};
 pub use sigv4::{Credentials, SigningKey, same_secret, sign};
 
 use crate::control::Control;
@@ -224,6 +225,7 @@ impl Api {
             "WasmgateV1.GetTaskLogs" => logs::get_task_logs(self, body),
             "WasmgateV1.GetTaskStats" => logs::get_task_stats(self, body),
             "WasmgateV1.ListHosts" => observe::hosts(self),
+            "WasmgateV1.GetHttpRoutes" => http_routes::get(self, body),
             "WasmgateV1.DeployStack" => stacks::deploy(self, body),
             "WasmgateV1.DescribeStack" => stacks::describe(self, body),
             "WasmgateV1.ListStacks" => stacks::list(self, body),
@@ -278,6 +280,13 @@ impl Api {
             .starts_with(crate::protocol::http::AGENT_PATH)
         {
             return crate::protocol::http::serve_agent(&self.control.hosts, request).await;
+        }
+        if request.method() == hyper::Method::GET
+            && crate::console::is_console(request.uri().path())
+        {
+            // The console's own files hold no data (every figure is a signed call), so the
+            // login page can load before there is a key to sign with.
+            return crate::console::serve(request.uri().path());
         }
         if request.method() == hyper::Method::GET {
             // With credentials on, introspection is signed like every other call (curl:
