@@ -303,9 +303,14 @@ export function taskDetail({ cluster, id }) {
     }
   }
   async function readStats(task) {
-    if (task.lastStatus === "STOPPED") return;
+    if (task.lastStatus === "STOPPED") {
+      if (!cpu.length) fill(charts, h("div", { class: "empty" }, "The task is not running: agents report the CPU and memory of running tasks."));
+      return;
+    }
     const answer = await call("WasmgateV1.GetTaskStats", { cluster });
     const mine = (answer.tasks || []).find((t) => short(t.taskArn) === id);
+    // An HTTP task holds memory only while a request runs: its peak says more.
+    const peak = (mine?.containers || []).reduce((n, c) => n + (c.memoryPeakBytes || 0), 0);
     if (mine?.read && mine.read !== lastRead) {
       lastRead = mine.read;
       const t = Number(mine.read);
@@ -316,7 +321,8 @@ export function taskDetail({ cluster, id }) {
     }
     fill(charts,
       lineChart("CPU", cpu, (v) => `${v.toFixed(1)} %`, "cpu"),
-      lineChart(`Memory${mine?.memoryLimitBytes ? ` (limit ${bytes(mine.memoryLimitBytes)})` : ""}`, memory, bytes, "memory"));
+      lineChart("Memory", memory, bytes, "memory",
+        `${peak ? `, peak ${bytes(peak)}` : ""}${mine?.memoryLimitBytes ? `, limit ${bytes(mine.memoryLimitBytes)}` : ""}`));
   }
   async function refresh() {
     const answer = await call("DescribeTasks", { cluster, tasks: [id] });
@@ -398,14 +404,22 @@ export function taskDefinitionFamily({ family }) {
     fill(out);
     const answer = await call("DescribeTaskDefinition", { taskDefinition: arn });
     shown = answer.taskDefinition;
+    const problem = h("div");
     fill(out, h("div", { class: "controls" },
       h("strong", {}, revisionOf(arn)), " ", badge(shown.status), " ",
       h("a", { href: `#/taskdefs/new?from=${encodeURIComponent(arn)}`, class: "button" }, "New revision from this"),
+      shown.status === "ACTIVE" ? actionButton("Run a task of it", async () => {
+        const cluster = document.getElementById("cluster")?.value || "default";
+        const answer = await call("RunTask", { cluster, taskDefinition: arn });
+        const task = answer.tasks?.[0];
+        if (!task) throw new Error(answer.failures?.map((f) => `${f.reason}${f.detail ? `: ${f.detail}` : ""}`).join("; ") || "no task started");
+        location.hash = `#/c/${cluster}/tasks/${short(task.taskArn)}`;
+      }, problem) : null,
       shown.status === "ACTIVE" ? actionButton("Deregister", async () => {
         await call("DeregisterTaskDefinition", { taskDefinition: arn });
         await show(arn);
         await refresh();
-      }, out, { class: "danger" }) : null));
+      }, problem, { class: "danger" }) : null), problem);
     fill(json, JSON.stringify(shown, null, 2));
   }
   async function refresh() {

@@ -102,12 +102,14 @@ export function actionButton(label, action, out, attributes = {}) {
   return button;
 }
 
-/// A line chart of `points` ([t, value]) as SVG, `format` labelling the axis.
-export function lineChart(title, points, format, cssClass) {
+/// A line chart of `points` ([t, value]) as SVG, `format` labelling the values; `note` is
+/// added to the caption.
+export function lineChart(title, points, format, cssClass, note = "") {
   const width = 420;
   const height = 120;
   const pad = 4;
-  const max = Math.max(...points.map(([, v]) => v), 0) || 1;
+  const top = Math.max(...points.map(([, v]) => v), 0);
+  const max = top || 1;
   const first = points.length ? points[0][0] : 0;
   const span = points.length > 1 ? points[points.length - 1][0] - first : 1;
   const xy = points.map(([t, v]) => [
@@ -118,7 +120,7 @@ export function lineChart(title, points, format, cssClass) {
   const last = points.length ? points[points.length - 1][1] : undefined;
   return h("figure", { class: `chart ${cssClass || ""}` },
     h("figcaption", {}, title, ": ", h("strong", {}, last === undefined ? "no report yet" : format(last)),
-      h("span", { class: "muted" }, ` (max ${format(max)})`)),
+      h("span", { class: "muted" }, ` (max ${format(top)}${note})`)),
     h("svg:svg", { viewBox: `0 0 ${width} ${height}`, preserveAspectRatio: "none", role: "img", "aria-label": title },
       h("svg:line", { x1: 0, y1: height - pad, x2: width, y2: height - pad, class: "axis" }),
       points.length ? h("svg:path", { d: path, class: "line" }) : null));
