@@ -281,7 +281,7 @@ impl Api {
         {
             return crate::protocol::http::serve_agent(&self.control.hosts, request).await;
         }
-        if request.method() == hyper::Method::GET
+        if matches!(*request.method(), hyper::Method::GET | hyper::Method::HEAD)
             && crate::console::is_console(request.uri().path())
         {
             // The console's own files hold no data (every figure is a signed call), so the
