@@ -76,7 +76,9 @@ curl -fsS -o /dev/null "http://$gateway/hello" || {
 # is the default.
 printf -v cli '%q' "$wasmgate"
 [ "$endpoint" = http://127.0.0.1:8080 ] || cli="WASMGATE_ENDPOINT=$endpoint $cli"
+console=$(sed -n 's/^console on //p' "$run/out")
 cat <<LINES
+open the web console: $console
 the HTTP example (examples/http/hello.json) serves as service http-hello:
   curl http://$gateway/hello
   $cli services

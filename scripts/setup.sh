@@ -9,7 +9,8 @@
 #                            capacity's runtime) and busybox-static (the container tests' image),
 #                            iproute2 (the multi-host tests' network namespaces), node and
 #                            npm (the CDK example's packages, installed by its test from the
-#                            lockfile).
+#                            lockfile), chromium (the web console's browser test; Playwright
+#                            drives it, no download).
 set -euo pipefail
 
 case "${1:-all}" in
@@ -36,6 +37,7 @@ if [ "$want" = all ]; then
   command -v ip >/dev/null || missing+=(iproute2)
   # (the CDK example's test synthesizes it with the CDK CLI from npm)
   command -v npm >/dev/null || missing+=(nodejs npm)
+  command -v chromium >/dev/null || missing+=(chromium)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]} (Debian)"

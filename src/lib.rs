@@ -11,6 +11,7 @@ pub mod arn;
 pub mod capacity;
 pub mod client;
 pub mod config;
+pub mod console;
 pub mod control;
 pub mod controller;
 pub mod copilot;

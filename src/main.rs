@@ -800,6 +800,7 @@ fn announce_server(started: &wasmgate::server::Started, signatures: Signatures) 
     if let Some(metrics) = started.metrics {
         let _ = writeln!(out, "metrics on http://{metrics}/metrics");
     }
+    let _ = writeln!(out, "console on {endpoint}/console/");
     // The AWS CLI signs every call and refuses to without a key; a server that checks no
     // signatures takes any.
     let keys = match signatures {

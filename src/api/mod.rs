@@ -18,6 +18,7 @@ mod enums;
 mod error;
 mod express;
 mod gateways;
+mod http_routes;
 mod logs;
 mod observe;
 pub mod scheduler;
@@ -46,7 +47,7 @@ pub use crate::arn::ArnScope;
 pub use crate::records::timestamp;
 pub use clusters::DEFAULT_CLUSTER;
 pub use error::{ApiError, ErrorKind};
-pub use observe::MetricsSource;
+pub use observe::{HttpFigures, MetricsSource};
 pub use sigv4::{Credentials, SigningKey, same_secret, sign};
 
 use crate::control::Control;
@@ -225,6 +226,7 @@ impl Api {
             "WasmgateV1.GetTaskLogs" => logs::get_task_logs(self, body),
             "WasmgateV1.GetTaskStats" => logs::get_task_stats(self, body),
             "WasmgateV1.ListHosts" => observe::hosts(self),
+            "WasmgateV1.GetHttpRoutes" => http_routes::get(self, body),
             "WasmgateV1.DeployStack" => stacks::deploy(self, body),
             "WasmgateV1.DescribeStack" => stacks::describe(self, body),
             "WasmgateV1.ListStacks" => stacks::list(self, body),
@@ -290,6 +292,13 @@ impl Api {
         if scheduler::is_scheduler_path(request.uri().path()) {
             let request_id = format!("{:016x}", self.request_ids.fetch_add(1, Ordering::Relaxed));
             return scheduler::handle(self, request, request_id).await;
+        }
+        if matches!(*request.method(), hyper::Method::GET | hyper::Method::HEAD)
+            && crate::console::is_console(request.uri().path())
+        {
+            // The console's own files hold no data (every figure is a signed call), so the
+            // login page can load before there is a key to sign with.
+            return crate::console::serve(request.uri().path());
         }
         if request.method() == hyper::Method::GET {
             // With credentials on, introspection is signed like every other call (curl:

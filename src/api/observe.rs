@@ -16,6 +16,24 @@ use super::{Api, ApiError, DEFAULT_CLUSTER, container_instances, timestamp};
 pub trait MetricsSource: Send + Sync {
     /// Appends Prometheus text.
     fn render(&self, out: &mut String);
+
+    /// The HTTP figures of service `cluster/name`, for `WasmgateV1.GetHttpRoutes`; `None`
+    /// from a source that keeps none for it.
+    fn http_figures(&self, _service: &str) -> Option<HttpFigures> {
+        None
+    }
+}
+
+/// One service's HTTP figures since the server started (counters: a reader takes rates from
+/// two readings).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HttpFigures {
+    /// Responses by status class, 1xx..5xx.
+    pub responses: [u64; 5],
+    /// (upper bound in seconds, requests at or below it), cumulative as Prometheus keeps them.
+    pub duration_buckets: Vec<(f64, u64)>,
+    pub duration_sum_seconds: f64,
+    pub requests: u64,
 }
 
 /// (action, outcome).

@@ -51,10 +51,21 @@ impl Histogram {
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
+    /// (upper bound, cumulative count) per bucket, as `render` writes them.
+    fn cumulative(&self) -> Vec<(f64, u64)> {
         let mut cumulative = 0;
-        for (bound, count) in self.bounds.iter().zip(&self.counts) {
-            cumulative += count.load(Ordering::Relaxed);
+        self.bounds
+            .iter()
+            .zip(&self.counts)
+            .map(|(bound, count)| {
+                cumulative += count.load(Ordering::Relaxed);
+                (*bound, cumulative)
+            })
+            .collect()
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        for (bound, cumulative) in self.cumulative() {
             let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
         }
         let count = self.count.load(Ordering::Relaxed);
@@ -118,6 +129,17 @@ impl HttpMetrics {
 }
 
 impl crate::api::MetricsSource for HttpMetrics {
+    fn http_figures(&self, service: &str) -> Option<crate::api::HttpFigures> {
+        let services = self.services.lock().unwrap_or_else(|p| p.into_inner());
+        let metrics = services.get(service)?;
+        Some(crate::api::HttpFigures {
+            responses: std::array::from_fn(|i| metrics.responses[i].load(Ordering::Relaxed)),
+            duration_buckets: metrics.duration.cumulative(),
+            duration_sum_seconds: metrics.duration.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            requests: metrics.duration.count.load(Ordering::Relaxed),
+        })
+    }
+
     fn render(&self, out: &mut String) {
         let services = self.services.lock().unwrap_or_else(|p| p.into_inner());
         out.push_str("# HELP wasmgate_http_responses_total HTTP responses of the gateway by service and status class.\n# TYPE wasmgate_http_responses_total counter\n");
@@ -164,5 +186,42 @@ impl crate::api::MetricsSource for HttpMetrics {
                 pick(metrics).render(out, name, &format!("service=\"{service}\""));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::MetricsSource;
+
+    #[test]
+    fn figures_are_the_counters_render_writes() {
+        let metrics = HttpMetrics::default();
+        assert_eq!(metrics.http_figures("default/web"), None);
+        let web = metrics.service("default/web");
+        for (status, seconds) in [(200, 0.0002), (200, 0.003), (503, 2.0)] {
+            web.count_status(status);
+            web.duration.observe(seconds);
+        }
+        let figures = metrics.http_figures("default/web").unwrap();
+        assert_eq!(figures.responses, [0, 2, 0, 0, 1]);
+        assert_eq!(figures.requests, 3);
+        assert!((figures.duration_sum_seconds - 2.0032).abs() < 1e-6);
+        let at = |bound: f64| {
+            figures
+                .duration_buckets
+                .iter()
+                .find(|(le, _)| *le == bound)
+                .map(|(_, n)| *n)
+        };
+        assert_eq!(
+            (at(0.00025), at(0.005), at(1.0), at(5.0)),
+            (Some(1), Some(2), Some(2), Some(3))
+        );
+        let mut text = String::new();
+        metrics.render(&mut text);
+        assert!(text.contains(
+            "wasmgate_http_request_duration_seconds_bucket{service=\"default/web\",le=\"0.005\"} 2"
+        ));
     }
 }
