@@ -10,6 +10,7 @@
 pub mod health;
 mod host;
 mod launch;
+mod network;
 mod prepare;
 mod service;
 mod task;

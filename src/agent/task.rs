@@ -49,6 +49,8 @@ pub struct TaskRunner {
     capacities: Vec<Arc<dyn Capacity>>,
     images: Arc<Images>,
     config: TaskRunnerConfig,
+    /// Where container-image tasks get their own network (the container capacity's).
+    networks: Option<Arc<crate::capacity::container::network::TaskNetworks>>,
 }
 
 /// What to run: a validated task definition and the run's own adjustments.
@@ -87,6 +89,12 @@ pub enum TaskEvent {
     PullStopped {
         task_id: String,
         image_digests: Vec<(String, String)>,
+    },
+    /// The task's network is wired (before its containers start): its own address, or the
+    /// host's ports it holds.
+    NetworkAttached {
+        task_id: String,
+        network: crate::capacity::container::network::NetworkAttachment,
     },
     /// A container has started.
     ContainerStarted { task_id: String, container: String },
@@ -327,11 +335,13 @@ impl TaskRunner {
             capacities,
             images,
             config,
+            networks: None,
         }
     }
 
     /// Also runs container images, on `containers`.
     pub fn with_containers(mut self, containers: Arc<ContainerCapacity>) -> Self {
+        self.networks = Some(containers.networks().clone());
         self.capacities.push(containers);
         self
     }
@@ -403,7 +413,16 @@ impl TaskRunner {
                 task_id: request.task_id.clone(),
             },
         );
+        // Images and specs first, then the network (wired only for container images).
         let prepared = match self.prepare(&request, &scratch, &logs).await {
+            Ok(mut prepared) => {
+                super::network::attach(&request, self.networks.as_ref(), &mut prepared)
+                    .await
+                    .map(|network| (prepared, network))
+            }
+            Err(failure) => Err(failure),
+        };
+        let (prepared, network) = match prepared {
             Ok(prepared) => prepared,
             Err(failure) => {
                 remove_scratch(&scratch);
@@ -437,6 +456,9 @@ impl TaskRunner {
                 task_id: request.task_id.clone(),
             },
         );
+        if let Some(network) = network {
+            network.release().await;
+        }
         remove_scratch(&scratch);
         tracing::info!(
             stop_code = outcome.stop_code.as_str(),

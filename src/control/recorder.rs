@@ -77,6 +77,7 @@ fn note_usage<'a>(control: &Control, event: &'a TaskEvent) -> Option<&'a str> {
         | TaskEvent::HealthChanged { task_id, .. }
         | TaskEvent::PullStopped { task_id, .. }
         | TaskEvent::ContainerStarted { task_id, .. }
+        | TaskEvent::NetworkAttached { task_id, .. }
         | TaskEvent::Stopping { task_id, .. } => Some(task_id),
     }
 }
@@ -117,6 +118,9 @@ fn apply(task: &mut TaskRecord, event: &TaskEvent, now: f64) {
                     container.image_digest = Some(digest.clone());
                 }
             }
+        }
+        TaskEvent::NetworkAttached { network, .. } => {
+            super::attachments::record_network(task, network);
         }
         TaskEvent::ContainerStarted { container, .. } => {
             if let Some(container) = task.container_mut(container) {
@@ -212,6 +216,7 @@ pub fn record_host_lost(control: &Control, host_id: &str) -> Result<usize, Contr
 
 fn record_outcome(task: &mut TaskRecord, outcome: &TaskOutcome, now: f64) {
     task.last_status = TaskStatus::Stopped;
+    super::attachments::record_network_released(task);
     task.desired_status = DesiredStatus::Stopped;
     task.execution_stopped_at.get_or_insert(now);
     task.stopped_at = Some(now);

@@ -134,8 +134,12 @@ pub fn runtime_spec(
         json!({"type": "uts"}),
         json!({"type": "mount"}),
     ];
-    if !options.host_network {
-        namespaces.push(json!({"type": "network"}));
+    match &options.network {
+        super::ContainerNetwork::Host => {}
+        super::ContainerNetwork::Own => namespaces.push(json!({"type": "network"})),
+        super::ContainerNetwork::Task { netns, .. } => {
+            namespaces.push(json!({"type": "network", "path": netns}));
+        }
     }
     let mut resources = json!({
         "devices": [{"allow": false, "access": "rwm"}],
