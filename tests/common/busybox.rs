@@ -75,3 +75,40 @@ pub async fn push_busybox(registry: &Registry, name: &str) {
         )
         .await;
 }
+
+/// Writes the busybox image as an OCI image layout in `dir` (tag `latest`), for hosts that
+/// reach no registry: `oci:DIR:latest`.
+pub fn write_layout(dir: &std::path::Path) {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let blob = |bytes: &[u8]| -> (String, usize) {
+        let digest = sha256(bytes);
+        std::fs::write(blobs.join(digest.trim_start_matches("sha256:")), bytes).unwrap();
+        (digest, bytes.len())
+    };
+    let layer = busybox_layer();
+    let (layer_digest, layer_size) = blob(&layer);
+    let config = json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Cmd": ["true"], "Env": ["PATH=/bin"]},
+        "rootfs": {"type": "layers", "diff_ids": [sha256(&layer)]},
+    });
+    let (config_digest, config_size) = blob(config.to_string().as_bytes());
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": config_digest, "size": config_size},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": layer_digest, "size": layer_size}],
+    });
+    let (manifest_digest, manifest_size) = blob(manifest.to_string().as_bytes());
+    let index = json!({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                       "digest": manifest_digest, "size": manifest_size,
+                       "annotations": {"org.opencontainers.image.ref.name": "latest"}}],
+    });
+    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion": "1.0.0"}"#).unwrap();
+}
