@@ -97,9 +97,9 @@ t = wait(ecs.run_task(taskDefinition='fenced')['tasks'][0]['taskArn'])
 print('fenced', repr(logs(t['taskArn'])))
 
 ecs.register_task_definition(family='look', networkMode='awsvpc', memory='64', containerDefinitions=[
-    {'name': 'box', 'image': IMAGE, 'command': ['sh', '-c', 'ls /sys/class/net | tr "\\n" " "; echo']}])
+    {'name': 'box', 'image': IMAGE, 'command': ['sh', '-c', 'ls /sys/class/net | tr "\\n" " "; echo; cat /etc/resolv.conf']}])
 t = wait(ecs.run_task(taskDefinition='look')['tasks'][0]['taskArn'])
-print('look', t['containers'][0]['exitCode'], repr(logs(t['taskArn'])), eni(t)[0]['status'])
+print('look', t['containers'][0]['exitCode'], json.dumps(logs(t['taskArn'])), eni(t)[0]['status'])
 "#;
     let out = boto3(&server.endpoint, &script(&server, &image, body));
     for name in ["a", "b"] {
@@ -124,7 +124,15 @@ print('look', t['containers'][0]['exitCode'], repr(logs(t['taskArn'])), eni(t)[0
     assert!(out.contains("fenced 'hello from a\\na=0\\nb="), "{out}");
     assert!(!out.contains("b=0"), "b is not on the allowlist: {out}");
     // Only lo and eth0: the host's interfaces are not the task's.
-    assert!(out.contains("look 0 'eth0 lo \\n' DELETED"), "{out}");
+    // ... and its resolvers are the host's (but loopback ones).
+    let resolv = wasmgate::capacity::container::network::task_resolv_conf(
+        &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        std::fs::read_to_string("/run/systemd/resolve/resolv.conf")
+            .ok()
+            .as_deref(),
+    );
+    let shown = serde_json::to_string(&format!("eth0 lo \n{resolv}")).unwrap();
+    assert!(out.contains(&format!("look 0 {shown} DELETED")), "{out}");
     for name in ["a", "b"] {
         let mut reply = common::http::get(&server.gateway, "localhost", &format!("/{name}/"));
         for _ in 0..100 {

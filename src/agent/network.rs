@@ -201,6 +201,8 @@ pub(super) async fn attach(
                 ContainerNetwork::Task {
                     netns: network.netns,
                     address,
+                    resolv_conf: network.resolv_conf,
+                    hosts: network.hosts,
                 },
                 Some(network.attachment),
                 Some(wired),

@@ -68,10 +68,13 @@ pub enum ContainerNetwork {
     Own,
     /// The host's (`networkMode` host).
     Host,
-    /// Its task's namespace (awsvpc, bridge), where the task has `address`.
+    /// Its task's namespace (awsvpc, bridge), where the task has `address`; the task's
+    /// `/etc/resolv.conf` and `/etc/hosts`.
     Task {
         netns: PathBuf,
         address: std::net::Ipv4Addr,
+        resolv_conf: PathBuf,
+        hosts: PathBuf,
     },
 }
 

@@ -294,11 +294,47 @@ fn resolve(host: &str) -> Result<Vec<String>, String> {
     Ok(found)
 }
 
-/// A wired task network: where its namespace is, and what it is.
+/// A wired task network: where its namespace is, what it is, and the task's
+/// `/etc/resolv.conf` and `/etc/hosts` (bind-mounted read-only into its containers).
 #[derive(Debug, Clone)]
 pub struct TaskNetwork {
     pub netns: PathBuf,
     pub attachment: NetworkAttachment,
+    pub resolv_conf: PathBuf,
+    pub hosts: PathBuf,
+}
+
+/// The resolver configuration of a task from the host's: its `search` and `options`, and its
+/// name servers but those on the host's loopback (unreachable from the task's namespace).
+/// `fallback` is read when every name server of `host` is on loopback (systemd-resolved's
+/// upstream list).
+pub fn task_resolv_conf(host: &str, fallback: Option<&str>) -> String {
+    let is_loopback = |line: &str| {
+        line.split_whitespace()
+            .nth(1)
+            .and_then(|a| a.parse::<std::net::IpAddr>().ok())
+            .is_some_and(|a| a.is_loopback())
+    };
+    let nameservers = |text: &str| {
+        text.lines()
+            .filter(|l| l.trim_start().starts_with("nameserver") && !is_loopback(l))
+            .map(|l| l.trim().to_string())
+            .collect::<Vec<_>>()
+    };
+    let mut servers = nameservers(host);
+    if servers.is_empty()
+        && let Some(fallback) = fallback
+    {
+        servers = nameservers(fallback);
+    }
+    let mut lines: Vec<String> = host
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("search") || l.starts_with("options"))
+        .map(str::to_string)
+        .collect();
+    lines.extend(servers);
+    lines.join("\n") + "\n"
 }
 
 /// Why a task network could not be made or released.
@@ -420,14 +456,54 @@ impl TaskNetworks {
         if attached.is_err() {
             self.free_ports(task_id);
         }
-        attached.map(|(netns, interface)| TaskNetwork {
+        let (netns, interface) = attached?;
+        let (resolv_conf, hosts) = self.write_etc(task_id, interface.ipv4).inspect_err(|_| {
+            let _ = self.release(task_id);
+        })?;
+        Ok(TaskNetwork {
             netns,
             attachment: NetworkAttachment {
                 mode,
                 interface: Some(interface),
                 bindings,
             },
+            resolv_conf,
+            hosts,
         })
+    }
+
+    /// The task's `/etc/resolv.conf` (the host's resolvers) and `/etc/hosts` (localhost and
+    /// its own address), under `DIR/networks/etc/TASK/`.
+    fn write_etc(
+        &self,
+        task_id: &str,
+        address: Ipv4Addr,
+    ) -> Result<(PathBuf, PathBuf), NetworkError> {
+        let dir = self.etc_dir(task_id);
+        let resolv_conf = dir.join("resolv.conf");
+        let hosts = dir.join("hosts");
+        let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let fallback = std::fs::read_to_string("/run/systemd/resolve/resolv.conf").ok();
+        let name = format!("ip-{}", address.to_string().replace('.', "-"));
+        std::fs::create_dir_all(&dir)
+            .and_then(|()| {
+                std::fs::write(&resolv_conf, task_resolv_conf(&host, fallback.as_deref()))
+            })
+            .and_then(|()| {
+                std::fs::write(
+                    &hosts,
+                    format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{address}\t{name}\n"),
+                )
+            })
+            .map_err(|source| NetworkError::Io {
+                context: format!("write {}", dir.display()),
+                source,
+            })?;
+        Ok((resolv_conf, hosts))
+    }
+
+    fn etc_dir(&self, task_id: &str) -> PathBuf {
+        self.records.join("etc").join(task_id)
     }
 
     fn wire(
@@ -607,6 +683,7 @@ impl TaskNetworks {
             context: format!("remove the network namespace {}", record.netns.display()),
             source,
         });
+        let _ = std::fs::remove_dir_all(self.etc_dir(&record.task_id));
         let _ = std::fs::remove_file(self.record_path(&record.task_id));
         deleted?;
         removed
@@ -754,6 +831,19 @@ mod tests {
             "outbound host \"10.1.2.3:http\": http is not a port"
         );
         assert_eq!(EgressPolicy::Open.ruleset(), Ok(None));
+    }
+
+    #[test]
+    fn a_tasks_resolvers_are_the_hosts_but_loopback_ones() {
+        let host = "# made by hand\nnameserver 127.0.0.53\nsearch corp.example\noptions edns0\n";
+        assert_eq!(
+            task_resolv_conf(host, Some("nameserver 10.0.0.2\nnameserver ::1\n")),
+            "search corp.example\noptions edns0\nnameserver 10.0.0.2\n"
+        );
+        assert_eq!(
+            task_resolv_conf("nameserver 192.0.2.53\n", None),
+            "nameserver 192.0.2.53\n"
+        );
     }
 
     #[test]
