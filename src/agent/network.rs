@@ -97,6 +97,7 @@ pub(super) struct WiredNetwork {
 impl WiredNetwork {
     /// CNI DEL and the namespace removed; a failure is logged (the next start retries it).
     pub(super) async fn release(self) {
+        let started = std::time::Instant::now();
         let task_id = self.task_id.clone();
         let released = tokio::task::spawn_blocking(move || self.networks.release(&self.task_id))
             .await
@@ -106,8 +107,12 @@ impl WiredNetwork {
                     source: std::io::Error::other(e.to_string()),
                 })
             });
-        if let Err(error) = released {
-            tracing::warn!(%task_id, %error, "cannot release the task network");
+        match released {
+            Ok(()) => tracing::info!(
+                micros = started.elapsed().as_micros() as u64,
+                "task network released"
+            ),
+            Err(error) => tracing::warn!(%task_id, %error, "cannot release the task network"),
         }
     }
 }
@@ -164,6 +169,7 @@ pub(super) async fn attach(
                     format!("ResourceInitializationError: {OUTBOUND_HOSTS_LABEL}: {why}"),
                 )
             })?;
+            let started = std::time::Instant::now();
             let task_id = request.task_id.clone();
             let on = networks.clone();
             let attached =
@@ -192,7 +198,12 @@ pub(super) async fn attach(
                 .interface
                 .as_ref()
                 .map_or(std::net::Ipv4Addr::UNSPECIFIED, |i| i.ipv4);
-            tracing::info!(%address, mode = mode_name(mode), "task network attached");
+            tracing::info!(
+                %address,
+                mode = mode_name(mode),
+                micros = started.elapsed().as_micros() as u64,
+                "task network attached"
+            );
             let wired = WiredNetwork {
                 networks: networks.clone(),
                 task_id: request.task_id.clone(),

@@ -170,9 +170,27 @@ impl Drop for Server {
                 let _ = child.wait();
             }
         }
-        let (_, bridge) = task_network_of(&self.data_dir);
+        let (subnet, bridge) = task_network_of(&self.data_dir);
         let _ = std::process::Command::new("ip")
             .args(["link", "del", &bridge])
+            .stderr(Stdio::null())
+            .output();
+        // The subnet's masquerade rule names no task and stays; a test's subnet is its own.
+        let comment = format!("wasmgate tasks {subnet}");
+        let _ = std::process::Command::new("iptables")
+            .args([
+                "-w",
+                "-t",
+                "nat",
+                "-D",
+                "POSTROUTING",
+                "-s",
+                &subnet,
+                "!",
+                "-d",
+                &subnet,
+            ])
+            .args(["-m", "comment", "--comment", &comment, "-j", "MASQUERADE"])
             .stderr(Stdio::null())
             .output();
     }

@@ -358,6 +358,8 @@ pub enum NetworkError {
     NoAddress(String),
     #[error("the egress policy: {0}")]
     Egress(String),
+    #[error("iptables: {0}")]
+    Iptables(String),
 }
 
 /// What DEL needs of one task's network, kept on disk while it lives.
@@ -382,6 +384,8 @@ pub struct TaskNetworks {
     cni: Cni,
     /// Host ports held by bridge tasks, and by which task.
     host_ports: Mutex<HashMap<(u16, Protocol), String>>,
+    /// Whether the subnet's masquerade rule is in place (made once, at the first network).
+    masquerading: Mutex<bool>,
 }
 
 impl TaskNetworks {
@@ -401,6 +405,7 @@ impl TaskNetworks {
             namespaces,
             settings,
             host_ports: Mutex::new(HashMap::new()),
+            masquerading: Mutex::new(false),
         })
     }
 
@@ -419,7 +424,9 @@ impl TaskNetworks {
             "type": "bridge",
             "bridge": self.settings.bridge,
             "isGateway": true,
-            "ipMasq": true,
+            // One masquerade rule for the whole subnet (`masquerade`) instead of the plugin's
+            // chain per task: its DEL was most of a release's time.
+            "ipMasq": false,
             "hairpinMode": true,
             "ipam": {
                 "type": "host-local",
@@ -441,6 +448,55 @@ impl TaskNetworks {
         }
     }
 
+    /// Outbound traffic of the task subnet leaves masqueraded as the host's (as Docker's one
+    /// rule per network): `POSTROUTING -s SUBNET ! -d SUBNET -j MASQUERADE`, added unless
+    /// there, once per process. It names no task, so it outlives them (and this process).
+    fn masquerade(&self) -> Result<(), NetworkError> {
+        let mut done = self.masquerading.lock().unwrap_or_else(|p| p.into_inner());
+        if *done {
+            return Ok(());
+        }
+        let subnet = self.settings.subnet.to_string();
+        let comment = format!("wasmgate tasks {subnet}");
+        let rule = [
+            "POSTROUTING",
+            "-s",
+            &subnet,
+            "!",
+            "-d",
+            &subnet,
+            "-m",
+            "comment",
+            "--comment",
+            &comment,
+            "-j",
+            "MASQUERADE",
+        ];
+        let iptables = |action: &str| {
+            std::process::Command::new("iptables")
+                .args(["-w", "-t", "nat", action])
+                .args(rule)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .output()
+        };
+        let io = |source| NetworkError::Io {
+            context: "run iptables (the task subnet's masquerade rule)".into(),
+            source,
+        };
+        if !iptables("-C").map_err(io)?.status.success() {
+            let added = iptables("-A").map_err(io)?;
+            if !added.status.success() {
+                return Err(NetworkError::Iptables(format!(
+                    "cannot add the task subnet's masquerade rule: {}",
+                    String::from_utf8_lossy(&added.stderr).trim()
+                )));
+            }
+        }
+        *done = true;
+        Ok(())
+    }
+
     /// Makes task `task_id`'s namespace and wires it (`mode` awsvpc or bridge), with `ports`.
     /// Blocking (it runs the CNI plugins): call it off the async runtime.
     pub fn attach(
@@ -451,6 +507,7 @@ impl TaskNetworks {
         egress: &EgressPolicy,
     ) -> Result<TaskNetwork, NetworkError> {
         let ruleset = egress.ruleset().map_err(NetworkError::Egress)?;
+        self.masquerade()?;
         let bindings = self.bind_ports(task_id, mode, ports)?;
         let attached = self.wire(task_id, mode, &bindings, ruleset.as_deref());
         if attached.is_err() {
