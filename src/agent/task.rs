@@ -104,9 +104,15 @@ pub enum TaskEvent {
         stop_code: StopCode,
         reason: String,
     },
-    /// Every container has exited; the agent is releasing the task's resources (scratch
-    /// volumes, log handles) before it reports `Stopped`.
-    ExecutionStopped { task_id: String },
+    /// Every container has exited (how each ended); the agent is releasing the task's network
+    /// and resources (scratch volumes, log handles) before it reports `Stopped`.
+    ExecutionStopped {
+        task_id: String,
+        /// How each container that ran ended (ECS shows them STOPPED, with their exit codes,
+        /// while the task is DEPROVISIONING).
+        #[serde(default)]
+        exits: Vec<ContainerExitReport>,
+    },
     /// The task has stopped.
     Stopped { outcome: TaskOutcome },
     /// A container's health check status changed; `task` is the task's health (from its
@@ -132,6 +138,15 @@ pub(super) fn emit(request: &TaskRequest, event: TaskEvent) {
             event,
         });
     }
+}
+
+/// How one container ended, as the task's `ExecutionStopped` step reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerExitReport {
+    pub name: String,
+    pub exit_code: i32,
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 /// Changes to one container for one run, as ECS's `containerOverrides`.
@@ -450,10 +465,22 @@ impl TaskRunner {
         );
         tracing::info!(containers = containers.len(), "task starting");
         let outcome = Launch::new(&request, prepared, logs, live).run(stop).await;
+        let exits = outcome
+            .containers
+            .iter()
+            .filter_map(|c| {
+                Some(ContainerExitReport {
+                    name: c.name.clone(),
+                    exit_code: c.exit_code?,
+                    reason: c.reason.clone(),
+                })
+            })
+            .collect();
         emit(
             &request,
             TaskEvent::ExecutionStopped {
                 task_id: request.task_id.clone(),
+                exits,
             },
         );
         if let Some(network) = network {
