@@ -7,6 +7,8 @@
 #                            server, htpasswd and skopeo (a second tool that must be able to pull
 #                            what wasmgate pushes) for the image tests, runc (the container
 #                            capacity's runtime) and busybox-static (the container tests' image),
+#                            containernetworking-plugins and iptables (container tasks' own
+#                            networks: awsvpc and bridge through the CNI plugins),
 #                            iproute2 (the multi-host tests' network namespaces), node and
 #                            npm (the CDK example's packages, installed by its test from the
 #                            lockfile), chromium (the web console's browser test; Playwright
@@ -32,6 +34,8 @@ if [ "$want" = all ]; then
   command -v htpasswd >/dev/null || missing+=(apache2-utils)
   command -v skopeo >/dev/null || missing+=(skopeo)
   command -v runc >/dev/null || missing+=(runc)
+  [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
+  command -v iptables >/dev/null || missing+=(iptables)
   # (static: the tests copy it into an image that has no libc)
   { [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; } || missing+=(busybox-static)
   command -v ip >/dev/null || missing+=(iproute2)

@@ -28,6 +28,8 @@ pub struct Config {
     pub registry: RegistrySettings,
     /// The OCI runtime binary for container images.
     pub runtime: PathBuf,
+    /// How container-image tasks get their own network (subnet, bridge, CNI plugins).
+    pub network: crate::capacity::container::network::NetworkSettings,
 }
 
 impl Default for Config {
@@ -42,6 +44,7 @@ impl Default for Config {
             default_registry: "docker.io".to_string(),
             registry: RegistrySettings::default(),
             runtime: PathBuf::from("runc"),
+            network: Default::default(),
         }
     }
 }

@@ -74,6 +74,36 @@ struct Cli {
     )]
     runtime: PathBuf,
 
+    /// The subnet container-image tasks (awsvpc, bridge) take their addresses from, one each.
+    #[arg(
+        long,
+        env = "WASMGATE_TASK_SUBNET",
+        global = true,
+        default_value = wasmgate::capacity::container::network::DEFAULT_TASK_SUBNET,
+        value_name = "CIDR"
+    )]
+    task_subnet: wasmgate::capacity::container::network::Subnet,
+
+    /// The Linux bridge task networks join (made when missing).
+    #[arg(
+        long,
+        env = "WASMGATE_TASK_BRIDGE",
+        global = true,
+        default_value = wasmgate::capacity::container::network::DEFAULT_TASK_BRIDGE,
+        value_name = "NAME"
+    )]
+    task_bridge: String,
+
+    /// Where the CNI plugins are (`:`-separated, as CNI_PATH).
+    #[arg(
+        long,
+        env = "WASMGATE_CNI_PATH",
+        global = true,
+        default_value = wasmgate::capacity::container::network::DEFAULT_CNI_PATH,
+        value_name = "DIRS"
+    )]
+    cni_path: std::ffi::OsString,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -575,6 +605,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         },
         default_registry: cli.default_registry,
         runtime: cli.runtime,
+        network: wasmgate::capacity::container::network::NetworkSettings {
+            subnet: cli.task_subnet,
+            bridge: cli.task_bridge,
+            cni_path: std::env::split_paths(&cli.cni_path).collect(),
+        },
         registry: RegistrySettings {
             insecure: cli.insecure_registries,
             username: cli.registry_username,

@@ -119,6 +119,7 @@ pub fn with_containers(runner: TaskRunner, config: &Config) -> TaskRunner {
             dir: config.data_dir.join("containers"),
             runtime: runtime.clone(),
             http: Some(runner.wasm().http_endpoints().clone()),
+            network: config.network.clone(),
         },
     ) {
         Ok(containers) => runner.with_containers(Arc::new(containers)),

@@ -6,80 +6,11 @@
 
 mod common;
 
-use std::io::Write as _;
-
 use common::aws::boto3;
+use common::busybox::push_busybox;
 use common::registry::{Registry, sha256};
 use common::server::Server;
 use serde_json::json;
-
-const BUSYBOX: &str = "/bin/busybox";
-
-/// A gzip tar layer: /bin/busybox with its applets, /tmp, /etc/passwd.
-fn busybox_layer() -> Vec<u8> {
-    let mut tar = tar::Builder::new(Vec::new());
-    let dir = |tar: &mut tar::Builder<Vec<u8>>, path: &str, mode: u32| {
-        let mut header = tar::Header::new_gnu();
-        header.set_entry_type(tar::EntryType::Directory);
-        header.set_mode(mode);
-        header.set_size(0);
-        header.set_cksum();
-        tar.append_data(&mut header, path, &[][..]).unwrap();
-    };
-    dir(&mut tar, "bin", 0o755);
-    dir(&mut tar, "etc", 0o755);
-    dir(&mut tar, "tmp", 0o1777);
-    let busybox = std::fs::read(BUSYBOX).expect("busybox-static is installed (scripts/setup.sh)");
-    let mut header = tar::Header::new_gnu();
-    header.set_mode(0o755);
-    header.set_size(busybox.len() as u64);
-    header.set_cksum();
-    tar.append_data(&mut header, "bin/busybox", &busybox[..])
-        .unwrap();
-    for applet in [
-        "sh", "echo", "cat", "sleep", "true", "dd", "ls", "id", "yes", "head",
-    ] {
-        let mut header = tar::Header::new_gnu();
-        header.set_entry_type(tar::EntryType::Symlink);
-        header.set_mode(0o777);
-        header.set_size(0);
-        tar.append_link(&mut header, format!("bin/{applet}"), "busybox")
-            .unwrap();
-    }
-    let passwd = b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n";
-    let mut header = tar::Header::new_gnu();
-    header.set_mode(0o644);
-    header.set_size(passwd.len() as u64);
-    header.set_cksum();
-    tar.append_data(&mut header, "etc/passwd", &passwd[..])
-        .unwrap();
-    let tar = tar.into_inner().unwrap();
-    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gzip.write_all(&tar).unwrap();
-    gzip.finish().unwrap()
-}
-
-/// Pushes the busybox image as `name` (Cmd: echo; Env: FROM_IMAGE=yes; WorkingDir /tmp).
-async fn push_busybox(registry: &Registry, name: &str) {
-    let layer = busybox_layer();
-    let config = serde_json::to_vec(&json!({
-        "architecture": "amd64", "os": "linux",
-        "config": {
-            "Cmd": ["echo", "hello from a container"],
-            "Env": ["PATH=/bin", "FROM_IMAGE=yes"],
-            "WorkingDir": "/tmp",
-        },
-        "rootfs": {"type": "layers", "diff_ids": [sha256(&layer)]},
-    }))
-    .unwrap();
-    registry
-        .push_raw_image(
-            name,
-            ("application/vnd.oci.image.config.v1+json", config),
-            ("application/vnd.oci.image.layer.v1.tar+gzip", layer),
-        )
-        .await;
-}
 
 /// Python: registers `box` running IMAGE with `extra` container members, and helpers.
 fn script(image: &str, body: &str) -> String {

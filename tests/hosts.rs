@@ -243,9 +243,20 @@ fn agent_dir(net: &TestNet, i: usize) -> std::path::PathBuf {
 }
 
 fn start_agent(net: &TestNet, i: usize, controller: &Controller, extra: &[&str]) -> Agent {
+    let command = net.command(i, env!("CARGO_BIN_EXE_wasmgate"));
+    start_agent_by(command, net, i, controller, extra)
+}
+
+/// As [`start_agent`], run by `command` (the agent binary in host `i`'s namespace).
+fn start_agent_by(
+    mut command: Command,
+    net: &TestNet,
+    i: usize,
+    controller: &Controller,
+    extra: &[&str],
+) -> Agent {
     let data = agent_dir(net, i);
-    let mut child = net
-        .command(i, env!("CARGO_BIN_EXE_wasmgate"))
+    let mut child = command
         .env("WASMGATE_DATA_DIR", &data)
         .env_remove("RUST_LOG")
         .args([
@@ -1344,4 +1355,60 @@ print('listed tds', [s['status'] for s in ecs.list_daemon_task_definitions(statu
     assert!(out.contains("gone 0"), "{out}");
     assert!(out.contains("delete td True"), "{out}");
     assert!(out.contains("listed tds ['DELETED', 'ACTIVE']"), "{out}");
+}
+
+#[test]
+fn an_awsvpc_container_task_on_a_remote_host_reports_its_address_and_is_served_through_the_gateway()
+{
+    let net = TestNet::new(1);
+    let controller = controller(&net);
+    // The agent's host is a namespace of its own: the default task subnet and bridge are its.
+    // It keeps the machine's mounts, where runc finds the cgroup filesystem.
+    let command = net.command_keeping_mounts(0, env!("CARGO_BIN_EXE_wasmgate"));
+    let _agent = start_agent_by(command, &net, 0, &controller, &[]);
+    let image = tempfile::tempdir().unwrap();
+    common::busybox::write_layout(image.path());
+    let out = boto3(
+        &controller,
+        &format!(
+            r#"IMAGE = 'oci:{}:latest'
+serve = ['sh', '-c', 'mkdir -p /tmp/www/far && echo far away > /tmp/www/far/index.html && httpd -f -p 80 -h /tmp/www']
+ecs.register_task_definition(family='far', networkMode='awsvpc', requiresCompatibilities=['FARGATE'], cpu='256', memory='512',
+    containerDefinitions=[{{'name': 'web', 'image': IMAGE, 'command': serve, 'stopTimeout': 1,
+        'portMappings': [{{'containerPort': 80}}], 'dockerLabels': {{'wasmgate.http.path': '/far'}}}}])
+ecs.create_service(serviceName='far', taskDefinition='far', desiredCount=1,
+    networkConfiguration={{'awsvpcConfiguration': {{'subnets': ['subnet-1']}}}})
+ecs.get_waiter('services_stable').wait(services=['far'], WaiterConfig={{'Delay': 0.5, 'MaxAttempts': 120}})
+t = ecs.describe_tasks(tasks=ecs.list_tasks(serviceName='far')['taskArns'])['tasks'][0]
+eni = [a for a in t['attachments'] if a['type'] == 'ElasticNetworkInterface'][0]
+ip = [d['value'] for d in eni['details'] if d['name'] == 'privateIPv4Address'][0]
+print('far', eni['status'], ip.startswith('10.176.'), t['containers'][0]['networkInterfaces'][0]['privateIpv4Address'] == ip)
+"#,
+            image.path().display()
+        ),
+    );
+    assert!(out.contains("far ATTACHED True True"), "{out}");
+    eventually("the remote awsvpc task through the gateway", || {
+        let reply = common::http::get(&controller.gateway, "localhost", "/far/");
+        match (reply.status, reply.text()) {
+            (200, text) if text == "far away\n" => Ok(()),
+            (status, text) => Err(format!("{status} {text}")),
+        }
+    });
+    // Stopped before the agent goes, so that it releases the task's network.
+    let out = boto3(
+        &controller,
+        "ecs.update_service(service='far', desiredCount=0)\n\
+         ecs.get_waiter('services_stable').wait(services=['far'], WaiterConfig={'Delay': 0.5, 'MaxAttempts': 120})\n\
+         print('drained', len(ecs.list_tasks(serviceName='far')['taskArns']))\n",
+    );
+    assert!(out.contains("drained 0"), "{out}");
+    let netns = agent_dir(&net, 0).join("containers/netns");
+    eventually(
+        "the remote task's namespace released",
+        || match std::fs::read_dir(&netns).map(|d| d.count()) {
+            Ok(0) => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
 }

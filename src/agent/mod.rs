@@ -10,6 +10,7 @@
 pub mod health;
 mod host;
 mod launch;
+mod network;
 mod prepare;
 mod service;
 mod task;
@@ -17,6 +18,6 @@ mod task;
 pub use host::HostResources;
 pub use service::{AgentLink, STATS_EVERY, run_agent};
 pub use task::{
-    ContainerOutcome, ContainerOverride, RunningTask, StopCode, TaskEvent, TaskEvents, TaskOutcome,
-    TaskRequest, TaskRunner, TaskRunnerConfig, TimedEvent, new_task_id,
+    ContainerExitReport, ContainerOutcome, ContainerOverride, RunningTask, StopCode, TaskEvent,
+    TaskEvents, TaskOutcome, TaskRequest, TaskRunner, TaskRunnerConfig, TimedEvent, new_task_id,
 };

@@ -61,7 +61,8 @@ pub(super) fn apply_image_config(
     spec.runtime = crate::capacity::container::RuntimeOptions {
         user: container.user.clone(),
         readonly_root: container.readonly_root_filesystem.unwrap_or(false),
-        host_network: definition.spec.network_mode == Some(crate::taskdef::NetworkMode::Host),
+        // The task's network is given when it is wired (`super::network::attach`).
+        network: Default::default(),
         cpu_units: units,
         memory_reservation_bytes: overrides
             .and_then(|o| o.memory_reservation)

@@ -49,6 +49,8 @@ pub struct TaskRunner {
     capacities: Vec<Arc<dyn Capacity>>,
     images: Arc<Images>,
     config: TaskRunnerConfig,
+    /// Where container-image tasks get their own network (the container capacity's).
+    networks: Option<Arc<crate::capacity::container::network::TaskNetworks>>,
 }
 
 /// What to run: a validated task definition and the run's own adjustments.
@@ -88,6 +90,12 @@ pub enum TaskEvent {
         task_id: String,
         image_digests: Vec<(String, String)>,
     },
+    /// The task's network is wired (before its containers start): its own address, or the
+    /// host's ports it holds.
+    NetworkAttached {
+        task_id: String,
+        network: crate::capacity::container::network::NetworkAttachment,
+    },
     /// A container has started.
     ContainerStarted { task_id: String, container: String },
     /// The task is stopping, and why.
@@ -96,9 +104,15 @@ pub enum TaskEvent {
         stop_code: StopCode,
         reason: String,
     },
-    /// Every container has exited; the agent is releasing the task's resources (scratch
-    /// volumes, log handles) before it reports `Stopped`.
-    ExecutionStopped { task_id: String },
+    /// Every container has exited (how each ended); the agent is releasing the task's network
+    /// and resources (scratch volumes, log handles) before it reports `Stopped`.
+    ExecutionStopped {
+        task_id: String,
+        /// How each container that ran ended (ECS shows them STOPPED, with their exit codes,
+        /// while the task is DEPROVISIONING).
+        #[serde(default)]
+        exits: Vec<ContainerExitReport>,
+    },
     /// The task has stopped.
     Stopped { outcome: TaskOutcome },
     /// A container's health check status changed; `task` is the task's health (from its
@@ -124,6 +138,15 @@ pub(super) fn emit(request: &TaskRequest, event: TaskEvent) {
             event,
         });
     }
+}
+
+/// How one container ended, as the task's `ExecutionStopped` step reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerExitReport {
+    pub name: String,
+    pub exit_code: i32,
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 /// Changes to one container for one run, as ECS's `containerOverrides`.
@@ -327,11 +350,13 @@ impl TaskRunner {
             capacities,
             images,
             config,
+            networks: None,
         }
     }
 
     /// Also runs container images, on `containers`.
     pub fn with_containers(mut self, containers: Arc<ContainerCapacity>) -> Self {
+        self.networks = Some(containers.networks().clone());
         self.capacities.push(containers);
         self
     }
@@ -403,7 +428,16 @@ impl TaskRunner {
                 task_id: request.task_id.clone(),
             },
         );
+        // Images and specs first, then the network (wired only for container images).
         let prepared = match self.prepare(&request, &scratch, &logs).await {
+            Ok(mut prepared) => {
+                super::network::attach(&request, self.networks.as_ref(), &mut prepared)
+                    .await
+                    .map(|network| (prepared, network))
+            }
+            Err(failure) => Err(failure),
+        };
+        let (prepared, network) = match prepared {
             Ok(prepared) => prepared,
             Err(failure) => {
                 remove_scratch(&scratch);
@@ -431,12 +465,27 @@ impl TaskRunner {
         );
         tracing::info!(containers = containers.len(), "task starting");
         let outcome = Launch::new(&request, prepared, logs, live).run(stop).await;
+        let exits = outcome
+            .containers
+            .iter()
+            .filter_map(|c| {
+                Some(ContainerExitReport {
+                    name: c.name.clone(),
+                    exit_code: c.exit_code?,
+                    reason: c.reason.clone(),
+                })
+            })
+            .collect();
         emit(
             &request,
             TaskEvent::ExecutionStopped {
                 task_id: request.task_id.clone(),
+                exits,
             },
         );
+        if let Some(network) = network {
+            network.release().await;
+        }
         remove_scratch(&scratch);
         tracing::info!(
             stop_code = outcome.stop_code.as_str(),

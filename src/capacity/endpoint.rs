@@ -149,7 +149,8 @@ impl HttpEndpoints {
     }
 }
 
-/// A container image's task serving HTTP on a port of this host.
+/// A container image's task serving HTTP on a port: of this host (host mode) or of the
+/// task's own address (awsvpc, bridge).
 pub struct PortEndpoint {
     task_id: String,
     container: String,

@@ -174,6 +174,11 @@ pub trait PreparedImage: Send + Sync + 'static {
     fn per_request(&self) -> bool {
         false
     }
+    /// Whether its containers run in their task's network namespace (a container image's
+    /// do; a Wasm instance has no sockets).
+    fn uses_task_network(&self) -> bool {
+        false
+    }
     /// Starts one container of it.
     fn start(&self, spec: ContainerSpec) -> Result<ContainerHandle, CapacityError>;
     /// Runs a health check against the container `spec` describes; `Ok` when it exits 0,

@@ -12,6 +12,7 @@
 //! Architecture invariant: nothing here knows an ECS request shape, and nothing here calls
 //! back into `api` or `controller`.
 
+pub mod attachments;
 pub mod daemon_definitions;
 pub mod definitions;
 pub mod hosts;

@@ -73,10 +73,11 @@ fn note_usage<'a>(control: &Control, event: &'a TaskEvent) -> Option<&'a str> {
             Some(&outcome.task_id)
         }
         TaskEvent::PullStarted { task_id }
-        | TaskEvent::ExecutionStopped { task_id }
+        | TaskEvent::ExecutionStopped { task_id, .. }
         | TaskEvent::HealthChanged { task_id, .. }
         | TaskEvent::PullStopped { task_id, .. }
         | TaskEvent::ContainerStarted { task_id, .. }
+        | TaskEvent::NetworkAttached { task_id, .. }
         | TaskEvent::Stopping { task_id, .. } => Some(task_id),
     }
 }
@@ -118,6 +119,9 @@ fn apply(task: &mut TaskRecord, event: &TaskEvent, now: f64) {
                 }
             }
         }
+        TaskEvent::NetworkAttached { network, .. } => {
+            super::attachments::record_network(task, network);
+        }
         TaskEvent::ContainerStarted { container, .. } => {
             if let Some(container) = task.container_mut(container) {
                 container.last_status = ContainerStatus::Running;
@@ -138,10 +142,19 @@ fn apply(task: &mut TaskRecord, event: &TaskEvent, now: f64) {
                 task.stopped_reason = Some(reason.clone());
             }
         }
-        TaskEvent::ExecutionStopped { .. } => {
+        TaskEvent::ExecutionStopped { exits, .. } => {
             task.last_status = TaskStatus::Deprovisioning;
             task.desired_status = DesiredStatus::Stopped;
             task.execution_stopped_at = Some(now);
+            for exit in exits {
+                if let Some(container) = task.container_mut(&exit.name) {
+                    container.last_status = ContainerStatus::Stopped;
+                    container.exit_code = Some(i64::from(exit.exit_code));
+                    if let Some(reason) = &exit.reason {
+                        container.reason = Some(reason.clone());
+                    }
+                }
+            }
         }
         TaskEvent::Stopped { outcome } => record_outcome(task, outcome, now),
         TaskEvent::HealthChanged {
@@ -212,6 +225,7 @@ pub fn record_host_lost(control: &Control, host_id: &str) -> Result<usize, Contr
 
 fn record_outcome(task: &mut TaskRecord, outcome: &TaskOutcome, now: f64) {
     task.last_status = TaskStatus::Stopped;
+    super::attachments::record_network_released(task);
     task.desired_status = DesiredStatus::Stopped;
     task.execution_stopped_at.get_or_insert(now);
     task.stopped_at = Some(now);
@@ -330,6 +344,11 @@ mod tests {
             (
                 TaskEvent::ExecutionStopped {
                     task_id: id.clone(),
+                    exits: vec![crate::agent::ContainerExitReport {
+                        name: "app".into(),
+                        exit_code: 0,
+                        reason: None,
+                    }],
                 },
                 "DEPROVISIONING",
             ),
@@ -338,6 +357,11 @@ mod tests {
         for (at, (event, status)) in steps.iter().enumerate() {
             apply(&mut task, event, 100.0 + at as f64);
             assert_eq!(task.last_status.as_str(), *status, "after {event:?}");
+            if *status == "DEPROVISIONING" {
+                // The containers' exits show while the task deprovisions, before STOPPED.
+                assert_eq!(task.containers[0].exit_code, Some(0));
+                assert_eq!(task.containers[0].last_status, ContainerStatus::Stopped);
+            }
         }
         assert_eq!(task.pull_started_at, Some(100.0));
         assert_eq!(task.started_at, Some(102.0));

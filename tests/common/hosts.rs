@@ -148,6 +148,27 @@ impl TestNet {
         command
     }
 
+    /// As [`TestNet::command`], but entering only the network namespace (`setns` before exec):
+    /// the mounts stay the machine's (`ip netns exec` mounts its own /sys, which hides the
+    /// cgroup filesystem runc needs).
+    pub fn command_keeping_mounts(&self, i: usize, program: impl AsRef<OsStr>) -> Command {
+        use std::os::unix::process::CommandExt as _;
+        let namespace =
+            File::open(Path::new("/run/netns").join(self.netns(i))).expect("the host's namespace");
+        let mut command = Command::new(program);
+        // SAFETY: between fork and exec the closure only calls setns (async-signal-safe) on a
+        // descriptor the Command keeps open.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        command
+    }
+
     /// Runs `f` on a thread of its own inside host `i`'s namespace: sockets it makes (and may
     /// return) belong to host `i`.
     pub fn run_in<T: Send>(&self, i: usize, f: impl FnOnce() -> T + Send) -> T {

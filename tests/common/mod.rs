@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod aws;
+pub mod busybox;
 pub mod hosts;
 pub mod http;
 pub mod registry;

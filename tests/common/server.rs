@@ -36,6 +36,10 @@ impl Server {
         if !extra.contains(&"--gateway") {
             command.args(["--gateway", "127.0.0.1:0"]);
         }
+        if !extra.contains(&"--task-subnet") {
+            let (subnet, bridge) = task_network_of(data_dir);
+            command.args(["--task-subnet", &subnet, "--task-bridge", &bridge]);
+        }
         let mut child = command
             .args(extra)
             .stdout(Stdio::piped())
@@ -70,6 +74,25 @@ impl Server {
             _stdout: stdout,
         }
     }
+}
+
+/// The task subnet and bridge of a server on `data_dir`: its own /26 in 10.184.0.0/13 (away
+/// from the default 10.176.0.0/16 and the multi-host tests' 10.200+) and its own bridge,
+/// both derived from the directory, so that test servers running at once do not share a
+/// bridge and a server restarted on the same directory finds its own.
+pub fn task_network_of(data_dir: &std::path::Path) -> (String, String) {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    data_dir.hash(&mut hasher);
+    let hash = hasher.finish();
+    let index = hash % 8192;
+    let subnet = format!(
+        "10.{}.{}.{}/26",
+        184 + index / 1024,
+        (index / 4) % 256,
+        (index % 4) * 64
+    );
+    (subnet, format!("wgt{:08x}", hash as u32))
 }
 
 impl Server {
@@ -146,5 +169,52 @@ impl Drop for Server {
                     .output();
             }
         }
+        // Task networks (CNI state, namespaces) are released by the next start on the data
+        // directory, as after a kill -9 (tested): a start, then a kill, does it here.
+        let networks =
+            std::fs::read_dir(self.data_dir.join("containers/networks")).is_ok_and(|entries| {
+                entries
+                    .flatten()
+                    .any(|e| e.file_name().to_string_lossy().ends_with(".json"))
+            });
+        if networks {
+            let mut again = super::wasmgate(&self.data_dir);
+            let (subnet, bridge) = task_network_of(&self.data_dir);
+            again
+                .args(["server", "--listen", "127.0.0.1:0", "--gateway", "off"])
+                .args(["--task-subnet", &subnet, "--task-bridge", &bridge])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null());
+            if let Ok(mut child) = again.spawn() {
+                if let Some(stdout) = child.stdout.take() {
+                    let _ = BufReader::new(stdout).read_line(&mut String::new());
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        let (subnet, bridge) = task_network_of(&self.data_dir);
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &bridge])
+            .stderr(Stdio::null())
+            .output();
+        // The subnet's masquerade rule names no task and stays; a test's subnet is its own.
+        let comment = format!("wasmgate tasks {subnet}");
+        let _ = std::process::Command::new("iptables")
+            .args([
+                "-w",
+                "-t",
+                "nat",
+                "-D",
+                "POSTROUTING",
+                "-s",
+                &subnet,
+                "!",
+                "-d",
+                &subnet,
+            ])
+            .args(["-m", "comment", "--comment", &comment, "-j", "MASQUERADE"])
+            .stderr(Stdio::null())
+            .output();
     }
 }

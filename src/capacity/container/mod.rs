@@ -13,6 +13,9 @@
 //! capacity's own runc state directory, and whatever is found there at start (a server killed
 //! with -9) is killed and deleted, its mounts and bundles removed.
 
+pub mod cni;
+pub mod netns;
+pub mod network;
 pub mod spec;
 
 use std::path::{Path, PathBuf};
@@ -44,16 +47,35 @@ pub struct RuntimeOptions {
     /// `uid[:gid]` or names from the image; `None`: the image's user, else root.
     pub user: Option<String>,
     pub readonly_root: bool,
-    /// `networkMode` host: the host's network; otherwise an own, empty network namespace.
-    pub host_network: bool,
+    /// Which network namespace the container runs in.
+    pub network: ContainerNetwork,
     /// CPU units: shares, and a quota of units/1024 cores.
     pub cpu_units: Option<u32>,
     /// The soft limit (`memoryReservation`).
     pub memory_reservation_bytes: Option<u64>,
     /// The most processes (a fork bomb stops here).
     pub pids_limit: u32,
-    /// The port it serves HTTP on, for the gateway (reachable with the host's network).
+    /// The port it serves HTTP on, for the gateway (on the host's network, or the task's own
+    /// address).
     pub http_port: Option<u16>,
+}
+
+/// The network namespace a container runs in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ContainerNetwork {
+    /// A namespace of its own with nothing in it (`networkMode` none).
+    #[default]
+    Own,
+    /// The host's (`networkMode` host).
+    Host,
+    /// Its task's namespace (awsvpc, bridge), where the task has `address`; the task's
+    /// `/etc/resolv.conf` and `/etc/hosts`.
+    Task {
+        netns: PathBuf,
+        address: std::net::Ipv4Addr,
+        resolv_conf: PathBuf,
+        hosts: PathBuf,
+    },
 }
 
 /// Where the capacity keeps its state and which runtime it drives.
@@ -63,6 +85,8 @@ pub struct ContainerCapacityConfig {
     pub runtime: PathBuf,
     /// Where containers that serve HTTP are announced to the gateway.
     pub http: Option<Arc<crate::capacity::endpoint::HttpEndpoints>>,
+    /// How task networks are wired.
+    pub network: network::NetworkSettings,
 }
 
 /// A container image made ready: its unpacked root and its config.
@@ -78,6 +102,7 @@ pub struct ContainerCapacity {
     config: ContainerCapacityConfig,
     /// One unpack per image at a time.
     unpacking: tokio::sync::Mutex<()>,
+    networks: Arc<network::TaskNetworks>,
 }
 
 impl ContainerCapacity {
@@ -90,12 +115,20 @@ impl ContainerCapacity {
                 source,
             })?;
         }
+        let networks = network::TaskNetworks::new(&config.dir, config.network.clone())
+            .map_err(|e| CapacityError::Start(e.to_string()))?;
         let capacity = Self {
             config,
             unpacking: tokio::sync::Mutex::new(()),
+            networks: Arc::new(networks),
         };
         capacity.clean_up_leftovers();
         Ok(capacity)
+    }
+
+    /// The task networks of this capacity's containers.
+    pub fn networks(&self) -> &Arc<network::TaskNetworks> {
+        &self.networks
     }
 
     fn runc(&self) -> std::process::Command {
@@ -104,7 +137,8 @@ impl ContainerCapacity {
         command
     }
 
-    /// Kills and deletes every container a previous process left, and its bundle.
+    /// Kills and deletes every container a previous process left, its bundle, and its task's
+    /// network (once nothing runs in it).
     fn clean_up_leftovers(&self) {
         // runc keeps a directory per container under its root: with none there, nothing was
         // left, and no process need be spawned to ask.
@@ -125,6 +159,7 @@ impl ContainerCapacity {
                 remove_bundle(&bundle.path());
             }
         }
+        self.networks.clean_up_leftovers();
     }
 
     /// Unpacks an image (once; later calls find it on disk). `layers` are blobs on disk.
@@ -234,12 +269,18 @@ impl ContainerCapacity {
         let runtime = self.config.runtime.clone();
         let state = self.config.dir.join("runc");
         let span = tracing::info_span!("container", task_id = %spec.task_id, container = %spec.name, digest = %program.digest);
-        let proxy = match (&self.config.http, spec.runtime.http_port) {
-            (Some(registry), Some(port)) if spec.runtime.host_network => {
+        // Where the gateway reaches its port: the host's loopback, or the task's own address.
+        let reachable = match &spec.runtime.network {
+            ContainerNetwork::Host => Some(std::net::Ipv4Addr::LOCALHOST),
+            ContainerNetwork::Task { address, .. } => Some(*address),
+            ContainerNetwork::Own => None,
+        };
+        let proxy = match (&self.config.http, spec.runtime.http_port, reachable) {
+            (Some(registry), Some(port), Some(address)) => {
                 registry.insert(Arc::new(crate::capacity::endpoint::PortEndpoint::new(
                     &spec.task_id,
                     &spec.name,
-                    std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+                    std::net::SocketAddr::from((address, port)),
                 )));
                 Some((registry.clone(), spec.task_id.clone(), spec.name.clone()))
             }
@@ -618,6 +659,10 @@ impl crate::capacity::PreparedImage for PreparedContainer {
 
     fn kind(&self) -> crate::capacity::CapacityKind {
         crate::capacity::CapacityKind::Container
+    }
+
+    fn uses_task_network(&self) -> bool {
+        true
     }
 
     fn start(&self, spec: ContainerSpec) -> Result<ContainerHandle, CapacityError> {

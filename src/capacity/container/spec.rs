@@ -119,6 +119,19 @@ pub fn runtime_spec(
         json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}),
         json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777"]}),
     ];
+    if let super::ContainerNetwork::Task {
+        resolv_conf, hosts, ..
+    } = &options.network
+    {
+        for (source, destination) in [(resolv_conf, "/etc/resolv.conf"), (hosts, "/etc/hosts")] {
+            mounts.push(json!({
+                "destination": destination,
+                "type": "bind",
+                "source": source,
+                "options": ["rbind", "rprivate", "ro"],
+            }));
+        }
+    }
     for mount in &spec.mounts {
         let access = if mount.read_only { "ro" } else { "rw" };
         mounts.push(json!({
@@ -134,8 +147,12 @@ pub fn runtime_spec(
         json!({"type": "uts"}),
         json!({"type": "mount"}),
     ];
-    if !options.host_network {
-        namespaces.push(json!({"type": "network"}));
+    match &options.network {
+        super::ContainerNetwork::Host => {}
+        super::ContainerNetwork::Own => namespaces.push(json!({"type": "network"})),
+        super::ContainerNetwork::Task { netns, .. } => {
+            namespaces.push(json!({"type": "network", "path": netns}));
+        }
     }
     let mut resources = json!({
         "devices": [{"allow": false, "access": "rwm"}],
