@@ -7,12 +7,13 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::aws::boto3;
+use common::cli::{ok, output_of};
 use common::server::Server;
-use common::{Wasi, guest, repo_root, wasmgate};
+use common::{Wasi, guest, repo_root};
 
 /// The example's directory, with its npm packages installed from the lockfile.
 fn example() -> PathBuf {
@@ -66,28 +67,6 @@ fn synth(dir: &Path, image: &str) -> String {
     template.display().to_string()
 }
 
-fn cli(server: &Server, args: &[&str]) -> Output {
-    let data = tempfile::tempdir().unwrap();
-    let mut command: Command = wasmgate(data.path());
-    command
-        .args(args)
-        .env("WASMGATE_ENDPOINT", &server.endpoint)
-        .env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY");
-    command.output().unwrap()
-}
-
-fn ok(server: &Server, args: &[&str]) -> String {
-    let output = cli(server, args);
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "wasmgate {args:?}:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-}
-
 /// The rows of a change set (logical id, action) that change something.
 fn changes(dry_run: &str) -> Vec<(String, String)> {
     dry_run
@@ -99,15 +78,6 @@ fn changes(dry_run: &str) -> Vec<(String, String)> {
                 .then(|| (fields[0].to_string(), fields[2].to_string()))
         })
         .collect()
-}
-
-fn output_of(stdout: &str, name: &str) -> String {
-    let prefix = format!("output {name} = ");
-    stdout
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .unwrap_or_else(|| panic!("no output {name} in:\n{stdout}"))
-        .to_string()
 }
 
 #[test]

@@ -9,41 +9,12 @@
 
 mod common;
 
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::aws::boto3;
+use common::cli::{cli, ok, text};
 use common::server::Server;
-use common::{Wasi, guest, wasmgate};
-
-/// `wasmgate ARGS...` against `server`.
-fn cli(server: &Server, args: &[&str]) -> Output {
-    let data = tempfile::tempdir().unwrap();
-    let mut command: Command = wasmgate(data.path());
-    command
-        .args(args)
-        .env("WASMGATE_ENDPOINT", &server.endpoint)
-        .env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY");
-    command.output().unwrap()
-}
-
-fn text(output: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
-fn ok(server: &Server, args: &[&str]) -> String {
-    let output = cli(server, args);
-    let (stdout, stderr) = text(&output);
-    assert!(
-        output.status.success(),
-        "wasmgate {args:?}:\n{stdout}\n{stderr}"
-    );
-    stdout
-}
+use common::{Wasi, guest};
 
 fn example(name: &str) -> String {
     common::repo_root()

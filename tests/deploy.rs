@@ -5,41 +5,11 @@
 
 mod common;
 
-use std::process::{Command, Output};
-
 use common::aws::boto3;
+use common::cli::{cli, ok, output_of, text};
 use common::server::Server;
-use common::{Wasi, guest, wasmgate};
+use common::{Wasi, guest};
 use serde_json::{Value, json};
-
-/// `wasmgate ARGS...` against `server`.
-fn cli(server: &Server, args: &[&str]) -> Output {
-    let data = tempfile::tempdir().unwrap();
-    let mut command: Command = wasmgate(data.path());
-    command
-        .args(args)
-        .env("WASMGATE_ENDPOINT", &server.endpoint)
-        .env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY");
-    command.output().unwrap()
-}
-
-fn text(output: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
-fn ok(server: &Server, args: &[&str]) -> String {
-    let output = cli(server, args);
-    let (stdout, stderr) = text(&output);
-    assert!(
-        output.status.success(),
-        "wasmgate {args:?}:\n{stdout}\n{stderr}"
-    );
-    stdout
-}
 
 /// The progress lines (logical id, type, status, ...) of a deploy's output.
 fn progress(stdout: &str) -> Vec<(String, String)> {
@@ -183,15 +153,6 @@ fn write(dir: &std::path::Path, name: &str, document: &Value) -> String {
     let path = dir.join(name);
     std::fs::write(&path, serde_json::to_string_pretty(document).unwrap()).unwrap();
     path.display().to_string()
-}
-
-fn output_of(stdout: &str, name: &str) -> String {
-    let prefix = format!("output {name} = ");
-    stdout
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .unwrap_or_else(|| panic!("no output {name} in:\n{stdout}"))
-        .to_string()
 }
 
 #[test]

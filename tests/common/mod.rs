@@ -5,6 +5,7 @@
 
 pub mod aws;
 pub mod busybox;
+pub mod cli;
 pub mod hosts;
 pub mod http;
 pub mod registry;
