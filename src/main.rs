@@ -557,6 +557,18 @@ const DEFAULT_MODULE_MEMORY_MIB: u32 = 1024;
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
+    if !matches!(
+        cli.command,
+        Command::Server { .. } | Command::Agent(_) | Command::Run(_)
+    ) {
+        // A client verb piped into `head` stops quietly when the reader goes, as Unix tools
+        // do. (Not the server, agent or run: they write to sockets and to their tasks' pipes,
+        // where a reader gone is an error to handle, not a reason to die.)
+        // SAFETY: called once before any thread starts; SIG_DFL is a valid disposition.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
