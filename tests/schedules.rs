@@ -51,18 +51,7 @@ def wait_for(what, check, seconds=60):
     raise SystemExit('timed out waiting for ' + what)
 "#
     );
-    let output = Command::new(common::aws::python())
-        .arg("-c")
-        .arg(format!("{prelude}{script}"))
-        .output()
-        .expect("python runs");
-    assert!(
-        output.status.success(),
-        "python failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    common::aws::run_python(&format!("{prelude}{script}"))
 }
 
 /// Registers the `hello` task definition (a guest that prints and exits).

@@ -44,14 +44,20 @@ pub fn boto3(endpoint: &str, script: &str) -> String {
          ecs = boto3.client('ecs', endpoint_url='{endpoint}', region_name='us-east-1',\n\
                             aws_access_key_id='AKIDEXAMPLE', aws_secret_access_key='secret')\n"
     );
+    run_python(&format!("{prelude}{script}"))
+}
+
+/// Runs a Python `program` with the tests' venv (boto3 and the AWS CLI); returns its stdout,
+/// and panics with its stderr if it fails.
+pub fn run_python(program: &str) -> String {
     let output = Command::new(python())
         .arg("-c")
-        .arg(format!("{prelude}{script}"))
+        .arg(program)
         .output()
         .expect("python runs");
     assert!(
         output.status.success(),
-        "boto3 script failed:\n{}\n{}",
+        "python failed:\n{}\n{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
