@@ -432,12 +432,14 @@ fn register_health(extra: &str) -> String {
     let health = guest(Wasi::P1, "health").display().to_string();
     helpers(&format!(
         r#"
+# The first check runs as the container starts, racing `serve` writing its ready file: the
+# start period keeps a failure then from counting, as ECS's does for an app still starting.
 def checked(family, check, command=['serve', '/data/ready'], timeout=2):
     return ecs.register_task_definition(family=family, memory='32',
         volumes=[{{'name': 'data'}}],
         containerDefinitions=[{{'name': 'app', 'image': '{health}', 'command': command,
             'mountPoints': [{{'sourceVolume': 'data', 'containerPath': '/data'}}],
-            'healthCheck': {{'command': ['CMD'] + check, 'interval': 5, 'timeout': timeout, 'retries': 1}}}}])['taskDefinition']['taskDefinitionArn']
+            'healthCheck': {{'command': ['CMD'] + check, 'interval': 5, 'timeout': timeout, 'retries': 1, 'startPeriod': 1}}}}])['taskDefinition']['taskDefinitionArn']
 well = checked('well', ['check', '/data/ready'])
 sick = checked('sick', ['check', '/data/never'])
 hung = checked('hung', ['hang'])
@@ -446,7 +448,7 @@ def pair(family, check):
         containerDefinitions=[
             {{'name': 'db', 'image': '{health}', 'command': ['serve', '/data/ready'], 'essential': False,
               'mountPoints': [{{'sourceVolume': 'data', 'containerPath': '/data'}}],
-              'healthCheck': {{'command': ['CMD', 'check', check], 'interval': 5, 'timeout': 2, 'retries': 1}}}},
+              'healthCheck': {{'command': ['CMD', 'check', check], 'interval': 5, 'timeout': 2, 'retries': 1, 'startPeriod': 1}}}},
             {{'name': 'app', 'image': '{health}', 'command': ['serve'],
               'dependsOn': [{{'containerName': 'db', 'condition': 'HEALTHY'}}]}}])
 pair('pair-ok', '/data/ready')
@@ -473,7 +475,8 @@ fn health_checks_report_healthy_and_unhealthy_tasks_are_replaced_after_the_grace
             r#"
 ecs.create_service(serviceName='well', taskDefinition='well', desiredCount=1)
 s = stable('well')
-t = ecs.describe_tasks(tasks=ecs.list_tasks(serviceName='well')['taskArns'])['tasks'][0]
+arn = ecs.list_tasks(serviceName='well')['taskArns'][0]
+t = wait_task(arn, lambda t: t['healthStatus'] != 'UNKNOWN', attempts=400)
 print('well', s['runningCount'], t['healthStatus'], t['containers'][0]['healthStatus'])
 
 ecs.create_service(serviceName='sick', taskDefinition='sick', desiredCount=1, healthCheckGracePeriodSeconds=2)
