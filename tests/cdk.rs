@@ -8,7 +8,6 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use common::aws::boto3;
 use common::cli::{ok, output_of};
@@ -102,18 +101,7 @@ fn the_cdk_example_synthesizes_deploys_scales_in_code_and_is_destroyed() {
     );
     let cluster = output_of(&deployed, "ClusterName");
     let service = output_of(&deployed, "ServiceName");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let reply = loop {
-        let reply = common::http::get(&server.gateway, "localhost", "/hello");
-        if reply.status == 200 {
-            break reply;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/hello never answered: {reply:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let reply = common::http::get_when_served(&server.gateway, "localhost", "/hello");
     assert_eq!(reply.text(), "Hello from wasmgate! You asked for /hello\n");
     // The rule routes /hello*, so nothing else reaches the service.
     assert_eq!(

@@ -469,18 +469,7 @@ fn the_http_example_answers_once_its_service_created_with_the_cli_is_stable() {
     );
     // The gateway takes the route from the store a moment after the task runs (what
     // scripts/serve.sh waits for before it prints the curl line).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let reply = loop {
-        let reply = common::http::get(&server.gateway, "localhost", "/hello");
-        if reply.status == 200 {
-            break reply;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "/hello never answered: {reply:?}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+    let reply = common::http::get_when_served(&server.gateway, "localhost", "/hello");
     assert_eq!(reply.text(), "Hello from wasmgate! You asked for /hello\n");
     let listed = ok(&server, &["services"]);
     assert!(

@@ -87,18 +87,7 @@ fn a_web_service_is_applied_served_changed_by_its_manifest_only_and_deleted() {
     );
     assert!(first.contains("output Path = /hello"), "{first}");
     // The route reaches the service at http.path.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let reply = loop {
-        let reply = common::http::get(&server.gateway, "localhost", "/hello");
-        if reply.status == 200 {
-            break reply;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/hello never answered: {reply:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let reply = common::http::get_when_served(&server.gateway, "localhost", "/hello");
     assert_eq!(reply.text(), "Hello from wasmgate! You asked for /hello\n");
     // http.healthcheck is a GET of /healthz inside the task, which the component answers.
     wait_for(

@@ -405,18 +405,7 @@ fn the_example_stack_serves_http_through_the_gateway_until_it_is_removed() {
     );
     // The deploy waited for the service to be stable; the gateway takes the route from the
     // store a moment later.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let reply = loop {
-        let reply = common::http::get(&server.gateway, "localhost", "/hello");
-        if reply.status == 200 {
-            break reply;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "/hello never answered: {reply:?}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+    let reply = common::http::get_when_served(&server.gateway, "localhost", "/hello");
     assert_eq!(reply.text(), "Hello from wasmgate! You asked for /hello\n");
     let removed = ok(&server, &["stack", "rm", "web"]);
     assert!(removed.contains("stack web: DELETE_COMPLETE"), "{removed}");

@@ -61,6 +61,23 @@ pub fn get(address: &str, host: &str, path: &str) -> Reply {
     request(address, "GET", host, path, b"", false).expect("the gateway answers")
 }
 
+/// GET `path` until it answers 200 (the gateway takes a new route from the store a moment
+/// after its task runs); panics with the last answer after 60 s.
+pub fn get_when_served(address: &str, host: &str, path: &str) -> Reply {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let reply = get(address, host, path);
+        if reply.status == 200 {
+            return reply;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{path} never answered: {reply:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 fn parse(raw: &[u8]) -> std::io::Result<Reply> {
     let bad = |why: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_string());
     let split = raw
