@@ -144,7 +144,9 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict { key, .. } => {
                 Self::client(format!("{key} changed concurrently; retry the request"))
             }
-            StoreError::Backend(message) => Self::new(ErrorKind::ServerException, message),
+            other @ (StoreError::Backend(_) | StoreError::LeaseExpired(_)) => {
+                Self::new(ErrorKind::ServerException, other.to_string())
+            }
         }
     }
 }

@@ -13,15 +13,15 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tokio::sync::broadcast::{self, error::TryRecvError};
+use tokio::sync::broadcast::error::TryRecvError;
 
 use crate::records::TaskRecord;
-use crate::store::{Change, Store, StoreError};
+use crate::store::{Change, Store, StoreError, Watch};
 
 /// Every stored task, with the revision it was read at.
 pub struct TaskIndex {
     tasks: HashMap<String, (u64, Arc<TaskRecord>)>,
-    changes: broadcast::Receiver<Change>,
+    changes: Watch,
     /// Whether a full list is due (first use, or the feed lagged).
     stale: bool,
 }

@@ -2,15 +2,23 @@
 //! under string keys, each with a revision. The API, the scheduler and the console all read and
 //! write through it, so they never disagree.
 //!
-//! The trait is deliberately small (get, put-if-revision, delete, list by prefix, watch) so that
-//! a distributed engine (etcd) can back a multi-host control plane later; the embedded default
-//! is one SQLite file.
+//! Two engines back the one [`Store`] trait: [`SqliteStore`], the embedded default (one file),
+//! and `EtcdStore` for a control plane of several replicas. What a distributed store needs is in
+//! the trait itself, used by both: a listing that says the revision it read, a change feed that
+//! says when it missed changes (so its reader lists again), multi-key compare-and-swap
+//! transactions, and leases (keys that go when their owner stops renewing them).
+//!
+//! The calls are blocking: the control plane's decision code (the ECS handlers, the scheduler's
+//! pass, the recorder) is synchronous and runs on tokio's blocking pool, never on a runtime
+//! worker (see ARCHITECTURE.md, "Why the store is synchronous").
 //!
 //! Architecture invariant: the store knows keys and JSON, nothing of ECS.
 
 mod sqlite;
 
 pub use sqlite::SqliteStore;
+
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::broadcast;
@@ -29,8 +37,100 @@ pub enum Expect {
     Any,
     /// The key must not exist.
     Absent,
+    /// The key must exist (at any revision).
+    Present,
     /// The key must be at this revision.
     Revision(u64),
+}
+
+impl Expect {
+    /// Whether a key last written at `current` (`None`: absent) is as expected.
+    pub fn holds(self, current: Option<u64>) -> bool {
+        match self {
+            Expect::Any => true,
+            Expect::Absent => current.is_none(),
+            Expect::Present => current.is_some(),
+            Expect::Revision(revision) => current == Some(revision),
+        }
+    }
+}
+
+/// A lease: keys written with it are deleted when it expires or is revoked. Its owner keeps it
+/// alive; a process that dies (or is cut off) stops doing so, and its keys go after the TTL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LeaseId(pub i64);
+
+/// One write of a transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    Put {
+        key: String,
+        value: Value,
+        /// The key is deleted with this lease.
+        lease: Option<LeaseId>,
+    },
+    /// Deleting a key that is not there changes nothing.
+    Delete { key: String },
+}
+
+/// Writes that happen together, or not at all: every condition must hold, then every op is
+/// applied at one new revision.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Txn {
+    pub conditions: Vec<(String, Expect)>,
+    pub ops: Vec<Op>,
+}
+
+impl Txn {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a condition: `key` must be as `expected`.
+    pub fn when(mut self, key: impl Into<String>, expected: Expect) -> Self {
+        self.conditions.push((key.into(), expected));
+        self
+    }
+
+    pub fn put(mut self, key: impl Into<String>, value: Value) -> Self {
+        self.ops.push(Op::Put {
+            key: key.into(),
+            value,
+            lease: None,
+        });
+        self
+    }
+
+    pub fn put_with_lease(mut self, key: impl Into<String>, value: Value, lease: LeaseId) -> Self {
+        self.ops.push(Op::Put {
+            key: key.into(),
+            value,
+            lease: Some(lease),
+        });
+        self
+    }
+
+    pub fn delete(mut self, key: impl Into<String>) -> Self {
+        self.ops.push(Op::Delete { key: key.into() });
+        self
+    }
+}
+
+/// Every key under a prefix, and the store's revision when they were read: a change feed
+/// subscribed before the listing repeats changes at or below it, which its reader skips.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Listing {
+    pub entries: Vec<(String, Versioned)>,
+    pub revision: u64,
+}
+
+impl IntoIterator for Listing {
+    type Item = (String, Versioned);
+    type IntoIter = std::vec::IntoIter<(String, Versioned)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.into_iter()
+    }
 }
 
 /// One change, as watchers see it.
@@ -42,25 +142,128 @@ pub struct Change {
     pub revision: u64,
 }
 
+/// What a store's change feed carries: a change, or word that changes were missed (an etcd
+/// watch that resumed after its history was compacted), after which readers list again.
+#[derive(Debug, Clone)]
+pub enum Feed {
+    Change(Change),
+    Missed,
+}
+
+/// A change feed from the moment it was made. A reader that falls behind, or whose store
+/// missed changes, is told so as [`broadcast`]'s `Lagged`: it must list again. Watches wake
+/// readers; they are not their source of truth.
+pub struct Watch {
+    feed: broadcast::Receiver<Feed>,
+}
+
+impl Watch {
+    pub fn new(feed: broadcast::Receiver<Feed>) -> Self {
+        Self { feed }
+    }
+
+    pub async fn recv(&mut self) -> Result<Change, broadcast::error::RecvError> {
+        match self.feed.recv().await? {
+            Feed::Change(change) => Ok(change),
+            Feed::Missed => Err(broadcast::error::RecvError::Lagged(0)),
+        }
+    }
+
+    pub fn try_recv(&mut self) -> Result<Change, broadcast::error::TryRecvError> {
+        match self.feed.try_recv()? {
+            Feed::Change(change) => Ok(change),
+            Feed::Missed => Err(broadcast::error::TryRecvError::Lagged(0)),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The key was not as the write expected (someone else wrote first).
+    /// A key was not as the write expected (someone else wrote first).
     #[error("{key}: changed concurrently (expected {expected:?})")]
     Conflict { key: String, expected: Expect },
+    /// The lease has expired or was revoked: whatever its owner held under it is gone.
+    #[error("lease {0:?} has expired")]
+    LeaseExpired(LeaseId),
     #[error("state store: {0}")]
     Backend(String),
 }
 
-/// Durable key-value state with revisions and a change feed.
+/// Durable key-value state with revisions, transactions, leases and a change feed.
 pub trait Store: Send + Sync + 'static {
     fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError>;
+
+    /// Every key starting with `prefix`, in key order, read at one revision.
+    fn list(&self, prefix: &str) -> Result<Listing, StoreError>;
+
+    /// Applies `txn` if every condition holds; returns the revision it wrote at (the current
+    /// revision when it has no op that changes anything). A failed condition is a
+    /// [`StoreError::Conflict`] naming its key.
+    fn commit(&self, txn: &Txn) -> Result<u64, StoreError>;
+
+    /// Changes from now on.
+    fn watch(&self) -> Watch;
+
+    /// A new lease that lives `ttl` unless kept alive.
+    fn grant_lease(&self, ttl: Duration) -> Result<LeaseId, StoreError>;
+
+    /// Renews `lease` for another TTL; [`StoreError::LeaseExpired`] if it is already gone.
+    fn keep_alive(&self, lease: LeaseId) -> Result<(), StoreError>;
+
+    /// Ends `lease` now, deleting its keys.
+    fn revoke_lease(&self, lease: LeaseId) -> Result<(), StoreError>;
+
     /// Writes `value` under `key` if the key is as `expected`; returns the new revision.
-    fn put(&self, key: &str, value: &Value, expected: Expect) -> Result<u64, StoreError>;
+    fn put(&self, key: &str, value: &Value, expected: Expect) -> Result<u64, StoreError> {
+        self.commit(&Txn::new().when(key, expected).put(key, value.clone()))
+    }
+
     /// Deletes `key` if it is as `expected`; deleting a missing key with `Expect::Any` is fine.
-    fn delete(&self, key: &str, expected: Expect) -> Result<(), StoreError>;
-    /// Every key starting with `prefix`, in key order.
-    fn list(&self, prefix: &str) -> Result<Vec<(String, Versioned)>, StoreError>;
-    /// Changes from now on. A slow watcher may miss changes (it is told it lagged) and must
-    /// then re-list: watches wake the scheduler; they are not its source of truth.
-    fn watch(&self) -> broadcast::Receiver<Change>;
+    fn delete(&self, key: &str, expected: Expect) -> Result<(), StoreError> {
+        self.commit(&Txn::new().when(key, expected).delete(key))
+            .map(|_| ())
+    }
+}
+
+/// Parses a `--store` value: `sqlite` (the default, a file in the data directory), or
+/// `etcd://HOST:PORT[,HOST:PORT...]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    Sqlite,
+    Etcd { endpoints: Vec<String> },
+}
+
+impl std::str::FromStr for StoreUrl {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text == "sqlite" {
+            return Ok(StoreUrl::Sqlite);
+        }
+        let Some(rest) = text.strip_prefix("etcd://") else {
+            return Err(format!(
+                "--store {text}: expected `sqlite` or `etcd://HOST:PORT[,HOST:PORT...]`"
+            ));
+        };
+        let endpoints: Vec<String> = rest
+            .split(',')
+            .map(|endpoint| endpoint.trim().trim_end_matches('/').to_string())
+            .collect();
+        if let Some(bad) = endpoints.iter().find(|endpoint| {
+            endpoint
+                .rsplit_once(':')
+                .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+        }) {
+            return Err(format!(
+                "--store {text}: `{bad}` is not HOST:PORT (etcd's client port, e.g. 127.0.0.1:2379)"
+            ));
+        }
+        Ok(StoreUrl::Etcd { endpoints })
+    }
+}
+
+/// How long to wait between retries of a lease's keep-alive: a third of its TTL, so two
+/// renewals can fail before it lapses.
+pub fn renew_every(ttl: Duration) -> Duration {
+    ttl / 3
 }

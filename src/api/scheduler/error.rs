@@ -97,7 +97,9 @@ impl From<StoreError> for SchedulerError {
             StoreError::Conflict { key, .. } => {
                 Self::conflict(format!("{key} changed concurrently; retry the request"))
             }
-            StoreError::Backend(message) => Self::new(SchedulerErrorKind::Internal, message),
+            other @ (StoreError::Backend(_) | StoreError::LeaseExpired(_)) => {
+                Self::new(SchedulerErrorKind::Internal, other.to_string())
+            }
         }
     }
 }
