@@ -185,6 +185,11 @@ enum Command {
         )]
         stopped_task_retention: u64,
 
+        /// How long the scheduler leader keeps its term without renewing it: when replicas
+        /// share one store and the leader dies, another leads within about two of these.
+        #[arg(long, default_value_t = 5, value_name = "SECONDS")]
+        leader_ttl: u64,
+
         /// Register every task definition (*.json) in this directory at start; relative image
         /// paths in them are taken relative to it.
         #[arg(long, value_name = "DIR")]
@@ -671,6 +676,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             listen,
             memory_reserve,
             stopped_task_retention,
+            leader_ttl,
             register_examples,
             credentials,
             task_log_bytes,
@@ -721,6 +727,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 gateway,
                 metrics_listen,
                 retention: std::time::Duration::from_secs(stopped_task_retention),
+                leader_ttl: match leader_ttl {
+                    2..=3600 => std::time::Duration::from_secs(leader_ttl),
+                    _ => anyhow::bail!("--leader-ttl {leader_ttl}: must be 2 to 3600 seconds"),
+                },
                 examples: register_examples,
                 credentials,
                 scheduler,

@@ -51,6 +51,8 @@ pub struct ServerOptions {
     pub metrics_listen: Option<SocketAddr>,
     /// How long stopped tasks stay describable.
     pub retention: Duration,
+    /// How long the scheduler leader's term lasts without renewal.
+    pub leader_ttl: Duration,
     /// Task definitions to register at start.
     pub examples: Option<PathBuf>,
     /// When set, every API request must be signed by one of these keys.
@@ -278,18 +280,17 @@ pub async fn run_server(
         api.add_metrics_source(gateway.metrics.clone());
         tasks.spawn(crate::gateway::serve(listener, gateway, shutdown.clone()));
     }
-    tasks.spawn(crate::controller::run_scheduler(
+    let candidate = crate::control::leadership::Candidate::new(
+        control.store.clone(),
+        replica_id(address),
+        Some(format!("{scheme}://{address}")),
+        options.leader_ttl,
+    );
+    tasks.spawn(lead(
+        candidate,
         control.clone(),
-        options.scheduler.clone(),
-        shutdown.clone(),
-    ));
-    let firer = crate::api::scheduler::ScheduleFirer::new(api.clone(), options.clock_rate)
-        .map_err(|e| start_error("cannot start the schedules")(e.to_string()))?;
-    tasks.spawn(firer.run(shutdown.clone()));
-    tasks.spawn(watch_for_lost_hosts(control.clone(), shutdown.clone()));
-    tasks.spawn(sweep_stopped_tasks(
-        control.clone(),
-        options.retention,
+        api.clone(),
+        options.clone(),
         shutdown.clone(),
     ));
     // The agent's tasks outlive the listeners' shutdown until they have stopped; it is
@@ -393,6 +394,70 @@ fn remember_local_instance(control: &Control, id: &str) {
         .put(LOCAL_HOST_KEY, &value, crate::store::Expect::Any)
     {
         tracing::warn!(%error, "cannot remember the agent's host id");
+    }
+}
+
+/// This replica's name among the controllers sharing a store: its host, listener and process.
+fn replica_id(listen: SocketAddr) -> String {
+    format!("{}/{listen}/{}", hostname(), std::process::id())
+}
+
+/// Campaigns for leadership until `shutdown`; in each term won, runs the duties that decide
+/// (the scheduler, the schedules' firer, the lost-host detector, the expiry of stopped tasks),
+/// every write of theirs fenced by the term, and stops them when the term ends.
+async fn lead(
+    candidate: crate::control::leadership::Candidate,
+    control: Arc<Control>,
+    api: Arc<Api>,
+    options: ServerOptions,
+    shutdown: CancellationToken,
+) {
+    use crate::control::leadership::Fenced;
+    loop {
+        let Some(term) = candidate.campaign(&shutdown).await else {
+            return;
+        };
+        tracing::info!(
+            fence = term.fence.revision,
+            "this replica leads: it runs the scheduler"
+        );
+        let fenced: Arc<dyn crate::store::Store> =
+            Arc::new(Fenced::new(control.store.clone(), term.fence.clone()));
+        let leader = Arc::new(control.writing_through(fenced));
+        let duty = CancellationToken::new();
+        let mut duties = tokio::task::JoinSet::new();
+        duties.spawn(crate::controller::run_scheduler(
+            leader.clone(),
+            options.scheduler.clone(),
+            duty.clone(),
+        ));
+        // The firer's writes need no fence: a firing is claimed by a compare-and-swap of its
+        // schedule's record before it launches, so two leaders cannot fire it twice.
+        match crate::store::blocking(|| {
+            crate::api::scheduler::ScheduleFirer::new(api.clone(), options.clock_rate)
+        }) {
+            Ok(firer) => {
+                duties.spawn(firer.run(duty.clone()));
+            }
+            Err(error) => tracing::error!(%error, "cannot start the schedules"),
+        }
+        duties.spawn(watch_for_lost_hosts(leader.clone(), duty.clone()));
+        duties.spawn(sweep_stopped_tasks(
+            leader.clone(),
+            options.retention,
+            duty.clone(),
+        ));
+        let resigning = tokio::select! {
+            () = shutdown.cancelled() => true,
+            () = term.ended.cancelled() => false,
+        };
+        duty.cancel();
+        while duties.join_next().await.is_some() {}
+        if resigning {
+            term.resign().await;
+            return;
+        }
+        tracing::warn!("this replica's term as leader ended; it campaigns again");
     }
 }
 

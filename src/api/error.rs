@@ -144,7 +144,9 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict { key, .. } => {
                 Self::client(format!("{key} changed concurrently; retry the request"))
             }
-            other @ (StoreError::Backend(_) | StoreError::LeaseExpired(_)) => {
+            other @ (StoreError::Backend(_)
+            | StoreError::LeaseExpired(_)
+            | StoreError::Deposed { .. }) => {
                 Self::new(ErrorKind::ServerException, other.to_string())
             }
         }

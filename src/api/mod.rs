@@ -254,8 +254,9 @@ impl Api {
                 .body(Full::new(Bytes::from(body.to_string())))
                 .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
         };
-        let result = match path.trim_end_matches('/') {
+        let result = crate::store::blocking(|| match path.trim_end_matches('/') {
             "/v1/metadata" => observe::metadata(self).map(|v| json_response(200, v)),
+            "/v1/leader" => observe::leader(self).map(|v| json_response(200, v)),
             "/v1/tasks" => observe::tasks(self).map(|v| json_response(200, v)),
             "/v1/hosts" => observe::hosts(self).map(|v| json_response(200, v)),
             "/metrics" => observe::metrics(self).map(|text| {
@@ -277,7 +278,7 @@ impl Api {
                     json!({"error": format!("no such endpoint: {other}")}),
                 )),
             },
-        };
+        });
         result.unwrap_or_else(|error| json_response(500, error.body()))
     }
 
@@ -408,13 +409,13 @@ impl Api {
             ));
         }
         let Some(region) = region else {
-            return self.call(action, body);
+            return crate::store::blocking(|| self.call(action, body));
         };
         let ours = self.control.arns.prefix();
         let theirs = self.control.arns.in_region(region).prefix();
         let mut body = body;
         rewrite_arns(&mut body, &theirs, &ours);
-        match self.call(action, body) {
+        match crate::store::blocking(|| self.call(action, body)) {
             Ok(mut answer) => {
                 rewrite_arns(&mut answer, &ours, &theirs);
                 Ok(answer)

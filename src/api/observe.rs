@@ -66,6 +66,20 @@ pub fn metadata(api: &Api) -> Result<Value, ApiError> {
     }))
 }
 
+/// `GET /v1/leader`: which controller replica leads (runs the scheduler) and since when, with
+/// its term's fence; `leader` is null while none does (between terms).
+pub fn leader(api: &Api) -> Result<Value, ApiError> {
+    use crate::control::leadership::{LEADER_KEY, LeaderRecord};
+    let found = api.control.store.get(LEADER_KEY)?;
+    Ok(match found {
+        Some(found) => {
+            let record: Option<LeaderRecord> = serde_json::from_value(found.value).ok();
+            json!({"leader": record, "fence": found.revision})
+        }
+        None => json!({"leader": null, "fence": null}),
+    })
+}
+
 /// `GET /v1/tasks`: the tasks that have not stopped, on every host, with the host each runs on.
 pub fn tasks(api: &Api) -> Result<Value, ApiError> {
     let names: std::collections::HashMap<String, String> = api

@@ -216,6 +216,7 @@ pub fn run(api: &Api, body: Value) -> Result<Value, ApiError> {
             )?,
             strategies: &request.placement_strategy,
             constraints: &request.placement_constraints,
+            guard: Vec::new(),
         },
     )?;
     Ok(launched_shape(&launched))
@@ -317,6 +318,7 @@ pub fn start(api: &Api, body: Value) -> Result<Value, ApiError> {
                 tags: tags.clone(),
                 strategies: &[],
                 constraints: &only_there,
+                guard: Vec::new(),
             },
         )?;
         all.tasks.extend(launched.tasks);

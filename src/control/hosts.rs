@@ -144,6 +144,14 @@ pub fn host_key(id: &str) -> String {
     format!("hosts/{id}")
 }
 
+/// The prefix of the keys that say a replica heard a host lately.
+pub const ALIVE: &str = "alive/";
+
+/// The store key that says a replica heard host `id` lately.
+pub fn alive_key(id: &str) -> String {
+    format!("{ALIVE}{id}")
+}
+
 /// How the controller treats agents.
 #[derive(Debug, Clone)]
 pub struct HostSettings {
@@ -233,6 +241,12 @@ pub struct Hosts {
     settings: HostSettings,
     session: String,
     live: Mutex<HashMap<String, Live>>,
+    /// When this replica last told the store it heard each host (`alive/ID`).
+    published: Mutex<HashMap<String, f64>>,
+    /// The revision of each host's placement counter (`control::launch::PLACEMENT`) that
+    /// the assignments include, and a condition variable launches wait on for it.
+    placements_seen: Mutex<HashMap<String, u64>>,
+    placements_moved: std::sync::Condvar,
     assignments: Mutex<Assignments>,
     reports: mpsc::UnboundedSender<(String, AgentReport)>,
 }
@@ -268,6 +282,9 @@ impl Hosts {
             settings,
             session: random_hex()?,
             live: Mutex::new(HashMap::new()),
+            published: Mutex::new(HashMap::new()),
+            placements_seen: Mutex::new(HashMap::new()),
+            placements_moved: std::sync::Condvar::new(),
             assignments: Mutex::new(Assignments::default()),
             reports,
         });
@@ -580,6 +597,44 @@ impl Hosts {
     /// Forgets a deregistered host's liveness.
     pub fn forget(&self, id: &str) {
         self.live().remove(id);
+        self.published
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        if let Err(error) = self.store.delete(&alive_key(id), Expect::Any) {
+            tracing::warn!(host = %id, %error, "cannot forget a host's liveness");
+        }
+    }
+
+    /// Tells every replica sharing the store that this one heard host `id` (its `alive/ID`
+    /// key), at most every quarter of the agent timeout: the replica that leads judges
+    /// liveness for hosts that report to another. Called by the recorder, off the runtime.
+    pub fn publish_heard(&self, id: &str) -> Result<(), StoreError> {
+        let every = (self.settings.agent_timeout.as_secs_f64() / 4.0).max(0.5);
+        let now = now();
+        {
+            let mut published = self.published.lock().unwrap_or_else(|p| p.into_inner());
+            if published.get(id).is_some_and(|at| now - at < every) {
+                return Ok(());
+            }
+            published.insert(id.to_string(), now);
+        }
+        let value = serde_json::json!({"heardAt": now, "bySession": self.session});
+        self.store.put(&alive_key(id), &value, Expect::Any)?;
+        Ok(())
+    }
+
+    /// Another replica (or this one) heard host `id`: it is alive as of now, by this
+    /// replica's clock (replicas' clocks need not agree).
+    fn heard_elsewhere(&self, id: &str) {
+        self.live_entry(id);
+        if let Some(live) = self.live().get_mut(id) {
+            live.last_heard = now();
+            if live.lost {
+                tracing::info!(host = %id, "a lost host is heard again");
+                live.lost = false;
+            }
+        }
     }
 
     fn assignments(&self) -> std::sync::MutexGuard<'_, Assignments> {
@@ -625,8 +680,58 @@ impl Hosts {
         counts
     }
 
+    /// Waits until the assignments include every task placed on each host up to its
+    /// placement counter's revision in `counters` (written by any replica), so placement
+    /// decides on what the store holds, not on what this replica has heard so far.
+    pub fn wait_placements_seen(
+        &self,
+        counters: &HashMap<String, u64>,
+        within: Duration,
+    ) -> Result<(), HostError> {
+        let until = std::time::Instant::now() + within;
+        let mut seen = self
+            .placements_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        loop {
+            let behind = counters
+                .iter()
+                .find(|(host, revision)| seen.get(*host).is_none_or(|s| s < revision));
+            let Some((host, revision)) = behind else {
+                return Ok(());
+            };
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(HostError::Store(StoreError::Backend(format!(
+                    "this replica's view of host {host} is behind the store (placement \
+                     revision {revision} not seen within {} s)",
+                    within.as_secs()
+                ))));
+            }
+            seen = self
+                .placements_moved
+                .wait_timeout(seen, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// The assignments now include host `host`'s placements up to `revision`.
+    fn placement_seen(&self, host: &str, revision: u64) {
+        let mut seen = self
+            .placements_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let entry = seen.entry(host.to_string()).or_default();
+        *entry = (*entry).max(revision);
+        drop(seen);
+        self.placements_moved.notify_all();
+    }
+
     /// Derives every desired set again from a full list of the stored tasks.
     fn rebuild(&self) -> Result<(), HostError> {
+        // Counters first: the tasks listed after them include every task they count.
+        let counters = self.store.list(crate::control::launch::PLACEMENT)?;
         let tasks = crate::records::tasks(self.store.as_ref())?;
         let mut assignments = self.assignments();
         let previous: Vec<String> = assignments.by_host.keys().cloned().collect();
@@ -636,6 +741,12 @@ impl Hosts {
         assignments.dirty.extend(previous);
         for task in &tasks {
             self.apply_task(&mut assignments, None, Some(task));
+        }
+        drop(assignments);
+        for (key, found) in counters {
+            if let Some(host) = key.strip_prefix(crate::control::launch::PLACEMENT) {
+                self.placement_seen(host, found.revision);
+            }
         }
         Ok(())
     }
@@ -810,7 +921,7 @@ impl Hosts {
     pub async fn run_dispatcher(self: Arc<Self>, shutdown: CancellationToken) {
         use tokio::sync::broadcast::error::{RecvError, TryRecvError};
         let mut changes = self.store.watch();
-        if let Err(error) = self.rebuild() {
+        if let Err(error) = crate::store::blocking(|| self.rebuild()) {
             tracing::error!(%error, "cannot derive the hosts' desired tasks");
         }
         self.publish_dirty();
@@ -830,6 +941,19 @@ impl Hosts {
             };
             // Everything already waiting makes one publication.
             loop {
+                if let Some(change) = next.as_ref()
+                    && change.value.is_some()
+                {
+                    if let Some(host) = change.key.strip_prefix(ALIVE) {
+                        self.heard_elsewhere(host);
+                    } else if !lagged
+                        && let Some(host) =
+                            change.key.strip_prefix(crate::control::launch::PLACEMENT)
+                    {
+                        // The tasks placed with it came before it on the feed.
+                        self.placement_seen(host, change.revision);
+                    }
+                }
                 if let Some(change) = next.take()
                     && !lagged
                     && let Some(task_id) = change.key.strip_prefix("tasks/")
@@ -852,7 +976,7 @@ impl Hosts {
                     Err(TryRecvError::Closed) => return,
                 }
             }
-            if lagged && let Err(error) = self.rebuild() {
+            if lagged && let Err(error) = crate::store::blocking(|| self.rebuild()) {
                 tracing::error!(%error, "cannot derive the hosts' desired tasks");
             }
             self.publish_dirty();

@@ -13,7 +13,9 @@ use crate::records::{
     ContainerRecord, ContainerStatus, DesiredStatus, HealthStatus, LaunchType, TaskRecord,
     TaskStatus, task_key, timestamp,
 };
+use crate::store::{Expect, StoreError, Txn};
 use crate::taskdef::TaskDefinition;
+use std::collections::HashMap;
 
 /// What to start: `count` tasks of one task definition, in one group, placed as asked.
 pub struct Launch<'a> {
@@ -34,6 +36,9 @@ pub struct Launch<'a> {
     pub tags: Value,
     pub strategies: &'a [PlacementStrategy],
     pub constraints: &'a [PlacementConstraint],
+    /// Keys that must stay as expected for the tasks to be recorded (the service record a
+    /// scheduler pass decided on): a launch on a stale decision records nothing.
+    pub guard: Vec<(String, Expect)>,
 }
 
 /// A task that fit nowhere: the closest host (or the cluster) and ECS's reason.
@@ -238,185 +243,195 @@ pub fn launch(control: &Control, request: Launch<'_>) -> Result<Launched, Contro
         .essential_containers()
         .any(|c| c.health_check.is_some());
     let mut launched = Launched::default();
+    // Within one replica, launches take turns; across replicas sharing a store, the
+    // placement counters below keep two from spending the same capacity.
     let _placing = control.lock_placement();
-    let mut places = Places::new(control, &request)?;
-    // Read once per call: every task placed names its host's zone and address.
-    let hosts: std::collections::HashMap<String, super::hosts::HostRecord> = control
-        .hosts
-        .records()?
-        .into_iter()
-        .map(|h| (h.id.clone(), h))
-        .collect();
-    if places.candidates.is_empty() {
-        let reason = match (request.strategy.is_empty(), request.launch_type) {
-            (false, _) => format!(
-                "RESOURCE:NO_HOSTS (no host of capacity provider {} is connected)",
-                places
-                    .providers
-                    .iter()
-                    .map(|(p, _)| p.name())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            (true, LaunchType::Fargate) => {
-                "RESOURCE:NO_HOSTS (no capacity host of the shared pool is connected)".to_string()
+    let mut contended = 0;
+    'placing: loop {
+        let mut counters = placement_counters(control)?;
+        control.hosts.wait_placements_seen(&counters, SEEN_WITHIN)?;
+        let mut places = Places::new(control, &request)?;
+        // Read once per call: every task placed names its host's zone and address.
+        let hosts: std::collections::HashMap<String, super::hosts::HostRecord> = control
+            .hosts
+            .records()?
+            .into_iter()
+            .map(|h| (h.id.clone(), h))
+            .collect();
+        let remaining =
+            (request.count as usize).saturating_sub(launched.tasks.len() + launched.failures.len());
+        if places.candidates.is_empty() {
+            let reason = match (request.strategy.is_empty(), request.launch_type) {
+                (false, _) => format!(
+                    "RESOURCE:NO_HOSTS (no host of capacity provider {} is connected)",
+                    places
+                        .providers
+                        .iter()
+                        .map(|(p, _)| p.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                (true, LaunchType::Fargate) => {
+                    "RESOURCE:NO_HOSTS (no capacity host of the shared pool is connected)"
+                        .to_string()
+                }
+                (true, other) => format!(
+                    "No Container Instances were found in your cluster (launch type {})",
+                    other.as_str()
+                ),
+            };
+            for _ in 0..remaining {
+                launched.failures.push(PlacementFailure {
+                    arn: control.arns.cluster(cluster),
+                    reason: reason.clone(),
+                });
             }
-            (true, other) => format!(
-                "No Container Instances were found in your cluster (launch type {})",
-                other.as_str()
-            ),
-        };
-        for _ in 0..request.count {
-            launched.failures.push(PlacementFailure {
-                arn: control.arns.cluster(cluster),
-                reason: reason.clone(),
-            });
+            return Ok(launched);
         }
-        return Ok(launched);
-    }
-    for _ in 0..request.count {
-        let seed = u64::from_str_radix(&new_task_id()[..12], 16).unwrap_or_default();
-        // With a strategy, the provider first (base, then weight), then a host among its own.
-        let provider = if request.strategy.is_empty() {
-            None
-        } else {
-            match places.next_provider(request.strategy) {
-                Some(i) => Some(i),
-                None => {
-                    launched.failures.push(PlacementFailure {
-                        arn: control.arns.cluster(cluster),
-                        reason: "RESOURCE:CAPACITY_PROVIDER (every provider of the strategy \
+        for _ in 0..remaining {
+            let seed = u64::from_str_radix(&new_task_id()[..12], 16).unwrap_or_default();
+            // With a strategy, the provider first (base, then weight), then a host among its own.
+            let provider = if request.strategy.is_empty() {
+                None
+            } else {
+                match places.next_provider(request.strategy) {
+                    Some(i) => Some(i),
+                    None => {
+                        launched.failures.push(PlacementFailure {
+                            arn: control.arns.cluster(cluster),
+                            reason: "RESOURCE:CAPACITY_PROVIDER (every provider of the strategy \
                                  has its base met and a weight of zero)"
-                            .into(),
+                                .into(),
+                        });
+                        continue;
+                    }
+                }
+            };
+            let (pool, members): (Vec<Candidate>, Option<&Vec<usize>>) = match provider {
+                None => (places.candidates.clone(), None),
+                Some(i) => {
+                    let members = &places.providers[i].1;
+                    (
+                        members
+                            .iter()
+                            .map(|&m| places.candidates[m].clone())
+                            .collect(),
+                        Some(members),
+                    )
+                }
+            };
+            let chosen = match choose(
+                &pool,
+                cpu,
+                memory,
+                request.strategies,
+                request.constraints,
+                seed,
+            ) {
+                Ok(index) => members.map_or(index, |members| members[index]),
+                Err(no_fit) => {
+                    let reason = match provider {
+                        None => no_fit.reason.to_string(),
+                        Some(i) if pool.is_empty() => format!(
+                            "RESOURCE:NO_HOSTS (no host of capacity provider {} is connected)",
+                            places.providers[i].0.name()
+                        ),
+                        Some(i) => format!(
+                            "{} (capacity provider {})",
+                            no_fit.reason,
+                            places.providers[i].0.name()
+                        ),
+                    };
+                    launched.failures.push(PlacementFailure {
+                        arn: no_fit
+                            .closest
+                            .unwrap_or_else(|| control.arns.cluster(cluster)),
+                        reason,
                     });
                     continue;
                 }
-            }
-        };
-        let (pool, members): (Vec<Candidate>, Option<&Vec<usize>>) = match provider {
-            None => (places.candidates.clone(), None),
-            Some(i) => {
-                let members = &places.providers[i].1;
-                (
-                    members
-                        .iter()
-                        .map(|&m| places.candidates[m].clone())
-                        .collect(),
-                    Some(members),
-                )
-            }
-        };
-        let chosen = match choose(
-            &pool,
-            cpu,
-            memory,
-            request.strategies,
-            request.constraints,
-            seed,
-        ) {
-            Ok(index) => members.map_or(index, |members| members[index]),
-            Err(no_fit) => {
-                let reason = match provider {
-                    None => no_fit.reason.to_string(),
-                    Some(i) if pool.is_empty() => format!(
-                        "RESOURCE:NO_HOSTS (no host of capacity provider {} is connected)",
-                        places.providers[i].0.name()
-                    ),
-                    Some(i) => format!(
-                        "{} (capacity provider {})",
-                        no_fit.reason,
-                        places.providers[i].0.name()
-                    ),
-                };
-                launched.failures.push(PlacementFailure {
-                    arn: no_fit
-                        .closest
-                        .unwrap_or_else(|| control.arns.cluster(cluster)),
-                    reason,
-                });
-                continue;
-            }
-        };
-        let provider = provider.map(|i| {
-            places.counts[i] += 1;
-            places.providers[i].0.clone()
-        });
-        let launch_type = provider
-            .as_ref()
-            .map_or(request.launch_type, Provider::launch_type);
-        let candidate = &mut places.candidates[chosen];
-        candidate.free_cpu -= cpu;
-        candidate.free_memory -= memory;
-        candidate.free_tasks = candidate.free_tasks.saturating_sub(1);
-        candidate.group_tasks += 1;
-        let host = hosts.get(&candidate.id);
-        let task_id = new_task_id();
-        let task_arn = control.arns.task(cluster, &task_id);
-        let containers = definition
-            .spec
-            .container_definitions
-            .iter()
-            .map(|c| {
-                let given = overrides.iter().find(|o| o.name == c.name);
-                let mut shape = json!({
-                    "containerArn": format!("{task_arn}/{}", c.name),
-                    "taskArn": task_arn,
-                    "image": c.image,
+            };
+            let provider = provider.map(|i| {
+                places.counts[i] += 1;
+                places.providers[i].0.clone()
+            });
+            let launch_type = provider
+                .as_ref()
+                .map_or(request.launch_type, Provider::launch_type);
+            let candidate = &mut places.candidates[chosen];
+            candidate.free_cpu -= cpu;
+            candidate.free_memory -= memory;
+            candidate.free_tasks = candidate.free_tasks.saturating_sub(1);
+            candidate.group_tasks += 1;
+            let host = hosts.get(&candidate.id);
+            let task_id = new_task_id();
+            let task_arn = control.arns.task(cluster, &task_id);
+            let containers = definition
+                .spec
+                .container_definitions
+                .iter()
+                .map(|c| {
+                    let given = overrides.iter().find(|o| o.name == c.name);
+                    let mut shape = json!({
+                        "containerArn": format!("{task_arn}/{}", c.name),
+                        "taskArn": task_arn,
+                        "image": c.image,
+                    })
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default();
+                    // What this container really gets, overrides applied (ECS's Container shape
+                    // has them as strings); stats report the hard limit from here.
+                    for (field, value) in [
+                        ("cpu", given.and_then(|o| o.cpu).or(c.cpu)),
+                        ("memory", given.and_then(|o| o.memory).or(c.memory)),
+                        (
+                            "memoryReservation",
+                            given
+                                .and_then(|o| o.memory_reservation)
+                                .or(c.memory_reservation),
+                        ),
+                    ] {
+                        if let Some(value) = value {
+                            shape.insert(field.into(), json!(value.to_string()));
+                        }
+                    }
+                    ContainerRecord {
+                        name: c.name.clone(),
+                        last_status: ContainerStatus::Pending,
+                        health_status: HealthStatus::Unknown,
+                        exit_code: None,
+                        reason: None,
+                        image_digest: None,
+                        shape,
+                    }
                 })
-                .as_object()
-                .cloned()
-                .unwrap_or_default();
-                // What this container really gets, overrides applied (ECS's Container shape
-                // has them as strings); stats report the hard limit from here.
-                for (field, value) in [
-                    ("cpu", given.and_then(|o| o.cpu).or(c.cpu)),
-                    ("memory", given.and_then(|o| o.memory).or(c.memory)),
-                    (
-                        "memoryReservation",
-                        given
-                            .and_then(|o| o.memory_reservation)
-                            .or(c.memory_reservation),
-                    ),
-                ] {
-                    if let Some(value) = value {
-                        shape.insert(field.into(), json!(value.to_string()));
-                    }
-                }
-                ContainerRecord {
-                    name: c.name.clone(),
-                    last_status: ContainerStatus::Pending,
-                    health_status: HealthStatus::Unknown,
-                    exit_code: None,
-                    reason: None,
-                    image_digest: None,
-                    shape,
-                }
-            })
-            .collect();
-        let mut shape = serde_json::Map::new();
-        shape.insert("overrides".into(), request.overrides.clone());
-        shape.insert("tags".into(), request.tags.clone());
-        if let Some(host) = host {
-            shape.insert("availabilityZone".into(), json!(host.availability_zone()));
-            shape.insert(
-                "attributes".into(),
-                json!([{"name": "ecs.cpu-architecture", "value": std::env::consts::ARCH}]),
-            );
-        }
-        if let Some(provider) = &provider {
-            shape.insert("capacityProviderName".into(), json!(provider.name()));
-        }
-        match launch_type {
-            // Like a Fargate task: no container instance; where it runs is an attachment.
-            LaunchType::Fargate => {
-                let mut details = vec![json!({"name": "wasmgateHostId", "value": candidate.id})];
-                if let Some(host) = host {
-                    details.push(json!({"name": "wasmgateHostName", "value": host.name}));
-                    if let Some(address) = &host.address {
-                        details.push(json!({"name": "privateIPv4Address", "value": address}));
-                    }
-                }
+                .collect();
+            let mut shape = serde_json::Map::new();
+            shape.insert("overrides".into(), request.overrides.clone());
+            shape.insert("tags".into(), request.tags.clone());
+            if let Some(host) = host {
+                shape.insert("availabilityZone".into(), json!(host.availability_zone()));
                 shape.insert(
+                    "attributes".into(),
+                    json!([{"name": "ecs.cpu-architecture", "value": std::env::consts::ARCH}]),
+                );
+            }
+            if let Some(provider) = &provider {
+                shape.insert("capacityProviderName".into(), json!(provider.name()));
+            }
+            match launch_type {
+                // Like a Fargate task: no container instance; where it runs is an attachment.
+                LaunchType::Fargate => {
+                    let mut details =
+                        vec![json!({"name": "wasmgateHostId", "value": candidate.id})];
+                    if let Some(host) = host {
+                        details.push(json!({"name": "wasmgateHostName", "value": host.name}));
+                        if let Some(address) = &host.address {
+                            details.push(json!({"name": "privateIPv4Address", "value": address}));
+                        }
+                    }
+                    shape.insert(
                     "attachments".into(),
                     json!([{
                         "id": format!("{}-{}-{}-{}-{}", &task_id[..8], &task_id[8..12], &task_id[12..16], &task_id[16..20], &task_id[20..32]),
@@ -425,46 +440,113 @@ pub fn launch(control: &Control, request: Launch<'_>) -> Result<Launched, Contro
                         "details": details,
                     }]),
                 );
+                }
+                LaunchType::Ec2 | LaunchType::External => {
+                    shape.insert("containerInstanceArn".into(), json!(candidate.arn));
+                }
             }
-            LaunchType::Ec2 | LaunchType::External => {
-                shape.insert("containerInstanceArn".into(), json!(candidate.arn));
+            let task = TaskRecord {
+                task_arn,
+                cluster_arn: control.arns.cluster(cluster),
+                // A daemon task definition's record names its own ARN.
+                task_definition_arn: request.record["taskDefinitionArn"].as_str().map_or_else(
+                    || control.arns.task_definition(family, revision),
+                    str::to_string,
+                ),
+                last_status: TaskStatus::Provisioning,
+                desired_status: DesiredStatus::Running,
+                health_status: HealthStatus::Unknown,
+                started_by: request.started_by.clone(),
+                group: request.group.clone(),
+                launch_type,
+                cpu: cpu.to_string(),
+                memory: memory.to_string(),
+                containers,
+                created_at: timestamp(),
+                pull_started_at: None,
+                pull_stopped_at: None,
+                started_at: None,
+                stopping_at: None,
+                execution_stopped_at: None,
+                stopped_at: None,
+                stop_code: None,
+                stopped_reason: None,
+                version: 1,
+                host: Some(candidate.id.clone()),
+                health_checked,
+                protected_until: None,
+                shape,
+            };
+            match record_placed(control, &task, &mut counters, &request.guard) {
+                Ok(()) => {}
+                // Another replica placed on this host since the counters were read: place the
+                // rest again on a view that includes its tasks.
+                Err(StoreError::Conflict { key, .. })
+                    if key.starts_with(PLACEMENT) && contended < MAX_CONTENDED =>
+                {
+                    contended += 1;
+                    tracing::debug!(%key, contended, "placement contended; placing again");
+                    continue 'placing;
+                }
+                Err(error) => return Err(error.into()),
             }
+            control.hosts.note_task(&task);
+            launched.tasks.push(task);
         }
-        let task = TaskRecord {
-            task_arn,
-            cluster_arn: control.arns.cluster(cluster),
-            // A daemon task definition's record names its own ARN.
-            task_definition_arn: request.record["taskDefinitionArn"].as_str().map_or_else(
-                || control.arns.task_definition(family, revision),
-                str::to_string,
-            ),
-            last_status: TaskStatus::Provisioning,
-            desired_status: DesiredStatus::Running,
-            health_status: HealthStatus::Unknown,
-            started_by: request.started_by.clone(),
-            group: request.group.clone(),
-            launch_type,
-            cpu: cpu.to_string(),
-            memory: memory.to_string(),
-            containers,
-            created_at: timestamp(),
-            pull_started_at: None,
-            pull_stopped_at: None,
-            started_at: None,
-            stopping_at: None,
-            execution_stopped_at: None,
-            stopped_at: None,
-            stop_code: None,
-            stopped_reason: None,
-            version: 1,
-            host: Some(candidate.id.clone()),
-            health_checked,
-            protected_until: None,
-            shape,
-        };
-        crate::records::create(control.store.as_ref(), &task_key(&task_id), &task)?;
-        control.hosts.note_task(&task);
-        launched.tasks.push(task);
+        return Ok(launched);
     }
-    Ok(launched)
+}
+
+/// The prefix of the hosts' placement counters: `placement/HOST` is rewritten in the same
+/// transaction that records a task placed on HOST, after the task, so a replica whose change
+/// feed has brought a host's counter at revision R has also seen every task placed there up
+/// to R.
+pub const PLACEMENT: &str = "placement/";
+
+/// How long a launch waits for this replica's view of the hosts to catch up with the store.
+const SEEN_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How many times one launch places again after losing a race with another replica.
+const MAX_CONTENDED: u32 = 32;
+
+/// Each host's placement counter, at the revision it was last written.
+fn placement_counters(control: &Control) -> Result<HashMap<String, u64>, StoreError> {
+    Ok(control
+        .store
+        .list(PLACEMENT)?
+        .into_iter()
+        .filter_map(|(key, found)| Some((key.strip_prefix(PLACEMENT)?.to_string(), found.revision)))
+        .collect())
+}
+
+/// Records `task`, placed on its host, in one transaction with its host's placement counter
+/// (expected where this launch last saw it) and the launch's guard.
+fn record_placed(
+    control: &Control,
+    task: &TaskRecord,
+    counters: &mut HashMap<String, u64>,
+    guard: &[(String, Expect)],
+) -> Result<(), StoreError> {
+    let host = task.host.clone().unwrap_or_default();
+    let counter = format!("{PLACEMENT}{host}");
+    let key = task_key(task.id());
+    let value =
+        serde_json::to_value(task).map_err(|e| StoreError::Backend(format!("{key}: {e}")))?;
+    let mut txn = Txn {
+        conditions: guard.to_vec(),
+        ops: Vec::new(),
+    }
+    .when(key.clone(), Expect::Absent)
+    .when(
+        counter.clone(),
+        counters
+            .get(&host)
+            .map_or(Expect::Absent, |revision| Expect::Revision(*revision)),
+    );
+    txn = txn
+        .put(key, value)
+        .put(counter, json!({"lastTask": task.id()}));
+    let revision = control.store.commit(&txn)?;
+    counters.insert(host, revision);
+    Ok(())
 }

@@ -17,6 +17,7 @@ pub mod daemon_definitions;
 pub mod definitions;
 pub mod hosts;
 pub mod launch;
+pub mod leadership;
 pub mod placement;
 pub mod providers;
 pub mod recorder;
@@ -55,14 +56,14 @@ pub struct Control {
     pub hosts: Arc<Hosts>,
     /// Held from choosing a host until the task is recorded on it, so two launches never
     /// spend the same capacity.
-    placement: Mutex<()>,
+    placement: Arc<Mutex<()>>,
     /// Held by every write of a service record (API and scheduler), so a scheduler pass never
     /// decides on a service the API is changing.
-    services: Mutex<()>,
+    services: Arc<Mutex<()>>,
     /// Wakes the scheduler at once (a service was created or changed).
-    scheduler_wake: tokio::sync::Notify,
+    scheduler_wake: Arc<tokio::sync::Notify>,
     /// The hosts' latest memory and CPU reports per task.
-    pub usage: usage::UsageBoard,
+    pub usage: Arc<usage::UsageBoard>,
     /// Where task output is kept; `None` for a control plane without logs.
     pub logs: Option<crate::logs::LogStore>,
 }
@@ -73,11 +74,27 @@ impl Control {
             store,
             arns,
             hosts,
-            placement: Mutex::new(()),
-            services: Mutex::new(()),
-            scheduler_wake: tokio::sync::Notify::new(),
-            usage: usage::UsageBoard::default(),
+            placement: Arc::default(),
+            services: Arc::default(),
+            scheduler_wake: Arc::default(),
+            usage: Arc::default(),
             logs: None,
+        }
+    }
+
+    /// The same control plane writing through `store` instead: the scheduler leader's view,
+    /// whose every write is fenced by its term (`leadership::Fenced`). Locks, wake-ups and
+    /// figures are shared with `self`.
+    pub fn writing_through(&self, store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            arns: self.arns.clone(),
+            hosts: self.hosts.clone(),
+            placement: self.placement.clone(),
+            services: self.services.clone(),
+            scheduler_wake: self.scheduler_wake.clone(),
+            usage: self.usage.clone(),
+            logs: self.logs.clone(),
         }
     }
 
@@ -124,10 +141,23 @@ impl Control {
         stop_code: crate::records::StopCode,
         reason: &str,
     ) -> Result<Option<crate::records::TaskRecord>, ControlError> {
+        self.request_stop_guarded(task_id, stop_code, reason, &[])
+    }
+
+    /// [`request_stop`](Self::request_stop), written only while `guard` holds (the service
+    /// record a scheduler pass decided on, at the revision it read).
+    pub fn request_stop_guarded(
+        &self,
+        task_id: &str,
+        stop_code: crate::records::StopCode,
+        reason: &str,
+        guard: &[(String, crate::store::Expect)],
+    ) -> Result<Option<crate::records::TaskRecord>, ControlError> {
         let now = crate::records::timestamp();
-        Ok(crate::records::update_task(
+        Ok(crate::records::update_task_guarded(
             self.store.as_ref(),
             task_id,
+            guard,
             |task| task.request_stop(stop_code, reason, now),
         )?)
     }

@@ -49,6 +49,7 @@ pub fn record_report(
     if let Some(heartbeat) = &report.heartbeat {
         record_heartbeat(control, host_id, heartbeat)?;
     }
+    control.hosts.publish_heard(host_id)?;
     Ok(())
 }
 

@@ -242,6 +242,7 @@ fn reconcile_daemon(
                 strategy: &[],
                 strategies: &[],
                 constraints: &constraints,
+                guard: Vec::new(),
             },
         )?;
         started += launched.tasks.len();

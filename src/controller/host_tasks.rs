@@ -155,8 +155,15 @@ pub fn reconcile_daemon_service(
     let plan = plan_service(service, &hosts, &views, now, settings);
     let mut updated = plan.service;
     let mut wake_at = plan.wake_at;
+    // Decided on the record at `revision`: nothing is written once it has changed.
+    let guard = vec![(key.to_string(), crate::store::Expect::Revision(revision))];
     for (task_id, reason) in &plan.stop {
-        control.request_stop(task_id, StopCode::ServiceSchedulerInitiated, reason)?;
+        control.request_stop_guarded(
+            task_id,
+            StopCode::ServiceSchedulerInitiated,
+            reason,
+            &guard,
+        )?;
     }
     if let Some((deployment, _, on)) = &plan.start {
         let mut started = Vec::new();
@@ -178,6 +185,7 @@ pub fn reconcile_daemon_service(
                     strategy: &[],
                     strategies: &[],
                     constraints: &constraints,
+                    guard: guard.clone(),
                 },
             );
             match launched {

@@ -209,8 +209,17 @@ fn reconcile_service(
     let plan = plan::plan(&service, &views, now, settings);
     let mut updated = plan.service;
     let mut wake_at = plan.wake_at;
+    // Decided on the record at `revision`: when another replica's API changed it meanwhile,
+    // nothing of this pass is written (a guard conflict ends it) and the next pass decides
+    // again, so no switch takes a service past its deployment's bounds.
+    let guard = vec![(key.to_string(), crate::store::Expect::Revision(revision))];
     for (task_id, reason) in &plan.stop {
-        control.request_stop(task_id, StopCode::ServiceSchedulerInitiated, reason)?;
+        control.request_stop_guarded(
+            task_id,
+            StopCode::ServiceSchedulerInitiated,
+            reason,
+            &guard,
+        )?;
     }
     if let Some((deployment, task_definition, count)) = &plan.start {
         match launch_for_service(
@@ -220,6 +229,7 @@ fn reconcile_service(
             deployment,
             task_definition,
             *count,
+            &guard,
         ) {
             Ok(launched) => {
                 if !launched.tasks.is_empty() {
@@ -274,6 +284,7 @@ fn launch_for_service(
     deployment: &str,
     task_definition: &str,
     count: u32,
+    guard: &[(String, crate::store::Expect)],
 ) -> Result<crate::control::Launched, ControlError> {
     let (record, _) = crate::control::definitions::find(control.store.as_ref(), task_definition)?;
     let definition = crate::control::definitions::definition_of(&record, task_definition)?;
@@ -299,6 +310,7 @@ fn launch_for_service(
             tags: service_task_tags(cluster, service, &record),
             strategies: &service.placement_strategy,
             constraints: &service.placement_constraints,
+            guard: guard.to_vec(),
         },
     )
 }

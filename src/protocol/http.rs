@@ -95,7 +95,7 @@ pub async fn serve_agent(hosts: &Hosts, request: Request<Incoming>) -> Response<
             Err(response) => return response,
         };
         let name = join.offer.name.clone();
-        return match hosts.join(join) {
+        return match crate::store::blocking(|| hosts.join(join)) {
             Ok(joined) => {
                 tracing::info!(host = %joined.instance_id, %name, "an agent joined");
                 json_response(StatusCode::OK, &joined)
@@ -112,7 +112,7 @@ pub async fn serve_agent(hosts: &Hosts, request: Request<Incoming>) -> Response<
             "no Authorization: Bearer credential",
         );
     };
-    let host = match hosts.authenticate(&credential) {
+    let host = match crate::store::blocking(|| hosts.authenticate(&credential)) {
         Ok(host) => host,
         Err(error) => {
             tracing::warn!(%error, "an agent's call was refused");

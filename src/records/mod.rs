@@ -21,7 +21,7 @@ pub use task::{
     TaskRecord, TaskStatus,
 };
 
-use crate::store::{Expect, Store, StoreError};
+use crate::store::{Expect, Store, StoreError, Txn};
 
 /// Now, as ECS timestamps go on the wire: epoch seconds (millisecond resolution).
 pub fn timestamp() -> f64 {
@@ -104,6 +104,18 @@ pub fn put<T: Serialize>(
 pub fn update<T: Serialize + DeserializeOwned>(
     store: &dyn Store,
     key: &str,
+    change: impl FnMut(&mut T) -> bool,
+) -> Result<Option<T>, StoreError> {
+    update_guarded(store, key, &[], change)
+}
+
+/// [`update`], written only while every key of `guard` is as expected (the service record a
+/// scheduler pass decided on): a guard that no longer holds is a [`StoreError::Conflict`]
+/// naming it, not retried, since the decision itself is stale.
+pub fn update_guarded<T: Serialize + DeserializeOwned>(
+    store: &dyn Store,
+    key: &str,
+    guard: &[(String, Expect)],
     mut change: impl FnMut(&mut T) -> bool,
 ) -> Result<Option<T>, StoreError> {
     loop {
@@ -113,9 +125,16 @@ pub fn update<T: Serialize + DeserializeOwned>(
         if !change(&mut record) {
             return Ok(Some(record));
         }
-        match put(store, key, &record, revision) {
+        let value = serde_json::to_value(&record).map_err(|e| corrupt(key, e))?;
+        let txn = Txn {
+            conditions: guard.to_vec(),
+            ops: Vec::new(),
+        }
+        .when(key, Expect::Revision(revision))
+        .put(key, value);
+        match store.commit(&txn) {
             Ok(_) => return Ok(Some(record)),
-            Err(StoreError::Conflict { .. }) => continue,
+            Err(StoreError::Conflict { key: failed, .. }) if failed == key => continue,
             Err(other) => return Err(other),
         }
     }
@@ -125,9 +144,19 @@ pub fn update<T: Serialize + DeserializeOwned>(
 pub fn update_task(
     store: &dyn Store,
     task_id: &str,
+    change: impl FnMut(&mut TaskRecord) -> bool,
+) -> Result<Option<TaskRecord>, StoreError> {
+    update_task_guarded(store, task_id, &[], change)
+}
+
+/// [`update_task`] under a guard, as [`update_guarded`].
+pub fn update_task_guarded(
+    store: &dyn Store,
+    task_id: &str,
+    guard: &[(String, Expect)],
     mut change: impl FnMut(&mut TaskRecord) -> bool,
 ) -> Result<Option<TaskRecord>, StoreError> {
-    update(store, &task_key(task_id), |task: &mut TaskRecord| {
+    update_guarded(store, &task_key(task_id), guard, |task: &mut TaskRecord| {
         let changed = change(task);
         if changed {
             task.version += 1;

@@ -185,6 +185,10 @@ pub enum StoreError {
     /// The lease has expired or was revoked: whatever its owner held under it is gone.
     #[error("lease {0:?} has expired")]
     LeaseExpired(LeaseId),
+    /// The write was fenced: it was made for a leader's term that has ended (`key`, the
+    /// leader's key, has changed since), so it was not applied.
+    #[error("not written: this replica no longer leads ({key} changed)")]
+    Deposed { key: String },
     #[error("state store: {0}")]
     Backend(String),
 }
@@ -266,4 +270,18 @@ impl std::str::FromStr for StoreUrl {
 /// renewals can fail before it lapses.
 pub fn renew_every(ttl: Duration) -> Duration {
     ttl / 3
+}
+
+/// Runs `work`, which calls the store, without holding up a runtime worker: on tokio's
+/// multi-thread runtime the worker hands its other tasks on for the while
+/// (`block_in_place`); elsewhere (a blocking-pool thread, a plain thread, a current-thread
+/// test runtime) it just runs. The async edges (the API's handlers, the agents' endpoint) call
+/// the synchronous control plane through this.
+pub fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
+    }
 }

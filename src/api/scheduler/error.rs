@@ -97,7 +97,9 @@ impl From<StoreError> for SchedulerError {
             StoreError::Conflict { key, .. } => {
                 Self::conflict(format!("{key} changed concurrently; retry the request"))
             }
-            other @ (StoreError::Backend(_) | StoreError::LeaseExpired(_)) => {
+            other @ (StoreError::Backend(_)
+            | StoreError::LeaseExpired(_)
+            | StoreError::Deposed { .. }) => {
                 Self::new(SchedulerErrorKind::Internal, other.to_string())
             }
         }

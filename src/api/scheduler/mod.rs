@@ -354,7 +354,7 @@ async fn read_and_call(
         query,
         body,
     };
-    call(api, operation, &call_)
+    crate::store::blocking(|| call(api, operation, &call_))
 }
 
 /// Checks `value` as a name of the model's `Name` / `ScheduleGroupName` shapes.
