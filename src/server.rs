@@ -634,9 +634,12 @@ pub async fn run_agent_host(
     let (reports, reports_rx) = mpsc::unbounded_channel();
     let credential = joined.credential.clone();
     let mut tasks = tokio::task::JoinSet::new();
+    // The poller and the reporter talk to the same controller, so the heartbeats it records
+    // refer to the desired sets it sent; both move on together when it stops answering.
+    let current = Arc::new(CurrentController::at(&options.controllers, &controller));
     tasks.spawn(poll_desired(
         options.controllers.clone(),
-        controller,
+        current.clone(),
         credential.clone(),
         desired_tx,
         refused.clone(),
@@ -644,6 +647,7 @@ pub async fn run_agent_host(
     ));
     let pump = tokio::spawn(send_reports(
         options.controllers.clone(),
+        current,
         credential,
         reports_rx,
         refused.clone(),
@@ -707,26 +711,51 @@ async fn join_any(
     }
 }
 
+/// Which of the agent's controllers it talks to now (an index that only grows, taken modulo
+/// their number).
+struct CurrentController(std::sync::atomic::AtomicUsize);
+
+impl CurrentController {
+    fn at(controllers: &[ControllerUrl], first: &ControllerUrl) -> Self {
+        let index = controllers
+            .iter()
+            .position(|c| c.as_str() == first.as_str())
+            .unwrap_or(0);
+        Self(std::sync::atomic::AtomicUsize::new(index))
+    }
+
+    fn get(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Moves past controller `failed`, unless the other user already did.
+    fn failed(&self, failed: usize) {
+        let _ = self.0.compare_exchange(
+            failed,
+            failed + 1,
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+}
+
 /// Keeps `desired` at the controller's latest set for this host (long polls, moving to the
 /// next controller when one does not answer).
 async fn poll_desired(
     controllers: Vec<ControllerUrl>,
-    first: ControllerUrl,
+    current: Arc<CurrentController>,
     credential: String,
     desired: watch::Sender<Arc<DesiredTasks>>,
     refused: CancellationToken,
     shutdown: CancellationToken,
 ) {
-    let mut index = controllers
-        .iter()
-        .position(|c| c.as_str() == first.as_str())
-        .unwrap_or(0);
     let mut delay = Duration::from_millis(100);
     loop {
         let (session, generation) = {
             let current = desired.borrow();
             (current.session.clone(), current.generation)
         };
+        let index = current.get();
         let controller = &controllers[index % controllers.len()];
         let polled = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -747,7 +776,7 @@ async fn poll_desired(
             }
             Err(error) => {
                 tracing::warn!(%error, "cannot reach the controller; tasks keep running");
-                index += 1;
+                current.failed(index);
                 tokio::select! {
                     () = shutdown.cancelled() => return,
                     () = tokio::time::sleep(delay) => {}
@@ -761,6 +790,7 @@ async fn poll_desired(
 /// Sends reports in order; what cannot be sent waits and goes with the next, merged.
 async fn send_reports(
     controllers: Vec<ControllerUrl>,
+    current: Arc<CurrentController>,
     credential: String,
     mut reports: mpsc::UnboundedReceiver<AgentReport>,
     refused: CancellationToken,
@@ -768,7 +798,6 @@ async fn send_reports(
     /// Steps kept while the controller is unreachable; older stats go first beyond it.
     const MAX_PENDING_EVENTS: usize = 100_000;
     let mut pending: Option<AgentReport> = None;
-    let mut index = 0;
     let mut delay = Duration::from_millis(100);
     loop {
         if pending.is_none() {
@@ -799,6 +828,7 @@ async fn send_reports(
                 !drop
             });
         }
+        let index = current.get();
         let controller = &controllers[index % controllers.len()];
         match controller.report(&credential, &batch).await {
             Ok(()) => {
@@ -814,7 +844,7 @@ async fn send_reports(
             Err(error) => {
                 tracing::warn!(%error, "cannot report; keeping the report for the next try");
                 pending = Some(batch);
-                index += 1;
+                current.failed(index);
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
             }

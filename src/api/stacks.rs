@@ -6,6 +6,7 @@
 //! One deploy or delete per stack at a time.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -14,7 +15,7 @@ use super::{Api, ApiError, ErrorKind, parse};
 use crate::deploy::stack::{
     self, DeployError, Ecs, Neighbours, StackEvent, StackRecord, StackStatus, Target,
 };
-use crate::store::Expect;
+use crate::store::{Expect, Store, StoreError, Txn};
 
 fn key(name: &str) -> String {
     format!("stacks/{name}")
@@ -43,20 +44,100 @@ impl Ecs for Api {
 #[derive(Default)]
 pub(crate) struct StackLocks(std::sync::Mutex<BTreeMap<String, Vec<StackEvent>>>);
 
+/// Where a deploy or delete claims its stack in the store, for every replica to see.
+const CLAIMS: &str = "stack-claims/";
+
+/// How long a claim outlives a replica that died holding it.
+const CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn in_progress(name: &str) -> ApiError {
+    ApiError::new(
+        ErrorKind::UpdateInProgressException,
+        format!("stack {name}: another deploy or delete of it is in progress"),
+    )
+}
+
 impl StackLocks {
-    /// Takes `name`, or refuses while another deploy or delete holds it.
-    fn take(&self, name: &str) -> Result<StackLock<'_>, ApiError> {
-        let mut busy = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if busy.insert(name.to_string(), Vec::new()).is_some() {
-            return Err(ApiError::new(
-                ErrorKind::UpdateInProgressException,
-                format!("stack {name}: another deploy or delete of it is in progress"),
-            ));
+    /// Takes `name`, or refuses while another deploy or delete holds it: here, or through
+    /// another controller sharing `store` (a claim under a lease, renewed while it runs).
+    fn take(&self, store: &Arc<dyn Store>, name: &str) -> Result<StackLock<'_>, ApiError> {
+        {
+            let mut busy = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            if busy.insert(name.to_string(), Vec::new()).is_some() {
+                return Err(in_progress(name));
+            }
         }
-        Ok(StackLock {
+        let mut lock = StackLock {
             locks: self,
             name: name.to_string(),
+            claim: None,
+        };
+        lock.claim = Some(Claim::take(store.clone(), name)?);
+        Ok(lock)
+    }
+}
+
+/// A stack claimed in the store: the lease is renewed by a thread of its own until dropped.
+struct Claim {
+    store: Arc<dyn Store>,
+    lease: crate::store::LeaseId,
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    keeper: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Claim {
+    fn take(store: Arc<dyn Store>, name: &str) -> Result<Self, ApiError> {
+        let key = format!("{CLAIMS}{name}");
+        let lease = store.grant_lease(CLAIM_TTL)?;
+        let txn = Txn::new()
+            .when(key.as_str(), Expect::Absent)
+            .put_with_lease(
+                key.as_str(),
+                json!({"since": crate::records::timestamp()}),
+                lease,
+            );
+        match store.commit(&txn) {
+            Ok(_) => {}
+            Err(error) => {
+                let _ = store.revoke_lease(lease);
+                return Err(match error {
+                    StoreError::Conflict { .. } => in_progress(name),
+                    other => other.into(),
+                });
+            }
+        }
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let renewing = store.clone();
+        let keeper = std::thread::Builder::new()
+            .name("stack-claim".into())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(crate::store::renew_every(CLAIM_TTL))
+                {
+                    if let Err(error) = renewing.keep_alive(lease) {
+                        tracing::warn!(%error, "cannot renew a stack's claim");
+                    }
+                }
+            })
+            .map_err(|e| ApiError::new(ErrorKind::ServerException, e.to_string()))?;
+        Ok(Self {
+            store,
+            lease,
+            stop: Some(stop),
+            keeper: Some(keeper),
         })
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(keeper) = self.keeper.take() {
+            let _ = keeper.join();
+        }
+        if let Err(error) = self.store.revoke_lease(self.lease) {
+            tracing::warn!(%error, "cannot release a stack's claim; it lapses with its lease");
+        }
     }
 }
 
@@ -75,6 +156,8 @@ impl StackLocks {
 struct StackLock<'a> {
     locks: &'a StackLocks,
     name: String,
+    /// Released before the in-process lock.
+    claim: Option<Claim>,
 }
 
 impl StackLock<'_> {
@@ -114,6 +197,7 @@ impl Ecs for Changing<'_> {
 
 impl Drop for StackLock<'_> {
     fn drop(&mut self) {
+        drop(self.claim.take());
         self.locks
             .0
             .lock()
@@ -219,7 +303,9 @@ pub fn deploy(api: &Api, body: Value) -> Result<Value, ApiError> {
             ))),
         })
         .collect::<Result<BTreeMap<_, _>, _>>()?;
-    let lock = api.stacks_busy.take(&request.stack_name)?;
+    let lock = api
+        .stacks_busy
+        .take(&api.control.store, &request.stack_name)?;
     let previous = load(api, &request.stack_name)?;
     let target = target(api, &request.stack_name)?;
     let changes =
@@ -294,7 +380,9 @@ pub fn list(api: &Api, _body: Value) -> Result<Value, ApiError> {
 
 pub fn delete(api: &Api, body: Value) -> Result<Value, ApiError> {
     let request: StackName = parse(body)?;
-    let lock = api.stacks_busy.take(&request.stack_name)?;
+    let lock = api
+        .stacks_busy
+        .take(&api.control.store, &request.stack_name)?;
     let mut record =
         load(api, &request.stack_name)?.ok_or_else(|| not_found(&request.stack_name))?;
     let neighbours = Neighbours::of(&load_all(api)?, &request.stack_name);
@@ -324,13 +412,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn one_deploy_per_stack_at_a_time() {
+    fn one_deploy_per_stack_at_a_time_here_and_through_another_replica() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(crate::store::SqliteStore::open(&dir.path().join("s.db")).unwrap());
         let locks = StackLocks::default();
-        let held = locks.take("web").unwrap();
-        let refused = locks.take("web").err().unwrap();
+        let held = locks.take(&store, "web").unwrap();
+        let refused = locks.take(&store, "web").err().unwrap();
         assert_eq!(refused.kind, ErrorKind::UpdateInProgressException);
-        assert!(locks.take("other").is_ok());
+        // Another replica's locks, over the same store.
+        let elsewhere = StackLocks::default();
+        let refused = elsewhere.take(&store, "web").err().unwrap();
+        assert_eq!(refused.kind, ErrorKind::UpdateInProgressException);
+        assert!(locks.take(&store, "other").is_ok());
         drop(held);
-        assert!(locks.take("web").is_ok());
+        assert!(elsewhere.take(&store, "web").is_ok());
     }
 }
