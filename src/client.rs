@@ -17,11 +17,11 @@ const ECS_TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113.";
 pub enum ClientError {
     #[error("endpoint {endpoint}: {why}")]
     Endpoint { endpoint: String, why: String },
-    #[error("cannot reach wasmgate at {endpoint} ({source}); is `wasmgate server` running there?")]
+    /// The I/O error is said in the message (not a `source`, which `{:#}` would say again).
+    #[error("cannot reach wasmgate at {endpoint} ({why}); is `wasmgate server` running there?")]
     Connect {
         endpoint: String,
-        #[source]
-        source: std::io::Error,
+        why: std::io::Error,
     },
     #[error("{endpoint}: {why}")]
     Http { endpoint: String, why: String },
@@ -143,9 +143,9 @@ impl Client {
             .connect
             .connect()
             .await
-            .map_err(|source| ClientError::Connect {
+            .map_err(|why| ClientError::Connect {
                 endpoint: self.endpoint.clone(),
-                source,
+                why,
             })?;
         let (mut sender, connection) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))

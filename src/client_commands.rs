@@ -15,16 +15,18 @@ use wasmgate::client::Client;
 /// Where the server is; shared by every client verb.
 #[derive(clap::Args, Clone)]
 pub struct Target {
-    /// The server's API (`wasmgate server --listen`).
+    /// The server's API (`wasmgate server --listen`). Global, so it may also follow the
+    /// action of a verb that has actions (`wasmgate stack ls --endpoint URL`).
     #[arg(
         long,
+        global = true,
         env = "WASMGATE_ENDPOINT",
         default_value = "http://127.0.0.1:8080"
     )]
     endpoint: String,
 
     /// The cluster.
-    #[arg(long, default_value = "default")]
+    #[arg(long, global = true, default_value = "default")]
     pub(crate) cluster: String,
 }
 
