@@ -196,7 +196,7 @@ pub async fn run_server(
     let local = if options.local_agent {
         let runner = task_runner(config, images)?;
         let resources = host_resources(config, &runner);
-        let instance_id = local_instance_id(&control);
+        let instance_id = local_instance_id(&control, &config.data_dir);
         let offer = HostOffer {
             name: hostname(),
             cluster: None,
@@ -208,7 +208,7 @@ pub async fn run_server(
         let (id, desired) = hosts
             .join_local(instance_id, offer)
             .map_err(|e| start_error("cannot register the agent")(e.to_string()))?;
-        remember_local_instance(&control, &id);
+        remember_local_instance(&config.data_dir, &id);
         tracing::info!(instance = %id, cpu = resources.cpu_units, memory_mib = resources.memory_mib, "agent registered");
         Some((id, desired, runner))
     } else {
@@ -379,21 +379,32 @@ pub async fn run_server(
     Ok(())
 }
 
-/// The key remembering this server's own host id across restarts.
-const LOCAL_HOST_KEY: &str = "agent/self";
+/// Where this server keeps its own host's id across restarts: its data directory, since
+/// replicas sharing one store each have their own host.
+const LOCAL_HOST_FILE: &str = "local-host.json";
 
-fn local_instance_id(control: &Control) -> Option<String> {
-    let found = control.store.get(LOCAL_HOST_KEY).ok()??;
-    found.value["id"].as_str().map(str::to_string)
+/// Where it was kept before (the store), read once for servers upgraded in place.
+const LEGACY_LOCAL_HOST_KEY: &str = "agent/self";
+
+fn local_instance_id(control: &Control, data_dir: &Path) -> Option<String> {
+    let from_file = std::fs::read(data_dir.join(LOCAL_HOST_FILE))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .and_then(|value| value["id"].as_str().map(str::to_string));
+    from_file.or_else(|| {
+        let found = control.store.get(LEGACY_LOCAL_HOST_KEY).ok()??;
+        found.value["id"].as_str().map(str::to_string)
+    })
 }
 
-fn remember_local_instance(control: &Control, id: &str) {
+fn remember_local_instance(data_dir: &Path, id: &str) {
     let value = serde_json::json!({"id": id});
-    if let Err(error) = control
-        .store
-        .put(LOCAL_HOST_KEY, &value, crate::store::Expect::Any)
-    {
-        tracing::warn!(%error, "cannot remember the agent's host id");
+    let path = data_dir.join(LOCAL_HOST_FILE);
+    let partial = path.with_extension("json.partial");
+    let written =
+        std::fs::write(&partial, value.to_string()).and_then(|()| std::fs::rename(&partial, &path));
+    if let Err(error) = written {
+        tracing::warn!(%error, path = %path.display(), "cannot remember the agent's host id");
     }
 }
 

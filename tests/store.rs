@@ -38,6 +38,11 @@ pub fn compare_and_swap_guards_every_write(store: &dyn Store) {
         .put("clusters/a", &json!({"n": 2}), Expect::Revision(first))
         .unwrap();
     assert!(second > first, "revisions grow: {first} then {second}");
+    assert_eq!(
+        store.last_committed(),
+        second,
+        "the store remembers its own newest write"
+    );
     assert!(matches!(
         store.put("clusters/a", &json!({"n": 3}), Expect::Revision(first)),
         Err(StoreError::Conflict { .. })

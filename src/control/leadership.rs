@@ -89,6 +89,10 @@ impl Store for Fenced {
         self.inner.watch()
     }
 
+    fn last_committed(&self) -> u64 {
+        self.inner.last_committed()
+    }
+
     fn grant_lease(&self, ttl: Duration) -> Result<LeaseId, StoreError> {
         self.inner.grant_lease(ttl)
     }

@@ -5,10 +5,12 @@
 //! Architecture invariant: the view is a consistent prefix of the store's changes. It
 //! subscribes before its first full list and applies a change only when it is newer than
 //! what it holds (revisions are global and increasing), so an old change delivered after the
-//! list never wins; a lagged subscription lists everything again. The store sends a change
-//! before its write returns, so draining the feed before a pass sees every write the
-//! scheduler itself made (read-your-writes), and any other writer's up to that moment, as a
-//! full list would.
+//! list never wins; a lagged subscription lists everything again. Before a pass it drains the
+//! feed until it has seen the newest revision this process wrote (`Store::last_committed`:
+//! SQLite's feed has it before the write returns; etcd's trails by a moment), so a pass sees
+//! every write the scheduler itself made (read-your-writes); other replicas' writes come at
+//! the feed's pace, as they would to any reader. A feed that does not get there in time is
+//! replaced by a full list.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,7 +26,12 @@ pub struct TaskIndex {
     changes: Watch,
     /// Whether a full list is due (first use, or the feed lagged).
     stale: bool,
+    /// The newest revision the index has seen, on the feed or in a listing.
+    seen: u64,
 }
+
+/// How long a pass waits for the feed to bring the store's latest writes before listing.
+const FEED_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl TaskIndex {
     /// An index of `store`'s tasks; it reads them at the first [`catch_up`](Self::catch_up).
@@ -33,22 +40,41 @@ impl TaskIndex {
             tasks: HashMap::new(),
             changes: store.watch(),
             stale: true,
+            seen: 0,
         }
     }
 
-    /// Applies every change waiting on the feed (or lists everything again when it lagged),
-    /// so the index is as current as a full list made now.
+    /// Applies every change waiting on the feed until it has seen every write this process
+    /// made (or lists everything again when it lagged or trails too long).
     pub fn catch_up(&mut self, store: &dyn Store) -> Result<(), StoreError> {
+        let current = store.last_committed();
+        let until = std::time::Instant::now() + FEED_WITHIN;
         loop {
-            match self.changes.try_recv() {
-                Ok(change) => {
-                    if !self.stale {
-                        self.apply(change);
+            loop {
+                match self.changes.try_recv() {
+                    Ok(change) => {
+                        self.seen = self.seen.max(change.revision);
+                        if !self.stale {
+                            self.apply(change);
+                        }
                     }
+                    Err(TryRecvError::Lagged(_)) => self.stale = true,
+                    Err(TryRecvError::Empty) | Err(TryRecvError::Closed) => break,
                 }
-                Err(TryRecvError::Lagged(_)) => self.stale = true,
-                Err(TryRecvError::Empty) | Err(TryRecvError::Closed) => break,
             }
+            if self.stale || self.seen >= current {
+                break;
+            }
+            if std::time::Instant::now() >= until {
+                tracing::debug!(
+                    seen = self.seen,
+                    current,
+                    "the feed trails; listing the tasks"
+                );
+                self.stale = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
         }
         if self.stale {
             self.relist(store)?;
@@ -63,7 +89,9 @@ impl TaskIndex {
 
     fn relist(&mut self, store: &dyn Store) -> Result<(), StoreError> {
         let mut tasks = HashMap::new();
-        for (key, found) in store.list(crate::records::TASKS)? {
+        let listing = store.list(crate::records::TASKS)?;
+        self.seen = self.seen.max(listing.revision);
+        for (key, found) in listing {
             match serde_json::from_value::<TaskRecord>(found.value) {
                 Ok(task) => {
                     tasks.insert(key, (found.revision, Arc::new(task)));

@@ -208,6 +208,11 @@ pub trait Store: Send + Sync + 'static {
     /// Changes from now on.
     fn watch(&self) -> Watch;
 
+    /// The newest revision this process wrote through this store (0 before its first write).
+    /// A reader of the feed that has seen it has seen every write of its own (read-your-
+    /// writes), however far the feed trails.
+    fn last_committed(&self) -> u64;
+
     /// A new lease that lives `ttl` unless kept alive.
     fn grant_lease(&self, ttl: Duration) -> Result<LeaseId, StoreError>;
 

@@ -18,6 +18,8 @@ use super::{Change, Feed, LeaseId, Listing, Op, Store, StoreError, Txn, Versione
 pub struct SqliteStore {
     state: Mutex<State>,
     changes: broadcast::Sender<Feed>,
+    /// The newest revision written through this handle.
+    committed: std::sync::atomic::AtomicU64,
 }
 
 struct State {
@@ -70,6 +72,7 @@ impl SqliteStore {
                 next_lease: 1,
             }),
             changes: broadcast::channel(1024).0,
+            committed: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -270,11 +273,17 @@ impl Store for SqliteStore {
         for change in changes {
             let _ = self.changes.send(Feed::Change(change));
         }
+        self.committed
+            .fetch_max(revision, std::sync::atomic::Ordering::SeqCst);
         Ok(revision)
     }
 
     fn watch(&self) -> Watch {
         Watch::new(self.changes.subscribe())
+    }
+
+    fn last_committed(&self) -> u64 {
+        self.committed.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn grant_lease(&self, ttl: Duration) -> Result<LeaseId, StoreError> {
