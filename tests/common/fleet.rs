@@ -79,11 +79,11 @@ pub const TOKEN: &str = "test-join-token-0123456789";
 /// A `wasmgate server` in the root namespace on the bridge address, with no agent of its own
 /// and short host timeouts (2 s to disconnected, 5 s to lost).
 pub struct Controller {
-    pub _child: Killed,
+    pub process: Killed,
     pub endpoint: String,
     pub gateway: String,
     pub token_file: std::path::PathBuf,
-    pub _data: tempfile::TempDir,
+    pub data: tempfile::TempDir,
 }
 
 pub fn controller(net: &TestNet) -> Controller {
@@ -132,11 +132,11 @@ pub fn controller_with(net: &TestNet, extra: &[&str]) -> Controller {
     // The rest of what it prints is not read; a thread drains it so it never blocks.
     std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
     Controller {
-        _child: Killed(child),
+        process: Killed(child),
         endpoint,
         gateway,
         token_file,
-        _data: data,
+        data,
     }
 }
 
