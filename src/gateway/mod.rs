@@ -57,8 +57,10 @@ struct Route {
 
 /// What outlives route table rebuilds: activity and figures.
 struct RouteState {
-    /// Epoch milliseconds of the last request.
+    /// Epoch milliseconds of the last request (here, or through another replica's gateway).
     last_request: AtomicU64,
+    /// The newest `last_request` this replica told the others of (or heard from them).
+    published: AtomicU64,
     /// Whether a scale from zero was asked for and not yet seen through.
     waking: AtomicBool,
     metrics: Arc<ServiceMetrics>,
@@ -149,6 +151,7 @@ impl Gateway {
                     .or_insert_with(|| {
                         Arc::new(RouteState {
                             last_request: AtomicU64::new(now_millis()),
+                            published: AtomicU64::new(0),
                             waking: AtomicBool::new(false),
                             metrics: self.metrics.service(&key),
                         })
@@ -408,6 +411,7 @@ impl Gateway {
             let Some(idle) = route.settings.idle_timeout else {
                 continue;
             };
+            self.publish_activity(route, idle);
             let quiet_for = now.saturating_sub(route.state.last_request.load(Ordering::Relaxed));
             let busy = route.tasks.iter().any(|task| {
                 self.workers
@@ -430,6 +434,44 @@ impl Gateway {
         }
     }
 }
+
+impl Gateway {
+    /// Tells the replicas sharing the store that `route` has traffic here (its
+    /// `route-activity/` key), at most every quarter of its idle timeout: each replica's
+    /// gateway sees only its own requests, and none may scale a service to zero that another
+    /// is serving.
+    fn publish_activity(&self, route: &Route, idle: Duration) {
+        let last = route.state.last_request.load(Ordering::Relaxed);
+        let published = route.state.published.load(Ordering::Relaxed);
+        let quarter = (idle.as_millis() / 4) as u64;
+        if last.saturating_sub(published) < quarter.max(1) {
+            return;
+        }
+        route.state.published.fetch_max(last, Ordering::Relaxed);
+        let key = format!("{ACTIVITY}{}", route.key);
+        if let Err(error) = self.control.store.put(
+            &key,
+            &serde_json::json!({"lastRequestMs": last}),
+            crate::store::Expect::Any,
+        ) {
+            tracing::warn!(service = %route.key, %error, "cannot share the route's activity");
+        }
+    }
+
+    /// Another replica (or this one) had traffic for route `key`: it is active as of now, by
+    /// this replica's clock.
+    fn heard_activity(&self, key: &str) {
+        let states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(state) = states.get(key) {
+            let now = now_millis();
+            state.last_request.fetch_max(now, Ordering::Relaxed);
+            state.published.fetch_max(now, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The prefix of the keys that say a route had traffic lately (`route-activity/CLUSTER/NAME`).
+const ACTIVITY: &str = "route-activity/";
 
 /// The headers that tell another host's agent which task serves a forwarded request, and
 /// under which limits.
@@ -652,7 +694,12 @@ async fn keep_routes_current(gateway: Arc<Gateway>, shutdown: CancellationToken)
                 }
                 change = changes.recv() => match change {
                     Ok(change) if change.key.starts_with("tasks/") || change.key.starts_with("services/") || change.key.starts_with("hosts/") => break,
-                    Ok(_) => continue,
+                    Ok(change) => {
+                        if let Some(route) = change.key.strip_prefix(ACTIVITY) {
+                            gateway.heard_activity(route);
+                        }
+                        continue;
+                    }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 },
