@@ -46,14 +46,9 @@ fn prepare(args: &ManifestArgs, cluster: &str) -> anyhow::Result<Prepared> {
         .with_context(|| format!("cannot resolve {file}"))?;
     let mut document = json!({"containerDefinitions": [{"image": manifest.image}]});
     wasmgate::image::reference::absolutize_file_images(&mut document, &dir);
-    let image = match text_of(&document["containerDefinitions"][0]["image"]) {
-        // `..` resolved, so the same manifest reached by another path is the same template
-        // (and applying it again changes nothing).
-        file if file.starts_with("file:/") => {
-            format!("file:{}", lexical(Path::new(&file[5..])).display())
-        }
-        other => other,
-    };
+    // `..` resolved there, so the same manifest reached by another path is the same template
+    // (and applying it again changes nothing).
+    let image = text_of(&document["containerDefinitions"][0]["image"]);
     let placement = Placement {
         cluster: cluster.to_string(),
     };
@@ -62,21 +57,6 @@ fn prepare(args: &ManifestArgs, cluster: &str) -> anyhow::Result<Prepared> {
         template: copilot::template(&manifest, &placement, &image),
         manifest,
     })
-}
-
-/// `path` with its `.` and `..` components resolved as written (no symbolic links followed).
-fn lexical(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for component in path.components() {
-        match component {
-            std::path::Component::CurDir => {}
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            other => out.push(other),
-        }
-    }
-    out
 }
 
 /// Whether `cluster` exists and is ACTIVE.
@@ -227,19 +207,4 @@ pub async fn delete(target: &Target, args: ManifestArgs) -> anyhow::Result<u8> {
     let status = text_of(&answer["status"]);
     println!("stack {}: {status}", prepared.stack);
     Ok(if status == "DELETE_COMPLETE" { 0 } else { 1 })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dots_are_resolved_as_written() {
-        assert_eq!(
-            lexical(Path::new(
-                "/repo/examples/stacks/../copilot/./../../guests/app.wasm"
-            )),
-            Path::new("/repo/guests/app.wasm")
-        );
-    }
 }

@@ -93,8 +93,10 @@ pub fn is_file_reference(reference: &str) -> bool {
         || reference.starts_with("../")
 }
 
-/// Makes the relative file images (`app.wasm`, `./x`, `file:x`) of a task definition document
-/// absolute against `dir`, so the definition runs the same wherever the server resolves it.
+/// Makes the file images of a task definition document absolute paths: relative ones
+/// (`app.wasm`, `./x`, `file:x`) against `dir`, so the definition runs the same wherever the
+/// server resolves it, and every one spelled one way (`/abs/x`, never `file:/abs/x`), so two
+/// spellings of one file are not a change.
 pub fn absolutize_file_images(document: &mut serde_json::Value, dir: &Path) {
     let Some(containers) = document["containerDefinitions"].as_array_mut() else {
         return;
@@ -103,12 +105,28 @@ pub fn absolutize_file_images(document: &mut serde_json::Value, dir: &Path) {
         let Some(image) = container["image"].as_str() else {
             continue;
         };
-        let relative = image.strip_prefix("file:").unwrap_or(image);
-        if is_file_reference(image) && !relative.starts_with('/') {
-            container["image"] =
-                serde_json::json!(format!("file:{}", dir.join(relative).display()));
+        if !is_file_reference(image) {
+            continue;
+        }
+        let path = image.strip_prefix("file:").unwrap_or(image);
+        let absolute = lexical(&dir.join(path)).display().to_string();
+        container["image"] = serde_json::json!(absolute);
+    }
+}
+
+/// `path` with its `.` and `..` components resolved as written (no symbolic links followed).
+pub fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
         }
     }
+    out
 }
 
 /// Parses `reference`, resolving relative paths against `base_dir` and short registry names
@@ -236,6 +254,42 @@ fn check_repository(repository: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dots_are_resolved_as_written() {
+        assert_eq!(
+            lexical(Path::new(
+                "/repo/examples/stacks/../copilot/./../../guests/app.wasm"
+            )),
+            Path::new("/repo/guests/app.wasm")
+        );
+    }
+
+    #[test]
+    fn file_images_are_made_absolute_and_spelled_one_way() {
+        let mut document = serde_json::json!({"containerDefinitions": [
+            {"image": "app.wasm"}, {"image": "file:x"}, {"image": "./y.wasm"},
+            {"image": "file:/abs/z.wasm"}, {"image": "/abs/z.wasm"}, {"image": "nginx:1"},
+        ]});
+        absolutize_file_images(&mut document, Path::new("/dir"));
+        let images: Vec<&str> = document["containerDefinitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["image"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            images,
+            [
+                "/dir/app.wasm",
+                "/dir/x",
+                "/dir/y.wasm",
+                "/abs/z.wasm",
+                "/abs/z.wasm",
+                "nginx:1"
+            ]
+        );
+    }
 
     fn registry(reference: &str) -> RegistryRef {
         match parse(reference, Path::new("/base"), "docker.io").unwrap() {
