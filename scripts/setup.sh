@@ -6,7 +6,8 @@
 #   scripts/setup.sh         that, and what the tests and benches need (Debian): the OCI registry
 #                            server, htpasswd and skopeo (a second tool that must be able to pull
 #                            what wasmgate pushes) for the image tests, runc (the container
-#                            capacity's runtime) and busybox-static (the container tests' image),
+#                            capacity's runtime), tini (the init of initProcessEnabled
+#                            containers) and busybox-static (the container tests' image),
 #                            containernetworking-plugins and iptables (container tasks' own
 #                            networks: awsvpc and bridge through the CNI plugins),
 #                            iproute2 (the multi-host tests' network namespaces), node and
@@ -34,6 +35,8 @@ if [ "$want" = all ]; then
   command -v htpasswd >/dev/null || missing+=(apache2-utils)
   command -v skopeo >/dev/null || missing+=(skopeo)
   command -v runc >/dev/null || missing+=(runc)
+  # (static: bind-mounted into containers as their pid 1 when initProcessEnabled)
+  [ -x /usr/bin/tini-static ] || missing+=(tini)
   [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
   command -v iptables >/dev/null || missing+=(iptables)
   # (static: the tests copy it into an image that has no libc)

@@ -58,7 +58,7 @@ pub(super) fn port_requests(definition: &TaskDefinition) -> Vec<PortRequest> {
 
 /// The label that limits a container task's outbound traffic (a Wasm HTTP handler's
 /// `wasmgate.http.outbound-hosts` counts too).
-pub(super) const OUTBOUND_HOSTS_LABEL: &str = "wasmgate.network.outbound-hosts";
+pub(super) const OUTBOUND_HOSTS_LABEL: &str = crate::taskdef::OUTBOUND_HOSTS_LABEL;
 
 /// The task's egress policy: open, unless a container declares outbound hosts; then only
 /// to what its containers declare together (they share one namespace).

@@ -78,7 +78,50 @@ pub(super) fn apply_image_config(
                     .and_then(|p| u16::try_from(p).ok())
             })
         }),
+        linux: linux_settings(container),
     };
+}
+
+/// A container's `linuxParameters` and `ulimits` as the runtime takes them (MiB to bytes);
+/// validated with the definition, so a negative number here is left out.
+fn linux_settings(container: &ContainerDefinition) -> crate::capacity::container::LinuxSettings {
+    let mib = |value: Option<i64>| {
+        value
+            .and_then(|v| u64::try_from(v).ok())
+            .map(|v| v.saturating_mul(1 << 20))
+    };
+    let linux = container.linux_parameters.clone().unwrap_or_default();
+    let capabilities = linux.capabilities.unwrap_or_default();
+    crate::capacity::container::LinuxSettings {
+        capabilities_add: capabilities.add,
+        capabilities_drop: capabilities.drop,
+        init: linux.init_process_enabled.unwrap_or(false),
+        shm_size_bytes: mib(linux.shared_memory_size),
+        tmpfs: linux
+            .tmpfs
+            .iter()
+            .filter_map(|t| {
+                Some(crate::capacity::container::TmpfsMount {
+                    container_path: t.container_path.clone()?,
+                    size_bytes: mib(t.size)?,
+                    options: t.mount_options.clone(),
+                })
+            })
+            .collect(),
+        max_swap_bytes: mib(linux.max_swap),
+        swappiness: linux.swappiness.and_then(|v| u64::try_from(v).ok()),
+        rlimits: container
+            .ulimits
+            .iter()
+            .filter_map(|u| {
+                Some((
+                    u.name.clone()?,
+                    u64::try_from(u.soft_limit?).ok()?,
+                    u64::try_from(u.hard_limit?).ok()?,
+                ))
+            })
+            .collect(),
+    }
 }
 
 /// Why a task could not start, and which container it was about.

@@ -8,6 +8,7 @@
 //! capacities, images or the API; every error names the field path at fault.
 
 pub mod http;
+mod linux;
 mod schema;
 mod units;
 mod validate;
@@ -16,7 +17,31 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use linux::{CAPABILITIES, ULIMITS};
 pub use units::{parse_cpu_units, parse_memory_mib};
+
+/// Why `dir` cannot be a container's working directory, if it lies in a kernel file system
+/// (`/proc`, `/sys`, `/dev`): `/proc/self/fd/N` is how a process reaches a descriptor the
+/// runtime leaked into the container (CVE-2024-21626), so none of those is taken.
+pub fn kernel_filesystem_dir(dir: &str) -> Option<String> {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in dir.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            part => parts.push(part),
+        }
+    }
+    let top = *parts.first()?;
+    ["proc", "sys", "dev"].contains(&top).then(|| {
+        format!(
+            "\"{dir}\" is inside /{top}, a kernel file system a container may not work in \
+             (the shape of CVE-2024-21626)"
+        )
+    })
+}
 
 /// One problem with a task definition: the field path (`containerDefinitions[1].memory`) and
 /// the rule it breaks.
@@ -218,7 +243,74 @@ pub struct ContainerDefinition {
     pub user: Option<String>,
     #[serde(default)]
     pub readonly_root_filesystem: Option<bool>,
+    /// Linux settings of a container image's container (capabilities, init, /dev/shm, tmpfs,
+    /// swap); Wasm images ignore them.
+    #[serde(default)]
+    pub linux_parameters: Option<LinuxParameters>,
+    /// Resource limits (`setrlimit`) of a container image's processes.
+    #[serde(default)]
+    pub ulimits: Vec<Ulimit>,
 }
+
+/// ECS's `LinuxParameters`. Sizes are MiB, as in ECS.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LinuxParameters {
+    #[serde(default)]
+    pub capabilities: Option<KernelCapabilities>,
+    /// Host devices: refused by validation (wasmgate passes none through).
+    #[serde(default)]
+    pub devices: Vec<serde_json::Value>,
+    #[serde(default)]
+    pub init_process_enabled: Option<bool>,
+    #[serde(default)]
+    pub shared_memory_size: Option<i64>,
+    #[serde(default)]
+    pub tmpfs: Vec<Tmpfs>,
+    #[serde(default)]
+    pub max_swap: Option<i64>,
+    #[serde(default)]
+    pub swappiness: Option<i64>,
+}
+
+/// Capabilities added to and dropped from Docker's default set, by ECS's names (no `CAP_`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KernelCapabilities {
+    #[serde(default)]
+    pub add: Vec<String>,
+    #[serde(default)]
+    pub drop: Vec<String>,
+}
+
+/// A tmpfs mount of a container.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Tmpfs {
+    #[serde(default)]
+    pub container_path: Option<String>,
+    #[serde(default)]
+    pub size: Option<i64>,
+    #[serde(default)]
+    pub mount_options: Vec<String>,
+}
+
+/// One resource limit: ECS's name (`nofile`, `nproc`, ...) and its soft and hard values.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ulimit {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub soft_limit: Option<i64>,
+    #[serde(default)]
+    pub hard_limit: Option<i64>,
+}
+
+/// The label that limits a task's outbound traffic (`host[:port]`, `A.B.C.D/N[:port]`, `*`,
+/// comma-separated): a container image task's, in its network namespace; a Wasm container's
+/// `wasi:sockets`, which are off without it.
+pub const OUTBOUND_HOSTS_LABEL: &str = "wasmgate.network.outbound-hosts";
 
 /// ECS's default `stopTimeout`, in seconds.
 pub const DEFAULT_STOP_TIMEOUT_SECS: u32 = 30;
@@ -250,6 +342,14 @@ impl ContainerDefinition {
             .get(TASK_TIMEOUT_LABEL)
             .and_then(|v| timeout_seconds(v))
             .map(std::time::Duration::from_secs)
+    }
+
+    /// Whether it limits the task's outbound traffic (its `outbound-hosts` labels).
+    pub fn limits_outbound(&self) -> bool {
+        self.docker_labels.contains_key(OUTBOUND_HOSTS_LABEL)
+            || self
+                .http_settings()
+                .is_some_and(|settings| !settings.outbound_hosts.is_empty())
     }
 
     /// `essential` defaults to true, as in ECS.

@@ -43,6 +43,28 @@ const MOUNT_POINT: Shape = Object(&[
     ("readOnly", Opaque),
 ]);
 
+const LINUX_PARAMETERS: Shape = Object(&[
+    ("capabilities", Object(&[("add", Opaque), ("drop", Opaque)])),
+    ("devices", Opaque),
+    ("initProcessEnabled", Opaque),
+    ("sharedMemorySize", Opaque),
+    ("tmpfs", List(&TMPFS)),
+    ("maxSwap", Opaque),
+    ("swappiness", Opaque),
+]);
+
+const TMPFS: Shape = Object(&[
+    ("containerPath", Opaque),
+    ("size", Opaque),
+    ("mountOptions", Opaque),
+]);
+
+const ULIMIT: Shape = Object(&[
+    ("name", Opaque),
+    ("softLimit", Opaque),
+    ("hardLimit", Opaque),
+]);
+
 const CONTAINER_DEPENDENCY: Shape = Object(&[("containerName", Opaque), ("condition", Opaque)]);
 
 const CONTAINER_DEFINITION: Shape = Object(&[
@@ -62,7 +84,7 @@ const CONTAINER_DEFINITION: Shape = Object(&[
     ("environmentFiles", Opaque),
     ("mountPoints", List(&MOUNT_POINT)),
     ("volumesFrom", Opaque),
-    ("linuxParameters", Opaque),
+    ("linuxParameters", LINUX_PARAMETERS),
     ("secrets", Opaque),
     ("dependsOn", List(&CONTAINER_DEPENDENCY)),
     ("startTimeout", Opaque),
@@ -81,7 +103,7 @@ const CONTAINER_DEFINITION: Shape = Object(&[
     ("interactive", Opaque),
     ("pseudoTerminal", Opaque),
     ("dockerLabels", Opaque),
-    ("ulimits", Opaque),
+    ("ulimits", List(&ULIMIT)),
     ("logConfiguration", Opaque),
     ("healthCheck", HEALTH_CHECK),
     ("systemControls", Opaque),

@@ -209,6 +209,10 @@ fn check_containers(
         ));
     }
 
+    let fargate = spec
+        .requires_compatibilities
+        .contains(&Compatibility::Fargate);
+    let fenced = containers.iter().any(ContainerDefinition::limits_outbound);
     let mut seen_names = HashSet::new();
     let mut seen_ports = BTreeMap::new();
     for (index, container) in containers.iter().enumerate() {
@@ -228,6 +232,7 @@ fn check_containers(
         }
         check_container_memory(&path, container, task_memory, errors);
         check_container_misc(&path, container, errors);
+        super::linux::check(&path, container, fargate, fenced, errors);
         check_mount_points(&path, container, volume_names, errors);
         check_port_mappings(&path, container, spec.network_mode, &mut seen_ports, errors);
         check_health_check(&path, container, errors);
@@ -289,13 +294,15 @@ fn check_container_misc(path: &str, container: &ContainerDefinition, errors: &mu
             format!("must be whole seconds, 1 to 31536000 (got \"{value}\")"),
         ));
     }
-    if let Some(dir) = &container.working_directory
-        && !dir.starts_with('/')
-    {
-        errors.push(FieldError::new(
-            format!("{path}.workingDirectory"),
-            format!("must be an absolute path (got \"{dir}\")"),
-        ));
+    if let Some(dir) = &container.working_directory {
+        if !dir.starts_with('/') {
+            errors.push(FieldError::new(
+                format!("{path}.workingDirectory"),
+                format!("must be an absolute path (got \"{dir}\")"),
+            ));
+        } else if let Some(why) = super::kernel_filesystem_dir(dir) {
+            errors.push(FieldError::new(format!("{path}.workingDirectory"), why));
+        }
     }
     for (index, variable) in container.environment.iter().enumerate() {
         if variable.name.as_deref().is_none_or(str::is_empty) {

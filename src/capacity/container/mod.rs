@@ -16,6 +16,7 @@
 pub mod cni;
 pub mod netns;
 pub mod network;
+pub mod seccomp;
 pub mod spec;
 
 use std::path::{Path, PathBuf};
@@ -58,6 +59,38 @@ pub struct RuntimeOptions {
     /// The port it serves HTTP on, for the gateway (on the host's network, or the task's own
     /// address).
     pub http_port: Option<u16>,
+    /// Capabilities, init, /dev/shm, tmpfs, swap, resource limits.
+    pub linux: LinuxSettings,
+}
+
+/// The Linux settings of a container beyond Docker's defaults (the definition's
+/// `linuxParameters` and `ulimits`).
+#[derive(Debug, Clone, Default)]
+pub struct LinuxSettings {
+    /// Added to Docker's default capabilities (`CAP_` optional, `ALL`).
+    pub capabilities_add: Vec<String>,
+    /// Dropped from them, before the additions (`ALL` drops every one).
+    pub capabilities_drop: Vec<String>,
+    /// A tiny init (tini) as pid 1 that forwards signals and reaps orphans.
+    pub init: bool,
+    /// The size of `/dev/shm` (default 64 MiB, as Docker's).
+    pub shm_size_bytes: Option<u64>,
+    pub tmpfs: Vec<TmpfsMount>,
+    /// Swap the container may use beyond its memory limit (0: none), where the host allows.
+    pub max_swap_bytes: Option<u64>,
+    /// The kernel's swappiness for the container (0-100), with `max_swap_bytes`.
+    pub swappiness: Option<u64>,
+    /// Resource limits by name (`nofile`, `nproc`, ...): (soft, hard).
+    pub rlimits: Vec<(String, u64, u64)>,
+}
+
+/// An empty tmpfs at `container_path`.
+#[derive(Debug, Clone)]
+pub struct TmpfsMount {
+    pub container_path: String,
+    pub size_bytes: u64,
+    /// mount(8) options (`noexec`, `mode=1777`).
+    pub options: Vec<String>,
 }
 
 /// The network namespace a container runs in.
@@ -103,6 +136,8 @@ pub struct ContainerCapacity {
     /// One unpack per image at a time.
     unpacking: tokio::sync::Mutex<()>,
     networks: Arc<network::TaskNetworks>,
+    /// What the host offers containers (swap control, an init binary).
+    host: spec::HostSupport,
 }
 
 impl ContainerCapacity {
@@ -110,10 +145,17 @@ impl ContainerCapacity {
     pub fn new(config: ContainerCapacityConfig) -> Result<Self, CapacityError> {
         for sub in ["rootfs", "bundles", "runc"] {
             let dir = config.dir.join(sub);
-            std::fs::create_dir_all(&dir).map_err(|source| CapacityError::Io {
-                context: format!("create {}", dir.display()),
-                source,
-            })?;
+            // Only root may enter: images keep their setuid files (as Docker's do), which
+            // must not become a way to root for a user of the host.
+            std::fs::create_dir_all(&dir)
+                .and_then(|()| {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+                })
+                .map_err(|source| CapacityError::Io {
+                    context: format!("create {}", dir.display()),
+                    source,
+                })?;
         }
         let networks = network::TaskNetworks::new(&config.dir, config.network.clone())
             .map_err(|e| CapacityError::Start(e.to_string()))?;
@@ -121,6 +163,7 @@ impl ContainerCapacity {
             config,
             unpacking: tokio::sync::Mutex::new(()),
             networks: Arc::new(networks),
+            host: spec::HostSupport::detect(),
         };
         capacity.clean_up_leftovers();
         Ok(capacity)
@@ -244,7 +287,11 @@ impl ContainerCapacity {
             start_error(why)
         })?;
         let cgroup = format!("/wasmgate/{id}");
-        let document = spec::runtime_spec(&spec, &spec.runtime, user, &cgroup);
+        let document = spec::runtime_spec(&spec, &spec.runtime, user, &cgroup, &self.host)
+            .map_err(|why| {
+                remove_bundle(&bundle);
+                start_error(why)
+            })?;
         std::fs::write(bundle.join("config.json"), document.to_string())
             .map_err(|e| start_error(format!("write config.json: {e}")))?;
         let mut command = Command::new(&self.config.runtime);
