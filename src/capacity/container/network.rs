@@ -230,38 +230,51 @@ impl EgressPolicy {
         Ok(Self::Only(destinations))
     }
 
-    /// The iptables-restore ruleset that enforces it (`None`: nothing to enforce). Host
-    /// names are resolved now, to their IPv4 addresses.
-    fn ruleset(&self) -> Result<Option<String>, String> {
-        let Self::Only(destinations) = self else {
-            return Ok(None);
-        };
+    /// The iptables-restore ruleset of a task's namespace: connections to the task only on
+    /// its published ports (`ingress`; loopback, answers and ICMP always), and its outbound
+    /// traffic by this policy. Host names are resolved now, to their IPv4 addresses.
+    fn ruleset(&self, ingress: &[PortRequest]) -> Result<String, String> {
         let mut rules = vec![
             "*filter".to_string(),
             ":INPUT ACCEPT [0:0]".into(),
             ":FORWARD ACCEPT [0:0]".into(),
             ":OUTPUT ACCEPT [0:0]".into(),
-            "-A OUTPUT -o lo -j ACCEPT".into(),
-            "-A OUTPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT".into(),
+            "-A INPUT -i lo -j ACCEPT".into(),
+            "-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT".into(),
+            "-A INPUT -p icmp -j ACCEPT".into(),
         ];
-        for destination in destinations {
-            for target in resolve(&destination.host)? {
-                match destination.port {
-                    Some(port) => {
-                        for protocol in ["tcp", "udp"] {
-                            rules.push(format!(
-                                "-A OUTPUT -d {target} -p {protocol} --dport {port} -j ACCEPT"
-                            ));
+        for port in ingress {
+            rules.push(format!(
+                "-A INPUT -p {} --dport {} -j ACCEPT",
+                port.protocol.as_str(),
+                port.container_port
+            ));
+        }
+        // Refused as a closed port is, so a client learns at once.
+        rules.push("-A INPUT -p tcp -j REJECT --reject-with tcp-reset".into());
+        rules.push("-A INPUT -j REJECT --reject-with icmp-port-unreachable".into());
+        if let Self::Only(destinations) = self {
+            rules.push("-A OUTPUT -o lo -j ACCEPT".into());
+            rules.push("-A OUTPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT".into());
+            for destination in destinations {
+                for target in resolve(&destination.host)? {
+                    match destination.port {
+                        Some(port) => {
+                            for protocol in ["tcp", "udp"] {
+                                rules.push(format!(
+                                    "-A OUTPUT -d {target} -p {protocol} --dport {port} -j ACCEPT"
+                                ));
+                            }
                         }
+                        None => rules.push(format!("-A OUTPUT -d {target} -j ACCEPT")),
                     }
-                    None => rules.push(format!("-A OUTPUT -d {target} -j ACCEPT")),
                 }
             }
+            rules.push("-A OUTPUT -p tcp -j REJECT --reject-with tcp-reset".into());
+            rules.push("-A OUTPUT -j REJECT --reject-with icmp-port-unreachable".into());
         }
-        rules.push("-A OUTPUT -p tcp -j REJECT --reject-with tcp-reset".into());
-        rules.push("-A OUTPUT -j REJECT --reject-with icmp-port-unreachable".into());
         rules.push("COMMIT".into());
-        Ok(Some(rules.join("\n") + "\n"))
+        Ok(rules.join("\n") + "\n")
     }
 }
 
@@ -506,10 +519,10 @@ impl TaskNetworks {
         ports: &[PortRequest],
         egress: &EgressPolicy,
     ) -> Result<TaskNetwork, NetworkError> {
-        let ruleset = egress.ruleset().map_err(NetworkError::Egress)?;
+        let ruleset = egress.ruleset(ports).map_err(NetworkError::Egress)?;
         self.masquerade()?;
         let bindings = self.bind_ports(task_id, mode, ports)?;
-        let attached = self.wire(task_id, mode, &bindings, ruleset.as_deref());
+        let attached = self.wire(task_id, mode, &bindings, &ruleset);
         if attached.is_err() {
             self.free_ports(task_id);
         }
@@ -568,7 +581,7 @@ impl TaskNetworks {
         task_id: &str,
         mode: TaskNetworkMode,
         bindings: &[PortBinding],
-        egress_rules: Option<&str>,
+        firewall: &str,
     ) -> Result<(PathBuf, TaskInterface), NetworkError> {
         let host_mapped = mode == TaskNetworkMode::Bridge && !bindings.is_empty();
         let runtime_config = json!({
@@ -607,9 +620,7 @@ impl TaskNetworks {
             )?;
             record.result = Some(result.clone());
             self.write_record(&record)?;
-            if let Some(rules) = egress_rules {
-                enforce(&netns, rules)?;
-            }
+            enforce(&netns, firewall)?;
             let parsed: CniResult = serde_json::from_value(result.clone()).unwrap_or_default();
             let (ipv4, prefix, gateway, mac) = parsed
                 .ipv4_of(TASK_IFNAME)
@@ -776,11 +787,12 @@ impl TaskNetworks {
 }
 
 /// Loads `rules` (iptables-restore's format) into the namespace at `netns`. The containers
-/// cannot change them: they do not have CAP_NET_ADMIN.
+/// cannot change them: they do not have CAP_NET_ADMIN (validation refuses adding it to a task
+/// with an outbound allowlist).
 fn enforce(netns: &Path, rules: &str) -> Result<(), NetworkError> {
     use std::io::Write as _;
     let io = |context: &str, source| NetworkError::Io {
-        context: format!("the egress policy: {context}"),
+        context: format!("the task's firewall: {context}"),
         source,
     };
     let mut command = std::process::Command::new("iptables-restore");
@@ -873,8 +885,15 @@ mod tests {
         );
         let policy =
             EgressPolicy::of_entries(["10.1.2.3:80", "192.168.0.0/16", "localhost"]).unwrap();
-        let rules = policy.ruleset().unwrap().unwrap();
+        let web = PortRequest {
+            container: "web".into(),
+            container_port: 8080,
+            host_port: None,
+            protocol: Protocol::Tcp,
+        };
+        let rules = policy.ruleset(std::slice::from_ref(&web)).unwrap();
         for rule in [
+            "-A INPUT -p tcp --dport 8080 -j ACCEPT\n-A INPUT -p tcp -j REJECT",
             "-A OUTPUT -d 10.1.2.3/32 -p tcp --dport 80 -j ACCEPT",
             "-A OUTPUT -d 10.1.2.3/32 -p udp --dport 80 -j ACCEPT",
             "-A OUTPUT -d 192.168.0.0/16 -j ACCEPT",
@@ -887,7 +906,11 @@ mod tests {
             EgressPolicy::of_entries(["10.1.2.3:http"]).unwrap_err(),
             "outbound host \"10.1.2.3:http\": http is not a port"
         );
-        assert_eq!(EgressPolicy::Open.ruleset(), Ok(None));
+        let open = EgressPolicy::Open.ruleset(&[web]).unwrap();
+        assert!(
+            open.contains("--dport 8080") && !open.contains("-A OUTPUT"),
+            "{open}"
+        );
     }
 
     #[test]
