@@ -1,7 +1,7 @@
 //! Container images run through runc, driven through the ECS API: a tiny image made here from
 //! Debian's busybox-static (a gzip layer, an OCI config), pushed to a real registry on
 //! loopback; output, exit codes, overrides, stops, the memory limit, stats, a hostile layer,
-//! and nothing left behind after a kill -9. These need root (runc, overlay mounts, cgroups),
+//! and nothing left behind after a kill -9 (more hostile images in tests/hostile.rs). These need root (runc, overlay mounts, cgroups),
 //! except the last: a host without an OCI runtime says so.
 
 mod common;
@@ -207,7 +207,7 @@ async fn a_hostile_layer_is_refused_and_writes_nothing_outside() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn container_services_are_kept_up_checked_and_a_fork_bomb_is_contained() {
+async fn container_services_are_kept_up_and_checked() {
     let registry = Registry::start();
     push_busybox(&registry, "busybox:v1").await;
     let image = format!("{}/busybox:v1", registry.addr);
@@ -247,23 +247,6 @@ for _ in range(300):
 t = ecs.describe_tasks(tasks=stopped)['tasks'][0]
 print('sick', t['stoppedReason'], t['healthStatus'])
 
-td('bomb', {'command': ['sh', '-c', 'bomb() { bomb | bomb & }; bomb; sleep 1000'], 'stopTimeout': 1, 'cpu': 256})
-b = run('bomb')
-print('bomb ran', wait(b, 'RUNNING')['lastStatus'])
-cgroup = 'wasmgate/' + b.rsplit('/', 1)[1] + '-box/pids.current'
-most = 0
-for _ in range(40):
-    for base in ['/sys/fs/cgroup/pids/', '/sys/fs/cgroup/']:
-        try:
-            most = max(most, int(open(base + cgroup).read()))
-        except OSError:
-            pass
-    time.sleep(0.05)
-print('bomb pids', most > 100, most <= 1024)
-ecs.stop_task(task=b)
-t = wait(b)
-print('bomb', t['lastStatus'])
-print('server fine', len(ecs.list_clusters()['clusterArns']))
 "#;
     let out = boto3(
         &server.endpoint,
@@ -275,11 +258,6 @@ print('server fine', len(ecs.list_clusters()['clusterArns']))
         out.contains("sick Task failed container health checks UNHEALTHY"),
         "{out}"
     );
-    assert!(out.contains("bomb ran RUNNING"), "{out}");
-    // The bomb really forked, and the pids limit (1024) held.
-    assert!(out.contains("bomb pids True True"), "{out}");
-    assert!(out.contains("bomb STOPPED"), "{out}");
-    assert!(out.contains("server fine 1"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

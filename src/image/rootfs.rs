@@ -7,7 +7,10 @@
 //! root (an absolute symlink means the root's path, as it will inside the container), and a
 //! symlink that climbs above the root is refused; nothing is ever written through a symlink
 //! (an existing file, link or directory at the target is replaced, never opened); hard links
-//! must name a regular file inside the root. Devices and FIFOs are skipped.
+//! must name a regular file inside the root (an absolute one names the image's, as in Docker).
+//! Devices and FIFOs are skipped: making one needs a privilege a task should not get from its
+//! image, and a container's `/dev` is its own. Setuid and setgid bits are kept, as Docker
+//! keeps them: the containers run with no new privileges.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -179,6 +182,15 @@ fn apply_layer(layer: &Layer, root: &Path) -> Result<(), RootfsError> {
                 entry.header().gid().unwrap_or(0) as u32,
             );
             let _ = std::os::unix::fs::lchown(&dest, Some(uid), Some(gid));
+            // chown clears setuid and setgid bits; they are the image's, kept as Docker
+            // keeps them (no new privileges makes them inert in the container, and the
+            // unpacked roots are root's alone on the host).
+            if matches!(
+                kind,
+                tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::Directory
+            ) {
+                set_mode(&dest, mode);
+            }
         }
         created.insert(dest);
     }

@@ -32,7 +32,7 @@ pub fn busybox_layer() -> Vec<u8> {
         .unwrap();
     for applet in [
         "sh", "echo", "cat", "sleep", "true", "dd", "ls", "id", "yes", "head", "httpd", "wget",
-        "mkdir", "seq",
+        "mkdir", "seq", "stat", "test", "wc", "grep", "tr",
     ] {
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(tar::EntryType::Symlink);
@@ -79,6 +79,16 @@ pub async fn push_busybox(registry: &Registry, name: &str) {
 /// Writes the busybox image as an OCI image layout in `dir` (tag `latest`), for hosts that
 /// reach no registry: `oci:DIR:latest`.
 pub fn write_layout(dir: &std::path::Path) {
+    write_image(
+        dir,
+        &[busybox_layer()],
+        json!({"Cmd": ["true"], "Env": ["PATH=/bin"]}),
+    );
+}
+
+/// Writes an OCI image layout in `dir` (tag `latest`) of `layers` (gzip tar, or plain tar
+/// when it does not start with gzip's magic) and the image config's `config` object.
+pub fn write_image(dir: &std::path::Path, layers: &[Vec<u8>], config: serde_json::Value) {
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).unwrap();
     let blob = |bytes: &[u8]| -> (String, usize) {
@@ -86,12 +96,23 @@ pub fn write_layout(dir: &std::path::Path) {
         std::fs::write(blobs.join(digest.trim_start_matches("sha256:")), bytes).unwrap();
         (digest, bytes.len())
     };
-    let layer = busybox_layer();
-    let (layer_digest, layer_size) = blob(&layer);
+    let mut descriptors = Vec::new();
+    let mut diff_ids = Vec::new();
+    for layer in layers {
+        let gzip = layer.starts_with(&[0x1f, 0x8b]);
+        let (digest, size) = blob(layer);
+        let media = if gzip {
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+        } else {
+            "application/vnd.oci.image.layer.v1.tar"
+        };
+        descriptors.push(json!({"mediaType": media, "digest": digest, "size": size}));
+        diff_ids.push(sha256(layer));
+    }
     let config = json!({
         "architecture": "amd64", "os": "linux",
-        "config": {"Cmd": ["true"], "Env": ["PATH=/bin"]},
-        "rootfs": {"type": "layers", "diff_ids": [sha256(&layer)]},
+        "config": config,
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
     });
     let (config_digest, config_size) = blob(config.to_string().as_bytes());
     let manifest = json!({
@@ -99,8 +120,7 @@ pub fn write_layout(dir: &std::path::Path) {
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
                    "digest": config_digest, "size": config_size},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                    "digest": layer_digest, "size": layer_size}],
+        "layers": descriptors,
     });
     let (manifest_digest, manifest_size) = blob(manifest.to_string().as_bytes());
     let index = json!({

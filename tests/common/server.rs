@@ -96,6 +96,11 @@ pub fn task_network_of(data_dir: &std::path::Path) -> (String, String) {
 }
 
 impl Server {
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The next line the server printed after the ones `start` read.
     pub fn next_line(&mut self) -> String {
         let mut line = String::new();

@@ -477,6 +477,15 @@ async fn supervise(
                     EXIT_CANNOT_START,
                     format!("CannotStartContainerError: {why}"),
                 )
+            } else if let Some(why) = log
+                .last_stderr_line()
+                .filter(|_| code != 0)
+                .and_then(|line| runc_start_failure(&line))
+            {
+                ContainerExit::with_reason(
+                    EXIT_CANNOT_START,
+                    format!("CannotStartContainerError: {why}"),
+                )
             } else {
                 ContainerExit::code(code)
             }
@@ -488,6 +497,17 @@ async fn supervise(
     };
     tracing::info!(exit_code = outcome.exit_code, reason = ?outcome.reason, "container exited");
     exit.send_replace(Some(outcome));
+}
+
+/// What runc said when it could not start the container's process (`runc run failed:
+/// unable to start container process: ...`, exit 1), from its last line on stderr.
+fn runc_start_failure(line: &str) -> Option<String> {
+    let message = line
+        .split_once("msg=\"")
+        .map_or(line, |(_, rest)| rest.trim_end_matches('"'));
+    let why = message.strip_prefix("runc run failed: ")?;
+    why.starts_with("unable to start container process")
+        .then(|| why.replace("\\\"", "\""))
 }
 
 async fn copy_into(
@@ -727,5 +747,20 @@ impl crate::capacity::PreparedImage for PreparedContainer {
             command.exec,
             command.timeout,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn runcs_refusal_to_start_is_told_from_a_process_exit() {
+        let line = r#"time="2026-12-02T19:28:52Z" level=error msg="runc run failed: unable to start container process: error during container init: mkdir /work: not a directory""#;
+        assert_eq!(
+            super::runc_start_failure(line).as_deref(),
+            Some(
+                "unable to start container process: error during container init: mkdir /work: not a directory"
+            )
+        );
+        assert_eq!(super::runc_start_failure("sh: exit 1"), None);
     }
 }
