@@ -41,6 +41,7 @@ fn spec() -> ContainerSpec {
         cpu_budgets: Vec::new(),
         log: Arc::new(ContainerLog::new(64 * 1024, Tee::None)),
         http_outbound_hosts: Vec::new(),
+        socket_hosts: None,
         runtime: Default::default(),
     }
 }

@@ -195,3 +195,37 @@ async fn scratch_volumes_are_shared_by_the_task_and_removed_after() {
         scratch.display()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sockets_are_off_unless_the_definition_names_where_they_may_connect() {
+    let host = Host::new();
+    let allowed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (allowed, other) = (
+        allowed.local_addr().unwrap().to_string(),
+        other.local_addr().unwrap().to_string(),
+    );
+    let task = |label: Option<&str>, command: &[&str]| {
+        let mut document = common::single(Wasi::P2, "connect", command);
+        if let Some(value) = label {
+            document["containerDefinitions"][0]["dockerLabels"] =
+                json!({"wasmgate.network.outbound-hosts": value});
+        }
+        document
+    };
+    let stdout = |outcome: wasmgate::agent::TaskOutcome| {
+        let container = outcome.container("connect").unwrap();
+        container.log.text(wasmgate::capacity::LogStream::Stdout)
+    };
+    let off = stdout(host.run(task(None, &["connect", &allowed])).await);
+    assert!(off.starts_with(&format!("refused {allowed}")), "{off}");
+    let on = stdout(
+        host.run(task(Some(&allowed), &["connect", &allowed, &other]))
+            .await,
+    );
+    assert!(on.contains(&format!("connected {allowed}\n")), "{on}");
+    assert!(on.contains(&format!("refused {other}")), "{on}");
+    // Never a server on the host's network, even where any destination is allowed.
+    let listen = stdout(host.run(task(Some("*"), &["listen", "127.0.0.1:0"])).await);
+    assert!(listen.starts_with("refused 127.0.0.1:0"), "{listen}");
+}

@@ -288,6 +288,17 @@ pub(super) fn container_spec(
             .http_settings()
             .map(|settings| settings.outbound_hosts)
             .unwrap_or_default(),
+        socket_hosts: container
+            .docker_labels
+            .get(crate::taskdef::OUTBOUND_HOSTS_LABEL)
+            .map(|value| {
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|e| !e.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            }),
         runtime: Default::default(),
     }
 }

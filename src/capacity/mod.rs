@@ -64,6 +64,9 @@ pub struct ContainerSpec {
     /// Hosts (`host` or `host:port`, `*` for any) an HTTP handler may send requests to; none
     /// by default.
     pub http_outbound_hosts: Vec<String>,
+    /// Where a Wasm guest may open `wasi:sockets` (`host`, `host:port`, `A.B.C.D/N[:port]`,
+    /// `*`); `None`: it has no sockets at all.
+    pub socket_hosts: Option<Vec<String>>,
     /// What only a container image's runtime uses (user, network, cgroup limits).
     pub runtime: container::RuntimeOptions,
 }

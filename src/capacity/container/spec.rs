@@ -428,6 +428,7 @@ mod tests {
                 crate::capacity::Tee::None,
             )),
             http_outbound_hosts: vec![],
+            socket_hosts: None,
             runtime: Default::default(),
         };
         let host = HostSupport::default();
