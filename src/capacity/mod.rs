@@ -178,7 +178,7 @@ pub trait PreparedImage: Send + Sync + 'static {
         false
     }
     /// Whether its containers run in their task's network namespace (a container image's
-    /// do; a Wasm instance has no sockets).
+    /// do; a Wasm instance has only the sandbox's sockets, on the host's network).
     fn uses_task_network(&self) -> bool {
         false
     }
