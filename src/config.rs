@@ -30,6 +30,8 @@ pub struct Config {
     pub runtime: PathBuf,
     /// How container-image tasks get their own network (subnet, bridge, CNI plugins).
     pub network: crate::capacity::container::network::NetworkSettings,
+    /// Containers in a user namespace, their root an unprivileged host id (`--userns`).
+    pub userns: bool,
 }
 
 impl Default for Config {
@@ -45,6 +47,7 @@ impl Default for Config {
             registry: RegistrySettings::default(),
             runtime: PathBuf::from("runc"),
             network: Default::default(),
+            userns: false,
         }
     }
 }

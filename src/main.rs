@@ -74,6 +74,11 @@ struct Cli {
     )]
     runtime: PathBuf,
 
+    /// Run containers in a user namespace: their ids 0-65535 are the host's 1073741824 and up
+    /// (2^30), so a container's root is no one on the host.
+    #[arg(long, env = "WASMGATE_USERNS", global = true)]
+    userns: bool,
+
     /// The subnet container-image tasks (awsvpc, bridge) take their addresses from, one each.
     #[arg(
         long,
@@ -622,6 +627,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         },
         default_registry: cli.default_registry,
         runtime: cli.runtime,
+        userns: cli.userns,
         network: wasmgate::capacity::container::network::NetworkSettings {
             subnet: cli.task_subnet,
             bridge: cli.task_bridge,

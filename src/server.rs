@@ -122,6 +122,7 @@ pub fn with_containers(runner: TaskRunner, config: &Config) -> TaskRunner {
             runtime: runtime.clone(),
             http: Some(runner.wasm().http_endpoints().clone()),
             network: config.network.clone(),
+            userns: config.userns,
         },
     ) {
         Ok(containers) => runner.with_containers(Arc::new(containers)),

@@ -565,3 +565,49 @@ print('linux', t['containers'][0].get('exitCode'), json.dumps(logs(arn)))
         assert!(out.contains("swap True 10"), "{out}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_userns_a_containers_root_is_an_unprivileged_host_id() {
+    let images = tempfile::tempdir().unwrap();
+    let plain = image(images.path(), "plain", vec![], busybox_config());
+    let data = tempfile::tempdir().unwrap();
+    {
+        // The container's root passes through the data directory to its bundle.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    }
+    let server = Server::start_with(data.path(), &["--userns"]);
+    let body = r#"
+look = 'id -u; cat /proc/self/uid_map | tr -s " "; echo made > /made-by-root; cat /made-by-root; echo x > /tmp/x && echo tmp ok; echo up; while true; do sleep 0.1; done'
+td('userns', {'command': ['sh', '-c', look], 'stopTimeout': 1})
+arn = run('userns')
+wait(arn, 'RUNNING')
+for _ in range(200):
+    if 'up' in logs(arn):
+        break
+    time.sleep(0.05)
+import os
+upper = DATA + '/containers/bundles/' + arn.rsplit('/', 1)[1] + '-box/upper/made-by-root'
+try:
+    print('owner', os.stat(upper).st_uid)
+except OSError as e:
+    print('owner', e)
+ecs.stop_task(task=arn)
+t = wait(arn)
+print('userns', json.dumps(logs(arn)))
+ecs.register_task_definition(family='vpc', networkMode='awsvpc', memory='64', containerDefinitions=[
+    {'name': 'box', 'image': IMAGE, 'command': ['sh', '-c', 'ls /sys | wc -l; grep -c : /proc/net/dev; id -u']}])
+t = wait(run('vpc'))
+print('vpc', t['containers'][0].get('exitCode'), json.dumps(logs(t['taskArn'])))
+"#;
+    let body = format!("DATA = '{}'\n{body}", data.path().display());
+    let out = boto3(&server.endpoint, &script(&server, &plain, &body));
+    // Root inside, 2^30 on the host: its files in the overlay are that id's.
+    assert!(
+        out.contains(r#"userns "0\n 0 1073741824 65536\nmade\ntmp ok\nup\n"#),
+        "{out}"
+    );
+    assert!(out.contains("owner 1073741824"), "{out}");
+    // In its task's network namespace: only lo and eth0, and an empty /sys.
+    assert!(out.contains(r#"vpc 0 "0\n2\n0\n""#), "{out}");
+}

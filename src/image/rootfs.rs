@@ -50,13 +50,19 @@ pub struct Layer {
 
 /// Applies `layers` in order into `root` (which must exist and be empty).
 pub fn unpack(layers: &[Layer], root: &Path) -> Result<(), RootfsError> {
+    unpack_shifted(layers, root, 0)
+}
+
+/// [`unpack`], every owner and group id moved up by `id_shift` (as root): the tree a user
+/// namespace that maps container id 0 to host id `id_shift` sees as the image's own.
+pub fn unpack_shifted(layers: &[Layer], root: &Path, id_shift: u32) -> Result<(), RootfsError> {
     for layer in layers {
-        apply_layer(layer, root)?;
+        apply_layer(layer, root, id_shift)?;
     }
     Ok(())
 }
 
-fn apply_layer(layer: &Layer, root: &Path) -> Result<(), RootfsError> {
+fn apply_layer(layer: &Layer, root: &Path, id_shift: u32) -> Result<(), RootfsError> {
     let io = |context: String| {
         let layer = layer.digest.clone();
         move |source| RootfsError::Io {
@@ -178,8 +184,8 @@ fn apply_layer(layer: &Layer, root: &Path) -> Result<(), RootfsError> {
         }
         if is_root() {
             let (uid, gid) = (
-                entry.header().uid().unwrap_or(0) as u32,
-                entry.header().gid().unwrap_or(0) as u32,
+                (entry.header().uid().unwrap_or(0) as u32).saturating_add(id_shift),
+                (entry.header().gid().unwrap_or(0) as u32).saturating_add(id_shift),
             );
             let _ = std::os::unix::fs::lchown(&dest, Some(uid), Some(gid));
             // chown clears setuid and setgid bits; they are the image's, kept as Docker

@@ -120,7 +120,16 @@ pub struct ContainerCapacityConfig {
     pub http: Option<Arc<crate::capacity::endpoint::HttpEndpoints>>,
     /// How task networks are wired.
     pub network: network::NetworkSettings,
+    /// Whether containers run in a user namespace, their ids 0-65535 mapped to the host's
+    /// [`USERNS_BASE`] and up (`--userns`).
+    pub userns: bool,
 }
+
+/// The host id of a container's root under `--userns`: 2^30, far above the ranges `adduser`
+/// hands out in /etc/subuid (100000 and up, 65536 each), so no host user owns these ids.
+pub const USERNS_BASE: u32 = 1 << 30;
+/// How many ids a container has under `--userns` (0-65535).
+pub const USERNS_SIZE: u32 = 65536;
 
 /// A container image made ready: its unpacked root and its config.
 #[derive(Debug)]
@@ -143,27 +152,40 @@ pub struct ContainerCapacity {
 impl ContainerCapacity {
     /// The capacity over `config.dir`; cleans up whatever a previous process left.
     pub fn new(config: ContainerCapacityConfig) -> Result<Self, CapacityError> {
-        for sub in ["rootfs", "bundles", "runc"] {
+        for sub in ["rootfs", "rootfs-userns", "bundles", "runc"] {
             let dir = config.dir.join(sub);
             // Only root may enter: images keep their setuid files (as Docker's do), which
-            // must not become a way to root for a user of the host.
+            // must not become a way to root for a user of the host. Under --userns the
+            // container's root (an unprivileged host id) must pass through to its bundle and
+            // its shifted image, whose files no host user but those ids owns.
+            let mode = match sub {
+                "rootfs-userns" => 0o711,
+                "bundles" if config.userns => 0o711,
+                _ => 0o700,
+            };
             std::fs::create_dir_all(&dir)
                 .and_then(|()| {
                     use std::os::unix::fs::PermissionsExt;
-                    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+                    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))
                 })
                 .map_err(|source| CapacityError::Io {
                     context: format!("create {}", dir.display()),
                     source,
                 })?;
         }
+        if config.userns {
+            userns_can_reach(&config.dir)?;
+        }
         let networks = network::TaskNetworks::new(&config.dir, config.network.clone())
             .map_err(|e| CapacityError::Start(e.to_string()))?;
         let capacity = Self {
-            config,
             unpacking: tokio::sync::Mutex::new(()),
             networks: Arc::new(networks),
-            host: spec::HostSupport::detect(),
+            host: spec::HostSupport {
+                userns: config.userns.then_some(USERNS_BASE),
+                ..spec::HostSupport::detect()
+            },
+            config,
         };
         capacity.clean_up_leftovers();
         Ok(capacity)
@@ -222,23 +244,30 @@ impl ContainerCapacity {
         let config: ImageConfig =
             serde_json::from_value(document["config"].clone()).unwrap_or_default();
         let hex = digest.trim_start_matches("sha256:");
-        let rootfs = self.config.dir.join("rootfs").join(hex);
+        // Under --userns an image is unpacked with its ids shifted to the namespace's, once.
+        let (roots, shift) = match self.host.userns {
+            Some(base) => ("rootfs-userns", base),
+            None => ("rootfs", 0),
+        };
+        let rootfs = self.config.dir.join(roots).join(hex);
         let _one_at_a_time = self.unpacking.lock().await;
         if !rootfs.join(".wasmgate-complete").exists() {
-            let partial = self
-                .config
-                .dir
-                .join("rootfs")
-                .join(format!("{hex}.partial"));
+            let partial = self.config.dir.join(roots).join(format!("{hex}.partial"));
             let _ = std::fs::remove_dir_all(&partial);
             let tree = partial.join("tree");
             std::fs::create_dir_all(&tree).map_err(|source| CapacityError::Io {
                 context: format!("create {}", tree.display()),
                 source,
             })?;
-            let unpacked = tokio::task::spawn_blocking(move || rootfs::unpack(&layers, &tree))
-                .await
-                .map_err(|e| CapacityError::Start(format!("the unpack failed: {e}")))?;
+            let unpacked = tokio::task::spawn_blocking(move || {
+                rootfs::unpack_shifted(&layers, &tree, shift)?;
+                if shift != 0 {
+                    let _ = std::os::unix::fs::lchown(&tree, Some(shift), Some(shift));
+                }
+                Ok::<(), rootfs::RootfsError>(())
+            })
+            .await
+            .map_err(|e| CapacityError::Start(format!("the unpack failed: {e}")))?;
             if let Err(error) = unpacked {
                 let _ = std::fs::remove_dir_all(&partial);
                 return Err(CapacityError::InvalidImage(error.to_string()));
@@ -274,7 +303,18 @@ impl ContainerCapacity {
         let start_error = |why: String| CapacityError::Start(why);
         std::fs::create_dir_all(bundle.join("rootfs"))
             .map_err(|e| start_error(format!("create the bundle: {e}")))?;
-        mount_root(&program.rootfs, &bundle).map_err(start_error)?;
+        mount_root(&program.rootfs, &bundle, self.host.userns).map_err(start_error)?;
+        if let Some(base) = self.host.userns {
+            // Scratch volumes are made by the agent as root; the container's root writes them.
+            for mount in spec.mounts.iter().filter(|m| !m.read_only) {
+                if mount
+                    .host_path
+                    .starts_with(self.config.dir.parent().unwrap_or(&self.config.dir))
+                {
+                    let _ = std::os::unix::fs::lchown(&mount.host_path, Some(base), Some(base));
+                }
+            }
+        }
         let user = spec::resolve_user(
             spec.runtime
                 .user
@@ -525,9 +565,30 @@ async fn copy_into(
     }
 }
 
+/// Under `--userns`, runc sets up the container's root from inside the user namespace, as the
+/// container's root (an unprivileged host id): every directory above the bundles must let
+/// others pass (`o+x`), as Docker's `/var/lib/docker` is 0711 with user namespaces.
+fn userns_can_reach(dir: &Path) -> Result<(), CapacityError> {
+    use std::os::unix::fs::PermissionsExt;
+    for ancestor in dir.ancestors().skip(1) {
+        let Ok(meta) = std::fs::metadata(ancestor) else {
+            continue;
+        };
+        if meta.permissions().mode() & 0o001 == 0 {
+            return Err(CapacityError::Start(format!(
+                "--userns: {} must let others pass (chmod o+x): the containers' root, host id \
+                 {USERNS_BASE}, goes through it to their bundles",
+                ancestor.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The overlay of the image's root and the container's own layer at `bundle/rootfs`; a copy
-/// where overlayfs cannot be mounted.
-fn mount_root(image_root: &Path, bundle: &Path) -> Result<(), String> {
+/// where overlayfs cannot be mounted. Under a user namespace whose root is host id
+/// `userns`, the container's layer is that id's.
+fn mount_root(image_root: &Path, bundle: &Path, userns: Option<u32>) -> Result<(), String> {
     let (upper, work, merged) = (
         bundle.join("upper"),
         bundle.join("work"),
@@ -535,6 +596,10 @@ fn mount_root(image_root: &Path, bundle: &Path) -> Result<(), String> {
     );
     for dir in [&upper, &work] {
         std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        if let Some(base) = userns {
+            std::os::unix::fs::lchown(dir, Some(base), Some(base))
+                .map_err(|e| format!("chown {}: {e}", dir.display()))?;
+        }
     }
     let options = format!(
         "lowerdir={},upperdir={},workdir={}",

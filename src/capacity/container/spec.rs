@@ -69,6 +69,9 @@ pub struct HostSupport {
     pub swap: SwapControl,
     /// A static init binary (tini) for `init` containers.
     pub init: Option<PathBuf>,
+    /// The host id of the containers' root when they run in a user namespace (`--userns`):
+    /// their ids 0-65535 are the host's from there.
+    pub userns: Option<u32>,
 }
 
 /// The memory cgroup's swap control on this host.
@@ -104,7 +107,11 @@ impl HostSupport {
             .iter()
             .map(PathBuf::from)
             .find(|path| path.is_file());
-        Self { swap, init }
+        Self {
+            swap,
+            init,
+            userns: None,
+        }
     }
 }
 
@@ -235,7 +242,7 @@ pub fn runtime_spec(
         json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
         json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", format!("size={shm_size}")]}),
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
-        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}),
+        sys_mount(options, host),
         json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777"]}),
     ];
     if let super::ContainerNetwork::Task {
@@ -298,6 +305,15 @@ pub fn runtime_spec(
         json!({"type": "uts"}),
         json!({"type": "mount"}),
     ];
+    let mut id_mappings = None;
+    if let Some(base) = host.userns {
+        namespaces.push(json!({"type": "user"}));
+        id_mappings = Some(json!([{
+            "containerID": 0,
+            "hostID": base,
+            "size": super::USERNS_SIZE,
+        }]));
+    }
     match &options.network {
         super::ContainerNetwork::Host => {}
         super::ContainerNetwork::Own => namespaces.push(json!({"type": "network"})),
@@ -375,8 +391,23 @@ pub fn runtime_spec(
             "maskedPaths": MASKED_PATHS,
             "readonlyPaths": READONLY_PATHS,
             "seccomp": seccomp,
+            "uidMappings": id_mappings.clone().unwrap_or_else(|| json!([])),
+            "gidMappings": id_mappings.unwrap_or_else(|| json!([])),
         },
     }))
+}
+
+/// `/sys`, read-only. A user namespace may mount sysfs only for a network namespace it owns
+/// (one runc makes inside it); a container that joins its task's namespace or the host's
+/// gets an empty read-only tmpfs there instead (sysfs bound from the host would show the
+/// host's interfaces).
+fn sys_mount(options: &RuntimeOptions, host: &HostSupport) -> Value {
+    let joined = !matches!(options.network, super::ContainerNetwork::Own);
+    if host.userns.is_some() && joined {
+        json!({"destination": "/sys", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "noexec", "nodev", "ro", "size=0"]})
+    } else {
+        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]})
+    }
 }
 
 #[cfg(test)]
