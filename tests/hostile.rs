@@ -527,7 +527,7 @@ ecs.register_task_definition(family='linux', memory='64', containerDefinitions=[
 arn = run('linux')
 wait(arn, 'RUNNING')
 for _ in range(200):
-    if 'up' in logs(arn):
+    if '\nup\n' in logs(arn):
         break
     time.sleep(0.05)
 cgroup = '/sys/fs/cgroup/memory/wasmgate/' + arn.rsplit('/', 1)[1] + '-box/'
@@ -583,7 +583,7 @@ td('userns', {'command': ['sh', '-c', look], 'stopTimeout': 1})
 arn = run('userns')
 wait(arn, 'RUNNING')
 for _ in range(200):
-    if 'up' in logs(arn):
+    if '\nup\n' in logs(arn):
         break
     time.sleep(0.05)
 import os

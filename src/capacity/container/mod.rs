@@ -376,15 +376,28 @@ impl ContainerCapacity {
         tokio::spawn(tracing::Instrument::instrument(
             async move {
                 let copy_out = tokio::spawn(copy_into(stdout, log.clone(), LogStream::Stdout));
-                let copy_err = tokio::spawn(copy_into(stderr, log.clone(), LogStream::Stderr));
+                let mut copy_err = tokio::spawn(copy_into(stderr, log.clone(), LogStream::Stderr));
                 let cgroups = Cgroups::of(&cgroup);
-                let exit =
-                    supervise(&mut child, parts, &runtime, &state, &id, &cgroups, &log).await;
+                let exit = supervise(
+                    &mut child,
+                    parts,
+                    &runtime,
+                    &state,
+                    &id,
+                    &cgroups,
+                    Output {
+                        log: &log,
+                        stderr: &mut copy_err,
+                    },
+                )
+                .await;
                 if let Some((registry, task_id, container)) = &proxy {
                     registry.remove(task_id, container);
                 }
                 let _ = copy_out.await;
-                let _ = copy_err.await;
+                if !copy_err.is_finished() {
+                    let _ = copy_err.await;
+                }
                 let _ = std::process::Command::new(&runtime)
                     .arg("--root")
                     .arg(&state)
@@ -443,6 +456,12 @@ impl ContainerCapacity {
     }
 }
 
+/// The container's log and the task copying its stderr into it.
+struct Output<'a> {
+    log: &'a ContainerLog,
+    stderr: &'a mut tokio::task::JoinHandle<()>,
+}
+
 /// Waits for the container, handling stop requests and sampling stats; reports the exit.
 async fn supervise(
     child: &mut tokio::process::Child,
@@ -451,8 +470,12 @@ async fn supervise(
     state: &Path,
     id: &str,
     cgroups: &Cgroups,
-    log: &ContainerLog,
+    output: Output<'_>,
 ) {
+    let Output {
+        log,
+        stderr: stderr_copied,
+    } = output;
     let HandleParts {
         mut stop,
         exit,
@@ -492,6 +515,9 @@ async fn supervise(
         }
     };
     cgroups.sample(&stats);
+    // The reason may be runc's last words on stderr: read them all first (the pipe closes
+    // once the container's processes are gone; a straggler holding it costs at most a second).
+    let _ = tokio::time::timeout(Duration::from_secs(1), &mut *stderr_copied).await;
     let oom = cgroups.oom_killed();
     let outcome = match status {
         Ok(status) => {
