@@ -2,7 +2,9 @@
 # Installs what wasmgate needs on a fresh machine, and nothing else. Safe to run again; does
 # nothing when all is present.
 #   scripts/setup.sh serve   what serving and the examples need: the two WASI targets the guest
-#                            programs build for, and curl (serve.sh waits on the HTTP example).
+#                            programs build for, curl (serve.sh waits on the HTTP example),
+#                            and protoc (protobuf-compiler: the etcd client's build compiles
+#                            etcd's gRPC definitions).
 #   scripts/setup.sh         that, and what the tests and benches need (Debian): the OCI registry
 #                            server, htpasswd and skopeo (a second tool that must be able to pull
 #                            what wasmgate pushes) for the image tests, runc (the container
@@ -13,7 +15,8 @@
 #                            iproute2 (the multi-host tests' network namespaces), node and
 #                            npm (the CDK example's packages, installed by its test from the
 #                            lockfile), chromium (the web console's browser test; Playwright
-#                            drives it, no download).
+#                            drives it, no download), etcd-server (etcd 3.4: the state
+#                            store tests and `--store etcd://` start it on loopback).
 set -euo pipefail
 
 case "${1:-all}" in
@@ -30,6 +33,7 @@ fi
 
 missing=()
 command -v curl >/dev/null || missing+=(curl)
+command -v protoc >/dev/null || missing+=(protobuf-compiler)
 if [ "$want" = all ]; then
   command -v docker-registry >/dev/null || missing+=(docker-registry)
   command -v htpasswd >/dev/null || missing+=(apache2-utils)
@@ -45,6 +49,7 @@ if [ "$want" = all ]; then
   # (the CDK example's test synthesizes it with the CDK CLI from npm)
   command -v npm >/dev/null || missing+=(nodejs npm)
   command -v chromium >/dev/null || missing+=(chromium)
+  command -v etcd >/dev/null || missing+=(etcd-server)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]} (Debian)"

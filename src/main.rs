@@ -190,6 +190,17 @@ enum Command {
         )]
         stopped_task_retention: u64,
 
+        /// Where the state lives: `sqlite` (a file in the data directory), or
+        /// `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]`, etcd's client endpoints (keys under
+        /// /PREFIX/, by default /wasmgate/), for several replicas sharing one state.
+        #[arg(
+            long,
+            env = "WASMGATE_STORE",
+            default_value = "sqlite",
+            value_name = "URL"
+        )]
+        store: wasmgate::store::StoreUrl,
+
         /// How long the scheduler leader keeps its term without renewing it: when replicas
         /// share one store and the leader dies, another leads within about two of these.
         #[arg(long, default_value_t = 5, value_name = "SECONDS")]
@@ -682,6 +693,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             listen,
             memory_reserve,
             stopped_task_retention,
+            store,
             leader_ttl,
             register_examples,
             credentials,
@@ -728,8 +740,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 None => None,
                 Some(path) => Some(read_token(path, "--agent-token-file")?),
             };
+            let store_line = match &store {
+                wasmgate::store::StoreUrl::Sqlite => format!(
+                    "state in {}",
+                    wasmgate::store::sqlite_path(&config.data_dir).display()
+                ),
+                etcd => format!("state in {etcd}"),
+            };
             let options = wasmgate::server::ServerOptions {
                 listen,
+                store,
                 gateway,
                 metrics_listen,
                 retention: std::time::Duration::from_secs(stopped_task_retention),
@@ -762,8 +782,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 Signatures::NotChecked
             };
             let images = open_images(&config)?;
-            let announce =
-                |started: &wasmgate::server::Started| announce_server(started, signatures);
+            let announce = |started: &wasmgate::server::Started| {
+                announce_server(started, signatures, &store_line)
+            };
             wasmgate::server::run_server(&config, images, options, announce, ctrl_c()).await?;
             Ok(0)
         }
@@ -851,7 +872,7 @@ enum Signatures {
 
 /// Prints where the server listens and what to try next, each line runnable as printed.
 /// Written without println!: whoever started us may have stopped reading stdout.
-fn announce_server(started: &wasmgate::server::Started, signatures: Signatures) {
+fn announce_server(started: &wasmgate::server::Started, signatures: Signatures, store: &str) {
     let address = started.api;
     let scheme = if started.tls { "https" } else { "http" };
     let endpoint = format!("{scheme}://{address}");
@@ -864,6 +885,7 @@ fn announce_server(started: &wasmgate::server::Started, signatures: Signatures) 
         let _ = writeln!(out, "metrics on http://{metrics}/metrics");
     }
     let _ = writeln!(out, "console on {endpoint}/console/");
+    let _ = writeln!(out, "{store}");
     // The AWS CLI signs every call and refuses to without a key; a server that checks no
     // signatures takes any.
     let keys = match signatures {

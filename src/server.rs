@@ -45,6 +45,8 @@ fn start_error(what: impl Into<String>) -> impl FnOnce(String) -> ServerError {
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
     pub listen: SocketAddr,
+    /// Where the state lives (`--store`).
+    pub store: crate::store::StoreUrl,
     /// `None`: no gateway.
     pub gateway: Option<SocketAddr>,
     /// Where the introspection and metrics endpoints are also served, unsigned.
@@ -171,14 +173,8 @@ pub async fn run_server(
         ),
         None => None,
     };
-    let state_path = config.data_dir.join("state.db");
-    let state = crate::store::SqliteStore::open(&state_path).map_err(|e| {
-        start_error(format!(
-            "cannot open the state store {}",
-            state_path.display()
-        ))(e.to_string())
-    })?;
-    let state: Arc<dyn crate::store::Store> = Arc::new(state);
+    let state = crate::store::blocking(|| crate::store::open(&options.store, &config.data_dir))
+        .map_err(|e| start_error("cannot open the state store")(e.to_string()))?;
     let (reports, mut reports_rx) = mpsc::unbounded_channel::<(String, AgentReport)>();
     let hosts = Hosts::new(state.clone(), options.hosts.clone(), reports)
         .map_err(|e| start_error("cannot load the hosts")(e.to_string()))?;

@@ -1,11 +1,18 @@
 //! One suite for every state store engine: what the control plane relies on (compare-and-swap
 //! writes, listings at a revision, multi-key transactions, a change feed, leases), run against
-//! the embedded SQLite store here. Each case gets an empty store from its backend's `fresh`.
+//! the embedded SQLite store and against a real etcd. Each case gets an empty store from its
+//! backend's `fresh`. Then what only etcd does: a feed that resumes after a cut connection and
+//! says when its history was compacted, and a store that outlives one of three members.
 
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
+use common::etcd::{Etcd, Proxy};
 use serde_json::json;
-use wasmgate::store::{Expect, Store, StoreError, Txn};
+use wasmgate::store::{EtcdStore, Expect, Store, StoreError, Txn};
 
 /// Waits (a while, not a deadline that a slow machine could miss) until `done` holds.
 fn eventually(what: &str, mut done: impl FnMut() -> bool) {
@@ -283,3 +290,246 @@ fn fresh_sqlite() -> (Box<dyn Store>, tempfile::TempDir) {
 }
 
 suite!(sqlite, fresh_sqlite);
+
+/// One etcd for the whole test binary, each case under a prefix of its own. The cases take
+/// turns: some assert on the store-wide revision (a write that changes nothing takes none),
+/// which another case writing to the same etcd at the same time would move.
+static SHARED_ETCD: OnceLock<Etcd> = OnceLock::new();
+static ETCD_TURN: Mutex<()> = Mutex::new(());
+
+/// Holds a case's turn on the shared etcd; prints etcd's log if the case failed.
+struct EtcdCase {
+    _turn: MutexGuard<'static, ()>,
+    etcd: &'static Etcd,
+}
+
+impl Drop for EtcdCase {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.etcd.print_logs();
+        }
+    }
+}
+
+fn shared_etcd() -> EtcdCase {
+    let turn = ETCD_TURN
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    EtcdCase {
+        _turn: turn,
+        etcd: SHARED_ETCD.get_or_init(Etcd::start),
+    }
+}
+
+fn fresh_prefix() -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "/test-{}-{}/",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+fn fresh_etcd() -> (Box<dyn Store>, EtcdCase) {
+    let case = shared_etcd();
+    let store = EtcdStore::open(&case.etcd.endpoint_list(), &fresh_prefix()).unwrap();
+    (Box::new(store), case)
+}
+
+suite!(etcd, fresh_etcd);
+
+/// Runs `work` on a runtime of its own (for the etcd client calls a test makes itself).
+fn on_runtime<T>(work: impl Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(work)
+}
+
+/// The next change on `watch`, or `None` if the feed said it missed changes.
+fn next_feed(watch: &mut wasmgate::store::Watch) -> Option<wasmgate::store::Change> {
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        match watch.try_recv() {
+            Ok(change) => return Some(change),
+            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => return None,
+            Err(tokio::sync::broadcast::error::TryRecvError::Empty) => {
+                assert!(Instant::now() < until, "nothing on the feed after 30 s");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(other) => panic!("the feed failed: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn the_etcd_feed_resumes_after_a_cut_and_says_when_it_missed_compacted_changes() {
+    let case = shared_etcd();
+    let prefix = fresh_prefix();
+    let proxy = Proxy::to(&case.etcd.endpoint_list()[0]);
+    let store = EtcdStore::open(std::slice::from_ref(&proxy.endpoint), &prefix).unwrap();
+    let direct = EtcdStore::open(&case.etcd.endpoint_list(), &prefix).unwrap();
+    let mut watch = store.watch();
+    store.put("f/a", &json!(1), Expect::Absent).unwrap();
+    assert_eq!(next_feed(&mut watch).map(|c| c.key), Some("f/a".into()));
+
+    // Cut off, then back: what was written meanwhile comes, in order, nothing twice.
+    proxy.cut();
+    let b = direct.put("f/b", &json!(2), Expect::Absent).unwrap();
+    let c = direct.put("f/c", &json!(3), Expect::Absent).unwrap();
+    proxy.restore();
+    let resumed: Vec<(String, u64)> = (0..2)
+        .map(|_| next_feed(&mut watch).map(|c| (c.key, c.revision)).unwrap())
+        .collect();
+    assert_eq!(resumed, [("f/b".to_string(), b), ("f/c".to_string(), c)]);
+
+    // Cut off while the history it would resume from is compacted away: the feed says so,
+    // then goes on from the present.
+    proxy.cut();
+    direct.put("f/d", &json!(4), Expect::Absent).unwrap();
+    let e = direct.put("f/e", &json!(5), Expect::Absent).unwrap();
+    let endpoints = case.etcd.endpoint_list();
+    on_runtime(async {
+        let mut client = etcd_client::Client::connect(endpoints, None).await.unwrap();
+        client.compact(e as i64, None).await.unwrap();
+    });
+    proxy.restore();
+    assert!(
+        next_feed(&mut watch).is_none(),
+        "the feed says it missed changes"
+    );
+    let listing = store.list("f/").unwrap();
+    assert_eq!(
+        listing.entries.len(),
+        5,
+        "a listing has what the feed missed"
+    );
+    let f = store.put("f/f", &json!(6), Expect::Absent).unwrap();
+    let after = next_feed(&mut watch).expect("the feed goes on after the compaction");
+    assert_eq!((after.key.as_str(), after.revision), ("f/f", f));
+}
+
+#[test]
+fn etcd_calls_work_from_a_blocking_pool_a_plain_thread_and_inside_a_runtime() {
+    let case = shared_etcd();
+    let store: Arc<dyn Store> =
+        Arc::new(EtcdStore::open(&case.etcd.endpoint_list(), &fresh_prefix()).unwrap());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let pooled = store.clone();
+    let written = runtime
+        .block_on(async move {
+            tokio::task::spawn_blocking(move || pooled.put("b/pool", &json!(1), Expect::Absent))
+                .await
+        })
+        .unwrap()
+        .unwrap();
+    let threaded = store.clone();
+    let found = std::thread::spawn(move || threaded.get("b/pool"))
+        .join()
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.revision, written);
+    // A current-thread runtime's own thread (a #[tokio::test]) can call, and drop, the store.
+    let inside = store.clone();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async move {
+            assert!(inside.get("b/pool").unwrap().is_some());
+            drop(inside);
+        });
+    drop(store);
+}
+
+#[test]
+fn etcd_errors_name_the_endpoints_and_the_key_too_large_to_write() {
+    let refused = EtcdStore::open(&["127.0.0.1:1".to_string()], "/nowhere/").unwrap_err();
+    assert!(
+        refused.to_string().contains("127.0.0.1:1"),
+        "names the endpoint: {refused}"
+    );
+
+    let case = shared_etcd();
+    let store = EtcdStore::open(&case.etcd.endpoint_list(), &fresh_prefix()).unwrap();
+    // Over etcd's request limit (1.5 MiB by default), and over its gRPC message limit too.
+    for length in [1800 << 10, 3 << 20] {
+        let big = json!("x".repeat(length));
+        let size = big.to_string().len();
+        let error = store
+            .put("big/value", &big, Expect::Any)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("big/value") && error.contains(&format!("{size} bytes")),
+            "names the key and its size: {error}"
+        );
+    }
+    // Just under the limit is fine.
+    let fits = json!("x".repeat(1 << 20));
+    store.put("big/fits", &fits, Expect::Any).unwrap();
+    assert_eq!(store.get("big/fits").unwrap().unwrap().value, fits);
+}
+
+/// The member that leads the cluster now, by index.
+fn leader_of(etcd: &Etcd) -> usize {
+    on_runtime(async {
+        for (index, endpoint) in etcd.endpoint_list().into_iter().enumerate() {
+            let mut client = etcd_client::Client::connect([endpoint], None)
+                .await
+                .unwrap();
+            let status = client.status().await.unwrap();
+            if status.header().map(|h| h.member_id()) == Some(status.leader()) {
+                return index;
+            }
+        }
+        panic!("no member leads");
+    })
+}
+
+#[test]
+fn an_etcd_store_of_three_members_outlives_its_leader_killed() {
+    let mut etcd = Etcd::cluster(3);
+    let store = EtcdStore::open(&etcd.endpoint_list(), "/wasmgate/").unwrap();
+    let lease = store.grant_lease(Duration::from_secs(10)).unwrap();
+    store
+        .commit(&Txn::new().put_with_lease("held", json!("me"), lease))
+        .unwrap();
+    let before = store.put("k/0", &json!(0), Expect::Absent).unwrap();
+    let mut watch = store.watch();
+
+    let leader = leader_of(&etcd);
+    etcd.kill_9(leader);
+
+    // Every kind of call goes on through the other two (a new leader is elected meanwhile).
+    for n in 1..=20 {
+        let revision = store
+            .put(&format!("k/{n}"), &json!(n), Expect::Absent)
+            .unwrap_or_else(|e| panic!("write {n} after member {leader} died: {e}"));
+        assert_eq!(
+            store.get(&format!("k/{n}")).unwrap().unwrap().revision,
+            revision
+        );
+    }
+    assert_eq!(store.list("k/").unwrap().entries.len(), 21);
+    store.keep_alive(lease).unwrap();
+    assert!(
+        store.get("held").unwrap().is_some(),
+        "the lease still holds"
+    );
+    let seen: Vec<String> = (1..=20)
+        .map(|_| next_feed(&mut watch).expect("no change missed").key)
+        .collect();
+    let written: Vec<String> = (1..=20).map(|n| format!("k/{n}")).collect();
+    assert_eq!(seen, written, "the feed carries every write, in order");
+    assert!(matches!(
+        store.put("k/1", &json!(1), Expect::Revision(before)),
+        Err(StoreError::Conflict { .. })
+    ));
+}

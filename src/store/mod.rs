@@ -3,7 +3,7 @@
 //! write through it, so they never disagree.
 //!
 //! Two engines back the one [`Store`] trait: [`SqliteStore`], the embedded default (one file),
-//! and `EtcdStore` for a control plane of several replicas. What a distributed store needs is in
+//! and [`EtcdStore`] for a control plane of several replicas. What a distributed store needs is in
 //! the trait itself, used by both: a listing that says the revision it read, a change feed that
 //! says when it missed changes (so its reader lists again), multi-key compare-and-swap
 //! transactions, and leases (keys that go when their owner stops renewing them).
@@ -14,10 +14,14 @@
 //!
 //! Architecture invariant: the store knows keys and JSON, nothing of ECS.
 
+mod etcd;
 mod sqlite;
 
+pub use etcd::EtcdStore;
 pub use sqlite::SqliteStore;
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -155,24 +159,41 @@ pub enum Feed {
 /// readers; they are not their source of truth.
 pub struct Watch {
     feed: broadcast::Receiver<Feed>,
+    /// Changes at or below this revision are from before the watch was made (a feed that
+    /// trails the writes, like etcd's, still carries them) and are skipped.
+    after: u64,
 }
 
 impl Watch {
     pub fn new(feed: broadcast::Receiver<Feed>) -> Self {
-        Self { feed }
+        Self::after(feed, 0)
+    }
+
+    /// A watch of the changes above `revision`, the store's revision when it was made.
+    pub fn after(feed: broadcast::Receiver<Feed>, revision: u64) -> Self {
+        Self {
+            feed,
+            after: revision,
+        }
     }
 
     pub async fn recv(&mut self) -> Result<Change, broadcast::error::RecvError> {
-        match self.feed.recv().await? {
-            Feed::Change(change) => Ok(change),
-            Feed::Missed => Err(broadcast::error::RecvError::Lagged(0)),
+        loop {
+            match self.feed.recv().await? {
+                Feed::Change(change) if change.revision <= self.after => {}
+                Feed::Change(change) => return Ok(change),
+                Feed::Missed => return Err(broadcast::error::RecvError::Lagged(0)),
+            }
         }
     }
 
     pub fn try_recv(&mut self) -> Result<Change, broadcast::error::TryRecvError> {
-        match self.feed.try_recv()? {
-            Feed::Change(change) => Ok(change),
-            Feed::Missed => Err(broadcast::error::TryRecvError::Lagged(0)),
+        loop {
+            match self.feed.try_recv()? {
+                Feed::Change(change) if change.revision <= self.after => {}
+                Feed::Change(change) => return Ok(change),
+                Feed::Missed => return Err(broadcast::error::TryRecvError::Lagged(0)),
+            }
         }
     }
 }
@@ -235,11 +256,16 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// Parses a `--store` value: `sqlite` (the default, a file in the data directory), or
-/// `etcd://HOST:PORT[,HOST:PORT...]`.
+/// `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]` (keys under `/PREFIX/`, by default `/wasmgate/`,
+/// so that several control planes, or tests, can share one etcd).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreUrl {
     Sqlite,
-    Etcd { endpoints: Vec<String> },
+    Etcd {
+        endpoints: Vec<String>,
+        /// Starts and ends with `/`.
+        prefix: String,
+    },
 }
 
 impl std::str::FromStr for StoreUrl {
@@ -251,12 +277,13 @@ impl std::str::FromStr for StoreUrl {
         }
         let Some(rest) = text.strip_prefix("etcd://") else {
             return Err(format!(
-                "--store {text}: expected `sqlite` or `etcd://HOST:PORT[,HOST:PORT...]`"
+                "--store {text}: expected `sqlite` or `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]`"
             ));
         };
-        let endpoints: Vec<String> = rest
+        let (hosts, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let endpoints: Vec<String> = hosts
             .split(',')
-            .map(|endpoint| endpoint.trim().trim_end_matches('/').to_string())
+            .map(|endpoint| endpoint.trim().to_string())
             .collect();
         if let Some(bad) = endpoints.iter().find(|endpoint| {
             endpoint
@@ -267,8 +294,53 @@ impl std::str::FromStr for StoreUrl {
                 "--store {text}: `{bad}` is not HOST:PORT (etcd's client port, e.g. 127.0.0.1:2379)"
             ));
         }
-        Ok(StoreUrl::Etcd { endpoints })
+        let prefix = prefix.trim_matches('/');
+        let prefix = if prefix.is_empty() {
+            etcd::DEFAULT_PREFIX.to_string()
+        } else {
+            format!("/{prefix}/")
+        };
+        Ok(StoreUrl::Etcd { endpoints, prefix })
     }
+}
+
+impl std::fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreUrl::Sqlite => f.write_str("sqlite"),
+            StoreUrl::Etcd { endpoints, prefix } => {
+                write!(
+                    f,
+                    "etcd://{}{}",
+                    endpoints.join(","),
+                    prefix.trim_end_matches('/')
+                )
+            }
+        }
+    }
+}
+
+/// The file the embedded store keeps in the data directory.
+pub fn sqlite_path(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("state.db")
+}
+
+/// Opens the store `url` names: SQLite in `data_dir`, or etcd (failing, naming the
+/// endpoints, when no member answers).
+pub fn open(url: &StoreUrl, data_dir: &Path) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match url {
+        StoreUrl::Sqlite => {
+            let path = sqlite_path(data_dir);
+            let store = SqliteStore::open(&path).map_err(|e| {
+                StoreError::Backend(format!(
+                    "cannot open the state store {}: {e}",
+                    path.display()
+                ))
+            })?;
+            Arc::new(store)
+        }
+        StoreUrl::Etcd { endpoints, prefix } => Arc::new(EtcdStore::open(endpoints, prefix)?),
+    })
 }
 
 /// How long to wait between retries of a lease's keep-alive: a third of its TTL, so two
@@ -288,5 +360,45 @@ pub fn blocking<T>(work: impl FnOnce() -> T) -> T {
             tokio::task::block_in_place(work)
         }
         _ => work(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_urls_name_sqlite_or_etcd_endpoints_and_a_prefix() {
+        let parsed = |text: &str| text.parse::<StoreUrl>();
+        assert_eq!(parsed("sqlite"), Ok(StoreUrl::Sqlite));
+        let etcd = |endpoints: &[&str], prefix: &str| {
+            Ok(StoreUrl::Etcd {
+                endpoints: endpoints.iter().map(|e| e.to_string()).collect(),
+                prefix: prefix.to_string(),
+            })
+        };
+        assert_eq!(
+            parsed("etcd://127.0.0.1:2379"),
+            etcd(&["127.0.0.1:2379"], "/wasmgate/")
+        );
+        assert_eq!(
+            parsed("etcd://a:1,b:2/"),
+            etcd(&["a:1", "b:2"], "/wasmgate/")
+        );
+        assert_eq!(
+            parsed("etcd://a:1,b:2/t/7/"),
+            etcd(&["a:1", "b:2"], "/t/7/")
+        );
+        assert_eq!(parsed("etcd://a:1/x").unwrap().to_string(), "etcd://a:1/x");
+        for bad in [
+            "etcd://",
+            "etcd://a",
+            "etcd://a:1,:2",
+            "etcd://a:99999",
+            "mysql://a:1",
+        ] {
+            let error = parsed(bad).unwrap_err();
+            assert!(error.contains(bad), "{bad}: {error}");
+        }
     }
 }

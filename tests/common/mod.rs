@@ -6,6 +6,7 @@
 pub mod aws;
 pub mod busybox;
 pub mod cli;
+pub mod etcd;
 pub mod fleet;
 pub mod hosts;
 pub mod http;
