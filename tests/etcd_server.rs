@@ -9,6 +9,25 @@ use common::aws::boto3;
 use common::etcd::Etcd;
 use common::server::Server;
 use common::{Wasi, guest};
+use wasmgate::store::Store;
+
+/// Prints the largest stored value of each kind of key (the figures ARCHITECTURE.md quotes
+/// against etcd's request limit).
+fn print_record_sizes(etcd: &Etcd) {
+    let store = wasmgate::store::EtcdStore::open(&etcd.endpoint_list(), "/server-test/").unwrap();
+    let mut largest = std::collections::BTreeMap::<String, (usize, String)>::new();
+    for (key, value) in store.list("").unwrap() {
+        let kind = key.split('/').next().unwrap_or_default().to_string();
+        let size = value.value.to_string().len();
+        let entry = largest.entry(kind).or_default();
+        if size > entry.0 {
+            *entry = (size, key);
+        }
+    }
+    for (kind, (size, key)) in largest {
+        eprintln!("largest {kind}: {size} bytes ({key})");
+    }
+}
 
 /// Reads the server's startup lines until the one that says where its state is.
 fn state_line(server: &mut Server) -> String {
@@ -65,6 +84,7 @@ print('stable', s['runningCount'], s['deployments'][0]['rolloutState'])
         !first_data.path().join("state.db").exists(),
         "the state is in etcd, not in a file"
     );
+    print_record_sizes(&etcd);
     drop(server); // kill -9: its tasks die with it
 
     let second_data = tempfile::tempdir().unwrap();

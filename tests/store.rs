@@ -435,8 +435,9 @@ fn etcd_calls_work_from_a_blocking_pool_a_plain_thread_and_inside_a_runtime() {
         .unwrap()
         .unwrap();
     assert_eq!(found.revision, written);
-    // A current-thread runtime's own thread (a #[tokio::test]) can call, and drop, the store.
+    // A current-thread runtime's own thread (a #[tokio::test]) can open, call and drop one.
     let inside = store.clone();
+    let endpoints = case.etcd.endpoint_list();
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -444,6 +445,9 @@ fn etcd_calls_work_from_a_blocking_pool_a_plain_thread_and_inside_a_runtime() {
         .block_on(async move {
             assert!(inside.get("b/pool").unwrap().is_some());
             drop(inside);
+            let opened = EtcdStore::open(&endpoints, &fresh_prefix()).unwrap();
+            assert!(opened.get("b/pool").unwrap().is_none(), "another prefix");
+            drop(opened);
         });
     drop(store);
 }

@@ -226,8 +226,14 @@ impl EtcdStore {
             .with_keep_alive(Duration::from_secs(5), Duration::from_secs(5))
             .with_keep_alive_while_idle(true);
         let addresses = endpoints.to_vec();
-        let client = runtime
-            .block_on(async move { Client::connect(addresses, Some(options)).await })
+        // Not `block_on`: that panics on a thread already inside a runtime.
+        let (connected, connecting) = std::sync::mpsc::sync_channel(1);
+        runtime.spawn(async move {
+            let _ = connected.send(Client::connect(addresses, Some(options)).await);
+        });
+        let client = connecting
+            .recv()
+            .map_err(|_| StoreError::Backend(format!("etcd at {named}: the client stopped")))?
             .map_err(|e| StoreError::Backend(format!("etcd at {named}: {e}")))?;
         let kv = client
             .kv_client()
