@@ -64,6 +64,8 @@ pub struct EtcdStore {
     changes: broadcast::Sender<Feed>,
     /// The highest revision any answer has shown: a watch made now sees changes above it.
     seen: Arc<AtomicU64>,
+    /// The newest revision a commit of this store changed something at.
+    committed: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -247,6 +249,7 @@ impl EtcdStore {
             endpoints: named,
             changes: broadcast::channel(4096).0,
             seen: Arc::new(AtomicU64::new(0)),
+            committed: Arc::new(AtomicU64::new(0)),
             runtime: Some(runtime),
         };
         // One read proves a member answers, and says where the feed starts.
@@ -476,12 +479,12 @@ impl Store for EtcdStore {
             .collect();
         let kv = self.kv.clone();
         let seen = self.seen.clone();
+        let committed = self.committed.clone();
         let unanswered = Arc::new(std::sync::atomic::AtomicBool::new(false));
         run(self.handle(), &self.endpoints, "commit", move || {
-            let (mut kv, request, seen, conditions, leases, too_large, outcome, unanswered) = (
-                kv.clone(),
-                request.clone(),
-                seen.clone(),
+            let (mut kv, request, seen, committed) =
+                (kv.clone(), request.clone(), seen.clone(), committed.clone());
+            let (conditions, leases, too_large, outcome, unanswered) = (
                 conditions.clone(),
                 leases.clone(),
                 too_large.clone(),
@@ -511,12 +514,22 @@ impl Store for EtcdStore {
                 };
                 let revision = Self::saw(&seen, answer.header());
                 if answer.succeeded() {
+                    // Only a revision that changed a key under the prefix comes on the feed
+                    // (one that changed nothing is the present, perhaps another prefix's).
+                    let changed = answer.op_responses().iter().any(|response| match response {
+                        TxnOpResponse::Delete(deleted) => deleted.deleted() > 0,
+                        _ => true,
+                    });
+                    if changed {
+                        committed.fetch_max(revision, Ordering::SeqCst);
+                    }
                     return Ok(revision);
                 }
                 if unanswered.load(Ordering::SeqCst)
                     && let Some(landed) = landed(&mut kv, &outcome, revision).await?
                 {
                     // An earlier try that got no answer was applied: that is this commit.
+                    committed.fetch_max(landed, Ordering::SeqCst);
                     return Ok(landed);
                 }
                 let responses = answer.op_responses();
@@ -543,6 +556,10 @@ impl Store for EtcdStore {
                 Err(Failure::Final(StoreError::Conflict { key, expected }))
             }
         })
+    }
+
+    fn last_committed(&self) -> u64 {
+        self.committed.load(Ordering::SeqCst)
     }
 
     fn watch(&self) -> Watch {
