@@ -652,9 +652,108 @@ async fn serve_connection<S>(
     }
 }
 
-/// Serves the gateway on `listener` until `shutdown`; keeps the route table current.
-pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: CancellationToken) {
+/// The gateway's listening sockets: one per core, bound to one address with `SO_REUSEPORT`,
+/// so the kernel spreads connections over them and each core accepts and serves its own.
+pub struct GatewayListeners {
+    sockets: Vec<std::net::TcpListener>,
+}
+
+impl GatewayListeners {
+    /// Binds `cores` sockets to `address` (port 0: a free port, shared by all).
+    pub fn bind(address: std::net::SocketAddr, cores: usize) -> std::io::Result<Self> {
+        let first = reuse_port_listener(address)?;
+        let address = first.local_addr()?;
+        let mut sockets = vec![first];
+        for _ in 1..cores.max(1) {
+            sockets.push(reuse_port_listener(address)?);
+        }
+        Ok(Self { sockets })
+    }
+
+    /// One socket per core of this host.
+    pub fn bind_per_core(address: std::net::SocketAddr) -> std::io::Result<Self> {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Self::bind(address, cores)
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.sockets[0].local_addr()
+    }
+}
+
+fn reuse_port_listener(address: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(address)?;
+    let listener = socket.listen(1024)?;
+    listener.into_std()
+}
+
+/// Serves the gateway on `listeners` until `shutdown`; keeps the route table current.
+///
+/// Each socket gets a thread of its own with a single-threaded runtime that accepts, parses,
+/// routes and runs the request's instance: a request never changes threads between its bytes
+/// arriving and its response leaving (no work-stealing hop, no cross-core wake-up), which
+/// `benches/http.sh` measured as the largest share of the gateway's own cost.
+pub async fn serve(
+    listeners: GatewayListeners,
+    gateway: Arc<Gateway>,
+    shutdown: CancellationToken,
+) {
     let refresher = tokio::spawn(keep_routes_current(gateway.clone(), shutdown.clone()));
+    let mut cores = Vec::new();
+    for (index, socket) in listeners.sockets.into_iter().enumerate() {
+        let (done, ended) = tokio::sync::oneshot::channel::<()>();
+        let gateway = gateway.clone();
+        let shutdown = shutdown.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("gateway-{index}"))
+            .spawn(move || {
+                let _done = done;
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        tracing::error!(%error, "cannot start a gateway runtime");
+                        return;
+                    }
+                };
+                runtime.block_on(serve_socket(socket, gateway, shutdown));
+            });
+        match spawned {
+            Ok(_) => cores.push(ended),
+            Err(error) => tracing::error!(%error, "cannot start a gateway thread"),
+        }
+    }
+    for ended in cores {
+        let _ = ended.await;
+    }
+    let _ = refresher.await;
+}
+
+/// One core's accept loop.
+async fn serve_socket(
+    socket: std::net::TcpListener,
+    gateway: Arc<Gateway>,
+    shutdown: CancellationToken,
+) {
+    let listener = match socket
+        .set_nonblocking(true)
+        .and_then(|()| TcpListener::from_std(socket))
+    {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(%error, "cannot use a gateway socket");
+            return;
+        }
+    };
     let connections = shutdown.clone();
     crate::net::accept_connections(listener, connections, move |stream| {
         let _ = stream.set_nodelay(true);
@@ -669,7 +768,6 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: Cance
         }
     })
     .await;
-    let _ = refresher.await;
 }
 
 /// Rebuilds the route table when services or tasks change (bursts coalesced), and scales idle
