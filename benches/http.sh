@@ -23,7 +23,9 @@ if [ -z "$WASMTIME" ]; then
 fi
 scripts/setup.sh
 cargo guests --quiet
-cargo build --release --quiet
+# WASMGATE=PATH measures another build of the server (an older one, say) with the same load.
+[ -n "${WASMGATE:-}" ] || cargo build --release --quiet
+wasmgate=${WASMGATE:-target/release/wasmgate}
 venv=target/test-venv
 [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import boto3' 2>/dev/null || {
   python3 -m venv "$venv" && "$venv/bin/pip" install --quiet boto3 awscli; }
@@ -50,7 +52,7 @@ pids+=($!)
 
 # wasmgate: server with its gateway; one service on /, one task, room for every connection.
 api_port=$(free_port); gw_port=$(free_port)
-target/release/wasmgate --data-dir "$data/wg" server --listen "127.0.0.1:$api_port" \
+"$wasmgate" --data-dir "$data/wg" server --listen "127.0.0.1:$api_port" \
   --gateway "127.0.0.1:$gw_port" >"$data/wg.out" 2>"$data/wg.err" &
 pids+=($!)
 sleep 0.5
