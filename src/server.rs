@@ -227,11 +227,9 @@ pub async fn run_server(
         .local_addr()
         .map_err(|e| start_error("cannot read the bound address")(e.to_string()))?;
     let gateway_listener = match options.gateway {
-        Some(at) => Some(
-            crate::gateway::GatewayListeners::bind_per_core(at).map_err(|e| {
-                start_error(format!("cannot listen on {at} (--gateway)"))(e.to_string())
-            })?,
-        ),
+        Some(at) => Some(tokio::net::TcpListener::bind(at).await.map_err(|e| {
+            start_error(format!("cannot listen on {at} (--gateway)"))(e.to_string())
+        })?),
         None => None,
     };
     let gateway_address = gateway_listener.as_ref().and_then(|l| l.local_addr().ok());
