@@ -2,7 +2,8 @@
 //! guest having run and exited, for the hello guest (WASI p1 module and p2 component).
 //!
 //! - `cold_start/prepared/*`: the program is prepared in memory (what a warm agent does):
-//!   a thread, a `Store` with limits, instantiate from `InstancePre`, run, exit.
+//!   a task on the guest threads, a `Store` with limits, instantiate from `InstancePre`, run,
+//!   exit.
 //! - `cold_start/cached_artifact/*`: the process has never seen the image, but its compiled
 //!   artifact is on disk: hash, mmap the artifact, link, then as above.
 //! - `cold_start/compile/*`: nothing cached: compile the bytes, then as above.

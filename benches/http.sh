@@ -8,6 +8,11 @@
 # side by side with the ratios. Then the first request to a service scaled to zero (compiled
 # artifact cached): p50/p99 over TRIES.
 #
+# Also measured in the same run: the same service on a server that routes SERVICES (default
+# 100) services (one task each, paths /svc-N/), to show what a large route table costs; and,
+# with BEFORE=PATH, another build of wasmgate (an older commit's target/release/wasmgate) on
+# the same load, so a change's effect is read from one run.
+#
 # Installs wrk (Debian) and wasmtime-cli 48 (crates.io, a long build) when missing.
 #   CONNECTIONS="10 50 100" DURATION=10 TRIES=50 benches/http.sh
 set -euo pipefail
@@ -23,7 +28,9 @@ if [ -z "$WASMTIME" ]; then
 fi
 scripts/setup.sh
 cargo guests --quiet
-cargo build --release --quiet
+# WASMGATE=PATH measures another build of the server (an older one, say) with the same load.
+[ -n "${WASMGATE:-}" ] || cargo build --release --quiet
+wasmgate=${WASMGATE:-target/release/wasmgate}
 venv=target/test-venv
 [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import boto3' 2>/dev/null || {
   python3 -m venv "$venv" && "$venv/bin/pip" install --quiet boto3 awscli; }
@@ -48,15 +55,18 @@ tuned_port=$(free_port)
   -O pooling-pagemap-scan=auto "$component" >"$data/tuned.out" 2>&1 &
 pids+=($!)
 
-# wasmgate: server with its gateway; one service on /, one task, room for every connection.
-api_port=$(free_port); gw_port=$(free_port)
-target/release/wasmgate --data-dir "$data/wg" server --listen "127.0.0.1:$api_port" \
-  --gateway "127.0.0.1:$gw_port" >"$data/wg.out" 2>"$data/wg.err" &
-pids+=($!)
-sleep 0.5
-"$venv/bin/python" - "http://127.0.0.1:$api_port" "$component" <<'PY'
+# wasmgate: a server with its gateway; one service on /, one task, room for every connection.
+# SERVICES=N more on /svc-1/ ... when asked ("many": the route table of a busy host).
+start_wasmgate() { # BINARY NAME EXTRA_SERVICES -> api and gateway ports
+  local api gw
+  api=$(free_port); gw=$(free_port)
+  "$1" --data-dir "$data/$2" server --listen "127.0.0.1:$api" --gateway "127.0.0.1:$gw" \
+    >"$data/$2.out" 2>"$data/$2.err" &
+  pids+=($!)
+  sleep 0.5
+  "$venv/bin/python" - "http://127.0.0.1:$api" "$component" "$3" <<'PY'
 import sys, boto3
-endpoint, image = sys.argv[1], sys.argv[2]
+endpoint, image, extra = sys.argv[1], sys.argv[2], int(sys.argv[3])
 ecs = boto3.client('ecs', endpoint_url=endpoint, region_name='us-east-1',
                    aws_access_key_id='x', aws_secret_access_key='y')
 def service(name, labels, desired):
@@ -65,11 +75,25 @@ def service(name, labels, desired):
     ecs.create_service(serviceName=name, taskDefinition=name, desiredCount=desired)
 service('hello', {'wasmgate.http.path': '/', 'wasmgate.http.concurrency': '1000'}, 1)
 service('cold', {'wasmgate.http.path': '/cold', 'wasmgate.http.idle-timeout': '3600'}, 0)
-ecs.get_waiter('services_stable').wait(services=['hello', 'cold'], WaiterConfig={'Delay': 0.2, 'MaxAttempts': 100})
+names = ['hello', 'cold']
+for i in range(1, extra + 1):
+    service(f'svc-{i}', {'wasmgate.http.path': f'/svc-{i}'}, 1)
+    names.append(f'svc-{i}')
+for at in range(0, len(names), 10):
+    ecs.get_waiter('services_stable').wait(services=names[at:at + 10],
+                                           WaiterConfig={'Delay': 0.2, 'MaxAttempts': 300})
 PY
+  echo "$api $gw"
+}
+read -r api_port gw_port < <(start_wasmgate "$wasmgate" wg 0)
+read -r _ many_port < <(start_wasmgate "$wasmgate" many "${SERVICES:-100}")
+before_port=
+if [ -n "${BEFORE:-}" ]; then read -r _ before_port < <(start_wasmgate "$BEFORE" before 0); fi
 wait_for "http://127.0.0.1:$peer_port/"
 wait_for "http://127.0.0.1:$tuned_port/"
 wait_for "http://127.0.0.1:$gw_port/"
+wait_for "http://127.0.0.1:$many_port/"
+[ -z "$before_port" ] || wait_for "http://127.0.0.1:$before_port/"
 
 # wrk's "Requests/sec" and the 50% / 99% lines of --latency, in ms.
 measure() {
@@ -88,17 +112,25 @@ print(f'{rps:.0f} {pct(50):.2f} {pct(99):.2f} {errors.group(1) if errors else 0}
 PY
 }
 
-printf '\n%-12s %-22s %12s %10s %10s %8s\n' connections server 'requests/s' 'p50 ms' 'p99 ms' non-2xx
+row() { printf '%-12s %-24s %12s %10s %10s %8s\n' "$@"; }
+printf '\n'; row connections server 'requests/s' 'p50 ms' 'p99 ms' non-2xx
 for c in ${CONNECTIONS:-10 50 100}; do
   read -r peer_rps peer_p50 peer_p99 peer_err < <(measure "$c" "http://127.0.0.1:$peer_port/")
   read -r tuned_rps tuned_p50 tuned_p99 tuned_err < <(measure "$c" "http://127.0.0.1:$tuned_port/")
   read -r wg_rps wg_p50 wg_p99 wg_err < <(measure "$c" "http://127.0.0.1:$gw_port/")
-  printf '%-12s %-22s %12s %10s %10s %8s\n' "$c" "wasmtime serve" "$peer_rps" "$peer_p50" "$peer_p99" "$peer_err"
-  printf '%-12s %-22s %12s %10s %10s %8s\n' "$c" "wasmtime serve (tuned)" "$tuned_rps" "$tuned_p50" "$tuned_p99" "$tuned_err"
-  printf '%-12s %-22s %12s %10s %10s %8s\n' "$c" "wasmgate gateway" "$wg_rps" "$wg_p50" "$wg_p99" "$wg_err"
+  read -r many_rps many_p50 many_p99 many_err < <(measure "$c" "http://127.0.0.1:$many_port/")
+  row "$c" "wasmtime serve" "$peer_rps" "$peer_p50" "$peer_p99" "$peer_err"
+  row "$c" "wasmtime serve (tuned)" "$tuned_rps" "$tuned_p50" "$tuned_p99" "$tuned_err"
+  row "$c" "wasmgate gateway" "$wg_rps" "$wg_p50" "$wg_p99" "$wg_err"
+  row "$c" "wasmgate, $((${SERVICES:-100} + 2)) services" "$many_rps" "$many_p50" "$many_p99" "$many_err"
+  if [ -n "$before_port" ]; then
+    read -r b_rps b_p50 b_p99 b_err < <(measure "$c" "http://127.0.0.1:$before_port/")
+    row "$c" "wasmgate (BEFORE)" "$b_rps" "$b_p50" "$b_p99" "$b_err"
+    python3 -c "print(f'{\"\":12} wasmgate / BEFORE: {$wg_rps/$b_rps:.2f}x requests/s, p99 {$wg_p99/$b_p99:.2f}x')"
+  fi
   python3 -c "print(f'{\"\":12} wasmgate / wasmtime serve: {$wg_rps/$peer_rps:.2f}x requests/s, p99 {$wg_p99/$peer_p99:.2f}x; / tuned: {$wg_rps/$tuned_rps:.2f}x requests/s, p99 {$wg_p99/$tuned_p99:.2f}x')"
+  python3 -c "print(f'{\"\":12} many services / one: {$many_rps/$wg_rps:.2f}x requests/s')"
 done
-
 echo
 echo "== first request to a service scaled to zero (${TRIES:-50} tries)"
 "$venv/bin/python" - "http://127.0.0.1:$api_port" "127.0.0.1:$gw_port" "${TRIES:-50}" <<'PY'

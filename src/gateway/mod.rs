@@ -653,23 +653,113 @@ async fn serve_connection<S>(
 }
 
 /// Serves the gateway on `listener` until `shutdown`; keeps the route table current.
+///
+/// Connections are served by one thread per core, each with a single-threaded runtime: the
+/// accept loop hands each new connection to the core serving the fewest, and from then on
+/// its requests are parsed, routed and run in their instances on that one thread (no
+/// work-stealing hop, no wake-up across cores per request). Handing out connections by count
+/// rather than by `SO_REUSEPORT`'s hash keeps the cores evenly loaded with few connections.
 pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: CancellationToken) {
     let refresher = tokio::spawn(keep_routes_current(gateway.clone(), shutdown.clone()));
-    let connections = shutdown.clone();
-    crate::net::accept_connections(listener, connections, move |stream| {
-        let _ = stream.set_nodelay(true);
-        let gateway = gateway.clone();
-        let shutdown = shutdown.clone();
-        async move {
-            let service = hyper::service::service_fn(move |request| {
-                let gateway = gateway.clone();
-                async move { Ok::<_, Infallible>(gateway.handle(request).await) }
-            });
-            serve_connection(stream, service, shutdown, "gateway").await;
+    let count = std::thread::available_parallelism().map_or(1, usize::from);
+    let mut cores = Vec::new();
+    let mut ended = Vec::new();
+    for index in 0..count {
+        match Core::start(index, gateway.clone(), shutdown.clone()) {
+            Ok((core, done)) => {
+                cores.push(core);
+                ended.push(done);
+            }
+            Err(error) => tracing::error!(%error, "cannot start a gateway thread"),
         }
+    }
+    let cores = Arc::new(cores);
+    crate::net::accept_connections(listener, shutdown.clone(), move |stream| {
+        let _ = stream.set_nodelay(true);
+        if let Some(core) = cores
+            .iter()
+            .min_by_key(|c| c.connections.load(Ordering::Relaxed))
+        {
+            core.hand(stream);
+        }
+        async {}
     })
     .await;
+    // The accept loop's copy of the cores is gone: each core's queue closes, and it drains.
+    for done in ended {
+        let _ = done.await;
+    }
     let _ = refresher.await;
+}
+
+/// One core of the gateway: a thread with a single-threaded runtime, serving the connections
+/// handed to it.
+struct Core {
+    queue: tokio::sync::mpsc::UnboundedSender<std::net::TcpStream>,
+    /// Connections it serves now.
+    connections: Arc<AtomicUsize>,
+}
+
+impl Core {
+    fn start(
+        index: usize,
+        gateway: Arc<Gateway>,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<(Self, tokio::sync::oneshot::Receiver<()>)> {
+        let (queue, mut handed) = tokio::sync::mpsc::unbounded_channel::<std::net::TcpStream>();
+        let (done, ended) = tokio::sync::oneshot::channel::<()>();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let count = connections.clone();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name(format!("gateway-{index}"))
+            .spawn(move || {
+                let _done = done;
+                runtime.block_on(async move {
+                    let mut served = tokio::task::JoinSet::new();
+                    while let Some(stream) = handed.recv().await {
+                        let stream = match stream
+                            .set_nonblocking(true)
+                            .and_then(|()| tokio::net::TcpStream::from_std(stream))
+                        {
+                            Ok(stream) => stream,
+                            Err(error) => {
+                                tracing::warn!(%error, "cannot serve a gateway connection");
+                                count.fetch_sub(1, Ordering::Relaxed);
+                                continue;
+                            }
+                        };
+                        let gateway = gateway.clone();
+                        let shutdown = shutdown.clone();
+                        let count = count.clone();
+                        served.spawn(async move {
+                            let service = hyper::service::service_fn(move |request| {
+                                let gateway = gateway.clone();
+                                async move { Ok::<_, Infallible>(gateway.handle(request).await) }
+                            });
+                            serve_connection(stream, service, shutdown, "gateway").await;
+                            count.fetch_sub(1, Ordering::Relaxed);
+                        });
+                        while served.try_join_next().is_some() {}
+                    }
+                    while served.join_next().await.is_some() {}
+                });
+            })?;
+        Ok((Self { queue, connections }, ended))
+    }
+
+    /// Gives this core a new connection.
+    fn hand(&self, stream: tokio::net::TcpStream) {
+        let Ok(stream) = stream.into_std() else {
+            return;
+        };
+        self.connections.fetch_add(1, Ordering::Relaxed);
+        if self.queue.send(stream).is_err() {
+            self.connections.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Rebuilds the route table when services or tasks change (bursts coalesced), and scales idle

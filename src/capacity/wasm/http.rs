@@ -34,7 +34,7 @@ use wasmtime_wasi_http::{
 };
 
 use super::limits::MemoryLimiter;
-use super::run::{next_stop, thread_cpu_time};
+use super::run::next_stop;
 use super::sandbox;
 use crate::capacity::endpoint::{
     HttpEndpoint, HttpEndpoints, HttpLimits, OnServed, RequestReport, Serving, text, too_large,
@@ -190,7 +190,7 @@ impl HttpWorker {
             .map_err(|e| HttpFailure::Guest(format!("{e:#}")))?;
         let pre = self.pre.clone();
         let worker = self.clone();
-        let guest = tokio::spawn(async move {
+        let guest = async move {
             let _guard = guard;
             let mut instantiate = Duration::ZERO;
             let run = CpuTimed::new(async {
@@ -229,24 +229,42 @@ impl HttpWorker {
                 failure: failure.clone(),
             });
             failure
-        });
-        let answer = tokio::select! {
-            answer = receiver => answer,
+        };
+        // The instance runs in this task, not one of its own: a handler that answers and ends
+        // within its first poll (most do) costs no spawn and no wake-up across tasks. One that
+        // is still streaming its body when the headers are known goes on in a task of its own.
+        let mut guest = Box::pin(guest);
+        let mut receiver = receiver;
+        let first = tokio::select! {
+            biased;
+            answer = &mut receiver => First::Answer(answer),
+            failure = &mut guest => First::Ended(failure),
             () = tokio::time::sleep_until(deadline) => return Err(HttpFailure::Timeout),
         };
+        let (answer, ended) = match first {
+            First::Answer(answer) => (answer, None),
+            // Its response, if it set one, is waiting.
+            First::Ended(failure) => ((&mut receiver).await, Some(failure)),
+        };
         match answer {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(code)) => Err(HttpFailure::ErrorCode(format!("{code:?}"))),
+            Ok(answer) => {
+                if ended.is_none() {
+                    tokio::spawn(guest);
+                }
+                answer.map_err(|code| HttpFailure::ErrorCode(format!("{code:?}")))
+            }
             // The instance ended without a response at its deadline (it races the wait above).
             Err(_) if tokio::time::Instant::now() >= deadline => Err(HttpFailure::Timeout),
             // The instance ended without a response: say why.
-            Err(_) => match guest.await {
-                Ok(Some(failure)) => Err(HttpFailure::Guest(failure)),
-                Ok(None) => Err(HttpFailure::Guest(
-                    "the handler returned without setting a response".into(),
-                )),
-                Err(join) => Err(HttpFailure::Guest(format!("the instance failed: {join}"))),
-            },
+            Err(_) => {
+                let failure = match ended {
+                    Some(failure) => failure,
+                    None => guest.await,
+                };
+                Err(HttpFailure::Guest(failure.unwrap_or_else(|| {
+                    "the handler returned without setting a response".into()
+                })))
+            }
         }
     }
 
@@ -273,6 +291,12 @@ impl HttpWorker {
         store.epoch_deadline_async_yield_and_update(YIELD_EVERY_TICKS);
         Ok(store)
     }
+}
+
+/// What a request's wait for its response saw first.
+enum First<A> {
+    Answer(A),
+    Ended(Option<String>),
 }
 
 /// Epoch ticks (1 ms each) between a running request's yields.
@@ -303,7 +327,9 @@ impl Drop for InFlight {
     }
 }
 
-/// A future and the CPU time of the threads that polled it.
+/// A future and the time spent polling it: the CPU time of the threads that polled it, as
+/// long as the OS does not take the core away mid-poll. Read from the monotonic clock (the
+/// vDSO), since a thread CPU clock is a system call, twice per poll, on every request.
 struct CpuTimed<F> {
     inner: Pin<Box<F>>,
     cpu: Duration,
@@ -322,10 +348,9 @@ impl<F: Future> Future for CpuTimed<F> {
     type Output = (F::Output, Duration);
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let before = thread_cpu_time();
+        let before = Instant::now();
         let polled = self.inner.as_mut().poll(cx);
-        let spent = thread_cpu_time().saturating_sub(before);
-        self.cpu += spent;
+        self.cpu += before.elapsed();
         polled.map(|output| (output, self.cpu))
     }
 }

@@ -1,9 +1,12 @@
 //! One guest's life: its own thread, a `Store` with its limits, instantiation from the
 //! pre-linked program, the run, and the exit with its reason.
 //!
-//! Each guest runs on a thread of its own (driving a single-threaded tokio runtime for its async
-//! WASI calls), so its CPU time is that thread's CPU clock, a spinning guest never starves
-//! another, and a stop can interrupt it at the next epoch tick or while it waits on the host.
+//! Guests run as tasks on a pool of guest threads, one per core, each driving a
+//! single-threaded tokio runtime for its guests' async WASI calls (see [`GuestPool`]): starting
+//! a guest is a queue push, not a thread and a runtime, and an idle guest holds only its
+//! `Store` and its future. A guest yields at every epoch tick, so a spinning guest shares its
+//! thread instead of holding it; its CPU time is the time spent polling it, and a stop can
+//! interrupt it at the next tick or while it waits on the host.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +33,7 @@ pub const EXIT_KILLED: i32 = 137;
 /// Exit code of a guest that could not be started (as Docker's).
 pub const EXIT_CANNOT_START: i32 = 125;
 
-/// Starts the guest on its own thread and returns its handle.
+/// Starts the guest on the pool of guest threads and returns its handle.
 pub(super) fn spawn_guest(
     engine: Engine,
     program: Arc<WasmProgram>,
@@ -43,24 +46,124 @@ pub(super) fn spawn_guest(
         container = %spec.name,
         digest = %program.digest,
     );
-    std::thread::Builder::new()
-        .name(format!("wasm-{}", spec.name))
-        .spawn(move || {
-            let _entered = span.enter();
-            let HandleParts { stop, exit, stats } = parts;
-            let outcome = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(runtime) => runtime.block_on(supervise(&engine, &program, &spec, stop, &stats)),
-                Err(e) => ContainerExit::with_reason(
-                    EXIT_CANNOT_START,
-                    format!("CannotStartContainerError: cannot start the guest's runtime: {e}"),
-                ),
-            };
-            stats.set_cpu(thread_cpu_time());
-            tracing::info!(exit_code = outcome.exit_code, reason = ?outcome.reason, "container exited");
-            exit.send_replace(Some(outcome));
-        })
-        .map_err(|e| CapacityError::Start(format!("cannot spawn the guest's thread: {e}")))?;
+    let guest = async move {
+        let HandleParts { stop, exit, stats } = parts;
+        let clock = Arc::new(GuestClock::default());
+        let outcome = PollTimed {
+            inner: Box::pin(supervise(&engine, &program, &spec, stop, &stats, &clock)),
+            clock: clock.clone(),
+        }
+        .await;
+        stats.set_cpu(clock.total());
+        tracing::info!(exit_code = outcome.exit_code, reason = ?outcome.reason, "container exited");
+        exit.send_replace(Some(outcome));
+    };
+    GuestPool::get()?.spawn(tracing::Instrument::instrument(guest, span));
     Ok(handle)
+}
+
+/// The threads guests run on: one per core, each a single-threaded tokio runtime driven for
+/// the life of the process. Guests are placed in turn.
+struct GuestPool {
+    runtimes: Vec<tokio::runtime::Handle>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+static POOL: std::sync::OnceLock<Result<GuestPool, String>> = std::sync::OnceLock::new();
+
+impl GuestPool {
+    fn get() -> Result<&'static GuestPool, CapacityError> {
+        POOL.get_or_init(|| {
+            let cores = std::thread::available_parallelism().map_or(1, usize::from);
+            (0..cores)
+                .map(Self::start_thread)
+                .collect::<Result<Vec<_>, _>>()
+                .map(|runtimes| GuestPool {
+                    runtimes,
+                    next: Default::default(),
+                })
+        })
+        .as_ref()
+        .map_err(|e| CapacityError::Start(format!("cannot start the guest threads: {e}")))
+    }
+
+    fn start_thread(index: usize) -> Result<tokio::runtime::Handle, String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let handle = runtime.handle().clone();
+        std::thread::Builder::new()
+            .name(format!("wasm-guests-{index}"))
+            .spawn(move || runtime.block_on(std::future::pending::<()>()))
+            .map_err(|e| e.to_string())?;
+        Ok(handle)
+    }
+
+    fn spawn(&self, guest: impl std::future::Future<Output = ()> + Send + 'static) {
+        let at = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.runtimes.len();
+        drop(self.runtimes[at].spawn(guest));
+    }
+}
+
+/// A guest's CPU time on a shared thread: the time spent polling its future (the guest runs
+/// only inside those polls), read from the monotonic clock.
+#[derive(Default)]
+struct GuestClock {
+    /// Nanoseconds spent in polls that ended.
+    spent: std::sync::atomic::AtomicU64,
+    /// When the poll under way began (nanoseconds since `ORIGIN`), 0 between polls.
+    polling_since: std::sync::atomic::AtomicU64,
+}
+
+static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+fn clock_nanos() -> u64 {
+    let origin = *ORIGIN.get_or_init(std::time::Instant::now);
+    // Never 0, which means "not polling".
+    u64::try_from(origin.elapsed().as_nanos())
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
+impl GuestClock {
+    /// CPU time so far, the poll under way included.
+    fn total(&self) -> Duration {
+        use std::sync::atomic::Ordering::Relaxed;
+        let spent = self.spent.load(Relaxed);
+        let since = self.polling_since.load(Relaxed);
+        let current = if since == 0 {
+            0
+        } else {
+            clock_nanos().saturating_sub(since)
+        };
+        Duration::from_nanos(spent + current)
+    }
+}
+
+/// A future whose polls are timed into a [`GuestClock`].
+struct PollTimed<F> {
+    inner: std::pin::Pin<Box<F>>,
+    clock: Arc<GuestClock>,
+}
+
+impl<F: std::future::Future> std::future::Future for PollTimed<F> {
+    type Output = F::Output;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let started = clock_nanos();
+        self.clock.polling_since.store(started, Relaxed);
+        let polled = self.inner.as_mut().poll(cx);
+        self.clock.polling_since.store(0, Relaxed);
+        self.clock
+            .spent
+            .fetch_add(clock_nanos().saturating_sub(started), Relaxed);
+        polled
+    }
 }
 
 /// Runs the guest until it exits, or until a stop request's grace period runs out.
@@ -70,10 +173,18 @@ async fn supervise(
     spec: &ContainerSpec,
     mut stop: watch::Receiver<Option<StopRequest>>,
     stats: &Arc<StatsCell>,
+    clock: &Arc<GuestClock>,
 ) -> ContainerExit {
     // The guest's stdin reaches end of file when this turns true: its signal to stop.
     let (stop_signal, guest_stop) = watch::channel(false);
-    let guest = run_guest(engine, program, spec, guest_stop, stats.clone());
+    let guest = run_guest(
+        engine,
+        program,
+        spec,
+        guest_stop,
+        stats.clone(),
+        clock.clone(),
+    );
     tokio::pin!(guest);
 
     let first = tokio::select! {
@@ -152,6 +263,7 @@ async fn run_guest(
     spec: &ContainerSpec,
     stop: watch::Receiver<bool>,
     stats: Arc<StatsCell>,
+    clock: Arc<GuestClock>,
 ) -> ContainerExit {
     // Not `allow_blocking_current_thread`: with it, a p1 guest's sleep becomes a thread sleep
     // that no stop request can interrupt.
@@ -165,7 +277,7 @@ async fn run_guest(
         }
     };
     let limiter = MemoryLimiter::new(spec.memory_limit_bytes, stats.clone());
-    let meter = CpuMeter::new(spec.cpu_budgets.clone(), stats);
+    let meter = CpuMeter::new(spec.cpu_budgets.clone(), stats, clock);
     let (result, denial) = match &program.pre {
         ProgramPre::Core(pre) => {
             let mut store = new_store(engine, builder.build_p1(), limiter, meter);
@@ -308,25 +420,28 @@ fn classify(
     }
 }
 
-/// Measures the guest thread's CPU time at each epoch tick, reports it, and pauses the guest
-/// when a CPU budget it draws from is in debt.
+/// Measures the guest's CPU time at each epoch tick, reports it, and pauses the guest when a
+/// CPU budget it draws from is in debt.
 struct CpuMeter {
     budgets: Vec<Arc<CpuBudget>>,
     stats: Arc<StatsCell>,
+    clock: Arc<GuestClock>,
     last: Duration,
 }
 
 impl CpuMeter {
-    fn new(budgets: Vec<Arc<CpuBudget>>, stats: Arc<StatsCell>) -> Self {
+    fn new(budgets: Vec<Arc<CpuBudget>>, stats: Arc<StatsCell>, clock: Arc<GuestClock>) -> Self {
+        let last = clock.total();
         Self {
             budgets,
             stats,
-            last: thread_cpu_time(),
+            clock,
+            last,
         }
     }
 
     fn on_tick(&mut self) -> UpdateDeadline {
-        let now = thread_cpu_time();
+        let now = self.clock.total();
         let used = now.saturating_sub(self.last);
         self.last = now;
         self.stats.set_cpu(now);
@@ -344,21 +459,6 @@ impl CpuMeter {
             UpdateDeadline::YieldCustom(1, Box::pin(tokio::time::sleep(pause)))
         }
     }
-}
-
-/// CPU time consumed by the calling thread.
-pub(super) fn thread_cpu_time() -> Duration {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `now` is a valid, writable timespec and CLOCK_THREAD_CPUTIME_ID is always
-    // available on Linux.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
-    if rc != 0 {
-        return Duration::ZERO;
-    }
-    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
 }
 
 /// `64 MiB`, `1.5 GiB`, `512 KiB`, `100 B`.
