@@ -21,7 +21,9 @@
 # TASKS stopped tasks of a are kept (--stopped-task-retention 86400) and slow every pass.
 # Progress is printed every second; every figure is summed up at the end. On failure the logs
 # (the controllers' and agents' stderr) are kept in the temp dir, whose path is printed.
-# Settings: TASKS, ROUNDS, LOST_TASKS, RUNS as above; AGENT_POOLING=auto|on|off passes
+# Settings: TASKS, ROUNDS, LOST_TASKS, RUNS as above; STORE=etcd keeps the controller's state
+# in a one-member etcd (Debian's etcd 3.4, started here on loopback, its data on disk) instead
+# of SQLite; AGENT_POOLING=auto|on|off passes
 # --pooling to the agents (default: none, the agent's default, auto); KEEP=1 keeps the temp dir
 # after a run that succeeded too.
 set -euo pipefail
@@ -151,8 +153,22 @@ wait_for() { # FILE PATTERN SECONDS WHAT
   for _ in $(seq $(($3 * 10))); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
   echo "timed out after $3 s waiting for $4" >&2; return 1
 }
+store=sqlite
+if [ "${STORE:-sqlite}" = etcd ]; then
+  etcd_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  etcd --data-dir "$tmp/etcd" --listen-client-urls "http://127.0.0.1:$etcd_port" \
+    --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls "http://127.0.0.1:$((etcd_port + 1))" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$((etcd_port + 1))" \
+    --initial-cluster "default=http://127.0.0.1:$((etcd_port + 1))" \
+    > "$tmp/etcd.out" 2> "$tmp/etcd.err" < /dev/null &
+  echo $! > "$tmp/etcd.pid"
+  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$etcd_port/health" | grep -q '"health":"true"' && break; sleep 0.1; done
+  store=etcd://127.0.0.1:$etcd_port/hosts-bench
+  echo "== state in $store"
+fi
 mkdir -p "$tmp/controller"
-"$exe" --data-dir "$tmp/controller" server --listen "$controller_ip:0" --gateway off \
+"$exe" --data-dir "$tmp/controller" server --listen "$controller_ip:0" --gateway off --store "$store" \
   --no-local-agent --agent-token-file "$token" --agent-timeout 2 --agent-lost-after 5 \
   --stopped-task-retention 86400 > "$tmp/controller.out" 2> "$tmp/controller.err" &
 echo $! > "$tmp/controller.pid"
@@ -495,7 +511,8 @@ def summary():
     b = lost and lost['rounds']
     print()
     print('== summary: wasmgate on 3 hosts (network namespaces on a bridge, one machine, '
-          f'{os.cpu_count()} cores); controller --no-local-agent --agent-timeout 2 --agent-lost-after 5')
+          f'{os.cpu_count()} cores); controller --no-local-agent --agent-timeout 2 --agent-lost-after 5, '
+          f'state in {env.get("STORE") or "sqlite"}')
     if a:
         print(f'a) service of {a["tasks"]} idle tasks (graceful.wasm, memory 8): CreateService -> steady '
               f'{a["up_s"]:.2f} s ({a["tasks"] / a["up_s"]:.0f} tasks/s), per host {a["per_host"]}; '

@@ -175,7 +175,8 @@ pub async fn run_server(
     };
     let state = crate::store::blocking(|| crate::store::open(&options.store, &config.data_dir))
         .map_err(|e| start_error("cannot open the state store")(e.to_string()))?;
-    let (reports, mut reports_rx) = mpsc::unbounded_channel::<(String, AgentReport)>();
+    let (reports, mut reports_rx) =
+        mpsc::unbounded_channel::<crate::control::hosts::QueuedReport>();
     let hosts = Hosts::new(state.clone(), options.hosts.clone(), reports)
         .map_err(|e| start_error("cannot load the hosts")(e.to_string()))?;
     let control = Control::new(state, options.arns.clone(), hosts.clone())
@@ -324,21 +325,31 @@ pub async fn run_server(
         let control = control.clone();
         let recorded_all = recorded_all.clone();
         async move {
-            let record = |host: String, report: AgentReport| {
+            let record = |queued: crate::control::hosts::QueuedReport| {
                 let control = control.clone();
                 async move {
-                    let recorded = tokio::task::spawn_blocking(move || {
+                    let crate::control::hosts::QueuedReport {
+                        host,
+                        report,
+                        recorded,
+                    } = queued;
+                    let outcome = tokio::task::spawn_blocking(move || {
                         crate::control::record_report(&control, &host, &report)
                     })
                     .await;
-                    match recorded {
-                        Ok(Ok(())) => {}
+                    let outcome = match outcome {
+                        Ok(Ok(())) => Ok(()),
                         Ok(Err(error)) => {
-                            tracing::error!(%error, "cannot record an agent's report")
+                            tracing::error!(%error, "cannot record an agent's report");
+                            Err(error.to_string())
                         }
                         Err(error) => {
-                            tracing::error!(%error, "recording an agent's report panicked")
+                            tracing::error!(%error, "recording an agent's report panicked");
+                            Err("recording it panicked".to_string())
                         }
+                    };
+                    if let Some(recorded) = recorded {
+                        let _ = recorded.send(outcome);
                     }
                 }
             };
@@ -346,12 +357,12 @@ pub async fn run_server(
                 tokio::select! {
                     biased;
                     next = reports_rx.recv() => match next {
-                        Some((host, report)) => record(host, report).await,
+                        Some(queued) => record(queued).await,
                         None => return,
                     },
                     () = recorded_all.cancelled() => {
-                        while let Ok((host, report)) = reports_rx.try_recv() {
-                            record(host, report).await;
+                        while let Ok(queued) = reports_rx.try_recv() {
+                            record(queued).await;
                         }
                         return;
                     }

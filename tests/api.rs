@@ -1360,3 +1360,42 @@ print(' '.join(t.rsplit('/', 1)[1] for t in tasks))
         "a 256-unit guest reported {share:.2} of a core"
     );
 }
+
+#[test]
+fn run_task_with_a_client_token_starts_its_tasks_once() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let out = boto3_with_sleep(
+        &server.endpoint,
+        r#"
+image = ecs.describe_task_definition(taskDefinition='sleep')['taskDefinition']['containerDefinitions'][0]['image']
+ecs.register_task_definition(family='other', memory='16', containerDefinitions=[{'name': 's', 'image': image}])
+first = ecs.run_task(taskDefinition='sleep', count=2, clientToken='deploy-42')['tasks']
+again = ecs.run_task(taskDefinition='sleep', count=2, clientToken='deploy-42')['tasks']
+print('same', sorted(t['taskArn'] for t in first) == sorted(t['taskArn'] for t in again), len(first))
+# One more asked with the same token: the two it made, and one more.
+more = ecs.run_task(taskDefinition='sleep', count=3, clientToken='deploy-42')['tasks']
+print('more', len(more), len({t['taskArn'] for t in more} & {t['taskArn'] for t in first}))
+other = ecs.run_task(taskDefinition='sleep', clientToken='deploy-43')['tasks']
+print('other token', other[0]['taskArn'] not in {t['taskArn'] for t in more})
+print('listed', len(ecs.list_tasks(family='sleep')['taskArns']))
+print(code(lambda: ecs.run_task(taskDefinition='other', clientToken='deploy-42')))
+print(code(lambda: ecs.run_task(taskDefinition='sleep', clientToken='has space')))
+print(code(lambda: ecs.run_task(taskDefinition='sleep', clientToken='x' * 65)))
+"#,
+    );
+    assert!(out.contains("same True 2"), "{out}");
+    assert!(out.contains("more 3 2"), "{out}");
+    assert!(out.contains("other token True"), "{out}");
+    assert!(out.contains("listed 4"), "{out}");
+    assert!(
+        out.contains("InvalidParameterException clientToken: already used by a RunTask of"),
+        "{out}"
+    );
+    assert_eq!(
+        out.matches("InvalidParameterException clientToken: must be 1 to 64")
+            .count(),
+        2,
+        "{out}"
+    );
+}

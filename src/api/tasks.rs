@@ -35,6 +35,7 @@ struct RunTask {
     propagate_tags: Option<String>,
     #[serde(default, rename = "enableECSManagedTags")]
     enable_ecs_managed_tags: bool,
+    client_token: Option<String>,
 }
 
 /// A task's tags as RunTask and StartTask make them: `tags`, the task definition's when
@@ -184,6 +185,13 @@ pub fn run(api: &Api, body: Value) -> Result<Value, ApiError> {
             "count: must be between 1 and 10 (got {count})"
         )));
     }
+    if let Some(token) = &request.client_token
+        && (token.is_empty() || token.len() > 64 || !token.bytes().all(|b| (33..=126).contains(&b)))
+    {
+        return Err(ApiError::invalid(
+            "clientToken: must be 1 to 64 characters, each a visible ASCII character (33-126)",
+        ));
+    }
     let overrides_shape = overrides_of(&definition, request.overrides)?;
     crate::control::placement::validate(
         &request.placement_strategy,
@@ -217,6 +225,7 @@ pub fn run(api: &Api, body: Value) -> Result<Value, ApiError> {
             strategies: &request.placement_strategy,
             constraints: &request.placement_constraints,
             guard: Vec::new(),
+            client_token: request.client_token.as_deref(),
         },
     )?;
     Ok(launched_shape(&launched))
@@ -319,6 +328,7 @@ pub fn start(api: &Api, body: Value) -> Result<Value, ApiError> {
                 strategies: &[],
                 constraints: &only_there,
                 guard: Vec::new(),
+                client_token: None,
             },
         )?;
         all.tasks.extend(launched.tasks);

@@ -248,7 +248,17 @@ pub struct Hosts {
     placements_seen: Mutex<HashMap<String, u64>>,
     placements_moved: std::sync::Condvar,
     assignments: Mutex<Assignments>,
-    reports: mpsc::UnboundedSender<(String, AgentReport)>,
+    reports: mpsc::UnboundedSender<QueuedReport>,
+}
+
+/// An agent's report on its way to the recorder.
+pub struct QueuedReport {
+    pub host: String,
+    pub report: AgentReport,
+    /// Told once the report is in the store (or why it is not): an agent across the network
+    /// is answered only then, so a report it was told is taken is never lost with this
+    /// replica.
+    pub recorded: Option<tokio::sync::oneshot::Sender<Result<(), String>>>,
 }
 
 fn now() -> f64 {
@@ -275,7 +285,7 @@ impl Hosts {
     pub fn new(
         store: Arc<dyn Store>,
         settings: HostSettings,
-        reports: mpsc::UnboundedSender<(String, AgentReport)>,
+        reports: mpsc::UnboundedSender<QueuedReport>,
     ) -> Result<Arc<Self>, HostError> {
         let hosts = Arc::new(Self {
             store,
@@ -543,6 +553,26 @@ impl Hosts {
 
     /// Takes a report of host `id`.
     pub fn report(&self, id: &str, report: AgentReport) {
+        self.queue_report(id, report, None);
+    }
+
+    /// As [`Hosts::report`], answering once the report is recorded (or why it is not).
+    pub fn report_recorded(
+        &self,
+        id: &str,
+        report: AgentReport,
+    ) -> tokio::sync::oneshot::Receiver<Result<(), String>> {
+        let (recorded, answer) = tokio::sync::oneshot::channel();
+        self.queue_report(id, report, Some(recorded));
+        answer
+    }
+
+    fn queue_report(
+        &self,
+        id: &str,
+        report: AgentReport,
+        recorded: Option<tokio::sync::oneshot::Sender<Result<(), String>>>,
+    ) {
         if let Some(live) = self.live().get_mut(id) {
             live.last_heard = now();
             if live.lost {
@@ -550,7 +580,11 @@ impl Hosts {
                 live.lost = false;
             }
         }
-        let _ = self.reports.send((id.to_string(), report));
+        let _ = self.reports.send(QueuedReport {
+            host: id.to_string(),
+            report,
+            recorded,
+        });
     }
 
     /// Whether host `id` was heard from within the agent timeout.

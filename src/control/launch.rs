@@ -8,6 +8,7 @@ use super::placement::{Candidate, choose};
 use super::providers::{Provider, StrategyItem};
 use super::{Control, ControlError};
 use crate::agent::{ContainerOverride, new_task_id};
+use crate::records;
 use crate::records::service::{PlacementConstraint, PlacementStrategy};
 use crate::records::{
     ContainerRecord, ContainerStatus, DesiredStatus, HealthStatus, LaunchType, TaskRecord,
@@ -39,6 +40,10 @@ pub struct Launch<'a> {
     /// Keys that must stay as expected for the tasks to be recorded (the service record a
     /// scheduler pass decided on): a launch on a stale decision records nothing.
     pub guard: Vec<(String, Expect)>,
+    /// RunTask's `clientToken`: the tasks' ids derive from it, so a retry of the same request
+    /// (after a lost answer, against another replica) finds the tasks the first made instead
+    /// of starting more.
+    pub client_token: Option<&'a str>,
 }
 
 /// A task that fit nowhere: the closest host (or the cluster) and ECS's reason.
@@ -242,7 +247,22 @@ pub fn launch(control: &Control, request: Launch<'_>) -> Result<Launched, Contro
     let health_checked = definition
         .essential_containers()
         .any(|c| c.health_check.is_some());
+    // A daemon task definition's record names its own ARN.
+    let definition_arn = request.record["taskDefinitionArn"].as_str().map_or_else(
+        || control.arns.task_definition(family, revision),
+        str::to_string,
+    );
     let mut launched = Launched::default();
+    let mut token_ids = std::collections::VecDeque::new();
+    if let Some(token) = request.client_token {
+        for index in 0..request.count {
+            let id = token_task_id(cluster, token, index);
+            match records::task(control.store.as_ref(), &id)? {
+                Some(earlier) => launched.tasks.push(same_request(earlier, &definition_arn)?),
+                None => token_ids.push_back(id),
+            }
+        }
+    }
     // Within one replica, launches take turns; across replicas sharing a store, the
     // placement counters below keep two from spending the same capacity.
     let _placing = control.lock_placement();
@@ -364,7 +384,7 @@ pub fn launch(control: &Control, request: Launch<'_>) -> Result<Launched, Contro
             candidate.free_tasks = candidate.free_tasks.saturating_sub(1);
             candidate.group_tasks += 1;
             let host = hosts.get(&candidate.id);
-            let task_id = new_task_id();
+            let task_id = token_ids.pop_front().unwrap_or_else(new_task_id);
             let task_arn = control.arns.task(cluster, &task_id);
             let containers = definition
                 .spec
@@ -448,11 +468,7 @@ pub fn launch(control: &Control, request: Launch<'_>) -> Result<Launched, Contro
             let task = TaskRecord {
                 task_arn,
                 cluster_arn: control.arns.cluster(cluster),
-                // A daemon task definition's record names its own ARN.
-                task_definition_arn: request.record["taskDefinitionArn"].as_str().map_or_else(
-                    || control.arns.task_definition(family, revision),
-                    str::to_string,
-                ),
+                task_definition_arn: definition_arn.clone(),
                 last_status: TaskStatus::Provisioning,
                 desired_status: DesiredStatus::Running,
                 health_status: HealthStatus::Unknown,
@@ -484,9 +500,28 @@ pub fn launch(control: &Control, request: Launch<'_>) -> Result<Launched, Contro
                 Err(StoreError::Conflict { key, .. })
                     if key.starts_with(PLACEMENT) && contended < MAX_CONTENDED =>
                 {
+                    if request.client_token.is_some() {
+                        token_ids.push_front(task.id().to_string());
+                    }
                     contended += 1;
                     tracing::debug!(%key, contended, "placement contended; placing again");
                     continue 'placing;
+                }
+                // The same clientToken's retry, on another replica, recorded this one first.
+                Err(StoreError::Conflict { key, .. }) if key == task_key(task.id()) => {
+                    match records::task(control.store.as_ref(), task.id())? {
+                        Some(earlier) => {
+                            launched.tasks.push(same_request(earlier, &definition_arn)?);
+                        }
+                        None => {
+                            return Err(StoreError::Conflict {
+                                key,
+                                expected: Expect::Absent,
+                            }
+                            .into());
+                        }
+                    }
+                    continue;
                 }
                 Err(error) => return Err(error.into()),
             }
@@ -494,6 +529,25 @@ pub fn launch(control: &Control, request: Launch<'_>) -> Result<Launched, Contro
             launched.tasks.push(task);
         }
         return Ok(launched);
+    }
+}
+
+/// The id of the `index`th task of the RunTask of `token` in `cluster`.
+fn token_task_id(cluster: &str, token: &str, index: u32) -> String {
+    let seed = format!("run-task\0{cluster}\0{token}\0{index}");
+    crate::capacity::wasm::sha256_hex(seed.as_bytes())[..32].to_string()
+}
+
+/// `earlier`, a task an earlier RunTask with the same clientToken made, if that request asked
+/// for the same task definition.
+fn same_request(earlier: TaskRecord, asked: &str) -> Result<TaskRecord, ControlError> {
+    if earlier.task_definition_arn == asked {
+        Ok(earlier)
+    } else {
+        Err(ControlError::Invalid(format!(
+            "clientToken: already used by a RunTask of {} (this one asks for {asked})",
+            earlier.task_definition_arn
+        )))
     }
 }
 

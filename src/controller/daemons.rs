@@ -243,6 +243,7 @@ fn reconcile_daemon(
                 strategies: &[],
                 constraints: &constraints,
                 guard: Vec::new(),
+                client_token: None,
             },
         )?;
         started += launched.tasks.len();

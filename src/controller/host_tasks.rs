@@ -186,6 +186,7 @@ pub fn reconcile_daemon_service(
                     strategies: &[],
                     constraints: &constraints,
                     guard: guard.clone(),
+                    client_token: None,
                 },
             );
             match launched {

@@ -311,6 +311,7 @@ fn launch_for_service(
             strategies: &service.placement_strategy,
             constraints: &service.placement_constraints,
             guard: guard.to_vec(),
+            client_token: None,
         },
     )
 }

@@ -144,8 +144,19 @@ pub async fn serve_agent(hosts: &Hosts, request: Request<Incoming>) -> Response<
                 Ok(report) => report,
                 Err(response) => return response,
             };
-            hosts.report(&host, report);
-            json_response(StatusCode::OK, &serde_json::json!({}))
+            // Answered once recorded: the agent keeps what was not taken and sends it again,
+            // here or to another replica.
+            match hosts.report_recorded(&host, report).await {
+                Ok(Ok(())) => json_response(StatusCode::OK, &serde_json::json!({})),
+                Ok(Err(why)) => error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("the report was not recorded: {why}"),
+                ),
+                Err(_) => error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the controller is shutting down; report again".to_string(),
+                ),
+            }
         }
         (_, other) => error_response(
             StatusCode::NOT_FOUND,
@@ -317,7 +328,8 @@ impl ControllerUrl {
         })
     }
 
-    /// Sends one report.
+    /// Sends one report; the controller answers once it has recorded it, which takes as long
+    /// as the reports queued before it (a big ramp's, from every host), hence the wait.
     pub async fn report(&self, credential: &str, report: &AgentReport) -> Result<(), LinkError> {
         let body = serde_json::to_vec(report).unwrap_or_default();
         self.exchange(
@@ -326,7 +338,7 @@ impl ControllerUrl {
             Some(credential),
             Some(body),
             1 << 20,
-            Duration::from_secs(10),
+            Duration::from_secs(30),
         )
         .await
         .map(|_| ())

@@ -24,6 +24,32 @@ struct Member {
     /// `None` once killed.
     child: Option<Child>,
     log: PathBuf,
+    /// What it was started with: a restart starts it so again, on the same data directory
+    /// (where etcd ignores the initial-cluster flags and rejoins).
+    args: Vec<std::ffi::OsString>,
+}
+
+impl Member {
+    fn spawn(&mut self) {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("etcd's log file");
+        let child = Command::new("sh")
+            .args([
+                "-c",
+                r#"etcd "$@" & pid=$!; read _ignored; kill -9 $pid; wait $pid"#,
+                "etcd",
+            ])
+            .args(&self.args)
+            .stdin(Stdio::piped())
+            .stdout(out.try_clone().expect("etcd's log file"))
+            .stderr(out)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start etcd's shell: {e}"));
+        self.child = Some(child);
+    }
 }
 
 fn free_port() -> u16 {
@@ -75,47 +101,42 @@ impl Etcd {
             .map(|(i, (client, peer))| {
                 let name = format!("m{i}");
                 let log = dir.path().join(format!("{name}.log"));
-                let out = std::fs::File::create(&log).expect("etcd's log file");
-                let child = Command::new("sh")
-                    .args([
-                        "-c",
-                        r#"etcd "$@" & pid=$!; read _ignored; kill -9 $pid; wait $pid"#,
-                        "etcd",
-                    ])
-                    .args(["--name", &name])
-                    .arg("--data-dir")
-                    .arg(dir.path().join(&name))
-                    .args([
-                        "--listen-client-urls",
-                        &format!("http://127.0.0.1:{client}"),
-                        "--advertise-client-urls",
-                        &format!("http://127.0.0.1:{client}"),
-                        "--listen-peer-urls",
-                        &format!("http://127.0.0.1:{peer}"),
-                        "--initial-advertise-peer-urls",
-                        &format!("http://127.0.0.1:{peer}"),
-                        "--initial-cluster",
-                        &initial_cluster,
-                        "--initial-cluster-state",
-                        "new",
-                        "--initial-cluster-token",
-                        &token,
-                        "--logger",
-                        "zap",
-                        "--log-outputs",
-                        "stderr",
-                    ])
-                    .stdin(Stdio::piped())
-                    .stdout(out.try_clone().expect("etcd's log file"))
-                    .stderr(out)
-                    .spawn()
-                    .unwrap_or_else(|e| panic!("cannot start etcd's shell: {e}"));
-                Member {
+                let args: Vec<std::ffi::OsString> = [
+                    "--name",
+                    &name,
+                    "--data-dir",
+                    &dir.path().join(&name).display().to_string(),
+                    "--listen-client-urls",
+                    &format!("http://127.0.0.1:{client}"),
+                    "--advertise-client-urls",
+                    &format!("http://127.0.0.1:{client}"),
+                    "--listen-peer-urls",
+                    &format!("http://127.0.0.1:{peer}"),
+                    "--initial-advertise-peer-urls",
+                    &format!("http://127.0.0.1:{peer}"),
+                    "--initial-cluster",
+                    &initial_cluster,
+                    "--initial-cluster-state",
+                    "new",
+                    "--initial-cluster-token",
+                    &token,
+                    "--logger",
+                    "zap",
+                    "--log-outputs",
+                    "stderr",
+                ]
+                .iter()
+                .map(Into::into)
+                .collect();
+                let mut member = Member {
                     name,
                     client: *client,
-                    child: Some(child),
+                    child: None,
                     log,
-                }
+                    args,
+                };
+                member.spawn();
+                member
             })
             .collect();
         let etcd = Self { members, _dir: dir };
@@ -167,6 +188,20 @@ impl Etcd {
             // Its shell kills it when its input closes.
             drop(child.stdin.take());
             let _ = child.wait();
+        }
+    }
+
+    /// Starts member `index` again after [`Etcd::kill_9`], on its data; it is healthy only
+    /// once a quorum of members is up ([`Etcd::wait_all_healthy`]).
+    pub fn restart(&mut self, index: usize) {
+        assert!(self.members[index].child.is_none(), "member {index} runs");
+        self.members[index].spawn();
+    }
+
+    /// Waits until every running member says it is healthy.
+    pub fn wait_all_healthy(&self) {
+        for member in self.members.iter().filter(|m| m.child.is_some()) {
+            self.wait_healthy(member);
         }
     }
 

@@ -236,10 +236,13 @@ impl Agent {
     }
 }
 
+/// An agent that ends with its test takes its data directory with it; one killed before
+/// ([`Agent::kill`]) leaves it for the agent started again in its place.
 impl Drop for Agent {
     fn drop(&mut self) {
-        self.child.take();
-        let _ = std::fs::remove_dir_all(&self.data);
+        if self.child.take().is_some() {
+            let _ = std::fs::remove_dir_all(&self.data);
+        }
     }
 }
 
