@@ -81,7 +81,8 @@ def wait(label, check, timeout=60, every=0.05):
     started = shown = time.time()
     while True:
         got = check()
-        if got:
+        # (0 is an answer: the index of a replica.)
+        if got is not None and got is not False:
             return got
         if time.time() - started > timeout:
             raise SystemExit(f'timed out after {timeout} s: {label}')

@@ -273,25 +273,32 @@ pub fn ensure(
     members: serde_json::Map<String, Value>,
 ) -> Result<Value, ApiError> {
     check_name(name)?;
-    let existing = api.control.store.get(&key(name))?;
-    if let Some(found) = &existing
-        && found.value["status"] == "ACTIVE"
-    {
-        return Ok(found.value.clone());
+    // Replicas starting together all ensure `default`: one writes it, the others find it on
+    // their next look.
+    loop {
+        let existing = api.control.store.get(&key(name))?;
+        if let Some(found) = &existing
+            && found.value["status"] == "ACTIVE"
+        {
+            return Ok(found.value.clone());
+        }
+        let mut record = json!({
+            "clusterName": name,
+            "status": "ACTIVE",
+            "createdAt": timestamp(),
+            "tags": [],
+            "settings": [],
+        });
+        for (member, value) in members.clone() {
+            record[member] = value;
+        }
+        let expected = existing.map_or(Expect::Absent, |e| Expect::Revision(e.revision));
+        match api.control.store.put(&key(name), &record, expected) {
+            Ok(_) => return Ok(record),
+            Err(crate::store::StoreError::Conflict { .. }) => continue,
+            Err(other) => return Err(other.into()),
+        }
     }
-    let mut record = json!({
-        "clusterName": name,
-        "status": "ACTIVE",
-        "createdAt": timestamp(),
-        "tags": [],
-        "settings": [],
-    });
-    for (member, value) in members {
-        record[member] = value;
-    }
-    let expected = existing.map_or(Expect::Absent, |e| Expect::Revision(e.revision));
-    api.control.store.put(&key(name), &record, expected)?;
-    Ok(record)
 }
 
 /// The active cluster a call names (by name or ARN; `default` when absent).

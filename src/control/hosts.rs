@@ -377,9 +377,19 @@ impl Hosts {
         id: &str,
         change: impl Fn(&mut HostRecord),
     ) -> Result<HostRecord, HostError> {
+        self.update_record_through(self.store.as_ref(), id, change)
+    }
+
+    /// As [`Hosts::update_record`], written through `store`: the leader's duties pass their
+    /// fenced store, so a decision about a host holds only while their term does.
+    pub fn update_record_through(
+        &self,
+        store: &dyn Store,
+        id: &str,
+        change: impl Fn(&mut HostRecord),
+    ) -> Result<HostRecord, HostError> {
         loop {
-            let found = self
-                .store
+            let found = store
                 .get(&host_key(id))?
                 .ok_or_else(|| HostError::UnknownHost(id.to_string()))?;
             let mut record: HostRecord = serde_json::from_value(found.value)
@@ -387,10 +397,7 @@ impl Hosts {
             change(&mut record);
             let value = serde_json::to_value(&record)
                 .map_err(|e| HostError::Invalid(id.to_string(), e.to_string()))?;
-            match self
-                .store
-                .put(&host_key(id), &value, Expect::Revision(found.revision))
-            {
+            match store.put(&host_key(id), &value, Expect::Revision(found.revision)) {
                 Ok(_) => return Ok(record),
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(other) => return Err(other.into()),

@@ -151,11 +151,13 @@ fn reconcile_daemon(
             if !active {
                 continue;
             }
-            control.hosts.update_record(host, |record| {
-                if record.status == HostStatus::Active {
-                    record.status = HostStatus::Draining;
-                }
-            })?;
+            control
+                .hosts
+                .update_record_through(control.store.as_ref(), host, |record| {
+                    if record.status == HostStatus::Active {
+                        record.status = HostStatus::Draining;
+                    }
+                })?;
             tracing::warn!(%host, task = %task.id(), "a critical daemon task stopped; draining its host");
             d.drained.push(host.to_string());
             if let Some((record, _)) = hosts.get_mut(host) {

@@ -339,8 +339,37 @@ pub fn open(url: &StoreUrl, data_dir: &Path) -> Result<Arc<dyn Store>, StoreErro
             })?;
             Arc::new(store)
         }
-        StoreUrl::Etcd { endpoints, prefix } => Arc::new(EtcdStore::open(endpoints, prefix)?),
+        StoreUrl::Etcd { endpoints, prefix } => Arc::new(open_etcd(endpoints, prefix)?),
     })
+}
+
+/// How long a server starting waits for etcd to answer (started together, etcd may not yet
+/// have a leader).
+const ETCD_START_WAIT: Duration = Duration::from_secs(60);
+
+/// Opens the etcd store, waiting up to [`ETCD_START_WAIT`] while etcd does not answer and
+/// saying so every few seconds; then gives up with etcd's last error.
+fn open_etcd(endpoints: &[String], prefix: &str) -> Result<EtcdStore, StoreError> {
+    let started = std::time::Instant::now();
+    let mut said = started;
+    loop {
+        match EtcdStore::open(endpoints, prefix) {
+            Ok(store) => return Ok(store),
+            Err(error) if started.elapsed() < ETCD_START_WAIT => {
+                if said.elapsed() >= Duration::from_secs(3) {
+                    said = std::time::Instant::now();
+                    tracing::warn!(%error, "waiting for etcd at {}", endpoints.join(","));
+                    eprintln!(
+                        "wasmgate: waiting for etcd at {} ({} s): {error}",
+                        endpoints.join(","),
+                        started.elapsed().as_secs()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            Err(error) => return Err(error),
+        }
+    }
 }
 
 /// How long to wait between retries of a lease's keep-alive: a third of its TTL, so two
