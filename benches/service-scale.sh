@@ -2,7 +2,8 @@
 # A service of N tiny long-running Wasm tasks (default 1000) against a real `wasmgate server`
 # (release build), driven by boto3 on the same machine:
 #   - CreateService → steady state (runningCount == N, one deployment): how long;
-#   - the server's memory (RSS) while it holds them, and per task;
+#   - the server's memory (RSS) while it holds them, and per task: at steady state, and settled
+#     (2 s later, once the scheduler has gone quiet and returned what the ramp freed);
 #   - UpdateService desiredCount 0 → every task stopped: how long.
 # Progress is printed every second.
 set -euo pipefail
@@ -56,9 +57,12 @@ started = time.time()
 ecs.create_service(serviceName='idle', taskDefinition='idle', desiredCount=total)
 up = wait_until(lambda s: s['runningCount'] == total and len(s['deployments']) == 1, 'scaling up')
 rss, peak = rss_mib()
+time.sleep(2)
+settled, _ = rss_mib()
 print(f'{total} tasks: CreateService -> steady state in {up:.2f} s ({total/up:.0f} tasks/s)')
 print(f'server RSS holding them: {rss:.0f} MiB (idle {idle_rss:.0f} MiB, peak {peak:.0f} MiB): '
-      f'{(rss - idle_rss) * 1024 / total:.0f} KiB per task')
+      f'{(rss - idle_rss) * 1024 / total:.0f} KiB per task; settled (2 s later) {settled:.0f} MiB: '
+      f'{(settled - idle_rss) * 1024 / total:.0f} KiB per task')
 ecs.update_service(service='idle', desiredCount=0)
 down = wait_until(lambda s: s['runningCount'] == 0 and s['pendingCount'] == 0, 'scaling down')
 print(f'desiredCount 0 -> no task running in {down:.2f} s')

@@ -19,6 +19,7 @@ pub mod deploy;
 pub mod gateway;
 pub mod image;
 pub mod logs;
+pub mod memory;
 pub mod net;
 pub mod protocol;
 pub mod records;

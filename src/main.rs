@@ -1061,7 +1061,7 @@ async fn run(config: &Config, args: RunArgs) -> anyhow::Result<u8> {
         .context("cannot listen for Ctrl-C")?;
     let task = runner.start(TaskRequest {
         task_id: new_task_id(),
-        definition,
+        definition: Arc::new(definition),
         overrides,
         image_base_dir: base_dir,
         tee: Tee::Terminal,

@@ -538,3 +538,32 @@ fn another_tool_pulls_what_wasmgate_pushes() {
         String::from_utf8_lossy(&run.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_image_is_read_again_once_the_file_changes() {
+    let data = tempfile::tempdir().unwrap();
+    let images = images(data.path(), RegistrySettings::default());
+    let file = data.path().join("app.wasm");
+    let hello = std::fs::read(guest(Wasi::P1, "hello")).unwrap();
+    let exit = std::fs::read(guest(Wasi::P1, "exit")).unwrap();
+    std::fs::write(&file, &hello).unwrap();
+    let reference = file.display().to_string();
+    let first = images.resolve(&reference, data.path()).await.unwrap();
+    let again = images.resolve(&reference, data.path()).await.unwrap();
+    assert_eq!(first.digest, sha256(&hello));
+    assert_eq!(again.digest, first.digest);
+    // Another program written over it (a new inode, as a build's rename makes, or the same
+    // file rewritten): its own bytes and digest, never the remembered ones.
+    let replacement = data.path().join("app.wasm.new");
+    std::fs::write(&replacement, &exit).unwrap();
+    std::fs::rename(&replacement, &file).unwrap();
+    let renamed = images.resolve(&reference, data.path()).await.unwrap();
+    assert_eq!(renamed.digest, sha256(&exit));
+    std::fs::write(&file, &hello).unwrap();
+    let rewritten = images.resolve(&reference, data.path()).await.unwrap();
+    assert_eq!(rewritten.digest, sha256(&hello));
+    let ImageContent::Wasm(bytes) = rewritten.content else {
+        panic!("not a Wasm image");
+    };
+    assert_eq!(&bytes[..], &hello[..]);
+}

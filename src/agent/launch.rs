@@ -41,8 +41,9 @@ pub(super) struct Launch<'a> {
     /// Each container's health, and the checker of those that have a health check.
     health: Vec<HealthStatus>,
     checkers: Vec<Option<tokio::task::JoinHandle<()>>>,
-    health_tx: tokio::sync::mpsc::UnboundedSender<(usize, HealthStatus)>,
-    health_rx: tokio::sync::mpsc::UnboundedReceiver<(usize, HealthStatus)>,
+    /// Where checkers report; only a task with a health check has one (a channel is a
+    /// kilobyte, and most tasks of a large service have no check).
+    health_reports: Option<HealthReports>,
     /// Set once the task is stopping: why, and which essential container decided it.
     stopping: Option<(StopCode, String, Option<String>)>,
     live: LiveContainers,
@@ -58,7 +59,16 @@ impl<'a> Launch<'a> {
         let slots = prepared.iter().map(|_| Slot::Waiting).collect();
         let health = prepared.iter().map(|_| HealthStatus::Unknown).collect();
         let checkers = prepared.iter().map(|_| None).collect();
-        let (health_tx, health_rx) = tokio::sync::mpsc::unbounded_channel();
+        let checked = request
+            .definition
+            .spec
+            .container_definitions
+            .iter()
+            .any(|d| d.health_check.is_some());
+        let health_reports = checked.then(|| {
+            let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+            HealthReports { sender, receiver }
+        });
         Self {
             live,
             request,
@@ -67,8 +77,7 @@ impl<'a> Launch<'a> {
             slots,
             health,
             checkers,
-            health_tx,
-            health_rx,
+            health_reports,
             stopping: None,
         }
     }
@@ -99,7 +108,7 @@ impl<'a> Launch<'a> {
                         self.on_exit(index, exit, stats);
                     }
                 }
-                Some((index, status)) = self.health_rx.recv() => self.on_health(index, status),
+                Some((index, status)) = next_health(&mut self.health_reports) => self.on_health(index, status),
                 () = tokio::time::sleep_until(deadline), if timeout.is_some() && self.stopping.is_none() => {
                     let seconds = timeout.map_or(0, |t| t.as_secs());
                     self.begin_stopping(
@@ -224,13 +233,15 @@ impl<'a> Launch<'a> {
         tracing::info!(container = %spec.name, digest = %program.digest(), "starting container");
         match program.start(spec.clone()) {
             Ok(handle) => {
-                if let Some(check) = &self.definitions()[index].health_check {
+                if let Some(check) = &self.definitions()[index].health_check
+                    && let Some(reports) = &self.health_reports
+                {
                     let checker = health::watch(
                         index,
                         program.clone(),
                         spec.clone(),
                         HealthProbe::from_definition(check),
-                        self.health_tx.clone(),
+                        reports.sender.clone(),
                     );
                     self.checkers[index] = Some(tokio::spawn(
                         checker.instrument(tracing::debug_span!("health", container = %spec.name)),
@@ -410,5 +421,19 @@ impl<'a> Launch<'a> {
             containers,
             deciding_container,
         }
+    }
+}
+
+/// The checkers' channel of a task with health checks.
+struct HealthReports {
+    sender: tokio::sync::mpsc::UnboundedSender<(usize, HealthStatus)>,
+    receiver: tokio::sync::mpsc::UnboundedReceiver<(usize, HealthStatus)>,
+}
+
+/// The next health report; never, for a task without health checks.
+async fn next_health(reports: &mut Option<HealthReports>) -> Option<(usize, HealthStatus)> {
+    match reports {
+        Some(reports) => reports.receiver.recv().await,
+        None => std::future::pending().await,
     }
 }

@@ -209,7 +209,7 @@ impl Agent {
                         Ok(definition) => {
                             let running = self.runner.start(TaskRequest {
                                 task_id: task.task_id.clone(),
-                                definition: (*definition).clone(),
+                                definition,
                                 overrides: task.overrides.clone(),
                                 image_base_dir: self.image_base_dir.clone(),
                                 tee: Tee::None,

@@ -57,7 +57,8 @@ pub struct TaskRunner {
 #[derive(Debug, Clone)]
 pub struct TaskRequest {
     pub task_id: String,
-    pub definition: TaskDefinition,
+    /// Shared by every task of the revision (a thousand tasks of a service hold one).
+    pub definition: Arc<TaskDefinition>,
     pub overrides: Vec<ContainerOverride>,
     /// Relative image paths are resolved against this directory.
     pub image_base_dir: PathBuf,
@@ -75,6 +76,8 @@ pub type TaskEvents = tokio::sync::mpsc::UnboundedSender<TimedEvent>;
 /// when the controller got to record them).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TimedEvent {
+    /// Travels at nanosecond resolution (serde's `SystemTime`: seconds and nanoseconds since
+    /// the epoch); the record keeps µs (`wasmgateMicros`) beside ECS's milliseconds.
     pub at: SystemTime,
     pub event: TaskEvent,
 }
@@ -428,13 +431,17 @@ impl TaskRunner {
                 task_id: request.task_id.clone(),
             },
         );
-        // Images and specs first, then the network (wired only for container images).
-        let prepared = match self.prepare(&request, &scratch, &logs).await {
-            Ok(mut prepared) => {
-                super::network::attach(&request, self.networks.as_ref(), &mut prepared)
-                    .await
-                    .map(|network| (prepared, network))
-            }
+        // Images and specs first, then the network (wired only for container images). Both
+        // futures are boxed: a registry pull's is kilobytes, and inline it would be part of
+        // every task's state for as long as the task runs (most of an idle task's supervisor).
+        let prepared = match Box::pin(self.prepare(&request, &scratch, &logs)).await {
+            Ok(mut prepared) => Box::pin(super::network::attach(
+                &request,
+                self.networks.as_ref(),
+                &mut prepared,
+            ))
+            .await
+            .map(|network| (prepared, network)),
             Err(failure) => Err(failure),
         };
         let (prepared, network) = match prepared {
@@ -484,7 +491,7 @@ impl TaskRunner {
             },
         );
         if let Some(network) = network {
-            network.release().await;
+            Box::pin(network.release()).await;
         }
         remove_scratch(&scratch);
         tracing::info!(

@@ -914,7 +914,7 @@ impl Hosts {
     }
 
     /// Publishes the desired set of every host whose set changed.
-    fn publish_dirty(&self) {
+    pub fn publish_dirty(&self) {
         let mut assignments = self.assignments();
         let dirty: Vec<String> = assignments.dirty.drain().collect();
         if dirty.is_empty() {

@@ -6,13 +6,14 @@
 //! task that has stopped, and never moves a stopping task back.
 
 use std::collections::{HashMap, HashSet};
+use std::time::SystemTime;
 
 use super::{Control, ControlError};
 use crate::agent::{TaskEvent, TaskOutcome, TimedEvent};
 use crate::protocol::{AgentReport, Heartbeat};
 use crate::records::{
-    ContainerStatus, DesiredStatus, StopCode, TaskRecord, TaskStatus, stop_tasks_of_host,
-    timestamp, update_task,
+    ContainerStatus, DesiredStatus, StopCode, TaskRecord, TaskStatus, micros, seconds,
+    stop_tasks_of_host, timestamp, update_task,
 };
 use crate::store::Expect;
 
@@ -97,7 +98,7 @@ fn record_events(
             if task.is_stopped() || task.host.as_deref() != Some(host_id) {
                 break;
             }
-            apply(task, &timed.event, crate::logs::epoch_seconds(timed.at));
+            apply(task, &timed.event, timed.at);
             changed = true;
         }
         changed
@@ -105,15 +106,18 @@ fn record_events(
     Ok(())
 }
 
-fn apply(task: &mut TaskRecord, event: &TaskEvent, now: f64) {
+fn apply(task: &mut TaskRecord, event: &TaskEvent, at: SystemTime) {
+    let now = seconds(at);
     match event {
         TaskEvent::PullStarted { .. } => {
             task.last_status = TaskStatus::Pending;
             task.pull_started_at = Some(now);
+            task.micros.pull_started_at = Some(micros(at));
         }
         TaskEvent::PullStopped { image_digests, .. } => {
             task.last_status = TaskStatus::Activating;
             task.pull_stopped_at = Some(now);
+            task.micros.pull_stopped_at = Some(micros(at));
             for (name, digest) in image_digests {
                 if let Some(container) = task.container_mut(name) {
                     container.image_digest = Some(digest.clone());
@@ -128,6 +132,7 @@ fn apply(task: &mut TaskRecord, event: &TaskEvent, now: f64) {
                 container.last_status = ContainerStatus::Running;
             }
             task.started_at.get_or_insert(now);
+            task.micros.started_at.get_or_insert(micros(at));
             if !task.last_status.is_winding_down() {
                 task.last_status = TaskStatus::Running;
             }
@@ -157,7 +162,10 @@ fn apply(task: &mut TaskRecord, event: &TaskEvent, now: f64) {
                 }
             }
         }
-        TaskEvent::Stopped { outcome } => record_outcome(task, outcome, now),
+        TaskEvent::Stopped { outcome } => {
+            task.micros.stopped_at = Some(micros(at));
+            record_outcome(task, outcome, now);
+        }
         TaskEvent::HealthChanged {
             container,
             status,
@@ -356,7 +364,10 @@ mod tests {
             (TaskEvent::Stopped { outcome }, "STOPPED"),
         ];
         for (at, (event, status)) in steps.iter().enumerate() {
-            apply(&mut task, event, 100.0 + at as f64);
+            // 250 µs past each second: ECS's members show the millisecond, wasmgate's the µs.
+            let at = SystemTime::UNIX_EPOCH
+                + std::time::Duration::from_micros(100_000_250 + at as u64 * 1_000_000);
+            apply(&mut task, event, at);
             assert_eq!(task.last_status.as_str(), *status, "after {event:?}");
             if *status == "DEPROVISIONING" {
                 // The containers' exits show while the task deprovisions, before STOPPED.
@@ -369,6 +380,9 @@ mod tests {
         assert_eq!(task.stopping_at, Some(103.0));
         assert_eq!(task.execution_stopped_at, Some(105.0));
         assert_eq!(task.stopped_at, Some(106.0));
+        assert_eq!(task.micros.pull_started_at, Some(100_000_250));
+        assert_eq!(task.micros.started_at, Some(102_000_250));
+        assert_eq!(task.micros.stopped_at, Some(106_000_250));
         assert_eq!(task.stop_code, Some(StopCode::EssentialContainerExited));
         assert_eq!(task.containers[0].exit_code, Some(0));
         assert_eq!(task.containers[0].last_status, ContainerStatus::Stopped);

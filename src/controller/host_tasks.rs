@@ -115,7 +115,7 @@ pub fn reconcile_daemon_service(
     cluster: &str,
     service: &Service,
     revision: u64,
-    tasks: &[TaskRecord],
+    tasks: &[std::sync::Arc<TaskRecord>],
     settings: &SchedulerSettings,
 ) -> Result<Option<f64>, ControlError> {
     let now = crate::records::timestamp();
@@ -151,7 +151,7 @@ pub fn reconcile_daemon_service(
             }
         })
         .collect();
-    let views: Vec<HostTask> = tasks.iter().map(host_task).collect();
+    let views: Vec<HostTask> = tasks.iter().map(|t| host_task(t)).collect();
     let plan = plan_service(service, &hosts, &views, now, settings);
     let mut updated = plan.service;
     let mut wake_at = plan.wake_at;

@@ -60,6 +60,10 @@ fn service_task_tags(
     crate::control::launch::task_tags(&json!([]), propagated, if managed { &names } else { &[] })
 }
 
+/// How long the scheduler waits without a pass before the allocator's free memory is
+/// returned ([`crate::memory`]).
+const QUIET_BEFORE_TRIM: Duration = Duration::from_millis(300);
+
 /// Runs the scheduler until `shutdown`.
 pub async fn run_scheduler(
     control: Arc<Control>,
@@ -107,12 +111,21 @@ pub async fn run_scheduler(
             .min(RESYNC_EVERY);
         let deadline = tokio::time::sleep(sleep);
         tokio::pin!(deadline);
+        // Once the passes go quiet (a ramp is over), what they freed goes back to the system.
+        let quiet = tokio::time::sleep(QUIET_BEFORE_TRIM);
+        tokio::pin!(quiet);
+        let mut trim_due = true;
         let asked = loop {
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return,
                 () = control.scheduler_asked() => break true,
                 () = &mut deadline => break false,
+                () = &mut quiet, if trim_due => {
+                    trim_due = false;
+                    let _ = tokio::task::spawn_blocking(crate::memory::return_free_memory).await;
+                    continue;
+                }
                 change = changes.recv() => match change {
                     Ok(change) if change.key.starts_with("tasks/") || change.key.starts_with("services/") || change.key.starts_with("hosts/") => break false,
                     Ok(_) => continue,
@@ -146,7 +159,10 @@ pub fn reconcile_all(
     if services.iter().all(|s| s.status == ServiceStatus::Inactive) {
         return Ok(daemons_wake);
     }
-    let mut by_service: HashMap<(String, String), Vec<TaskRecord>> = HashMap::new();
+    // The index's records shared, not copied: a copy of every task per pass was, while a
+    // thousand tasks ramped up, the server's largest passing use of memory (which malloc then
+    // kept).
+    let mut by_service: HashMap<(String, String), Vec<Arc<TaskRecord>>> = HashMap::new();
     for task in index.tasks() {
         let Some(name) = task.service_name() else {
             continue;
@@ -154,7 +170,7 @@ pub fn reconcile_all(
         by_service
             .entry((task.cluster_arn.clone(), name.to_string()))
             .or_default()
-            .push(TaskRecord::clone(task));
+            .push(task.clone());
     }
     let draining: HashSet<String> = control
         .hosts
@@ -187,7 +203,7 @@ fn reconcile_service(
     control: &Control,
     key: &str,
     cluster: &str,
-    tasks: &[TaskRecord],
+    tasks: &[Arc<TaskRecord>],
     draining: &HashSet<String>,
     settings: &SchedulerSettings,
 ) -> Result<Option<f64>, ControlError> {

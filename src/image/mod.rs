@@ -14,9 +14,10 @@ pub mod reference;
 mod registry;
 pub mod rootfs;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use content::{ContentStore, ImageRecord, StoreError, digest_of, now_secs};
 use media::{Descriptor, ManifestKind};
@@ -118,7 +119,37 @@ pub struct Images {
     default_registry: String,
     downloads: AtomicU64,
     progress: Option<ProgressSink>,
+    /// File images read before, by path, with the file's identity then: a task of an
+    /// unchanged file reuses the bytes and their digest instead of reading and hashing it
+    /// again at every start (a sixth of a cold start for a 64 KB module).
+    files: Mutex<HashMap<PathBuf, (FileStamp, Image)>>,
 }
+
+/// What says a file is unchanged: its inode, size and change times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    changed: (i64, i64),
+}
+
+impl FileStamp {
+    fn of(metadata: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        Self {
+            dev: metadata.dev(),
+            ino: metadata.ino(),
+            len: metadata.len(),
+            modified: metadata.modified().ok(),
+            changed: (metadata.ctime(), metadata.ctime_nsec()),
+        }
+    }
+}
+
+/// The most file images remembered; past it the memory starts again.
+const MAX_REMEMBERED_FILES: usize = 256;
 
 impl Images {
     pub fn open(settings: &ImageSettings) -> Result<Self, ImageError> {
@@ -133,6 +164,7 @@ impl Images {
             default_registry: settings.default_registry.clone(),
             downloads: AtomicU64::new(0),
             progress: None,
+            files: Mutex::default(),
         })
     }
 
@@ -166,7 +198,7 @@ impl Images {
         let span = tracing::info_span!("image", reference);
         let _entered = span.enter();
         match self.parse(reference, base_dir)? {
-            ImageRef::File(path) => read_file(reference, &path),
+            ImageRef::File(path) => self.read_file(reference, &path),
             ImageRef::Layout { dir, tag } => self.load_layout(reference, &dir, tag.as_deref()),
             ImageRef::Registry(image) => self.pull(reference, &image).await,
         }
@@ -431,25 +463,57 @@ impl Images {
     }
 }
 
-fn read_file(given: &str, path: &Path) -> Result<Image, ImageError> {
-    let read_error = |source| ImageError::Read {
-        reference: given.to_string(),
-        path: path.to_path_buf(),
-        source,
-    };
-    let size = std::fs::metadata(path).map_err(read_error)?.len();
-    if size > MAX_WASM_IMAGE_BYTES {
-        return Err(ImageError::TooLarge {
+impl Images {
+    /// A file image: the bytes and digest read before if the file is unchanged since.
+    fn read_file(&self, given: &str, path: &Path) -> Result<Image, ImageError> {
+        let read_error = |source| ImageError::Read {
             reference: given.to_string(),
-            size,
-        });
+            path: path.to_path_buf(),
+            source,
+        };
+        let metadata = std::fs::metadata(path).map_err(read_error)?;
+        let stamp = FileStamp::of(&metadata);
+        let files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((seen, image)) = files.get(path)
+            && *seen == stamp
+        {
+            return Ok(Image {
+                reference: given.to_string(),
+                ..image.clone()
+            });
+        }
+        drop(files);
+        let size = metadata.len();
+        if size > MAX_WASM_IMAGE_BYTES {
+            return Err(ImageError::TooLarge {
+                reference: given.to_string(),
+                size,
+            });
+        }
+        let bytes = std::fs::read(path).map_err(read_error)?;
+        let image = Image {
+            reference: given.to_string(),
+            digest: digest_of(&bytes),
+            content: ImageContent::Wasm(bytes.into()),
+        };
+        // Changed while it was read: not remembered, so the next start reads it again.
+        let unchanged = std::fs::metadata(path).is_ok_and(|m| FileStamp::of(&m) == stamp);
+        if unchanged && image_bytes_len(&image) == size {
+            let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+            if files.len() >= MAX_REMEMBERED_FILES {
+                files.clear();
+            }
+            files.insert(path.to_path_buf(), (stamp, image.clone()));
+        }
+        Ok(image)
     }
-    let bytes = std::fs::read(path).map_err(read_error)?;
-    Ok(Image {
-        reference: given.to_string(),
-        digest: digest_of(&bytes),
-        content: ImageContent::Wasm(bytes.into()),
-    })
+}
+
+fn image_bytes_len(image: &Image) -> u64 {
+    match &image.content {
+        ImageContent::Wasm(bytes) => bytes.len() as u64,
+        ImageContent::Container { .. } => 0,
+    }
 }
 
 /// The blobs (besides the manifest) an image needs.

@@ -18,17 +18,27 @@ use serde::de::DeserializeOwned;
 pub use service::Service;
 pub use task::{
     ContainerRecord, ContainerStatus, DesiredStatus, HealthStatus, LaunchType, StopCode,
-    TaskRecord, TaskStatus,
+    TaskMicros, TaskRecord, TaskStatus,
 };
 
 use crate::store::{Expect, Store, StoreError, Txn};
 
 /// Now, as ECS timestamps go on the wire: epoch seconds (millisecond resolution).
 pub fn timestamp() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+    seconds(std::time::SystemTime::now())
+}
+
+/// `at` as ECS timestamps go on the wire: epoch seconds (millisecond resolution).
+pub fn seconds(at: std::time::SystemTime) -> f64 {
+    at.duration_since(std::time::UNIX_EPOCH)
         .map(|d| (d.as_millis() as f64) / 1000.0)
         .unwrap_or_default()
+}
+
+/// `at` in epoch microseconds, as wasmgate's own timestamps (`wasmgateMicros`) keep it.
+pub fn micros(at: std::time::SystemTime) -> u64 {
+    at.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 /// The store key of a task.

@@ -230,10 +230,43 @@ pub struct TaskRecord {
         skip_serializing_if = "Option::is_none"
     )]
     pub protected_until: Option<f64>,
+    /// Not ECS's: the moments above in epoch microseconds (ECS's members keep the millisecond
+    /// resolution of its shapes; a cold start is well under one).
+    #[serde(
+        rename = "wasmgateMicros",
+        default,
+        skip_serializing_if = "TaskMicros::is_empty"
+    )]
+    pub micros: TaskMicros,
     /// Every other member of ECS's shape, as written (overrides, tags, attachments,
     /// availabilityZone, containerInstanceArn, attributes).
     #[serde(flatten)]
     pub shape: Map<String, Value>,
+}
+
+/// A task's moments in epoch microseconds, as the control plane and the agent saw them
+/// (`wasmgateMicros`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskMicros {
+    /// RunTask (or the scheduler) accepted it: its record was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_started_at: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_stopped_at: Option<u64>,
+    /// Its first container was started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<u64>,
+}
+
+impl TaskMicros {
+    fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// One container of a stored task.

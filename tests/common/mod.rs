@@ -120,7 +120,7 @@ impl Host {
         let definition = TaskDefinition::from_value(document).expect("valid task definition");
         self.runner.start(TaskRequest {
             task_id: new_task_id(),
-            definition,
+            definition: Arc::new(definition),
             overrides: Vec::new(),
             image_base_dir: repo_root().to_path_buf(),
             tee: Tee::None,

@@ -100,7 +100,14 @@ pub struct WasmCapacity {
     /// Programs already prepared in this process, by digest; one preparation per digest even
     /// when several tasks ask at once.
     programs: Mutex<HashMap<String, Arc<OnceCell<Arc<WasmProgram>>>>>,
+    /// The digests of image bytes hashed before, by their allocation: a file image that has
+    /// not changed comes back as the same bytes (`Images` remembers it), and is not hashed
+    /// again at every start.
+    hashed: Mutex<Vec<(Arc<[u8]>, String)>>,
 }
+
+/// The most byte buffers whose digest is remembered.
+const MAX_HASHED: usize = 64;
 
 impl WasmCapacity {
     pub fn new(config: &WasmCapacityConfig) -> Result<Self, CapacityError> {
@@ -130,6 +137,7 @@ impl WasmCapacity {
             core_linker,
             component_linker,
             programs: Mutex::new(HashMap::new()),
+            hashed: Mutex::default(),
         })
     }
 
@@ -211,7 +219,7 @@ impl WasmCapacity {
 impl WasmCapacity {
     /// Makes a Wasm image ready to start (once per image: later calls share the program).
     pub async fn prepare(&self, image: Arc<[u8]>) -> Result<Arc<WasmProgram>, CapacityError> {
-        let digest = format!("sha256:{}", sha256_hex(&image));
+        let digest = self.digest_of(&image);
         let cell = {
             let mut programs = self.programs.lock().unwrap_or_else(|p| p.into_inner());
             programs.entry(digest.clone()).or_default().clone()
@@ -230,6 +238,23 @@ impl WasmCapacity {
             })
             .await?;
         Ok(program.clone())
+    }
+
+    /// `sha256:<hex>` of `image`, remembered by its allocation.
+    fn digest_of(&self, image: &Arc<[u8]>) -> String {
+        let mut hashed = self.hashed.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, digest)) = hashed.iter().find(|(bytes, _)| Arc::ptr_eq(bytes, image)) {
+            return digest.clone();
+        }
+        let digest = format!("sha256:{}", sha256_hex(image));
+        // Bytes nobody else holds any more (a registry image's, read afresh at each start)
+        // would only be kept alive here.
+        hashed.retain(|(bytes, _)| Arc::strong_count(bytes) > 1);
+        if hashed.len() >= MAX_HASHED {
+            hashed.clear();
+        }
+        hashed.push((image.clone(), digest.clone()));
+        digest
     }
 
     /// Starts one container of `program`: a guest thread, or an HTTP worker for a
