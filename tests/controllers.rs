@@ -24,13 +24,27 @@ fn controllers(net: &TestNet, etcd: &Etcd, prefix: &str) -> Vec<Controller> {
         .collect()
 }
 
-/// Agent `i`, knowing every controller in `controllers` (the first one first).
-fn agent(net: &TestNet, i: usize, controllers: &[&Controller]) -> Agent {
-    let mut extra = Vec::new();
-    for controller in &controllers[1..] {
-        extra.extend(["--controller", controller.endpoint.as_str()]);
-    }
-    start_agent(net, i, controllers[0], &extra)
+/// Agents 0 and 1, each knowing every controller in `controllers` (the first one first).
+fn agents(net: &TestNet, controllers: &[Controller]) -> Vec<Agent> {
+    (0..2)
+        .map(|i| {
+            let mut extra = Vec::new();
+            for controller in &controllers[1..] {
+                extra.extend(["--controller", controller.endpoint.as_str()]);
+            }
+            start_agent(net, i, &controllers[0], &extra)
+        })
+        .collect()
+}
+
+/// The words of the line of `out` that starts with `prefix`, after it.
+fn words_after(out: &str, prefix: &str) -> BTreeSet<String> {
+    out.lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
 }
 
 /// The index in `controllers` of the one that leads, as the store says (asked of `ask`),
@@ -70,7 +84,7 @@ fn killing_the_leader_mid_rolling_deployment_keeps_the_service_within_its_bounds
     let net = TestNet::new(2);
     let controllers = controllers(&net, &etcd, "rolling");
     let all: Vec<&Controller> = controllers.iter().collect();
-    let agents: Vec<Agent> = (0..2).map(|i| agent(&net, i, &all)).collect();
+    let agents = agents(&net, &controllers);
     let first = leader(&all, all[0]);
     let other = all[(first + 1) % 3];
     let pid = controllers[first].process.0.id();
@@ -153,13 +167,7 @@ print('ids', ' '.join(sorted(t['taskArn'].rsplit('/', 1)[1] for t in ts)))
         .collect();
     let next = leader(&survivors, survivors[0]);
     assert_ne!(survivors[next].endpoint, controllers[first].endpoint);
-    let ids: BTreeSet<String> = out
-        .lines()
-        .find_map(|l| l.strip_prefix("ids "))
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(str::to_string)
-        .collect();
+    let ids = words_after(&out, "ids ");
     eventually("the agents to run just the service's new tasks", || {
         let running = running_once(&net, &agents);
         if running == ids {
@@ -176,7 +184,7 @@ fn runtask_bursts_from_four_clients_through_a_leader_kill_lose_no_acknowledged_t
     let net = TestNet::new(2);
     let controllers = controllers(&net, &etcd, "bursts");
     let all: Vec<&Controller> = controllers.iter().collect();
-    let agents: Vec<Agent> = (0..2).map(|i| agent(&net, i, &all)).collect();
+    let agents = agents(&net, &controllers);
     let first = leader(&all, all[0]);
     let pid = controllers[first].process.0.id();
     let endpoints: Vec<&str> = all.iter().map(|c| c.endpoint.as_str()).collect();
@@ -257,13 +265,7 @@ print('acked ids', ' '.join(sorted(a.rsplit('/', 1)[1] for a in acked.values()))
     );
     assert!(out.contains("acknowledged 60 distinct 60"), "{out}");
     assert!(out.contains("running in the store 60"), "{out}");
-    let acked: BTreeSet<String> = out
-        .lines()
-        .find_map(|l| l.strip_prefix("acked ids "))
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(str::to_string)
-        .collect();
+    let acked = words_after(&out, "acked ids ");
     assert_eq!(acked.len(), 60);
     eventually("the agents to run each acknowledged task once", || {
         let running = running_once(&net, &agents);
@@ -287,7 +289,7 @@ fn an_etcd_member_lost_and_everything_restarted_keep_the_state_and_run_no_task_t
     let net = TestNet::new(2);
     let controllers = controllers(&net, &etcd, "restart");
     let all: Vec<&Controller> = controllers.iter().collect();
-    let mut agents: Vec<Agent> = (0..2).map(|i| agent(&net, i, &all)).collect();
+    let mut agents = self::agents(&net, &controllers);
     let out = boto3(
         all[0],
         &format!(
@@ -345,7 +347,7 @@ print('before', ' '.join(a for name in ['keep', 'more'] for a in ecs.list_tasks(
     let controllers = self::controllers(&net, &etcd, "restart");
     let all: Vec<&Controller> = controllers.iter().collect();
     drop(agents);
-    let agents: Vec<Agent> = (0..2).map(|i| agent(&net, i, &all)).collect();
+    let agents = self::agents(&net, &controllers);
     assert_eq!(
         agents.iter().map(|a| a.id.clone()).collect::<Vec<_>>(),
         agent_ids,
@@ -385,13 +387,7 @@ print('ids', ' '.join(sorted(ids)))
     );
     // It died with its agent; a task is never started again on its own.
     assert!(out.contains("alone STOPPED TerminationNotice"), "{out}");
-    let ids: BTreeSet<String> = out
-        .lines()
-        .find_map(|l| l.strip_prefix("ids "))
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(str::to_string)
-        .collect();
+    let ids = words_after(&out, "ids ");
     assert_eq!(ids.len(), 5, "{out}");
     eventually("the agents to run each service task once", || {
         let running = running_once(&net, &agents);
