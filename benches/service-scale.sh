@@ -3,7 +3,8 @@
 # (release build), driven by boto3 on the same machine:
 #   - CreateService → steady state (runningCount == N, one deployment): how long;
 #   - the server's memory (RSS) while it holds them, and per task: at steady state, and settled
-#     (2 s later, once the scheduler has gone quiet and returned what the ramp freed);
+#     (SETTLE seconds later, default 2, once the scheduler has gone quiet and returned what the
+#     ramp freed; the RSS is printed each second meanwhile);
 #   - UpdateService desiredCount 0 → every task stopped: how long.
 # Progress is printed every second.
 set -euo pipefail
@@ -24,7 +25,7 @@ trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true; rm -rf "$data"
 for _ in $(seq 100); do grep -q listening "$data/out" && break; sleep 0.1; done
 endpoint=$(sed -n 's/^listening on //p' "$data/out")
 
-"$venv/bin/python" - "$endpoint" "$PWD/guests/target/wasm32-wasip1/release/graceful.wasm" "${TASKS:-1000}" "$server" <<'PY'
+"$venv/bin/python" - "$endpoint" "$PWD/guests/target/wasm32-wasip1/release/graceful.wasm" "${TASKS:-1000}" "$server" "${SETTLE:-2}" <<'PY'
 import sys, time, boto3
 endpoint, image, total, pid = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 ecs = boto3.client('ecs', endpoint_url=endpoint, region_name='us-east-1',
@@ -57,11 +58,15 @@ started = time.time()
 ecs.create_service(serviceName='idle', taskDefinition='idle', desiredCount=total)
 up = wait_until(lambda s: s['runningCount'] == total and len(s['deployments']) == 1, 'scaling up')
 rss, peak = rss_mib()
-time.sleep(2)
+settle = float(sys.argv[5])
+for second in range(1, int(settle) + 1):
+    time.sleep(1)
+    print(f'  settling: RSS {rss_mib()[0]:.0f} MiB ({second} s)', flush=True)
+time.sleep(settle - int(settle))
 settled, _ = rss_mib()
 print(f'{total} tasks: CreateService -> steady state in {up:.2f} s ({total/up:.0f} tasks/s)')
 print(f'server RSS holding them: {rss:.0f} MiB (idle {idle_rss:.0f} MiB, peak {peak:.0f} MiB): '
-      f'{(rss - idle_rss) * 1024 / total:.0f} KiB per task; settled (2 s later) {settled:.0f} MiB: '
+      f'{(rss - idle_rss) * 1024 / total:.0f} KiB per task; settled ({settle:g} s later) {settled:.0f} MiB: '
       f'{(settled - idle_rss) * 1024 / total:.0f} KiB per task')
 ecs.update_service(service='idle', desiredCount=0)
 down = wait_until(lambda s: s['runningCount'] == 0 and s['pendingCount'] == 0, 'scaling down')
