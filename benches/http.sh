@@ -38,7 +38,15 @@ venv=target/test-venv
 component=$PWD/guests/target/wasm32-wasip2/release/http_hello.wasm
 data=$(mktemp -d)
 pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done; rm -rf "$data"; }
+# The servers start_wasmgate starts are recorded in $data/pids: it runs in a subshell (`< <(...)`),
+# where `pids+=` would be lost and the servers left running after the script.
+cleanup() {
+  [ -f "$data/pids" ] && while read -r pid; do pids+=("$pid"); done < "$data/pids"
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+  # Not our children when started in a subshell: wait for them to be gone before removing their data.
+  for pid in "${pids[@]}"; do for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done; done
+  rm -rf "$data"
+}
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -62,7 +70,7 @@ start_wasmgate() { # BINARY NAME EXTRA_SERVICES -> api and gateway ports
   api=$(free_port); gw=$(free_port)
   "$1" --data-dir "$data/$2" server --listen "127.0.0.1:$api" --gateway "127.0.0.1:$gw" \
     >"$data/$2.out" 2>"$data/$2.err" &
-  pids+=($!)
+  echo $! >> "$data/pids"
   sleep 0.5
   "$venv/bin/python" - "http://127.0.0.1:$api" "$component" "$3" <<'PY'
 import sys, boto3
