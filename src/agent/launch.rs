@@ -231,6 +231,9 @@ impl<'a> Launch<'a> {
     ) {
         let (program, spec, _) = &self.prepared[index];
         tracing::info!(container = %spec.name, digest = %program.digest(), "starting container");
+        // When the start began: a Wasm guest's start runs its first poll (instantiation and
+        // its first steps) before it returns.
+        let started_at = std::time::SystemTime::now();
         match program.start(spec.clone()) {
             Ok(handle) => {
                 if let Some(check) = &self.definitions()[index].health_check
@@ -257,8 +260,9 @@ impl<'a> Launch<'a> {
                     .unwrap_or_else(|p| p.into_inner())
                     .push((spec.name.clone(), handle.clone()));
                 self.slots[index] = Slot::Running(handle);
-                emit(
+                emit_at(
                     self.request,
+                    started_at,
                     TaskEvent::ContainerStarted {
                         task_id: self.request.task_id.clone(),
                         container: spec.name.clone(),

@@ -134,12 +134,14 @@ pub enum TaskEvent {
 }
 
 pub(super) fn emit(request: &TaskRequest, event: TaskEvent) {
+    emit_at(request, SystemTime::now(), event);
+}
+
+/// [`emit`] for an event that happened at `at`, earlier than now.
+pub(super) fn emit_at(request: &TaskRequest, at: SystemTime, event: TaskEvent) {
     if let Some(events) = &request.events {
         // A closed channel means nobody listens any more; the task runs on regardless.
-        let _ = events.send(TimedEvent {
-            at: SystemTime::now(),
-            event,
-        });
+        let _ = events.send(TimedEvent { at, event });
     }
 }
 

@@ -999,7 +999,11 @@ impl Hosts {
                     && !lagged
                     && let Some(task_id) = change.key.strip_prefix("tasks/")
                 {
-                    let task = match change.value.as_ref().map(TaskRecord::deserialize) {
+                    let task = match change
+                        .value
+                        .as_ref()
+                        .map(|value| value.parse::<TaskRecord>())
+                    {
                         None => None,
                         Some(Ok(task)) => Some(task),
                         Some(Err(error)) => {

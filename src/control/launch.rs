@@ -14,7 +14,7 @@ use crate::records::{
     ContainerRecord, ContainerStatus, DesiredStatus, HealthStatus, LaunchType, TaskMicros,
     TaskRecord, TaskStatus, micros, seconds, task_key,
 };
-use crate::store::{Expect, StoreError, Txn};
+use crate::store::{Expect, Json, StoreError, Txn};
 use crate::taskdef::TaskDefinition;
 use std::collections::HashMap;
 
@@ -593,8 +593,7 @@ fn record_placed(
     let host = task.host.clone().unwrap_or_default();
     let counter = format!("{PLACEMENT}{host}");
     let key = task_key(task.id());
-    let value =
-        serde_json::to_value(task).map_err(|e| StoreError::Backend(format!("{key}: {e}")))?;
+    let value = Json::of(task).map_err(|e| StoreError::Backend(format!("{key}: {e}")))?;
     let mut txn = Txn {
         conditions: guard.to_vec(),
         ops: Vec::new(),

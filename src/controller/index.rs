@@ -118,7 +118,7 @@ impl TaskIndex {
             None => {
                 self.tasks.remove(&change.key);
             }
-            Some(value) => match serde_json::from_value::<TaskRecord>(value) {
+            Some(value) => match value.parse::<TaskRecord>() {
                 Ok(task) => {
                     self.tasks
                         .insert(change.key, (change.revision, Arc::new(slim(task))));

@@ -21,7 +21,7 @@ pub use task::{
     TaskMicros, TaskRecord, TaskStatus,
 };
 
-use crate::store::{Expect, Store, StoreError, Txn};
+use crate::store::{Expect, Json, Store, StoreError, Txn};
 
 /// Now, as ECS timestamps go on the wire: epoch seconds (millisecond resolution).
 pub fn timestamp() -> f64 {
@@ -93,8 +93,8 @@ pub fn list<T: DeserializeOwned>(store: &dyn Store, prefix: &str) -> Result<Vec<
 
 /// Writes a new record under `key`; fails with a conflict if the key exists.
 pub fn create<T: Serialize>(store: &dyn Store, key: &str, record: &T) -> Result<u64, StoreError> {
-    let value = serde_json::to_value(record).map_err(|e| corrupt(key, e))?;
-    store.put(key, &value, Expect::Absent)
+    let value = Json::of(record).map_err(|e| corrupt(key, e))?;
+    store.commit(&Txn::new().when(key, Expect::Absent).put(key, value))
 }
 
 /// Writes `record` under `key` if the key is still at `revision`.
@@ -104,8 +104,12 @@ pub fn put<T: Serialize>(
     record: &T,
     revision: u64,
 ) -> Result<u64, StoreError> {
-    let value = serde_json::to_value(record).map_err(|e| corrupt(key, e))?;
-    store.put(key, &value, Expect::Revision(revision))
+    let value = Json::of(record).map_err(|e| corrupt(key, e))?;
+    store.commit(
+        &Txn::new()
+            .when(key, Expect::Revision(revision))
+            .put(key, value),
+    )
 }
 
 /// Applies `change` to the record under `key` and writes it if `change` says it changed
@@ -135,7 +139,7 @@ pub fn update_guarded<T: Serialize + DeserializeOwned>(
         if !change(&mut record) {
             return Ok(Some(record));
         }
-        let value = serde_json::to_value(&record).map_err(|e| corrupt(key, e))?;
+        let value = Json::of(&record).map_err(|e| corrupt(key, e))?;
         let txn = Txn {
             conditions: guard.to_vec(),
             ops: Vec::new(),

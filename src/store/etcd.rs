@@ -27,7 +27,9 @@ use etcd_client::{
 use tokio::sync::broadcast;
 use tonic::Code;
 
-use super::{Change, Expect, Feed, LeaseId, Listing, Op, Store, StoreError, Txn, Versioned, Watch};
+use super::{
+    Change, Expect, Feed, Json, LeaseId, Listing, Op, Store, StoreError, Txn, Versioned, Watch,
+};
 
 /// The prefix every key is stored under when the URL names none.
 pub const DEFAULT_PREFIX: &str = "/wasmgate/";
@@ -414,7 +416,7 @@ impl Store for EtcdStore {
             .iter()
             .map(|op| match op {
                 Op::Put { key, value, lease } => {
-                    let text = value.to_string();
+                    let text = value.text();
                     if largest.as_ref().is_none_or(|(_, size)| text.len() > *size) {
                         largest = Some((key.clone(), text.len()));
                     }
@@ -473,7 +475,9 @@ impl Store for EtcdStore {
         let outcome: Vec<(Vec<u8>, Option<Vec<u8>>)> = ops
             .iter()
             .map(|op| match op {
-                Op::Put { key, value, .. } => (self.key(key), Some(value.to_string().into_bytes())),
+                Op::Put { key, value, .. } => {
+                    (self.key(key), Some(value.text().as_bytes().to_vec()))
+                }
                 Op::Delete { key } => (self.key(key), None),
             })
             .collect();
@@ -713,7 +717,10 @@ impl FeedTask {
                     let key = String::from_utf8_lossy(key).into_owned();
                     let value = match event.event_type() {
                         etcd_client::EventType::Delete => None,
-                        etcd_client::EventType::Put => match serde_json::from_slice(kv.value()) {
+                        etcd_client::EventType::Put => match String::from_utf8(kv.value().to_vec())
+                            .map_err(|e| e.to_string())
+                            .and_then(|text| Json::parsed_from(text).map_err(|e| e.to_string()))
+                        {
                             Ok(value) => Some(value),
                             Err(e) => {
                                 tracing::warn!(%key, error = %e, "etcd feed: not JSON; skipped");

@@ -27,6 +27,49 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
+/// A value as it is written and as the change feed carries it: its JSON text, shared.
+///
+/// Why text and not a parsed [`Value`]: a write serializes its record once (not record →
+/// `Value` → text), the feed hands every reader the same allocation instead of a deep copy,
+/// and the feed's backlog holds compact text rather than trees of maps. A reader parses
+/// straight into the type it wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Json(Arc<str>);
+
+impl Json {
+    /// `value` serialized.
+    pub fn of<T: serde::Serialize + ?Sized>(value: &T) -> Result<Self, serde_json::Error> {
+        serde_json::to_string(value).map(|text| Self(text.into()))
+    }
+
+    /// Text read back from a store, checked to be JSON.
+    pub fn parsed_from(text: String) -> Result<Self, serde_json::Error> {
+        serde_json::from_str::<serde::de::IgnoredAny>(&text)?;
+        Ok(Self(text.into()))
+    }
+
+    pub fn text(&self) -> &str {
+        &self.0
+    }
+
+    /// The value read as a `T`.
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(&self.0)
+    }
+}
+
+impl From<Value> for Json {
+    fn from(value: Value) -> Self {
+        Self(value.to_string().into())
+    }
+}
+
+impl From<&Value> for Json {
+    fn from(value: &Value) -> Self {
+        Self(value.to_string().into())
+    }
+}
+
 /// A stored value and the revision at which it was last written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Versioned {
@@ -69,7 +112,7 @@ pub struct LeaseId(pub i64);
 pub enum Op {
     Put {
         key: String,
-        value: Value,
+        value: Json,
         /// The key is deleted with this lease.
         lease: Option<LeaseId>,
     },
@@ -96,19 +139,24 @@ impl Txn {
         self
     }
 
-    pub fn put(mut self, key: impl Into<String>, value: Value) -> Self {
+    pub fn put(mut self, key: impl Into<String>, value: impl Into<Json>) -> Self {
         self.ops.push(Op::Put {
             key: key.into(),
-            value,
+            value: value.into(),
             lease: None,
         });
         self
     }
 
-    pub fn put_with_lease(mut self, key: impl Into<String>, value: Value, lease: LeaseId) -> Self {
+    pub fn put_with_lease(
+        mut self,
+        key: impl Into<String>,
+        value: impl Into<Json>,
+        lease: LeaseId,
+    ) -> Self {
         self.ops.push(Op::Put {
             key: key.into(),
-            value,
+            value: value.into(),
             lease: Some(lease),
         });
         self
@@ -142,7 +190,7 @@ impl IntoIterator for Listing {
 pub struct Change {
     pub key: String,
     /// `None` when the key was deleted.
-    pub value: Option<Value>,
+    pub value: Option<Json>,
     pub revision: u64,
 }
 
@@ -245,7 +293,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Writes `value` under `key` if the key is as `expected`; returns the new revision.
     fn put(&self, key: &str, value: &Value, expected: Expect) -> Result<u64, StoreError> {
-        self.commit(&Txn::new().when(key, expected).put(key, value.clone()))
+        self.commit(&Txn::new().when(key, expected).put(key, value))
     }
 
     /// Deletes `key` if it is as `expected`; deleting a missing key with `Expect::Any` is fine.

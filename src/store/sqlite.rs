@@ -243,12 +243,7 @@ impl Store for SqliteStore {
                            revision = excluded.revision, lease = excluded.lease",
                     )
                     .map_err(backend)?
-                    .execute(params![
-                        key,
-                        value.to_string(),
-                        revision,
-                        lease.map(|l| l.0)
-                    ])
+                    .execute(params![key, value.text(), revision, lease.map(|l| l.0)])
                     .map_err(backend)?;
                     changes.push(Change {
                         key: key.clone(),
