@@ -576,6 +576,7 @@ mod stack_commands;
 const DEFAULT_MODULE_MEMORY_MIB: u32 = 1024;
 
 fn main() -> std::process::ExitCode {
+    wasmgate::memory::limit_arenas();
     let cli = Cli::parse();
     init_tracing(cli.verbose);
     if !matches!(
