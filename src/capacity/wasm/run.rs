@@ -50,7 +50,7 @@ pub(super) fn spawn_guest(
         let HandleParts { stop, exit, stats } = parts;
         let clock = Arc::new(GuestClock::default());
         let outcome = PollTimed {
-            inner: Box::pin(supervise(&engine, &program, &spec, stop, &stats, &clock)),
+            inner: Box::pin(supervise(&engine, &program, spec, stop, &stats, &clock)),
             clock: clock.clone(),
         }
         .await;
@@ -228,7 +228,7 @@ impl Drop for Polling {
 async fn supervise(
     engine: &Engine,
     program: &WasmProgram,
-    spec: &ContainerSpec,
+    spec: ContainerSpec,
     mut stop: watch::Receiver<Option<StopRequest>>,
     stats: &Arc<StatsCell>,
     clock: &Arc<GuestClock>,
@@ -318,48 +318,80 @@ enum Phase {
 async fn run_guest(
     engine: &Engine,
     program: &WasmProgram,
-    spec: &ContainerSpec,
+    spec: ContainerSpec,
     stop: watch::Receiver<bool>,
     stats: Arc<StatsCell>,
     clock: Arc<GuestClock>,
 ) -> ContainerExit {
-    // Not `allow_blocking_current_thread`: with it, a p1 guest's sleep becomes a thread sleep
-    // that no stop request can interrupt.
-    let mut builder = match sandbox::wasi_builder(spec, stop) {
-        Ok(builder) => builder,
-        Err(error) => {
-            return ContainerExit::with_reason(
-                EXIT_CANNOT_START,
-                format!("CannotStartContainerError: {error}"),
-            );
-        }
-    };
-    let limiter = MemoryLimiter::new(spec.memory_limit_bytes, stats.clone());
-    let meter = CpuMeter::new(spec.cpu_budgets.clone(), stats, clock);
-    let (result, denial) = match &program.pre {
-        ProgramPre::Core(pre) => {
-            let mut store = new_store(engine, builder.build_p1(), limiter, meter);
+    let log = spec.log.clone();
+    let (result, denial) = match ready_store(engine, program, spec, stop, stats, clock) {
+        Ok(Ready::Core(mut store, pre)) => {
             let result = run_core(&mut store, pre).await;
             (result, store.data().limiter.denial())
         }
+        Ok(Ready::Component(mut store, pre)) => {
+            let result = run_component(&mut store, pre).await;
+            (result, store.data().limiter.denial())
+        }
+        Err(exit) => return exit,
+    };
+    classify(result, denial, &log)
+}
+
+/// A guest's `Store`, ready to instantiate its program in.
+enum Ready<'a> {
+    Core(
+        Store<GuestState<WasiP1Ctx>>,
+        &'a wasmtime::InstancePre<GuestState<WasiP1Ctx>>,
+    ),
+    Component(
+        Store<GuestState<P2Wasi>>,
+        &'a CommandPre<GuestState<P2Wasi>>,
+    ),
+}
+
+/// Builds the guest's WASI context and `Store` from its spec. Not async on purpose: the spec
+/// and the WASI builder end here, so they are not part of the future a guest holds for its
+/// whole life (1,000 idle guests hold 1,000 of them).
+fn ready_store<'a>(
+    engine: &Engine,
+    program: &'a WasmProgram,
+    spec: ContainerSpec,
+    stop: watch::Receiver<bool>,
+    stats: Arc<StatsCell>,
+    clock: Arc<GuestClock>,
+) -> Result<Ready<'a>, ContainerExit> {
+    // Not `allow_blocking_current_thread`: with it, a p1 guest's sleep becomes a thread sleep
+    // that no stop request can interrupt.
+    let mut builder = sandbox::wasi_builder(&spec, stop).map_err(|error| {
+        ContainerExit::with_reason(
+            EXIT_CANNOT_START,
+            format!("CannotStartContainerError: {error}"),
+        )
+    })?;
+    let limiter = MemoryLimiter::new(spec.memory_limit_bytes, stats.clone());
+    let meter = CpuMeter::new(spec.cpu_budgets, stats, clock);
+    match &program.pre {
+        ProgramPre::Core(pre) => Ok(Ready::Core(
+            new_store(engine, builder.build_p1(), limiter, meter),
+            pre,
+        )),
         ProgramPre::Component(pre) => {
             let wasi = P2Wasi {
                 ctx: builder.build(),
                 table: Default::default(),
             };
-            let mut store = new_store(engine, wasi, limiter, meter);
-            let result = run_component(&mut store, pre).await;
-            (result, store.data().limiter.denial())
+            Ok(Ready::Component(
+                new_store(engine, wasi, limiter, meter),
+                pre,
+            ))
         }
         // Started as workers by the capacity, never run as a process.
-        ProgramPre::Http(_) => {
-            return ContainerExit::with_reason(
-                EXIT_CANNOT_START,
-                "CannotStartContainerError: an HTTP handler is served, not run",
-            );
-        }
-    };
-    classify(result, denial, &spec.log)
+        ProgramPre::Http(_) => Err(ContainerExit::with_reason(
+            EXIT_CANNOT_START,
+            "CannotStartContainerError: an HTTP handler is served, not run",
+        )),
+    }
 }
 
 fn new_store<W: Send + 'static>(
